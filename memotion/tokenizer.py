@@ -1,0 +1,39 @@
+"""CLIP text tokenisation from a ``tokenizers`` JSON file (no torch): the gateway's tokenizer.
+
+Gives the same ids as ``open_clip.tokenize``: <start_of_text> tokens <end_of_text>, truncated to the
+context length with <end_of_text> kept last, padded with ``pad_id``.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+
+class ClipTokenizer:
+    def __init__(self, tokenizer_file: str | Path, context_length: int, pad_id: int = 0) -> None:
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self.context_length = context_length
+        self.pad_id = pad_id
+        self.eot_id = self._tokenizer.token_to_id("<end_of_text>")
+        if self.eot_id is None:
+            raise ValueError(f"{tokenizer_file}: no <end_of_text> token")
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> int64 [len(texts), context_length]."""
+        ids = np.full((len(texts), self.context_length), self.pad_id, dtype=np.int64)
+        # open_clip's basic_clean unescapes HTML entities twice; do the same.
+        cleaned = [html.unescape(html.unescape(text)) for text in texts]
+        for row, encoding in enumerate(self._tokenizer.encode_batch(cleaned)):
+            tokens = encoding.ids
+            if len(tokens) > self.context_length:
+                tokens = tokens[: self.context_length]
+                tokens[-1] = self.eot_id
+            ids[row, : len(tokens)] = tokens
+        return ids

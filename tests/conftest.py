@@ -1,0 +1,48 @@
+"""Shared fixtures: a real model repository (trained for a few steps and exported) and a real
+gateway HTTP server on a loopback port serving it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_fixtures import gateway_url, start_gateway  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A small synthetic Memotion-format data set (train.csv, val.csv, image/...)."""
+    from training.data.synthetic import SyntheticConfig, make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(root, SyntheticConfig(n_train=96, n_val=48, seed=7))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, synthetic_data) -> Path:
+    """A `memotion train` run directory: tiny CLIP models trained for a few steps."""
+    from training.recipe import tiny_recipe, train_recipe
+
+    run_dir = tmp_path_factory.mktemp("tiny-run")
+    train_recipe(synthetic_data, run_dir, tiny_recipe(epochs=2, max_steps=6), progress=False,
+                 log=lambda _: None)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def model_repository(request, tmp_path_factory) -> Path:
+    """An exported model repository.
+
+    ``MEMOTION_TEST_REPOSITORY`` points the suite at an existing export (for example a ViT-B-32
+    one); otherwise the ``tiny_run`` models are exported.
+    """
+    existing = os.environ.get("MEMOTION_TEST_REPOSITORY")
+    if existing:
+        return Path(existing)
+    from training.export import export_run
+
+    run_dir = request.getfixturevalue("tiny_run")
+    return export_run(run_dir, tmp_path_factory.mktemp("exported") / "model_repository")

@@ -1,0 +1,63 @@
+"""Memotion records -> tensors (token ids, pixels, targets), precomputed once per split.
+
+Images go through ``memotion.preprocess``, the same code the gateway runs, so training and serving
+see identical pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from memotion.labels import ALL_TASKS
+from memotion.manifest import Preprocessing
+from memotion.preprocess import image_to_array
+from training.data.memotion_format import MemeRecord
+
+Tokenize = Callable[[Sequence[str]], torch.Tensor]
+
+
+@dataclass
+class MemeTensors:
+    input_ids: torch.Tensor  # [N, L] int64
+    pixel_values: torch.Tensor  # [N, 3, S, S] float32
+    targets: torch.Tensor  # [N, len(ALL_TASKS)] int64, columns in ALL_TASKS order
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def subset(self, index: torch.Tensor) -> "MemeTensors":
+        return MemeTensors(self.input_ids[index], self.pixel_values[index], self.targets[index])
+
+    def target_columns(self) -> dict[str, np.ndarray]:
+        return {t.name: self.targets[:, i].numpy() for i, t in enumerate(ALL_TASKS)}
+
+
+def build_tensors(
+    records: Sequence[MemeRecord], tokenize: Tokenize, preprocessing: Preprocessing,
+    progress: bool = False, desc: str = "preprocess",
+) -> MemeTensors:
+    pixels = np.zeros((len(records), 3, preprocessing.image_size, preprocessing.image_size), np.float32)
+    for row, record in enumerate(tqdm(records, desc=desc, disable=not progress, leave=False)):
+        with Image.open(record.image_path) as image:
+            pixels[row] = image_to_array(image, preprocessing)
+    labels = [record.labels() for record in records]
+    targets = torch.tensor([[lab[t.name] for t in ALL_TASKS] for lab in labels], dtype=torch.int64)
+    return MemeTensors(
+        input_ids=tokenize([record.text for record in records]).to(torch.int64),
+        pixel_values=torch.from_numpy(pixels),
+        targets=targets.reshape(len(records), len(ALL_TASKS)),
+    )
+
+
+def class_counts(tensors: MemeTensors) -> list[list[int]]:
+    """Training-set class frequencies per task (for focal-loss alpha)."""
+    return [
+        torch.bincount(tensors.targets[:, i], minlength=t.num_classes).tolist()
+        for i, t in enumerate(ALL_TASKS)
+    ]

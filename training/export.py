@@ -1,0 +1,139 @@
+"""Export a training run to a model repository: ONNX per model, tokenizer, manifest.json.
+
+Layout (Triton's, so the same directory can be served by Triton later):
+    <repository>/manifest.json
+    <repository>/tokenizer/tokenizer.json
+    <repository>/<model>/<version>/model.onnx
+Every exported model is checked against PyTorch with ONNX Runtime before the manifest is written;
+the manifest is written last, so a failed export never leaves a repository that looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import open_clip
+import torch
+from torch import nn
+
+from memotion.labels import ALL_TASKS, TASK_B_NAMES
+from memotion.manifest import (EnsembleEntry, Manifest, ModelEntry, Preprocessing, TaskEntry,
+                               TokenizerEntry, write_manifest)
+from memotion.tokenizer import ClipTokenizer
+from training.backbone import register_model_configs
+from training.factory import MODEL_INPUTS, load_checkpoint
+from training.recipe import read_summary
+from training.tokenizer_export import write_clip_tokenizer
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+TOKENIZER_FILE = "tokenizer/tokenizer.json"
+SAMPLE_TEXTS = ("when the code finally compiles", "bhai ekdum mast hai yaar", "")
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def sample_inputs(
+    tokenizer: ClipTokenizer, preprocessing: Preprocessing, batch: int = 3
+) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    size = preprocessing.image_size
+    return {
+        "input_ids": tokenizer([SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)] for i in range(batch)]),
+        "pixel_values": rng.standard_normal((batch, 3, size, size)).astype(np.float32),
+    }
+
+
+def export_onnx(model: nn.Module, inputs: dict[str, np.ndarray], path: Path) -> Path:
+    """Export with a dynamic batch axis; input and output names come from the manifest contract."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(inputs)
+    outputs = [t.name for t in ALL_TASKS]
+    args = tuple(torch.from_numpy(inputs[name]) for name in names)
+    # The tracer's warnings (legacy exporter, LSTM batch size, index ops) are about cases the
+    # parity check right after export covers, at two batch sizes in the tests.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(), args, str(path), input_names=names, output_names=outputs,
+            opset_version=OPSET, dynamic_axes={n: {0: "batch"} for n in names + outputs},
+            dynamo=False,
+        )
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def parity_error(model: nn.Module, path: Path, inputs: dict[str, np.ndarray]) -> float:
+    """Largest absolute difference between PyTorch and ONNX Runtime logits on ``inputs``."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run([t.name for t in ALL_TASKS], inputs)
+    with torch.no_grad():
+        expected = model(*(torch.from_numpy(inputs[name]) for name in inputs))
+    return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
+
+
+def export_run(
+    run_dir: Path, repository: Path, version: int = 1, log: Callable[[str], None] = lambda _: None,
+) -> Path:
+    """Export every model of a ``memotion train`` run into ``repository``; returns its path."""
+    register_model_configs()
+    summary = read_summary(run_dir)
+    repository.mkdir(parents=True, exist_ok=True)
+    simple = open_clip.get_tokenizer(summary["clip"], context_length=summary["context_length"])
+    tokenizer_path = write_clip_tokenizer(simple, repository / TOKENIZER_FILE)
+    tokenizer = ClipTokenizer(tokenizer_path, summary["context_length"])
+    preprocessing = Preprocessing.model_validate(summary["preprocessing"])
+    samples = sample_inputs(tokenizer, preprocessing)
+    expected_ids = simple(list(SAMPLE_TEXTS)).numpy()
+    if not np.array_equal(tokenizer(list(SAMPLE_TEXTS)), expected_ids):
+        raise ExportError("exported tokenizer.json disagrees with open_clip's tokenizer")
+
+    entries = []
+    for kind, info in summary["models"].items():
+        model, meta = load_checkpoint(run_dir / info["checkpoint"])
+        relative = f"{kind}/{version}/model.onnx"
+        inputs = {name: samples[name] for name in MODEL_INPUTS[kind]}
+        export_onnx(model, inputs, repository / relative)
+        error = parity_error(model, repository / relative, inputs)
+        if error > PARITY_TOLERANCE:
+            raise ExportError(f"{kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
+        log(f"exported {kind} -> {relative} (ONNX Runtime vs PyTorch max |diff| {error:.1e})")
+        entries.append(ModelEntry(
+            name=kind, kind=kind, version=version, file=relative, inputs=MODEL_INPUTS[kind],
+            outputs=tuple(t.name for t in ALL_TASKS), validation=info["validation"],
+            backbone={"clip": summary["clip"], "pretrained": summary["pretrained"]},
+        ))
+
+    created = dt.datetime.now(dt.timezone.utc)
+    manifest = Manifest(
+        repository_version=f"{created:%Y%m%d-%H%M%S}-v{version}",
+        created_at=created.isoformat(timespec="seconds"),
+        tasks=tuple(TaskEntry(name=t.name, labels=t.labels, codes=t.codes) for t in ALL_TASKS),
+        task_b_names=dict(TASK_B_NAMES),
+        preprocessing=preprocessing,
+        tokenizer=TokenizerEntry(file=TOKENIZER_FILE, context_length=summary["context_length"]),
+        models=tuple(entries),
+        ensemble=EnsembleEntry(members=tuple(summary["ensemble"]["members"])),
+        training={"data": summary["data"], "ensemble_validation": summary["ensemble"]["validation"],
+                  "recipe": summary["recipe"]},
+        notice=notice_for(summary),
+    )
+    write_manifest(manifest, repository)
+    return repository
+
+
+def notice_for(summary: dict) -> str:
+    """What a user must know about these models before trusting them."""
+    if summary["pretrained"] is None:
+        return (f"DEMO MODELS: tiny {summary['clip']} CLIP towers with random (not pretrained) "
+                f"weights, trained on {summary['data']['train']} memes from {summary['data']['dir']}. "
+                "Their answers show the plumbing works; they are not fit for moderation.")
+    return ""

@@ -1,0 +1,51 @@
+"""Loss functions (pure: tensors in, scalar tensor out)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0,
+    alpha: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Focal loss, FL(p_t) = -alpha_t (1 - p_t)^gamma log p_t (Lin et al. 2017, eq. 5), batch mean.
+
+    The memotion3 paper uses it for the Task C heads (Table 3). gamma=0, alpha=None is plain CE.
+    """
+    log_p = F.log_softmax(logits, dim=-1)
+    log_p_t = log_p.gather(1, targets[:, None]).squeeze(1)
+    loss = -((1.0 - log_p_t.exp()) ** gamma) * log_p_t
+    if alpha is not None:
+        loss = loss * alpha.to(loss.dtype)[targets]
+    return loss.mean()
+
+
+def class_balanced_alpha(counts: Sequence[int]) -> torch.Tensor:
+    """Per-class alpha from class frequencies: inverse frequency, normalised to mean 1."""
+    freq = torch.as_tensor(counts, dtype=torch.float32).clamp(min=1.0)
+    inv = 1.0 / freq
+    return inv * (len(inv) / inv.sum())
+
+
+def multitask_loss(
+    logits: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], focal_gamma: float,
+    alphas: Sequence[torch.Tensor | None] | None = None,
+) -> torch.Tensor:
+    """CE for Task A (the first head), focal loss for the Task C heads (paper Table 3); summed."""
+    alphas = alphas if alphas is not None else [None] * len(logits)
+    total = F.cross_entropy(logits[0], targets[0])
+    for head_logits, head_targets, alpha in zip(logits[1:], targets[1:], alphas[1:]):
+        total = total + focal_loss(head_logits, head_targets, focal_gamma, alpha)
+    return total
+
+
+def gradient_blend(losses: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
+    """Blended loss GB = sum_i w_i L_i over the text, image and multi-modal branches (eq. 7)."""
+    missing = set(losses) - set(weights)
+    if missing:
+        raise KeyError(f"no gradient-blending weight for {sorted(missing)}")
+    return sum(weights[name] * loss for name, loss in losses.items())
