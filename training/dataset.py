@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from memotion.progress import progress_bar
 
 from memotion.labels import ALL_TASKS
 from memotion.manifest import Preprocessing
@@ -43,7 +43,7 @@ def build_tensors(
     progress: bool = False, desc: str = "preprocess",
 ) -> MemeTensors:
     pixels = np.zeros((len(records), 3, preprocessing.image_size, preprocessing.image_size), np.float32)
-    for row, record in enumerate(tqdm(records, desc=desc, disable=not progress, leave=False)):
+    for row, record in enumerate(progress_bar(records, desc=desc, disable=not progress, leave=False)):
         with Image.open(record.image_path) as image:
             pixels[row] = image_to_array(image, preprocessing)
     labels = [record.labels() for record in records]

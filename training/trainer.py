@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from memotion.progress import progress_bar
 
 from memotion.labels import ALL_TASKS
 from training.dataset import MemeTensors, class_counts
@@ -89,7 +89,7 @@ def train_model(
     best: tuple[float, int, dict, dict[str, float], dict[str, np.ndarray]] | None = None
     started = time.perf_counter()
     step = 0
-    bar = tqdm(total=total_steps, desc=f"train {kind}", disable=not progress, unit="step")
+    bar = progress_bar(total=total_steps, desc=f"train {kind}", disable=not progress, unit="step")
     for epoch in range(1, config.epochs + 1):
         if step >= total_steps:
             break

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
+from memotion.progress import progress_bar
 
 from memotion.labels import ALL_TASKS
 from training.data.memotion_format import MemeRecord, write_split
@@ -101,7 +101,7 @@ def make_synthetic_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     splits = {"train": config.n_train, "val": config.n_val}
     paths: dict[str, Path] = {}
-    with tqdm(total=sum(splits.values()), disable=not progress, unit="meme") as bar, \
+    with progress_bar(total=sum(splits.values()), disable=not progress, unit="meme") as bar, \
             (out_dir / "latents.jsonl").open("w", encoding="utf-8") as latents:
         for split_code, (split, count) in enumerate(splits.items()):
             image_dir = out_dir / "image" / split
