@@ -27,7 +27,7 @@ from memotion.manifest import (EnsembleEntry, Manifest, ModelEntry, Preprocessin
                                TokenizerEntry, write_manifest)
 from memotion.tokenizer import ClipTokenizer
 from training.backbone import register_model_configs
-from training.factory import MODEL_INPUTS, load_checkpoint
+from training.factory import load_checkpoint, model_inputs
 from training.recipe import read_summary
 from training.tokenizer_export import write_clip_tokenizer
 
@@ -100,14 +100,14 @@ def export_run(
     for kind, info in summary["models"].items():
         model, meta = load_checkpoint(run_dir / info["checkpoint"])
         relative = f"{kind}/{version}/model.onnx"
-        inputs = {name: samples[name] for name in MODEL_INPUTS[kind]}
+        inputs = {name: samples[name] for name in model_inputs(kind)}
         export_onnx(model, inputs, repository / relative)
         error = parity_error(model, repository / relative, inputs)
         if error > PARITY_TOLERANCE:
             raise ExportError(f"{kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
         log(f"exported {kind} -> {relative} (ONNX Runtime vs PyTorch max |diff| {error:.1e})")
         entries.append(ModelEntry(
-            name=kind, kind=kind, version=version, file=relative, inputs=MODEL_INPUTS[kind],
+            name=kind, kind=kind, version=version, file=relative, inputs=model_inputs(kind),
             outputs=tuple(t.name for t in ALL_TASKS), validation=info["validation"],
             backbone={"clip": summary["clip"], "pretrained": summary["pretrained"]},
         ))

@@ -1,11 +1,11 @@
-"""Build, run, save and load the three CLIP classifiers by kind."""
+"""Build, run, save and load classifiers by kind: a registry that new kinds add themselves to."""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -14,13 +14,6 @@ from training.backbone import create_clip
 from training.models import ClipImageClassifier, ClipMultiClassifier, ClipTextClassifier
 from training.models.encoders import ClipImageEncoder, ClipTextEncoder
 from training.models.heads import TaskLogits
-
-MODEL_KINDS = ("clip_text", "clip_image", "clip_multi")
-MODEL_INPUTS: dict[str, tuple[str, ...]] = {
-    "clip_text": ("input_ids",),
-    "clip_image": ("pixel_values",),
-    "clip_multi": ("input_ids", "pixel_values"),
-}
 
 
 @dataclass(frozen=True)
@@ -33,6 +26,40 @@ class ModelConfig:
     attention_blocks: int = 6
     attention_heads: int = 8
     residual: bool = False
+
+
+Builder = Callable[[str, ModelConfig, "str | None"], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What the rest of the system needs to know about one kind of classifier.
+
+    ``inputs``: the ONNX/gateway input names, in ``forward``'s argument order. ``branch``: the key of
+    ``run_branches``' result that is the model's prediction (CLIP-multi also returns the text and
+    image branches it is trained with, for gradient blending). ``build(clip_name, config,
+    pretrained)`` makes a fresh model (``load_checkpoint`` uses it too).
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    branch: str
+    build: Builder
+
+
+MODEL_REGISTRY: dict[str, ModelKind] = {}
+
+
+def register_kind(kind: ModelKind) -> ModelKind:
+    MODEL_REGISTRY[kind.name] = kind
+    return kind
+
+
+def model_kind(name: str) -> ModelKind:
+    try:
+        return MODEL_REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model kind {name!r}; choose from {sorted(MODEL_REGISTRY)}") from None
 
 
 def build_unimodal(kind: str, clip: nn.Module, config: ModelConfig) -> nn.Module:
@@ -55,27 +82,49 @@ def build_multi(
     )
 
 
+def _fresh_unimodal(kind: str) -> Builder:
+    return lambda clip_name, config, pretrained: build_unimodal(kind, create_clip(clip_name, pretrained), config)
+
+
+def _fresh_multi(clip_name: str, config: ModelConfig, pretrained: str | None) -> nn.Module:
+    text = build_unimodal("clip_text", create_clip(clip_name, pretrained), config)
+    image = build_unimodal("clip_image", create_clip(clip_name, pretrained), config)
+    return build_multi(text, image, config)
+
+
+register_kind(ModelKind("clip_text", ("input_ids",), "text", _fresh_unimodal("clip_text")))
+register_kind(ModelKind("clip_image", ("pixel_values",), "image", _fresh_unimodal("clip_image")))
+register_kind(ModelKind("clip_multi", ("input_ids", "pixel_values"), "multi", _fresh_multi))
+
+# The paper's three CLIP models, trained by the default recipe.
+MODEL_KINDS = ("clip_text", "clip_image", "clip_multi")
+
+
+def model_inputs(kind: str) -> tuple[str, ...]:
+    return model_kind(kind).inputs
+
+
 def build_model(kind: str, clip_name: str, config: ModelConfig, pretrained: str | None = None) -> nn.Module:
-    if kind == "clip_multi":
-        text = build_unimodal("clip_text", create_clip(clip_name, pretrained), config)
-        image = build_unimodal("clip_image", create_clip(clip_name, pretrained), config)
-        return build_multi(text, image, config)
-    return build_unimodal(kind, create_clip(clip_name, pretrained), config)
+    return model_kind(kind).build(clip_name, config, pretrained)
 
 
 def run_branches(
     model: nn.Module, kind: str, input_ids: torch.Tensor, pixel_values: torch.Tensor
 ) -> dict[str, TaskLogits]:
-    """Logits of every branch a model has (one for uni-modal models, three for CLIP-multi)."""
-    if kind == "clip_text":
-        return {"text": model(input_ids)}
-    if kind == "clip_image":
-        return {"image": model(pixel_values)}
-    return model.forward_branches(input_ids, pixel_values)
+    """Logits of every branch a model has (one for most kinds, three for CLIP-multi).
+
+    A model with several branches implements ``forward_branches(input_ids, pixel_values)``; any
+    other is called with its ``ModelKind.inputs`` and has the one branch ``ModelKind.branch``.
+    """
+    if hasattr(model, "forward_branches"):
+        return model.forward_branches(input_ids, pixel_values)
+    tensors = {"input_ids": input_ids, "pixel_values": pixel_values}
+    spec = model_kind(kind)
+    return {spec.branch: model(*(tensors[name] for name in spec.inputs))}
 
 
 def prediction_branch(kind: str) -> str:
-    return {"clip_text": "text", "clip_image": "image", "clip_multi": "multi"}[kind]
+    return model_kind(kind).branch
 
 
 def save_checkpoint(

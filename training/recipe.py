@@ -24,7 +24,7 @@ from training.backbone import (TINY_CLIP, clip_context_length, clip_image_size, 
                                normalise_pretrained, register_model_configs)
 from training.data.memotion_format import load_split
 from training.dataset import build_tensors
-from training.factory import MODEL_KINDS, ModelConfig, build_multi, build_unimodal
+from training.factory import MODEL_KINDS, MODEL_REGISTRY, ModelConfig, build_model, build_multi, build_unimodal
 from training.metrics import memotion_scores
 from training.trainer import TrainConfig, TrainResult, train_model
 
@@ -72,9 +72,9 @@ def train_recipe(
     """Train every model in ``config.models`` on ``data_dir/{train,val}.csv``; write ``run_dir``."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    unknown = set(config.models) - set(MODEL_KINDS)
+    unknown = set(config.models) - set(MODEL_REGISTRY)
     if unknown:
-        raise ValueError(f"unknown model kinds {sorted(unknown)}; choose from {MODEL_KINDS}")
+        raise ValueError(f"unknown model kinds {sorted(unknown)}; choose from {sorted(MODEL_REGISTRY)}")
     train_records = load_split(data_dir / "train.csv")
     val_records = load_split(data_dir / "val.csv")
     log(f"data: {len(train_records)} train / {len(val_records)} val memes from {data_dir}")
@@ -104,6 +104,11 @@ def train_recipe(
         results["clip_multi"] = train_model(multi, "clip_multi", train, val, config.train,
                                             run_dir / "clip_multi", config.clip, config.model,
                                             progress, log)
+    for kind in config.models:
+        if kind not in MODEL_KINDS:  # any other registered kind trains from a fresh backbone
+            model = build_model(kind, config.clip, config.model, pretrained)
+            results[kind] = train_model(model, kind, train, val, config.train, run_dir / kind,
+                                        config.clip, config.model, progress, log)
     results = {kind: results[kind] for kind in config.models}
     members = {kind: r.val_probabilities for kind, r in results.items()}
     summary = {

@@ -116,7 +116,7 @@ def train_model(
             losses.append(loss.item())
             step += 1
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
         probabilities = predict_probabilities(model, kind, val)
         scores = memotion_scores(val.target_columns(), argmax_labels(probabilities))
         history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
