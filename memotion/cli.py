@@ -10,7 +10,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from training.oscar.config import OscarConfig
 
 DESCRIPTION = """\
 memotion reads a meme (image + the text printed on it) and says how it feels:
@@ -38,6 +41,13 @@ def _gb_weights(text: str) -> dict[str, float]:
     if set(weights) != {"text", "image", "multi"}:
         raise argparse.ArgumentTypeError("gradient-blending weights need text, image and multi")
     return weights
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--image-size", type=_positive_int, default=256, help="pixels per side")
     synth.add_argument("--dominant", choices=["none", "text", "image"], default="none",
                        help="make one modality carry (almost) all label information")
+    synth.add_argument("--dominant-coverage", type=float, default=1.0,
+                       help="with --dominant: probability that the dominant modality also renders "
+                       "each of the other's factors (below 1 the other modality is still needed)")
+    synth.add_argument("--pretraining-formats", action="store_true",
+                       help="also write the memes as Hateful Memes (hateful_memes/*.jsonl) and MAMI "
+                       "(mami/training.csv) files, label = offensive, for `train --schedule tiny`")
 
     train = commands.add_parser(
         "train", help="train CLIP-text, CLIP-image and CLIP-multi on a Memotion-format data set",
@@ -83,7 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
         "6 attention blocks and gradient blending) on DATA/train.csv, validate on DATA/val.csv, and "
         "write checkpoints, training curves, confusion matrices and summary.json into --out.",
     )
-    train.add_argument("--data", type=Path, required=True, help="folder with train.csv and val.csv")
+    train.add_argument("--data", action="append", required=True,
+                       help="folder with train.csv and val.csv; with --stage pretrain/pretrain-uni "
+                       "a data set as FORMAT:PATH or PATH (memotion, hateful_memes .jsonl, mami "
+                       ".csv/.tsv; repeat for several); with --schedule the data root")
+    train.add_argument("--stage", choices=["memotion", "pretrain", "pretrain-uni"], default="memotion",
+                       help="pretrain: CLIP contrastive pre-training (writes OUT/clip_pre.pt, use it "
+                       "as --pretrained); pretrain-uni: binary hateful/misogynous pre-training of "
+                       "CLIP-text and CLIP-image (use OUT as --init-from); memotion (default)")
+    train.add_argument("--val-data", action="append", default=[],
+                       help="pre-training stages: validation data set (FORMAT:PATH or PATH; repeat)")
+    train.add_argument("--contrastive-loss", choices=["clip", "nt-xent", "nt-logistic"],
+                       help="--stage pretrain: loss (default clip, eq. 1-3)")
+    train.add_argument("--temperature", type=float, help="tau of nt-xent / nt-logistic (default 0.1)")
+    train.add_argument("--init-from", type=Path,
+                       help="memotion stage: a --stage pretrain-uni output folder; its CLIP-text and "
+                       "CLIP-image bodies initialise the uni-modal models")
+    train.add_argument("--schedule",
+                       help="run a staged schedule (pretrainCLIP -> pretrainuni -> Memotion): a name "
+                       "(paper, tiny) or a JSON file; --data is its data root")
     train.add_argument("--out", type=Path, required=True, help="run directory to write")
     train.add_argument("--tiny", action="store_true",
                        help="tiny random-initialised CLIP preset (seconds on a CPU; tests, demo)")
@@ -92,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="open_clip pretrained tag (e.g. openai), a local checkpoint path, or "
                        "'none' for random weights (default: openai)")
     train.add_argument("--models", default="clip_text,clip_image,clip_multi",
-                       help="comma-separated subset of clip_text,clip_image,clip_multi")
+                       help="comma-separated subset of clip_text,clip_image,clip_multi, oscar and "
+                       "the other registered kinds (training/factory.py)")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--lr", type=float)
@@ -102,15 +137,114 @@ def build_parser() -> argparse.ArgumentParser:
                        help="per-class focal alpha from class frequencies")
     train.add_argument("--gb-weights", type=_gb_weights,
                        help="gradient blending weights, e.g. text=0.2,image=0.4,multi=0.4")
+    train.add_argument("--gb", choices=["off", "fixed", "estimated"],
+                       help="gradient blending of CLIP-multi's branch losses: off, the fixed "
+                       "--gb-weights (default) or estimated from each branch's OGR on 10%% of train")
+    train.add_argument("--pmr", action="store_true",
+                       help="prototypical modal rebalance (PCE + PER) for multi-modal models")
+    train.add_argument("--pmr-alpha", type=float, help="PMR alpha (PCE weight, default 1)")
+    train.add_argument("--pmr-mu", type=float, help="PMR mu (entropy regulariser, default 0.01)")
+    train.add_argument("--pmr-momentum", type=float, help="prototype momentum (default 0.2)")
+    train.add_argument("--pmr-epochs", type=int, help="E_r: epochs with the PER term (default 2)")
+    train.add_argument("--pmr-hard-switch", action="store_true",
+                       help="coefficients 1/0 for the slower/faster modality (the official code)")
+    train.add_argument("--task-b", choices=["from_task_c", "direct"],
+                       help="ensemble Task B from the voted Task C label (default) or voted directly")
+    train.add_argument("--no-ensemble-search", action="store_true",
+                       help="every model votes on every head (default: exhaustive search per head "
+                       "on validation)")
+    train.add_argument("--fusion-dim", type=_positive_int,
+                       help="fusion kinds (fusion_*, gmu, pmmo): width of the fusion layers (default 256)")
+    train.add_argument("--task-b-head", action="store_true",
+                       help="fusion kinds also predict Task B directly (multi-label head, BCE)")
     train.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
     train.add_argument("--seed", type=int)
     train.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    oscar = train.add_argument_group(
+        "OSCAR (--models ...,oscar)", "BERT over text, object tags and detected regions. Nothing is "
+        "downloaded: give a local BERT and local detector weights (README: OSCAR). --tiny uses a "
+        "tiny random BERT and detector instead.")
+    oscar.add_argument("--oscar-bert", type=Path, metavar="DIR",
+                       help="local BERT checkpoint folder (config.json, weights, vocab.txt), e.g. "
+                       "bert-base-uncased or an Oscar pre-trained checkpoint")
+    oscar.add_argument("--detector", choices=["fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
+                                              "fasterrcnn_mobilenet_v3_large_fpn",
+                                              "fasterrcnn_mobilenet_v3_large_320_fpn", "tiny"],
+                       help="torchvision Faster R-CNN that finds the regions and tags (default "
+                       "fasterrcnn_resnet50_fpn; --tiny: tiny)")
+    oscar.add_argument("--detector-weights", type=Path, metavar="PATH",
+                       help="the detector's state dict, e.g. torchvision's fasterrcnn_resnet50_fpn_coco-"
+                       "258fb6c6.pth from download.pytorch.org/models/")
+    oscar.add_argument("--detector-categories", type=Path, metavar="FILE",
+                       help="class names, one per line, background first (default: torchvision's 91 "
+                       "COCO names)")
+    oscar.add_argument("--oscar-regions", type=_positive_int, help="regions per image (default 50)")
+    oscar.add_argument("--oscar-max-length", type=_positive_int,
+                       help="BERT tokens of text + tags (default 70)")
+    oscar.add_argument("--oscar-region-cache", type=Path, metavar="DIR",
+                       help="keep the detector's outputs here for later runs (default: in the run)")
+
+    experiment = commands.add_parser(
+        "experiment", help="the Table-4 experiment: GB and PMR on and off, over seeds, on synthetic memes",
+        description="Render synthetic data sets (one with a dominant modality), train CLIP-text, "
+        "CLIP-image and five CLIP-multi variants (gradient blending off / OGR-estimated / fixed, PMR "
+        "on and off) per seed, "
+        "search majority-vote ensembles on validation, score everything on a held-out test split "
+        "and write OUT/table4.md, OUT/table4.json and OUT/rho.png.",
+    )
+    experiment.add_argument("--out", type=Path, required=True, help="output folder")
+    experiment.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 (default 3)")
+    experiment.add_argument("--settings", default="balanced,text-dominant",
+                            help="comma-separated data settings: balanced, text-dominant, text-only")
+    experiment.add_argument("--train", type=_positive_int, help="training memes per setting")
+    experiment.add_argument("--val", type=_positive_int, help="validation memes per setting")
+    experiment.add_argument("--test", type=_positive_int, help="test memes per setting")
+    experiment.add_argument("--epochs", type=_positive_int, help="uni-modal epochs")
+    experiment.add_argument("--multi-epochs", type=_positive_int, help="CLIP-multi epochs")
+    experiment.add_argument("--pmr-hard-switch", action="store_true", help="PMR's hard switch")
+    experiment.add_argument("--task-b", choices=["from_task_c", "direct"], help="ensemble Task B")
+    experiment.add_argument("--quick", action="store_true", help="a few-second smoke version")
+    experiment.add_argument("--threads", type=_positive_int, help="torch CPU threads per process (default 1)")
+    experiment.add_argument("--workers", type=_positive_int, help="processes running seeds side by side")
+
+    tune = commands.add_parser(
+        "tune", help="hyper-parameter search with Ray Tune + ASHA (lr, weight decay, focal gamma)",
+        description="Search AdamW lr, weight decay and the focal-loss gamma for one model on "
+        "DATA/train.csv, scored on DATA/val.csv (mean of Task A and Task C weighted F1, every "
+        "epoch), with ASHA stopping weak trials early, on a local Ray. Defaults: the authors' grid "
+        "(lr 2e-5,1e-5,2e-6; wd 0,1e-3,1e-2; gamma 0,0.5,1,2,5 = 45 trials). Writes "
+        "OUT/tune_results.json, OUT/best_config.json and OUT/tune_trials.png.",
+    )
+    tune.add_argument("--data", type=Path, required=True, help="folder with train.csv and val.csv")
+    tune.add_argument("--out", type=Path, required=True, help="output folder")
+    tune.add_argument("--model", default="clip_text", help="model kind to tune (default clip_text)")
+    tune.add_argument("--tiny", action="store_true", help="tiny random-initialised CLIP preset")
+    tune.add_argument("--clip", help="open_clip model name (default ViT-B-32)")
+    tune.add_argument("--pretrained", help="open_clip tag or checkpoint (e.g. a clip_pre.pt)")
+    tune.add_argument("--init-from", type=Path, help="a --stage pretrain-uni output folder")
+    tune.add_argument("--lr", type=_floats, help="comma-separated values (default 2e-5,1e-5,2e-6)")
+    tune.add_argument("--weight-decay", type=_floats, help="values (default 0,1e-3,1e-2)")
+    tune.add_argument("--focal-gamma", type=_floats, help="values (default 0,0.5,1,2,5)")
+    tune.add_argument("--search", choices=["grid", "random"], default="grid",
+                      help="grid: every combination (x --num-samples); random: --num-samples draws")
+    tune.add_argument("--num-samples", type=_positive_int, default=1)
+    tune.add_argument("--epochs", type=_positive_int, help="ASHA max epochs per trial")
+    tune.add_argument("--grace-period", type=_positive_int, default=1,
+                      help="epochs before ASHA may stop a trial (default 1)")
+    tune.add_argument("--reduction-factor", type=_positive_int, default=2, help="ASHA (default 2)")
+    tune.add_argument("--batch-size", type=_positive_int)
+    tune.add_argument("--max-steps", type=_positive_int, help="stop each trial after this many steps")
+    tune.add_argument("--cpus", type=_positive_int, default=2, help="local Ray CPUs (default 2)")
+    tune.add_argument("--cpus-per-trial", type=_positive_int, default=1,
+                      help="CPUs (and torch threads) per trial (default 1)")
 
     export = commands.add_parser(
         "export", help="export a training run to a model repository (ONNX + manifest)",
         description="Export every model of a `memotion train` run to ONNX (opset 17, dynamic "
         "batch), check each against PyTorch with ONNX Runtime, and write tokenizer and "
-        "manifest.json. The gateway reads only this repository.",
+        "manifest.json. The gateway reads only this repository. It is also a Triton model "
+        "repository: per model config.pbtxt (CPU, python backend) and configs/gpu*.pbtxt "
+        "(onnxruntime_onnx on the GPU).",
     )
     export.add_argument("--run", type=Path, required=True, help="run directory of `memotion train`")
     export.add_argument("--out", type=Path, default=Path("model_repository"),
@@ -127,7 +261,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--backend", choices=["onnxruntime", "triton"],
                        help="inference backend (default: onnxruntime, in-process)")
+    serve.add_argument("--triton-url",
+                       help="with --backend triton: Triton's gRPC host:port (default 127.0.0.1:8001)")
     serve.add_argument("--ocr", choices=["easyocr", "none"], help="OCR engine (default easyocr)")
+
+    triton = commands.add_parser(
+        "triton-serve", help="serve a model repository with a local tritonserver (python backend, CPU)",
+        description="Start tritonserver (from nvidia-pytriton, in .venv-triton: `make .venv-triton`) "
+        "on the repository's models with their default config.pbtxt (python backend running the "
+        "ONNX models on the CPU, dynamic batching), and keep it running until interrupted. Point "
+        "the gateway at it with `memotion serve --backend triton` (MEMOTION_TRITON_URL). On GPU "
+        "nodes use NVIDIA's Triton container with --model-config-name=gpu instead "
+        "(model_repository/README.md).",
+    )
+    triton.add_argument("--repository", type=Path, default=Path("model_repository"),
+                        help="model repository (default: ./model_repository)")
+    triton.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    triton.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
+    triton.add_argument("--http-port", type=int, default=8003,
+                        help="HTTP port (default 8003: 8000 is the gateway's default)")
+    triton.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
+    triton.add_argument("--models", help="comma-separated models to load (default: all in the manifest)")
 
     classify = commands.add_parser(
         "classify", help="classify meme image files and print JSON",
@@ -138,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--text", help="the meme's text (skips OCR)")
     classify.add_argument("--url", help="gateway base URL, e.g. http://127.0.0.1:8000")
     classify.add_argument("--repository", type=Path, help="model repository (in-process mode)")
+
+    from service.score_cli import add_parsers as add_score_parsers
+
+    add_score_parsers(commands)  # score, api-key
     return parser
 
 
@@ -146,6 +304,12 @@ def _train(args: argparse.Namespace) -> int:
 
     from training.recipe import RecipeConfig, tiny_recipe, train_recipe
 
+    if args.schedule:
+        return _train_schedule(args)
+    if args.stage != "memotion":
+        return _pretrain(args)
+    if len(args.data) != 1:
+        raise ValueError("the memotion stage reads one --data folder")
     config = tiny_recipe() if args.tiny else RecipeConfig()
     overrides = {k: v for k, v in {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
@@ -154,6 +318,15 @@ def _train(args: argparse.Namespace) -> int:
     }.items() if v is not None}
     if args.focal_alpha:
         overrides["focal_alpha"] = True
+    if args.gb is not None:
+        overrides["gb_mode"] = args.gb
+    pmr = {k: v for k, v in {"alpha": args.pmr_alpha, "mu": args.pmr_mu, "momentum": args.pmr_momentum,
+                             "per_epochs": args.pmr_epochs}.items() if v is not None}
+    if args.pmr:
+        pmr["enabled"] = True
+    if args.pmr_hard_switch:
+        pmr["hard_switch"] = True
+    overrides["pmr"] = replace(config.train.pmr, **pmr)
     config = replace(
         config,
         clip=args.clip or config.clip,
@@ -161,12 +334,154 @@ def _train(args: argparse.Namespace) -> int:
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
         train=replace(config.train, **overrides),
         threads=args.threads,
+        ensemble_search=not args.no_ensemble_search,
+        task_b=args.task_b or config.task_b,
+        model=replace(config.model, **{k: v for k, v in {
+            "fusion_dim": args.fusion_dim, "task_b_direct": True if args.task_b_head else None,
+        }.items() if v is not None}),
+        init_from=str(args.init_from) if args.init_from else None,
+        oscar=_oscar_options(args, config.oscar),
     )
-    results = train_recipe(args.data, args.out, config)
+    results = train_recipe(Path(args.data[0]), args.out, config)
     for kind, result in results.items():
         print(f"{kind}: best epoch {result.best_epoch}, validation " + json.dumps(
             {k: round(v, 4) for k, v in result.scores.items() if k in ("task_a", "task_b", "task_c")}))
+    from training.recipe import read_summary
+
+    ensemble = read_summary(args.out)["ensemble"]
+    print(f"ensemble ({ensemble['search']}, Task B {ensemble['task_b']}): voters "
+          + json.dumps(ensemble["task_members"]) + ", validation " + json.dumps(
+              {k: round(v, 4) for k, v in ensemble["validation"].items() if k in ("task_a", "task_b", "task_c")}))
     print(f"run written to {args.out}")
+    return 0
+
+
+def _oscar_options(args: argparse.Namespace, base: "OscarConfig") -> "OscarConfig":
+    """The recipe's OSCAR options with the command line's --oscar-* / --detector* applied."""
+    from dataclasses import replace
+
+    from training.oscar.config import DetectorConfig
+
+    detector = base.detector
+    if args.detector is not None and args.detector != detector.arch:
+        detector = DetectorConfig(arch=args.detector)  # that architecture's defaults
+    changes: dict[str, object] = {}
+    if args.detector_weights is not None:
+        changes["weights"] = str(args.detector_weights)
+    if args.detector_categories is not None:
+        names = tuple(line.strip() for line in args.detector_categories.read_text().splitlines() if line.strip())
+        changes.update(categories=names, num_classes=len(names))
+    if args.oscar_regions is not None:
+        changes["regions"] = args.oscar_regions
+    options = {k: v for k, v in {"bert": str(args.oscar_bert) if args.oscar_bert else None,
+                                 "max_length": args.oscar_max_length,
+                                 "region_cache": str(args.oscar_region_cache) if args.oscar_region_cache else None,
+                                 }.items() if v is not None}
+    return replace(base, detector=replace(detector, **changes), **options)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    """`memotion train --stage pretrain|pretrain-uni`."""
+    from dataclasses import replace
+
+    from training.data.pairs import parse_data_ref
+    from training.pretrain import (UNIMODAL_KINDS, BinaryConfig, ContrastiveConfig,
+                                   run_clip_pretraining, run_unimodal_pretraining)
+    from training.recipe import RecipeConfig, tiny_recipe
+
+    recipe = tiny_recipe() if args.tiny else RecipeConfig()
+    clip = args.clip or recipe.clip
+    pretrained = args.pretrained if args.pretrained is not None else recipe.pretrained
+    train_refs = [parse_data_ref(spec) for spec in args.data]
+    val_refs = [parse_data_ref(spec) for spec in args.val_data]
+    overrides = {k: v for k, v in {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "weight_decay": args.weight_decay, "max_steps": args.max_steps, "seed": args.seed,
+    }.items() if v is not None}
+    tiny = {"lr": 1e-3, "batch_size": 16} if args.tiny else {}
+    if args.stage == "pretrain":
+        extra = {k: v for k, v in {"loss": args.contrastive_loss,
+                                   "temperature": args.temperature}.items() if v is not None}
+        config = replace(ContrastiveConfig(), **{**tiny, **overrides, **extra})
+        result = run_clip_pretraining(train_refs, val_refs, args.out, clip, pretrained, config,
+                                      args.threads)
+        print(f"CLIP_pre: {result.checkpoint} (use it as --pretrained)")
+        return 0
+    kinds = [m.strip() for m in args.models.split(",") if m.strip() in UNIMODAL_KINDS]
+    config = replace(BinaryConfig(), **{**tiny, **overrides})
+    results = run_unimodal_pretraining(train_refs, val_refs, args.out, clip, pretrained, recipe.model,
+                                       config, kinds, args.threads)
+    for kind, result in results.items():
+        print(f"{kind}: {result.checkpoint} (epoch {result.best_epoch})")
+    print(f"use --init-from {args.out} for the memotion stage")
+    return 0
+
+
+def _train_schedule(args: argparse.Namespace) -> int:
+    """`memotion train --schedule NAME --data ROOT --out DIR`."""
+    from training.schedule import load_schedule, override_training, run_schedule
+
+    if len(args.data) != 1:
+        raise ValueError("with --schedule, --data is the one data root")
+    schedule = load_schedule(args.schedule)
+    changes = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
+                                 "seed": args.seed}.items() if v is not None}
+    if changes:
+        schedule = override_training(schedule, **changes)
+    report = run_schedule(schedule, Path(args.data[0]), args.out)
+    for stage, info in report["stages"].items():
+        print(f"{stage}: done")
+    print(f"schedule {schedule.name} written to {args.out} (export with --run {args.out / 'memotion'})")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from training.recipe import RecipeConfig, tiny_recipe
+    from training.tune import SearchSpace, TuneSettings, format_table, tune_hyperparameters
+
+    recipe = tiny_recipe() if args.tiny else RecipeConfig()
+    train = {k: v for k, v in {"batch_size": args.batch_size, "max_steps": args.max_steps}.items()
+             if v is not None}
+    recipe = replace(recipe, clip=args.clip or recipe.clip,
+                     pretrained=args.pretrained if args.pretrained is not None else recipe.pretrained,
+                     init_from=str(args.init_from) if args.init_from else None,
+                     train=replace(recipe.train, **train))
+    space = SearchSpace(**{k: v for k, v in {"lr": args.lr, "weight_decay": args.weight_decay,
+                                             "focal_gamma": args.focal_gamma}.items() if v})
+    settings = TuneSettings(model=args.model, space=space, search=args.search,
+                            num_samples=args.num_samples, max_epochs=args.epochs,
+                            grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+                            num_cpus=args.cpus, cpus_per_trial=args.cpus_per_trial, recipe=recipe)
+    summary = tune_hyperparameters(args.data, args.out, settings)
+    print(format_table(summary["trials"]))
+    best = summary["best"]["config"]
+    print(f"best: lr {best['lr']:g}, weight decay {best['weight_decay']:g}, focal gamma "
+          f"{best['focal_gamma']:g} (score {summary['best']['best_score']:.4f}); train with "
+          f"--lr {best['lr']:g} --weight-decay {best['weight_decay']:g} --focal-gamma {best['focal_gamma']:g}")
+    print(f"results in {args.out}")
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from training.experiment import ExperimentConfig, quick_config, run_experiment
+
+    config = quick_config() if args.quick else ExperimentConfig()
+    overrides = {k: v for k, v in {
+        "n_train": args.train, "n_val": args.val, "n_test": args.test, "unimodal_epochs": args.epochs,
+        "multi_epochs": args.multi_epochs, "task_b": args.task_b,
+        "threads": args.threads, "workers": args.workers,
+    }.items() if v is not None}
+    if not args.quick:
+        overrides["seeds"] = tuple(range(args.seeds))
+        overrides["settings"] = tuple(s.strip() for s in args.settings.split(",") if s.strip())
+    if args.pmr_hard_switch:
+        overrides["pmr"] = replace(config.pmr, hard_switch=True)
+    run_experiment(args.out, replace(config, **overrides))
+    print(f"table written to {args.out / 'table4.md'} and {args.out / 'table4.json'}")
     return 0
 
 
@@ -176,9 +491,33 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {
         "model_repository": args.repository, "host": args.host, "port": args.port,
-        "backend": args.backend, "ocr": args.ocr,
+        "backend": args.backend, "ocr": args.ocr, "triton_url": args.triton_url,
     }.items() if v is not None}
     serve(GatewaySettings(**overrides))
+    return 0
+
+
+def _triton_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from service.triton_server import TritonServerProcess
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    server = TritonServerProcess(args.repository, models=models, host=args.host, http_port=args.http_port,
+                                 grpc_port=args.grpc_port, metrics_port=args.metrics_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with server:
+        print(f"tritonserver ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics "
+              f"{server.metrics_url}; models {server.models()} (log {server.log_path})", flush=True)
+        try:
+            while not stop.wait(1.0):
+                if server.exited():
+                    print(f"tritonserver exited:\n{server.log_text()[-4000:]}", file=sys.stderr)
+                    return 1
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -217,11 +556,19 @@ def _run(args: argparse.Namespace) -> int:
 
         paths = make_synthetic_dataset(args.out, SyntheticConfig(
             n_train=args.train, n_val=args.val, seed=args.seed, image_size=args.image_size,
-            dominant=args.dominant), progress=True)
+            dominant=args.dominant, dominant_coverage=args.dominant_coverage), progress=True)
+        if args.pretraining_formats:
+            from training.schedule import write_pretraining_formats
+
+            paths.update(write_pretraining_formats(args.out))
         print("wrote " + ", ".join(str(p) for p in paths.values()))
         return 0
     if args.command == "train":
         return _train(args)
+    if args.command == "tune":
+        return _tune(args)
+    if args.command == "experiment":
+        return _experiment(args)
     if args.command == "export":
         from training.export import export_run
 
@@ -230,8 +577,18 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "serve":
         return _serve(args)
+    if args.command == "triton-serve":
+        return _triton_serve(args)
     if args.command == "classify":
         return _classify(args)
+    if args.command == "score":
+        from service.score_cli import run_score
+
+        return run_score(args)
+    if args.command == "api-key":
+        from service.score_cli import run_api_key
+
+        return run_api_key(args)
     raise AssertionError(args.command)
 
 

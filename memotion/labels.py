@@ -56,6 +56,9 @@ TASK_B_NAMES: dict[str, str] = {
     "offensive": "offensive",
     "motivational": "motivational",
 }
+# A model may also predict Task B directly (multi-label, trained with BCE): one more output with
+# this name, [B, 4] logits in TASK_B_NAMES order (the ONNX output, manifest and probability key).
+TASK_B_OUTPUT = "task_b"
 
 # Label strings seen in the Memotion data sets, folded onto our canonical labels.
 _ALIASES: dict[str, dict[str, str]] = {

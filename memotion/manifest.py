@@ -50,26 +50,123 @@ class TokenizerEntry(_Strict):
     pad_id: int = 0
 
 
+class WordPieceTokenizerEntry(_Strict):
+    """OSCAR's text input: BERT WordPiece over (text, object tags) pairs, a ``tokenizers`` JSON file.
+
+    ``[CLS] text [SEP] tags [SEP]``, token types 0 / 1, truncated longest-first and padded with
+    [PAD] to ``max_length``; gives ``oscar_input_ids``, ``oscar_token_type_ids``,
+    ``oscar_attention_mask`` (int64 [B, max_length]). See ``training/oscar/inputs.py``.
+    """
+
+    type: Literal["bert_wordpiece_pair"] = "bert_wordpiece_pair"
+    file: str
+    max_length: int = Field(gt=4)
+
+
+class RegionDetectorEntry(_Strict):
+    """A detector run before the model (OSCAR): one image -> its regions and object tags.
+
+    ONNX ``file``: input ``image`` float32 [3, H, W], RGB in [0, 1], scaled (bilinear) so the
+    shorter side is ``min_size`` unless the longer would pass ``max_size``, each side then rounded
+    to a multiple of ``size_divisor`` (``training/oscar/inputs.py: detector_image``); outputs
+    ``region_features`` [regions, feature_dim] float32 (detector feature + 6 box-geometry values),
+    ``region_mask`` [regions] int64 (1: a detected box, 0: padding), ``region_labels`` [regions]
+    int64 (indices into ``categories``). The tags are the names of the detected labels in order,
+    ``__background__`` and ``N/A`` left out, joined by spaces.
+    """
+
+    file: str
+    arch: str
+    input: Literal["image"] = "image"
+    outputs: tuple[str, ...] = ("region_features", "region_mask", "region_labels")
+    min_size: int = Field(gt=0)
+    max_size: int = Field(gt=0)
+    size_divisor: int = Field(gt=0)
+    regions: int = Field(gt=0)
+    feature_dim: int = Field(gt=0)
+    categories: tuple[str, ...]
+
+
+ModelInput = Literal["input_ids", "pixel_values", "oscar_input_ids", "oscar_token_type_ids",
+                     "oscar_attention_mask", "region_features", "region_mask"]
+# The inputs a model's own pre-stages make (OSCAR): from ``text_tokenizer`` and from ``detector``.
+WORDPIECE_INPUTS = ("oscar_input_ids", "oscar_token_type_ids", "oscar_attention_mask")
+REGION_INPUTS = ("region_features", "region_mask")
+
+
 class ModelEntry(_Strict):
-    """One exported model. ``inputs`` name the tensors it takes; ``outputs`` are logits per task."""
+    """One exported model. ``inputs`` name the tensors it takes; ``outputs`` are logits per task.
+
+    ``text_tokenizer`` and ``detector``: the stages a model with inputs of its own (OSCAR) needs
+    before it runs; None for the CLIP models (they read ``input_ids`` / ``pixel_values``).
+    """
 
     name: str
-    kind: Literal["clip_text", "clip_image", "clip_multi"]
+    kind: Literal["clip_text", "clip_image", "clip_multi", "oscar", "fusion_concat", "fusion_sum",
+                  "fusion_product", "fusion_max", "fusion_attention", "fusion_gated",
+                  "fusion_bilinear", "fusion_factorised_bilinear", "gmu", "pmmo"]
     version: int = Field(ge=1)
     file: str
-    inputs: tuple[Literal["input_ids", "pixel_values"], ...]
+    inputs: tuple[ModelInput, ...]
     outputs: tuple[str, ...]
     output_kind: Literal["logits"] = "logits"
     validation: dict[str, float] = Field(default_factory=dict)
     backbone: dict[str, str | None] = Field(default_factory=dict)
+    text_tokenizer: WordPieceTokenizerEntry | None = None
+    detector: RegionDetectorEntry | None = None
+    # A model with a direct Task B head (BCE-trained) has one more graph output of this name:
+    # [B, 4] logits (sigmoid) in task_b_names order. With ensemble.task_b "direct" it is that
+    # member's Task B vote; None: the model has none (its vote comes from its Task C head).
+    task_b_output: str | None = None
+
+    @model_validator(mode="after")
+    def _stages_present(self) -> "ModelEntry":
+        if set(self.inputs) & set(WORDPIECE_INPUTS) and self.text_tokenizer is None:
+            raise ValueError(f"model {self.name}: inputs {self.inputs} need a text_tokenizer entry")
+        if set(self.inputs) & set(REGION_INPUTS) and self.detector is None:
+            raise ValueError(f"model {self.name}: inputs {self.inputs} need a detector entry")
+        return self
+
+    def input_dims(self, name: str) -> list[int] | None:
+        """Per-item dims of an input this entry's own stages make (None for the CLIP inputs)."""
+        if name in WORDPIECE_INPUTS and self.text_tokenizer is not None:
+            return [self.text_tokenizer.max_length]
+        if self.detector is not None and name == "region_features":
+            return [self.detector.regions, self.detector.feature_dim]
+        if self.detector is not None and name == "region_mask":
+            return [self.detector.regions]
+        return None
+
+    def files(self) -> list[str]:
+        """Every repository file this model needs (ONNX graph, its stages' files)."""
+        stages = [stage.file for stage in (self.text_tokenizer, self.detector) if stage is not None]
+        return [self.file, *stages]
 
 
 class EnsembleEntry(_Strict):
+    """Majority voting. ``members``: every model the gateway runs. ``task_members``: per head, the
+    models that vote on it (found by the exhaustive search on validation; a head not listed: all
+    members). Task B: ``from_task_c`` (present iff the voted intensity > 0, the paper) or ``direct``
+    (per Task C head in ``task_b_members``, members vote present iff P(intensity > 0) > 1/2; a
+    member with a ``task_b_output`` votes with its direct Task B head's probability instead)."""
+
     members: tuple[str, ...]
     method: Literal["majority_vote"] = "majority_vote"
     # Ties between labels with equally many votes: highest mean member probability, then lowest index.
     tie_break: Literal["mean_probability_then_lowest_index"] = "mean_probability_then_lowest_index"
-    task_b: Literal["from_task_c"] = "from_task_c"
+    task_b: Literal["from_task_c", "direct"] = "from_task_c"
+    task_members: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    task_b_members: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # How the subsets were chosen: "exhaustive" search on validation or "all" members; ties between
+    # equally good subsets went to the fewest members, then the first in model order.
+    selection: str = "all"
+    subset_tie_break: Literal["fewest_members_then_model_order"] = "fewest_members_then_model_order"
+
+    def members_for(self, task: str) -> tuple[str, ...]:
+        return self.task_members.get(task, self.members)
+
+    def task_b_members_for(self, head: str) -> tuple[str, ...]:
+        return self.task_b_members.get(head, self.members_for(head))
 
 
 class Manifest(_Strict):
@@ -94,9 +191,17 @@ class Manifest(_Strict):
         if missing:
             raise ValueError(f"ensemble members not among the models: {missing}")
         task_names = [t.name for t in self.tasks]
+        for group, valid in ((self.ensemble.task_members, task_names),
+                             (self.ensemble.task_b_members, list(self.task_b_names))):
+            for task, voters in group.items():
+                if task not in valid or not voters or set(voters) - set(self.ensemble.members):
+                    raise ValueError(f"ensemble: {task!r} -> {list(voters)} must name a known head "
+                                     f"and a non-empty subset of the members")
         for model in self.models:
             if list(model.outputs) != task_names:
                 raise ValueError(f"model {model.name}: outputs {model.outputs} != tasks {task_names}")
+            if model.task_b_output is not None and model.task_b_output in task_names:
+                raise ValueError(f"model {model.name}: task_b_output {model.task_b_output!r} is a task")
         for head in self.task_b_names:
             if head not in task_names:
                 raise ValueError(f"task_b_names names unknown head {head!r}")
@@ -129,7 +234,7 @@ def load_manifest(repository: str | Path) -> Manifest:
         manifest = Manifest.model_validate(json.loads(path.read_text()))
     except (ValueError, TypeError) as err:
         raise ManifestError(f"{path}: invalid manifest: {err}") from err
-    for relative in [manifest.tokenizer.file, *(m.file for m in manifest.models)]:
+    for relative in [manifest.tokenizer.file, *(f for m in manifest.models for f in m.files())]:
         if not (root / relative).is_file():
             raise ManifestError(f"{path} names {relative}, which is missing from {root}")
     return manifest

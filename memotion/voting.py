@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
+
+from memotion.labels import TASK_B_NAMES, TASK_B_OUTPUT
 
 
 def majority_vote(probabilities: Sequence[np.ndarray]) -> np.ndarray:
@@ -29,3 +31,24 @@ def majority_vote(probabilities: Sequence[np.ndarray]) -> np.ndarray:
 def vote_counts(labels: Sequence[int], num_classes: int) -> np.ndarray:
     """How many members chose each class (for showing per-model votes)."""
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+
+
+def presence_probabilities(intensity_probabilities: np.ndarray) -> np.ndarray:
+    """[B, intensities] -> [B, 2]: P(absent) = P(intensity 0), P(present) = the rest.
+
+    A member's Task B vote when Task B is decided directly (present iff P(present) > 1/2).
+    """
+    absent = np.asarray(intensity_probabilities, dtype=np.float64)[:, 0]
+    return np.stack([absent, 1.0 - absent], axis=-1)
+
+
+def member_presence(member_probabilities: Mapping[str, np.ndarray], head: str) -> np.ndarray:
+    """[B, 2] (absent, present): one member's Task B vote for Task C head ``head``.
+
+    From the member's direct Task B head when it has one (``member_probabilities[TASK_B_OUTPUT]``,
+    [B, 4] sigmoid probabilities in TASK_B_NAMES order), else from its Task C head (P(intensity > 0)).
+    """
+    if TASK_B_OUTPUT in member_probabilities:
+        present = np.asarray(member_probabilities[TASK_B_OUTPUT], dtype=np.float64)[:, list(TASK_B_NAMES).index(head)]
+        return np.stack([1.0 - present, present], axis=-1)
+    return presence_probabilities(member_probabilities[head])

@@ -1,26 +1,31 @@
 """The HTTP gateway: ``create_app(settings)`` builds the FastAPI application.
 
-Routes: ``POST /v1/classify``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+Routes: ``POST /v1/classify``, ``POST /v1/classify/batch`` (service/classify_api.py),
+``GET /healthz``, ``GET /readyz``, ``GET /metrics``, the dashboard at ``/ui`` (service/ui).
 """
 
 import logging
-import threading
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, AsyncIterator
+from typing import Any, AsyncIterator
 
 import anyio
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 
+from service.backends import BackendUnavailable
+from service.access import Gatekeeper
+from service.admission import Admission
 from service.body_limit import BodyLimitMiddleware
-from service.classification import check_text, classify_upload
+from service.classify_api import BATCH_ROUTE, classify_router, current_classifier
 from service.errors import ApiError, GatewayStartupError, install_error_handlers
 from service.logging_config import configure_logging
 from service.metrics import GatewayMetrics
 from service.pipeline import MemeClassifier
 from service.request_context import RequestContextMiddleware
-from service.schemas import ClassifyResponse, ErrorResponse, HealthResponse, ReadyResponse
+from service.schemas import ErrorResponse, HealthResponse, ReadyResponse
 from service.settings import GatewaySettings
+from service.ui import mount_ui
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -31,16 +36,14 @@ def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse} for status in statuses}
 
 
-def _classifier(request: Request) -> MemeClassifier:
-    classifier: MemeClassifier | None = request.app.state.classifier
-    if classifier is None:
-        raise ApiError(503, "not_ready", "the models are not loaded (the gateway is starting or stopping); retry shortly")
-    return classifier
+_classifier = current_classifier
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     metrics = GatewayMetrics()
+    gatekeeper = Gatekeeper(settings)
+    admission = Admission(settings.workers, settings.max_queue, registry=metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +56,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise
         try:
             await anyio.to_thread.run_sync(classifier.warm_up)
+        except BackendUnavailable as err:
+            # A remote backend (Triton) that is down is not fatal: /readyz says 503 until it is up.
+            logger.warning("inference backend not available yet, serving 503 until it is: %s", err)
         except Exception as err:
             classifier.close()
             logger.error("memotion gateway cannot start: a first classification failed: %s", err)
@@ -80,48 +86,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.classifier = None
     install_error_handlers(app)
-    # Added last = outermost: RequestContext (id, log, metrics) wraps the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    # Added last = outermost: RequestContext (id, log, metrics) wraps CORS, which wraps the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes,
+                       per_path={BATCH_ROUTE: settings.max_batch_bytes})
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After"], max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
-
-    @app.post(
-        "/v1/classify",
-        response_model=ClassifyResponse,
-        summary="Classify one meme",
-        responses=_error_responses(400, 413, 415, 422, 500, 503, 504),
-    )
-    async def classify(
-        request: Request,
-        image: Annotated[UploadFile, File(description="The meme image (JPEG, PNG, GIF, WebP, BMP or TIFF).")],
-        text: Annotated[
-            str | None,
-            Form(description=f"The meme's text; if absent or blank it is read from the image by OCR. "
-                             f"At most {settings.max_text_chars} characters."),
-        ] = None,
-    ) -> ClassifyResponse:
-        classifier = _classifier(request)
-        check_text(text, settings.max_text_chars)  # before any decoding work
-        data = await image.read()
-        gave_up = threading.Event()
-
-        def work() -> tuple[ClassifyResponse, dict[str, float]]:
-            return classify_upload(classifier, data, text, max_pixels=settings.max_image_pixels,
-                                   max_text_chars=settings.max_text_chars, cancelled=gave_up.is_set)
-
-        try:
-            with anyio.fail_after(settings.request_timeout_s):
-                # OCR and inference block: they run in a worker thread. On time-out the thread is left
-                # to finish its current stage and then stops (``gave_up``).
-                response, timings = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-        except TimeoutError as err:
-            gave_up.set()
-            raise ApiError(
-                504, "timeout",
-                f"classifying this meme took longer than the {settings.request_timeout_s:g} s allowed; "
-                "retry later, or send the text to skip OCR",
-            ) from err
-        metrics.observe_stages(timings)
-        return response
+    app.include_router(classify_router(settings, metrics, admission, gatekeeper))
+    mount_ui(app)
 
     @app.get("/healthz", response_model=HealthResponse, summary="Liveness: the process is up")
     async def healthz() -> HealthResponse:
@@ -133,8 +109,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     async def readyz(request: Request) -> ReadyResponse:
         classifier = _classifier(request)
-        if not classifier.ready():
-            raise ApiError(503, "backend_not_ready", f"the {classifier.backend.name} inference backend is not ready")
+        if not await anyio.to_thread.run_sync(classifier.ready):
+            problem = getattr(classifier.backend, "problem", "")
+            raise ApiError(503, "backend_not_ready", f"the {classifier.backend.name} inference backend is not "
+                           f"ready" + (f": {problem}" if problem else ""))
         return ReadyResponse(
             model_version=classifier.manifest.repository_version,
             backend=classifier.backend.name,
@@ -143,8 +121,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def prometheus_metrics() -> Response:
-        return Response(metrics.render(), media_type=metrics.content_type)
+    async def prometheus_metrics(request: Request) -> Response:
+        classifier: MemeClassifier | None = request.app.state.classifier
+        extra = ""
+        if classifier is not None:
+            backend = classifier.backend
+            metrics.observe_backend(backend.name, await anyio.to_thread.run_sync(backend.ready))
+            # A remote backend's own metrics (Triton's nv_* families), appended as they are.
+            if hasattr(backend, "metrics_text"):
+                extra = await anyio.to_thread.run_sync(backend.metrics_text)
+        return Response(metrics.render() + extra.encode(), media_type=metrics.content_type)
 
     return app
 
@@ -152,5 +138,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory service.app:app_from_env``: settings from MEMOTION_* variables."""
     settings = GatewaySettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

@@ -42,14 +42,17 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        if max_bytes <= 0:
+    """``max_bytes`` for every path, except those in ``per_path`` (e.g. the batch route)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
+        if max_bytes <= 0 or any(v <= 0 for v in (per_path or {}).values()):
             raise ValueError("max_bytes must be positive")
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = BodyTooLarge(self.max_bytes)
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
+        error = BodyTooLarge(max_bytes)
         response = error_response(error.status, error.code, error.message, scope=scope, headers=error.headers)
         await response(scope, receive, send)
 
@@ -57,9 +60,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.per_path.get(scope.get("path", ""), self.max_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared > max_bytes:
+            await self._reject(scope, receive, send, max_bytes)
             return
 
         received = 0
@@ -69,13 +73,13 @@ class BodyLimitMiddleware:
         async def limited_receive() -> Message:
             nonlocal received, exceeded
             if exceeded:
-                raise BodyTooLarge(self.max_bytes)
+                raise BodyTooLarge(max_bytes)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     exceeded = True
-                    raise BodyTooLarge(self.max_bytes)
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -93,4 +97,4 @@ class BodyLimitMiddleware:
             if not exceeded or response_started:
                 raise
         if exceeded and not response_started:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, max_bytes)

@@ -103,7 +103,9 @@ def _field_path(loc: Sequence[Any]) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc) or "request"
 
 
-def validation_message(errors: Sequence[dict[str, Any]]) -> tuple[str, str]:
+def validation_message(
+    errors: Sequence[dict[str, Any]], hint: str = " (see /docs for the request formats)",
+) -> tuple[str, str]:
     """(code, message) for FastAPI validation errors, naming each offending field."""
     problems = []
     for err in errors:
@@ -113,7 +115,6 @@ def validation_message(errors: Sequence[dict[str, Any]]) -> tuple[str, str]:
         else:
             problems.append(f"field '{field}': {err.get('msg', 'invalid value')}")
     code = "missing_field" if errors and all(e.get("type") == "missing" for e in errors) else "invalid_request"
-    hint = " (send multipart/form-data with an 'image' file and an optional 'text' field)"
     return code, "; ".join(problems) + hint
 
 

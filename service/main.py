@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
 
 from memotion.manifest import ManifestError, load_manifest
 from service.errors import GatewayStartupError
-from service.logging_config import configure_logging
+from service.logging_config import configure_logging, uvicorn_log_config
 from service.settings import GatewaySettings
 
 logger = logging.getLogger("memotion.gateway")
@@ -24,9 +25,16 @@ def preflight(settings: GatewaySettings) -> None:
     except ManifestError as err:
         raise GatewayStartupError(f"unusable model repository: {err}") from err
     if settings.backend == "triton":
-        raise GatewayStartupError(
-            "MEMOTION_BACKEND=triton is not implemented yet; use MEMOTION_BACKEND=onnxruntime (the default)"
-        )
+        try:
+            protocol, _ = settings.triton_endpoint()
+        except ValueError as err:
+            raise GatewayStartupError(str(err)) from err
+        try:
+            importlib.import_module(f"tritonclient.{protocol}")
+        except ImportError as err:
+            raise GatewayStartupError(
+                f"MEMOTION_BACKEND=triton needs tritonclient[{protocol}] "
+                f"(pip install 'memotion[triton]'): {err}") from err
 
 
 def serve(settings: GatewaySettings) -> None:
@@ -36,15 +44,22 @@ def serve(settings: GatewaySettings) -> None:
 
     from service.app import create_app
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         preflight(settings)
     except GatewayStartupError as err:
         print(f"memotion serve: {err}", file=sys.stderr)
         raise SystemExit(EXIT_UNUSABLE_REPOSITORY) from None
+    try:
+        app = create_app(settings)
+    except ValueError as err:  # an unreadable API key file, duplicate key names
+        print(f"memotion serve: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_UNUSABLE_REPOSITORY) from None
+    # SIGTERM: stop accepting, let in-flight requests finish (up to shutdown_grace_s), then unload.
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-        access_log=False, timeout_graceful_shutdown=10,
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s,
+        log_config=uvicorn_log_config(settings.log_level, settings.log_format),
     )
 
 

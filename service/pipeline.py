@@ -16,14 +16,16 @@ from typing import Callable, Iterator, Literal, Sequence
 import numpy as np
 from PIL import Image
 
-from memotion.manifest import Manifest, ManifestError, TaskEntry, load_manifest
+from memotion.manifest import Manifest, ManifestError, ModelEntry, TaskEntry, load_manifest
 from memotion.preprocess import images_to_batch
 from memotion.tokenizer import ClipTokenizer
-from memotion.voting import majority_vote
+from memotion.voting import majority_vote, presence_probabilities
 from service.backends import InferenceBackend, create_backend
 from service.errors import GatewayStartupError
 from service.ocr import OcrEngine, create_ocr
 from service.settings import GatewaySettings
+from service.text.processing import TextProcessor, TextStep, text_config_from_settings
+from service.text.translation import TranslationError
 
 TextSource = Literal["ocr", "request"]
 
@@ -51,6 +53,8 @@ class ClassifyResult:
     task_b: dict[str, bool]  # Task B emotion name -> present
     votes: dict[str, dict[str, str]]  # member -> head -> label it voted for
     timings_ms: dict[str, float] = field(default_factory=dict)
+    language: str | None = None  # of the text, when language identification is on
+    text_steps: list[TextStep] = field(default_factory=list)  # the text path, step by step
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -76,12 +80,27 @@ class StageTimer:
 
 
 class MemeClassifier:
-    def __init__(self, manifest: Manifest, repository_root: Path, backend: InferenceBackend, ocr: OcrEngine) -> None:
+    def __init__(
+        self, manifest: Manifest, repository_root: Path, backend: InferenceBackend, ocr: OcrEngine,
+        text_processor: TextProcessor | None = None,
+    ) -> None:
         self.manifest = manifest
         self.repository_root = Path(repository_root)
         self.backend = backend
         self.ocr = ocr
+        self.text_processor = text_processor
         self.members = manifest.members()
+        # Members with stages of their own before the model (OSCAR: a region detector and a BERT
+        # tokenizer; training/oscar/inputs.py OscarFeeder makes their inputs) are not wired in yet.
+        staged = [m.name for m in self.members if m.detector is not None or m.text_tokenizer is not None]
+        if staged:
+            raise ManifestError(
+                f"ensemble members {staged} need a region detector and a BERT tokenizer run before "
+                "the model (OSCAR), which this gateway does not do yet; serve a repository exported "
+                "from a run trained without them (memotion train --models without oscar)"
+            )
+        # Members that read only the text: what a request without an image is classified with.
+        self.text_only_members = [m for m in self.members if "pixel_values" not in m.inputs]
         # OCR runs one image at a time; waiting here (not inside the engine) lets a request that
         # timed out meanwhile skip its OCR instead of running it for nobody.
         self._ocr_lock = threading.Lock()
@@ -95,9 +114,6 @@ class MemeClassifier:
             )
         self.task_a: TaskEntry = task_a[0]
         self.task_c: tuple[TaskEntry, ...] = tuple(task_c)
-        needed = {name for member in self.members for name in member.inputs}
-        self._needs_text = "input_ids" in needed
-        self._needs_image = "pixel_values" in needed
         tokenizer_path = self.repository_root / manifest.tokenizer.file
         try:
             self.tokenizer = ClipTokenizer(tokenizer_path, manifest.tokenizer.context_length, manifest.tokenizer.pad_id)
@@ -115,10 +131,14 @@ class MemeClassifier:
         backend = create_backend(settings, manifest, root)
         try:
             ocr = create_ocr(settings)
-            return cls(manifest, root, backend, ocr)
+            text_processor = TextProcessor(text_config_from_settings(settings))
+            return cls(manifest, root, backend, ocr, text_processor)
         except ManifestError as err:
             backend.close()
             raise GatewayStartupError(f"unusable model repository: {err}") from err
+        except TranslationError as err:
+            backend.close()
+            raise GatewayStartupError(f"unusable translator: {err}") from err
         except BaseException:
             backend.close()
             raise
@@ -136,6 +156,8 @@ class MemeClassifier:
 
     def close(self) -> None:
         self.backend.close()
+        if self.text_processor is not None:
+            self.text_processor.close()
 
     def classify(
         self, image: Image.Image, text: str | None = None, *, cancelled: Callable[[], bool] | None = None,
@@ -144,15 +166,17 @@ class MemeClassifier:
 
     def classify_batch(
         self,
-        images: Sequence[Image.Image],
+        images: Sequence[Image.Image | None],
         texts: Sequence[str | None] | None = None,
         *,
         cancelled: Callable[[], bool] | None = None,
+        members: Sequence[ModelEntry] | None = None,
     ) -> list[ClassifyResult]:
         """Classify several memes at once. A ``None`` text means: read it from the image (OCR).
 
         ``cancelled`` is polled before OCR and before inference; when it says True the work stops
-        with :class:`ClassificationCancelled`.
+        with :class:`ClassificationCancelled`. ``members``: the ensemble members to run (default:
+        all); an image may be ``None`` when none of them reads pixels (``text_only_members``).
         """
 
         def check() -> None:
@@ -165,13 +189,23 @@ class MemeClassifier:
             raise ValueError(f"{len(images)} images but {len(texts)} texts")
         if not images:
             return []
+        members = list(members) if members is not None else self.members
+        if not members:
+            raise ValueError("no ensemble member to run")
+        needs_image = any("pixel_values" in m.inputs for m in members)
+        needs_text = any("input_ids" in m.inputs for m in members)
+        if needs_image and any(image is None for image in images):
+            raise ValueError("an image is missing, and a member that reads pixels was asked for")
         timer = StageTimer()
         start = time.perf_counter()
 
         resolved: list[str] = []
         sources: list[TextSource] = []
         for image, text in zip(images, texts):
-            if text is None:
+            if text is None and image is None:
+                resolved.append("")
+                sources.append("request")
+            elif text is None:
                 with self._ocr_lock:
                     check()
                     with timer.stage("ocr"):
@@ -181,30 +215,56 @@ class MemeClassifier:
                 resolved.append(text)
                 sources.append("request")
 
+        processed = None
+        if self.text_processor is not None:
+            with timer.stage("text"):
+                processed = self.text_processor.process_many(resolved)
+            resolved = [p.text for p in processed]
+
         tensors: dict[str, np.ndarray] = {}
-        if self._needs_text:
+        if needs_text:
             with timer.stage("tokenize"):
                 tensors["input_ids"] = self.tokenizer(resolved)
-        if self._needs_image:
+        if needs_image:
             with timer.stage("preprocess"):
-                tensors["pixel_values"] = images_to_batch(images, self.manifest.preprocessing)
+                tensors["pixel_values"] = images_to_batch(images, self.manifest.preprocessing)  # type: ignore[arg-type]
 
         check()
         probabilities: dict[str, dict[str, np.ndarray]] = {}  # member -> task -> [B, C]
-        for member in self.members:
+        task_b_heads: dict[str, np.ndarray] = {}  # member -> [B, 4] P(present), direct Task B head
+        for member in members:
             with timer.stage(f"inference.{member.name}"):
                 outputs = self.backend.infer(member, tensors)
             probabilities[member.name] = {task.name: softmax(outputs[task.name]) for task in self.tasks}
-        timer.ms["inference"] = sum(timer.ms[f"inference.{m.name}"] for m in self.members)
+            if member.task_b_output is not None and member.task_b_output in outputs:
+                task_b_heads[member.name] = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(
+                    outputs[member.task_b_output], dtype=np.float64)))  # sigmoid
+        timer.ms["inference"] = sum(timer.ms[f"inference.{m.name}"] for m in members)
 
-        with timer.stage("vote"):
+        def voters(names: Sequence[str]) -> list[str]:  # the chosen voters among the members that ran
+            return [n for n in names if n in probabilities] or list(probabilities)
+
+        def presence(member: str, task: TaskEntry) -> np.ndarray:  # [B, 2] a member's Task B vote
+            if member in task_b_heads:  # its direct Task B head, else P(intensity > 0)
+                p = task_b_heads[member][:, list(self.manifest.task_b_names).index(task.name)]
+                return np.stack([1.0 - p, p], axis=-1)
+            return presence_probabilities(probabilities[member][task.name])
+
+        ensemble = self.manifest.ensemble
+        with timer.stage("vote"):  # each head by its own voters (the ensemble search's choice)
             voted = {
-                task.name: majority_vote([probabilities[m.name][task.name] for m in self.members])
+                task.name: majority_vote([probabilities[m][task.name] for m in voters(ensemble.members_for(task.name))])
                 for task in self.tasks
             }
             mean_scores = {
-                task.name: np.mean([probabilities[m.name][task.name] for m in self.members], axis=0)
+                task.name: np.mean([probabilities[m][task.name] for m in voters(ensemble.members_for(task.name))], axis=0)
                 for task in self.tasks
+            }
+            present = {  # Task B per Task C head: from the voted intensity, or voted directly
+                task.name: voted[task.name] > 0 if ensemble.task_b != "direct" else majority_vote([
+                    presence(m, task) for m in voters(ensemble.task_b_members_for(task.name))
+                ]) == 1
+                for task in self.task_c
             }
         timer.ms["total"] = (time.perf_counter() - start) * 1000.0
 
@@ -214,14 +274,16 @@ class MemeClassifier:
                 task.name: self._prediction(task, int(voted[task.name][row]), mean_scores[task.name][row])
                 for task in self.tasks
             }
-            task_b = {
-                self.manifest.task_b_names[task.name]: predictions[task.name].index > 0 for task in self.task_c
-            }
+            task_b = {self.manifest.task_b_names[task.name]: bool(present[task.name][row]) for task in self.task_c}
             votes = {
                 m.name: {task.name: task.labels[int(np.argmax(probabilities[m.name][task.name][row]))] for task in self.tasks}
-                for m in self.members
+                for m in members
             }
-            results.append(ClassifyResult(resolved[row], sources[row], predictions, task_b, votes, dict(timer.ms)))
+            results.append(ClassifyResult(
+                resolved[row], sources[row], predictions, task_b, votes, dict(timer.ms),
+                language=processed[row].language if processed is not None else None,
+                text_steps=processed[row].steps if processed is not None else [],
+            ))
         return results
 
     @staticmethod

@@ -14,6 +14,8 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import ERROR_CODE_SCOPE_KEY, REQUEST_ID_SCOPE_KEY
+
+CLIENT_SCOPE_KEY = "memotion.client"  # the API key's name, set by service.access
 from service.metrics import GatewayMetrics
 
 access_logger = logging.getLogger("memotion.gateway.access")
@@ -84,8 +86,12 @@ class RequestContextMiddleware:
                 code = code or "unknown"
                 self.metrics.observe_error(code)
             path = str(scope.get("path", "-"))[:200].encode("unicode_escape").decode("ascii")
+            client = scope.get(CLIENT_SCOPE_KEY, "-")
             access_logger.info(
                 "%s %s %s %d %.1fms in=%dB%s",
                 request_id, method, path, status, seconds * 1000.0, received,
                 f" error={code}" if status >= 400 else "",
+                extra={"event": "request", "request_id": request_id, "method": method, "path": path,
+                       "route": route, "status": status, "duration_ms": round(seconds * 1000.0, 2),
+                       "bytes_in": received, "client": client, "error": code if status >= 400 else None},
             )

@@ -5,11 +5,14 @@ Label names and head names are keys taken from the manifest at run time; nothing
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.pipeline import ClassifyResult, TaskPrediction
+from service.thresholds import decide_task_b, presence_probability
+
+API_VERSION = "1"
 
 
 class LabelPrediction(BaseModel):
@@ -29,6 +32,20 @@ class TextUsed(BaseModel):
     source: Literal["ocr", "request"] = Field(description="'request' if the client sent it, else 'ocr'.")
 
 
+class TextStepBody(BaseModel):
+    step: str = Field(description="input, clean, language, transliterate, translate.en-hi or translate.hi-en",
+                      examples=["clean"])
+    text: str = Field(description="The text after this step.")
+    detail: dict[str, Any] = Field(default_factory=dict,
+                                   description="What the step found or removed (language scores, URLs, errors).")
+
+
+class Explanation(BaseModel):
+    text_steps: list[TextStepBody] = Field(description="The text path, in order; the last text is what the models read.")
+    text_config: dict[str, Any] = Field(description="Which text steps are on and which translator is used.")
+    members: list[str] = Field(description="The ensemble members that ran (text-only requests: those that read only text).")
+
+
 class ClassifyResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -43,6 +60,11 @@ class ClassifyResponse(BaseModel):
                 "timings_ms": {"decode": 2.1, "ocr": 900.0, "tokenize": 0.2, "preprocess": 3.0,
                                "inference.clip_text": 4.0, "inference": 4.0, "vote": 0.1, "total": 910.0},
                 "notice": "",
+                "api_version": "1",
+                "request_id": "3f2a9c0d5e6b4a1f8c7d2e1b0a9f8e7d",
+                "language": "en",
+                "task_b_scores": {"humorous": 0.8, "sarcastic": 0.4, "offensive": 0.1, "motivational": 0.05},
+                "thresholds": {},
             }
         }
     )
@@ -62,6 +84,17 @@ class ClassifyResponse(BaseModel):
         ),
     )
     notice: str = Field(description="The model repository's notice (for example about its training data).")
+    api_version: str = Field(default=API_VERSION, description="Version of this response format.")
+    request_id: str | None = Field(default=None, description="The request's id (also in the X-Request-ID header).")
+    language: str | None = Field(
+        default=None, description="Language of the text: en, hi (Devanagari), hi-Latn (romanised Hindi / "
+        "Hindi-English mix), other, unknown. Absent when language identification is off.")
+    task_b_scores: dict[str, float] = Field(
+        default_factory=dict, description="P(emotion present) = 1 - P(lowest Task C intensity), per emotion.")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Task B thresholds applied (emotion present iff its score >= threshold); "
+        "emotions not listed use the voted intensity.")
+    explain: Explanation | None = Field(default=None, description="Only with ?explain=true: the text path step by step.")
 
 
 class ErrorDetail(BaseModel):
@@ -96,14 +129,36 @@ def _intensity(prediction: TaskPrediction) -> IntensityPrediction:
 
 def classify_response(
     result: ClassifyResult, *, model_version: str, task_a: str, task_c: list[str], notice: str,
+    task_b_names: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
+    request_id: str | None = None, explain: dict[str, Any] | None = None,
 ) -> ClassifyResponse:
+    """The response body. ``task_b_names`` (head -> emotion) enables ``task_b_scores`` and
+    ``thresholds``; ``explain`` (text_config, members) adds the text steps."""
+    task_b = dict(result.task_b)
+    scores: dict[str, float] = {}
+    if task_b_names:
+        for head in task_c:
+            head_scores = result.tasks[head].scores
+            scores[task_b_names[head]] = presence_probability(head_scores, next(iter(head_scores)))
+        task_b = decide_task_b(task_b, scores, thresholds or {})
+    explanation = None
+    if explain is not None:
+        explanation = Explanation(
+            text_steps=[TextStepBody(step=s.step, text=s.text, detail=s.detail) for s in result.text_steps],
+            text_config=explain.get("text_config", {}), members=list(explain.get("members", result.votes)),
+        )
     return ClassifyResponse(
         model_version=model_version,
         task_a=_label(result.tasks[task_a]),
-        task_b=result.task_b,
+        task_b=task_b,
         task_c={name: _intensity(result.tasks[name]) for name in task_c},
         text=TextUsed(value=result.text, source=result.text_source),
         votes=result.votes,
         timings_ms=dict(result.timings_ms),
         notice=notice,
+        request_id=request_id,
+        language=result.language,
+        task_b_scores=scores,
+        thresholds=dict(thresholds or {}),
+        explain=explanation,
     )

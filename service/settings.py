@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.auth import ApiKeyEntry
+
 MIB = 1024 * 1024
 
 
@@ -31,4 +33,57 @@ class GatewaySettings(BaseSettings):
     ocr_model_dir: Path | None = None
     request_timeout_s: float = Field(default=30.0, gt=0)
     ort_intra_op_threads: int = Field(default=0, ge=0)
+    # MEMOTION_BACKEND=triton: where Triton is and how to talk to it.
+    # host:port of Triton's gRPC endpoint (or HTTP, with triton_protocol=http); a grpc:// or http://
+    # scheme in the URL picks the protocol itself.
+    triton_url: str = "127.0.0.1:8001"
+    triton_protocol: Literal["grpc", "http"] = "grpc"
+    triton_metrics_url: str = ""  # "" -> http://<triton host>:8002/metrics; "none" -> not scraped
+    triton_timeout_s: float = Field(default=30.0, gt=0)  # per inference call
+
+    def triton_endpoint(self) -> tuple[Literal["grpc", "http"], str]:
+        """(protocol, host:port) from triton_url and triton_protocol."""
+        scheme, _, address = self.triton_url.strip().rpartition("://")
+        if scheme in ("grpc", "http"):
+            return scheme, address.rstrip("/")  # type: ignore[return-value]
+        if scheme:
+            raise ValueError(f"MEMOTION_TRITON_URL={self.triton_url!r}: use host:port, grpc://host:port "
+                             "or http://host:port")
+        return self.triton_protocol, address.rstrip("/")
+
+    def resolved_triton_metrics_url(self) -> str | None:
+        if self.triton_metrics_url.strip().lower() == "none":
+            return None
+        if self.triton_metrics_url:
+            return self.triton_metrics_url
+        host = self.triton_endpoint()[1].rsplit(":", 1)[0]
+        return f"http://{host}:8002/metrics"
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["json", "text"] = "json"  # json: one object per line (no request bodies)
+    # Text path (service/text): OCR text cleaning, language id, transliteration, back-translation.
+    text_clean: bool = True
+    language_id: bool = True
+    transliterate: bool = True  # romanised Hindi -> Devanagari before translating
+    translator: Literal["none", "online", "ctranslate2"] = "none"
+    translator_model_dir: Path | None = None  # ctranslate2: folder with en-hi/ and hi-en/
+    translator_provider: str = "google"  # online: a provider of the translators package
+    translator_timeout_s: float = Field(default=10.0, gt=0)
+    translator_threads: int = Field(default=1, ge=1)
+    text_watermarks: list[str] = Field(default_factory=list)  # extra regexes removed from OCR text
+    # Task B thresholds by emotion (or head) name, JSON: {"offensive": 0.3}; requests may override.
+    task_thresholds: dict[str, float] = Field(default_factory=dict)
+    # Batch endpoint.
+    max_batch_items: int = Field(default=32, ge=1)
+    max_batch_bytes: int = Field(default=64 * MIB, gt=0)
+    batch_timeout_s: float = Field(default=120.0, gt=0)
+    # Access: API keys (JSON list of {name, sha256[, rate_per_minute, burst]}) and/or a file of them;
+    # none configured = open gateway. Limits per key in memes per minute.
+    api_keys: list[ApiKeyEntry] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    rate_limit_per_minute: float = Field(default=600.0, gt=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)  # JSON list, e.g. ["https://dash.example"]
+    # Admission: classifications at once (worker threads) and how many may wait; 503 beyond.
+    workers: int = Field(default=2, ge=1)
+    max_queue: int = Field(default=32, ge=0)
+    shutdown_grace_s: float = Field(default=60.0, gt=0)  # in-flight requests may finish this long

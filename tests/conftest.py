@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_fixtures import gateway_url, start_gateway  # noqa: F401  (fixtures)
+from tests.translation_fixtures import translation_model_dir  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,21 @@ def synthetic_data(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic_dataset(root, SyntheticConfig(n_train=96, n_val=48, seed=7))
+    return root
+
+
+@pytest.fixture(scope="session")
+def pretraining_data(tmp_path_factory, synthetic_data) -> Path:
+    """A copy of ``synthetic_data`` with its memes also in the Hateful Memes and MAMI formats
+    (hateful_memes/{train,dev}.jsonl, mami/training.csv; label = offensive): the tiny schedule's
+    data root."""
+    import shutil
+
+    from training.schedule import write_pretraining_formats
+
+    root = tmp_path_factory.mktemp("pretraining") / "data"
+    shutil.copytree(synthetic_data, root)
+    write_pretraining_formats(root)
     return root
 
 

@@ -36,7 +36,11 @@ def test_training_run_writes_checkpoints_curves_and_summary(tiny_run):
 def test_manifest_describes_the_repository(model_repository, tiny_run):
     manifest = load_manifest(model_repository)
     assert [t.name for t in manifest.tasks] == [t.name for t in ALL_TASKS]
-    assert manifest.ensemble.members == ("clip_text", "clip_image", "clip_multi")
+    # The ensemble search's voters per head (members: every model that votes on something).
+    searched = read_summary(tiny_run)["ensemble"]
+    assert manifest.ensemble.members == tuple(searched["members"])
+    assert set(manifest.ensemble.members) <= {"clip_text", "clip_image", "clip_multi"}
+    assert {t: list(m) for t, m in manifest.ensemble.task_members.items()} == searched["task_members"]
     assert manifest.tokenizer.context_length == read_summary(tiny_run)["context_length"]
     assert "DEMO MODELS" in manifest.notice
     for entry in manifest.models:

@@ -87,17 +87,19 @@ def assert_classify_shape(body: dict[str, Any], manifest: dict[str, Any]) -> Non
         assert set(member_votes) == set(tasks)
         for head, label in member_votes.items():
             assert label in tasks[head]["labels"]
-    # With majority voting, the ensemble's label got at least as many votes as any other label.
+    # With majority voting, the ensemble's label got at least as many votes as any other label among
+    # the head's voters (the ensemble search may pick a subset of the members per head).
+    voters = manifest["ensemble"].get("task_members", {})
     for head in tasks:
         voted = body["task_a"]["label"] if head == task_a_name else body["task_c"][head]["label"]
-        counts = [v[head] for v in body["votes"].values()]
+        counts = [body["votes"][m][head] for m in voters.get(head, members)]
         assert counts.count(voted) == max(counts.count(label) for label in counts)
     timings = body["timings_ms"]
     inputs = {name for model in manifest["models"] if model["name"] in members for name in model["inputs"]}
     expected = {"decode", "inference", "vote", "total", *(f"inference.{m}" for m in members)}
     expected |= {"tokenize"} if "input_ids" in inputs else set()
     expected |= {"preprocess"} if "pixel_values" in inputs else set()
-    assert expected <= set(timings) <= expected | {"ocr"}
+    assert expected <= set(timings) <= expected | {"ocr", "text"}  # text: cleaning, language id (service/text)
     assert all(isinstance(v, float) and v >= 0 for v in timings.values())
     assert timings["inference"] == pytest.approx(sum(timings[f"inference.{m}"] for m in members))
     assert timings["total"] >= max(v for k, v in timings.items() if k != "total")
@@ -211,7 +213,11 @@ def test_image_sent_as_plain_field(client: httpx.Client) -> None:
 
 
 def test_not_multipart(client: httpx.Client) -> None:
-    assert_error(client.post("/v1/classify", json={"image": "abc"}), 422, "missing_field")
+    # JSON is accepted too (base64 image and/or text): "abc" decodes to bytes that are no image.
+    assert_error(client.post("/v1/classify", json={"image": "abc"}), 415, "unsupported_image")
+    assert_error(client.post("/v1/classify", json={"picture": "abc"}), 422, "invalid_request")
+    assert_error(client.post("/v1/classify", content=b"abc", headers={"content-type": "text/plain"}),
+                 415, "unsupported_media_type")
 
 
 def test_broken_multipart(client: httpx.Client) -> None:

@@ -295,11 +295,14 @@ def test_unusable_repository_fails_startup(tmp_path: Path) -> None:
             pass
 
 
-def test_triton_backend_is_not_implemented_yet(model_repository: Path) -> None:
-    app = create_app(_settings(model_repository, backend="triton"))
-    with pytest.raises(GatewayStartupError, match="triton is not implemented yet"):
-        with TestClient(app):
-            pass
+def test_triton_backend_without_a_triton_starts_but_is_not_ready(model_repository: Path) -> None:
+    # Nothing listens on port 9 (discard): the gateway runs, answers 503, and says why.
+    # (A real tritonserver: tests/test_triton_server.py.)
+    app = create_app(_settings(model_repository, backend="triton", triton_url="127.0.0.1:9"))
+    with TestClient(app) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "127.0.0.1:9 is not reachable" in ready.json()["error"]["message"]
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

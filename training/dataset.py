@@ -6,7 +6,7 @@ see identical pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,12 +27,23 @@ class MemeTensors:
     input_ids: torch.Tensor  # [N, L] int64
     pixel_values: torch.Tensor  # [N, 3, S, S] float32
     targets: torch.Tensor  # [N, len(ALL_TASKS)] int64, columns in ALL_TASKS order
+    # Inputs of kinds that need more than the CLIP tensors, by input name, one row per meme
+    # (OSCAR: BERT ids of text + tags, detector regions; see ModelKind.prepare in training/factory.py).
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
     def subset(self, index: torch.Tensor) -> "MemeTensors":
-        return MemeTensors(self.input_ids[index], self.pixel_values[index], self.targets[index])
+        return MemeTensors(self.input_ids[index], self.pixel_values[index], self.targets[index],
+                           {name: tensor[index] for name, tensor in self.extras.items()})
+
+    def with_extras(self, extras: dict[str, torch.Tensor]) -> "MemeTensors":
+        """The same memes with more named inputs (each with one row per meme)."""
+        wrong = {name: tuple(t.shape) for name, t in extras.items() if t.shape[0] != len(self)}
+        if wrong:
+            raise ValueError(f"extra inputs {wrong} do not have {len(self)} rows")
+        return MemeTensors(self.input_ids, self.pixel_values, self.targets, {**self.extras, **extras})
 
     def target_columns(self) -> dict[str, np.ndarray]:
         return {t.name: self.targets[:, i].numpy() for i, t in enumerate(ALL_TASKS)}

@@ -1,9 +1,10 @@
 """Export a training run to a model repository: ONNX per model, tokenizer, manifest.json.
 
-Layout (Triton's, so the same directory can be served by Triton later):
+Layout (Triton's: the same directory is a Triton model repository, see training/triton_config.py):
     <repository>/manifest.json
     <repository>/tokenizer/tokenizer.json
     <repository>/<model>/<version>/model.onnx
+    <repository>/<model>/config.pbtxt, configs/gpu.pbtxt, configs/gpu_tensorrt.pbtxt, <version>/model.py
 Every exported model is checked against PyTorch with ONNX Runtime before the manifest is written;
 the manifest is written last, so a failed export never leaves a repository that looks complete.
 """
@@ -22,14 +23,15 @@ import open_clip
 import torch
 from torch import nn
 
-from memotion.labels import ALL_TASKS, TASK_B_NAMES
+from memotion.labels import ALL_TASKS, TASK_B_NAMES, TASK_B_OUTPUT
 from memotion.manifest import (EnsembleEntry, Manifest, ModelEntry, Preprocessing, TaskEntry,
                                TokenizerEntry, write_manifest)
 from memotion.tokenizer import ClipTokenizer
 from training.backbone import register_model_configs
-from training.factory import load_checkpoint, model_inputs
+from training.factory import KindExport, load_checkpoint, model_inputs, model_kind
 from training.recipe import read_summary
 from training.tokenizer_export import write_clip_tokenizer
+from training.triton_config import write_triton_files
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -52,11 +54,16 @@ def sample_inputs(
     }
 
 
+def output_names(model: nn.Module) -> list[str]:
+    """The task names, then TASK_B_OUTPUT for a model with a direct Task B head."""
+    return [t.name for t in ALL_TASKS] + ([TASK_B_OUTPUT] if getattr(model, "task_b_direct", False) else [])
+
+
 def export_onnx(model: nn.Module, inputs: dict[str, np.ndarray], path: Path) -> Path:
     """Export with a dynamic batch axis; input and output names come from the manifest contract."""
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(inputs)
-    outputs = [t.name for t in ALL_TASKS]
+    outputs = output_names(model)
     args = tuple(torch.from_numpy(inputs[name]) for name in names)
     # The tracer's warnings (legacy exporter, LSTM batch size, index ops) are about cases the
     # parity check right after export covers, at two batch sizes in the tests.
@@ -74,9 +81,11 @@ def export_onnx(model: nn.Module, inputs: dict[str, np.ndarray], path: Path) -> 
 def parity_error(model: nn.Module, path: Path, inputs: dict[str, np.ndarray]) -> float:
     """Largest absolute difference between PyTorch and ONNX Runtime logits on ``inputs``."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run([t.name for t in ALL_TASKS], inputs)
+    got = session.run(output_names(model), inputs)
     with torch.no_grad():
         expected = model(*(torch.from_numpy(inputs[name]) for name in inputs))
+    if len(got) != len(expected):
+        raise ExportError(f"ONNX graph has {len(got)} outputs, the model {len(expected)}")
     return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
 
 
@@ -99,6 +108,11 @@ def export_run(
     entries = []
     for kind, info in summary["models"].items():
         model, meta = load_checkpoint(run_dir / info["checkpoint"])
+        spec = model_kind(kind)
+        if spec.export is not None:  # a kind with stages of its own (OSCAR: detector, tokenizer)
+            entries.append(spec.export(KindExport(model, kind, run_dir, repository, version,
+                                                  info["validation"], log)))
+            continue
         relative = f"{kind}/{version}/model.onnx"
         inputs = {name: samples[name] for name in model_inputs(kind)}
         export_onnx(model, inputs, repository / relative)
@@ -110,6 +124,7 @@ def export_run(
             name=kind, kind=kind, version=version, file=relative, inputs=model_inputs(kind),
             outputs=tuple(t.name for t in ALL_TASKS), validation=info["validation"],
             backbone={"clip": summary["clip"], "pretrained": summary["pretrained"]},
+            task_b_output=TASK_B_OUTPUT if getattr(model, "task_b_direct", False) else None,
         ))
 
     created = dt.datetime.now(dt.timezone.utc)
@@ -121,13 +136,27 @@ def export_run(
         preprocessing=preprocessing,
         tokenizer=TokenizerEntry(file=TOKENIZER_FILE, context_length=summary["context_length"]),
         models=tuple(entries),
-        ensemble=EnsembleEntry(members=tuple(summary["ensemble"]["members"])),
+        ensemble=ensemble_entry(summary["ensemble"]),
         training={"data": summary["data"], "ensemble_validation": summary["ensemble"]["validation"],
                   "recipe": summary["recipe"]},
         notice=notice_for(summary),
     )
+    write_triton_files(repository, manifest)  # config.pbtxt (CPU), configs/gpu*.pbtxt, model.py
+    log("wrote Triton configs: <model>/config.pbtxt (python backend, CPU), <model>/configs/gpu.pbtxt "
+        "(onnxruntime_onnx) and gpu_tensorrt.pbtxt")
     write_manifest(manifest, repository)
     return repository
+
+
+def ensemble_entry(ensemble: dict) -> EnsembleEntry:
+    """The manifest's ensemble from summary.json's (per-head voters from the ensemble search)."""
+    return EnsembleEntry(
+        members=tuple(ensemble["members"]),
+        task_b=ensemble.get("task_b", "from_task_c"),
+        task_members={task: tuple(m) for task, m in ensemble.get("task_members", {}).items()},
+        task_b_members={head: tuple(m) for head, m in ensemble.get("task_b_members", {}).items()},
+        selection=ensemble.get("search", "all"),
+    )
 
 
 def notice_for(summary: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -14,6 +14,12 @@ from training.backbone import create_clip
 from training.models import ClipImageClassifier, ClipMultiClassifier, ClipTextClassifier
 from training.models.encoders import ClipImageEncoder, ClipTextEncoder
 from training.models.heads import TaskLogits
+from training.oscar.config import OscarArchitecture
+
+if TYPE_CHECKING:
+    from memotion.manifest import ModelEntry
+    from training.data.memotion_format import MemeRecord
+    from training.dataset import MemeTensors
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,15 @@ class ModelConfig:
     attention_blocks: int = 6
     attention_heads: int = 8
     residual: bool = False
+    # Fusion kinds (training/fusion/): the width both features are projected to / the fusion and
+    # GMU / PM+MO layers' width, and whether the model also predicts Task B directly (BCE head).
+    fusion_dim: int = 256
+    task_b_direct: bool = False
+    # OSCAR only: its BERT config and region size, set by its prepare step (training/oscar/kind.py).
+    oscar: OscarArchitecture | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "oscar", OscarArchitecture.coerce(self.oscar))  # from a checkpoint
 
 
 Builder = Callable[[str, ModelConfig, "str | None"], nn.Module]
@@ -45,6 +60,48 @@ class ModelKind:
     inputs: tuple[str, ...]
     branch: str
     build: Builder
+    # A kind whose inputs are not the shared CLIP tensors (OSCAR) also has
+    # ``prepare(KindData) -> PreparedKind``: the recipe calls it instead of ``build`` to make the
+    # model and add the kind's inputs to each split (``MemeTensors.extras``); and
+    # ``export(KindExport) -> ModelEntry``: ``memotion export`` calls it to write the kind's ONNX
+    # graph(s) and pre-stage files into the repository.
+    prepare: "Callable[[KindData], PreparedKind] | None" = None
+    export: "Callable[[KindExport], ModelEntry] | None" = None
+    # A kind that does not train in the shared loop (PM+MO: SVI) has its own function with
+    # ``training.trainer.train_model``'s signature and result; None: ``train_model``.
+    train: "Callable[..., Any] | None" = None
+
+
+@dataclass
+class KindData:
+    """What ``ModelKind.prepare`` gets from the recipe."""
+
+    records: "dict[str, Sequence[MemeRecord]]"  # split ("train", "val") -> its memes
+    tensors: "dict[str, MemeTensors]"  # split -> the shared CLIP tensors
+    recipe: Any  # the RecipeConfig (model and kind options)
+    out_dir: Path  # the kind's run directory
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class PreparedKind:
+    model: nn.Module  # ready to train (pre-trained parts loaded)
+    model_config: ModelConfig  # what rebuilds it from its checkpoint
+    tensors: "dict[str, MemeTensors]"  # split -> tensors with the kind's inputs in ``extras``
+
+
+@dataclass
+class KindExport:
+    """What ``ModelKind.export`` gets from ``memotion export``."""
+
+    model: nn.Module  # loaded from the checkpoint, eval mode
+    kind: str
+    run_dir: Path
+    repository: Path
+    version: int
+    validation: dict[str, float]
+    log: Callable[[str], None] = print
 
 
 MODEL_REGISTRY: dict[str, ModelKind] = {}
@@ -100,6 +157,29 @@ register_kind(ModelKind("clip_multi", ("input_ids", "pixel_values"), "multi", _f
 MODEL_KINDS = ("clip_text", "clip_image", "clip_multi")
 
 
+def _oscar_kind() -> ModelKind:
+    """OSCAR (paper Sec. 5): BERT over text, object tags and detector regions (training/oscar/)."""
+    from training.oscar import kind as oscar
+
+    return ModelKind("oscar", oscar.OSCAR_INPUTS, "oscar", oscar.build_oscar,
+                     prepare=oscar.prepare_oscar, export=oscar.export_oscar)
+
+
+register_kind(_oscar_kind())
+
+
+def _fusion_kinds() -> list[ModelKind]:
+    """The fusion heads, the GMU baseline and PM+MO over the CLIP encoders (training/fusion/)."""
+    from training.fusion import kinds as fusion
+
+    return [ModelKind(name, ("input_ids", "pixel_values"), fusion.BRANCH, fusion.builder(name),
+                      train=fusion.trainer(name)) for name in fusion.FUSION_KINDS]
+
+
+for _fusion_kind in _fusion_kinds():
+    register_kind(_fusion_kind)
+
+
 def model_inputs(kind: str) -> tuple[str, ...]:
     return model_kind(kind).inputs
 
@@ -109,22 +189,55 @@ def build_model(kind: str, clip_name: str, config: ModelConfig, pretrained: str 
 
 
 def run_branches(
-    model: nn.Module, kind: str, input_ids: torch.Tensor, pixel_values: torch.Tensor
+    model: nn.Module, kind: str, input_ids: torch.Tensor, pixel_values: torch.Tensor,
+    extras: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, TaskLogits]:
     """Logits of every branch a model has (one for most kinds, three for CLIP-multi).
 
     A model with several branches implements ``forward_branches(input_ids, pixel_values)``; any
     other is called with its ``ModelKind.inputs`` and has the one branch ``ModelKind.branch``.
+    ``extras``: the inputs of kinds with their own (``MemeTensors.extras``; OSCAR).
     """
     if hasattr(model, "forward_branches"):
         return model.forward_branches(input_ids, pixel_values)
-    tensors = {"input_ids": input_ids, "pixel_values": pixel_values}
+    tensors = {"input_ids": input_ids, "pixel_values": pixel_values, **(extras or {})}
     spec = model_kind(kind)
     return {spec.branch: model(*(tensors[name] for name in spec.inputs))}
 
 
 def prediction_branch(kind: str) -> str:
     return model_kind(kind).branch
+
+
+# --- the two-encoder protocol (PMR, training/pmr.py) -------------------------------------------
+#
+# A multi-modal model that PMR can rebalance exposes its two encoders' representations:
+#
+#   encoder_features(input_ids, pixel_values) -> (text_feature [B, D_t], image_feature [B, D_i])
+#       what each uni-modal encoder makes of its input before any fusion (for CLIP-multi the text
+#       F_cls,t and image F_cls,i); gradients must flow into the encoders. PMR builds class
+#       prototypes from these features and adds its prototype losses on them, so no per-modality
+#       logits are needed and the fusion can be anything.
+#   forward_branches_and_features(input_ids, pixel_values)            (optional, saves a pass)
+#       -> (run_branches' dict of logits, (text_feature, image_feature)) from one forward pass.
+#
+# Models without ``encoder_features`` (the uni-modal kinds) train without PMR.
+
+Features = tuple[torch.Tensor, torch.Tensor]
+
+
+def has_encoder_features(model: nn.Module) -> bool:
+    return callable(getattr(model, "encoder_features", None))
+
+
+def run_branches_and_features(
+    model: nn.Module, kind: str, input_ids: torch.Tensor, pixel_values: torch.Tensor
+) -> tuple[dict[str, TaskLogits], Features]:
+    """Every branch's logits and the two encoders' features (see the protocol above)."""
+    if hasattr(model, "forward_branches_and_features"):
+        return model.forward_branches_and_features(input_ids, pixel_values)
+    return (run_branches(model, kind, input_ids, pixel_values),
+            model.encoder_features(input_ids, pixel_values))
 
 
 def save_checkpoint(

@@ -35,12 +35,29 @@ def multitask_loss(
     logits: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], focal_gamma: float,
     alphas: Sequence[torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
-    """CE for Task A (the first head), focal loss for the Task C heads (paper Table 3); summed."""
+    """CE for Task A (the first head), focal loss for the Task C heads (paper Table 3); summed.
+
+    A model with a direct Task B head has one more output after the task heads ([B, 4] logits,
+    memotion.labels.TASK_B_OUTPUT): its BCE against intensity > 0 is added.
+    """
     alphas = alphas if alphas is not None else [None] * len(logits)
     total = F.cross_entropy(logits[0], targets[0])
     for head_logits, head_targets, alpha in zip(logits[1:], targets[1:], alphas[1:]):
         total = total + focal_loss(head_logits, head_targets, focal_gamma, alpha)
+    if len(logits) > len(targets):
+        total = total + task_b_bce(logits[len(targets)], torch.stack(tuple(targets), dim=1))
     return total
+
+
+def task_b_targets(targets: torch.Tensor) -> torch.Tensor:
+    """[B, tasks] class indices (Task A, then the Task C heads) -> [B, 4] Task B presence (0/1):
+    an emotion is present iff its intensity > 0 (memotion.labels.task_b_from_task_c)."""
+    return (targets[:, 1:] > 0).to(torch.float32)
+
+
+def task_b_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of a direct Task B head, mean over memes and emotions (PM+MO Sec. 3.1)."""
+    return F.binary_cross_entropy_with_logits(logits, task_b_targets(targets).to(logits.dtype))
 
 
 def gradient_blend(losses: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:

@@ -54,3 +54,39 @@ def plot_confusion_matrices(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_blend_weights(history: Sequence[Mapping[str, float]], path: Path, title: str) -> Path:
+    """Gradient-blending weight of each branch per epoch (keys ``gb_weight_<branch>``)."""
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in sorted({k for h in history for k in h if k.startswith("gb_weight_")}):
+        ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="o",
+                label=key.removeprefix("gb_weight_"))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("blend weight w_i (eq. 7)")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_imbalance_ratio(steps: Sequence[Mapping], path: Path, title: str) -> Path:
+    """PMR's rho (eq. 8) per training step and task, log scale; rho > 1: the text learns faster."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = [s["step"] for s in steps]
+    for task in steps[0]["rho"] if steps else ():
+        ax.plot(x, [s["rho"][task] for s in steps], lw=1, label=task)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("rho = sum p_text / sum p_image")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

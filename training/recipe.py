@@ -1,8 +1,9 @@
-"""The training recipe: CLIP-text and CLIP-image, then CLIP-multi initialised from them (paper Sec. 4).
+"""The training recipe: CLIP-text and CLIP-image, then CLIP-multi initialised from them (paper Sec. 4),
+then the majority-vote ensemble searched over all model combinations on validation (Sec. 5).
 
 Writes a run directory: ``<model>/checkpoint.pt`` (+ history, curves, confusion matrices) per model
-and ``summary.json`` (validation weighted F1 per model and for the majority-vote ensemble), which
-``memotion export`` turns into a model repository.
+and ``summary.json`` (validation weighted F1 per model and for the ensemble, whose per-head voters
+``memotion export`` writes into the manifest), which ``memotion export`` turns into a model repository.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ import numpy as np
 import open_clip
 import torch
 
-from memotion.labels import ALL_TASKS
 from memotion.manifest import OPENAI_MEAN, OPENAI_STD, Preprocessing
-from memotion.voting import majority_vote
 from training.backbone import (TINY_CLIP, clip_context_length, clip_image_size, create_clip,
                                normalise_pretrained, register_model_configs)
 from training.data.memotion_format import load_split
-from training.dataset import build_tensors
-from training.factory import MODEL_KINDS, MODEL_REGISTRY, ModelConfig, build_model, build_multi, build_unimodal
-from training.metrics import memotion_scores
+from training.dataset import MemeTensors, build_tensors
+from training.ensemble_search import TaskBMode, all_members, ensemble_scores, search_ensemble
+from training.factory import (MODEL_KINDS, MODEL_REGISTRY, KindData, ModelConfig, build_model, build_multi,
+                              build_unimodal, model_kind)
+from training.oscar.config import OscarConfig, tiny_oscar_config
 from training.trainer import TrainConfig, TrainResult, train_model
+from training.warm_start import warm_start
 
 SUMMARY_FILE = "summary.json"
 
@@ -39,6 +41,15 @@ class RecipeConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     threads: int | None = None
+    # The ensemble: exhaustive search over model combinations per head on validation (the paper),
+    # or every model votes on everything; Task B from the voted Task C label or voted directly.
+    ensemble_search: bool = True
+    task_b: TaskBMode = "from_task_c"
+    # Staged schedule (training/schedule.py): a pretrainuni run directory whose
+    # <kind>/checkpoint.pt bodies initialise CLIP-text / CLIP-image (heads start fresh).
+    init_from: str | None = None
+    # OSCAR's options (--models oscar): BERT checkpoint, region detector (training/oscar/config.py).
+    oscar: OscarConfig = field(default_factory=OscarConfig)
 
 
 def tiny_recipe(epochs: int = 8, max_steps: int | None = None, seed: int = 0) -> RecipeConfig:
@@ -48,6 +59,7 @@ def tiny_recipe(epochs: int = 8, max_steps: int | None = None, seed: int = 0) ->
         model=ModelConfig(lstm_hidden=64, head_hidden=64, attention_heads=4),
         train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3, weight_decay=1e-2,
                           max_steps=max_steps, seed=seed),
+        oscar=tiny_oscar_config(),
     )
 
 
@@ -57,12 +69,51 @@ def preprocessing_for(clip: torch.nn.Module) -> Preprocessing:
     return Preprocessing(image_size=clip_image_size(clip), mean=tuple(mean), std=tuple(std))
 
 
-def ensemble_scores(
-    probabilities: dict[str, dict[str, np.ndarray]], y_true: dict[str, np.ndarray]
-) -> dict[str, float]:
-    """Validation weighted F1 of the majority vote over all models (paper Sec. 5)."""
-    voted = {t.name: majority_vote([p[t.name] for p in probabilities.values()]) for t in ALL_TASKS}
-    return memotion_scores(y_true, voted)
+def ensemble_summary(
+    probabilities: dict[str, dict[str, np.ndarray]], y_true: dict[str, np.ndarray],
+    search: bool = True, task_b: TaskBMode = "from_task_c",
+) -> dict:
+    """The ensemble's voters per head and its validation weighted F1 (paper Sec. 5).
+
+    ``validation`` is measured on the split the search chose the voters on, so it is optimistic
+    (the paper's Table 4 reports it the same way); ``validation_all_members`` is every model voting.
+    """
+    everyone = all_members(list(probabilities), task_b)
+    selection = search_ensemble(probabilities, y_true, task_b) if search else everyone
+    return {**selection.to_json(), "validation": ensemble_scores(probabilities, y_true, selection),
+            "validation_all_members": ensemble_scores(probabilities, y_true, everyone)}
+
+
+@dataclass
+class PreparedData:
+    """A data set's splits as tensors, with what the models and the export need to know."""
+
+    train: MemeTensors
+    val: MemeTensors
+    preprocessing: Preprocessing
+    context_length: int
+    pretrained: str | None
+    probe: torch.nn.Module  # the first CLIP created (CLIP-text trains on it)
+    tokenize: Callable
+
+
+def prepare_data(
+    data_dir: Path, config: RecipeConfig, progress: bool = True, log: Callable[[str], None] = print,
+) -> PreparedData:
+    """Read ``data_dir/{train,val}.csv`` and turn them into tensors for ``config.clip``."""
+    train_records = load_split(data_dir / "train.csv")
+    val_records = load_split(data_dir / "val.csv")
+    log(f"data: {len(train_records)} train / {len(val_records)} val memes from {data_dir}")
+    register_model_configs()
+    torch.manual_seed(config.train.seed)
+    pretrained = normalise_pretrained(config.pretrained)
+    probe = create_clip(config.clip, pretrained)
+    preprocessing = preprocessing_for(probe)
+    context_length = clip_context_length(probe)
+    tokenize = open_clip.get_tokenizer(config.clip, context_length=context_length)
+    train = build_tensors(train_records, tokenize, preprocessing, progress, "preprocess train")
+    val = build_tensors(val_records, tokenize, preprocessing, progress, "preprocess val")
+    return PreparedData(train, val, preprocessing, context_length, pretrained, probe, tokenize)
 
 
 def train_recipe(
@@ -75,19 +126,10 @@ def train_recipe(
     unknown = set(config.models) - set(MODEL_REGISTRY)
     if unknown:
         raise ValueError(f"unknown model kinds {sorted(unknown)}; choose from {sorted(MODEL_REGISTRY)}")
-    train_records = load_split(data_dir / "train.csv")
-    val_records = load_split(data_dir / "val.csv")
-    log(f"data: {len(train_records)} train / {len(val_records)} val memes from {data_dir}")
-    register_model_configs()
-    torch.manual_seed(config.train.seed)
+    data = prepare_data(data_dir, config, progress, log)
     run_dir.mkdir(parents=True, exist_ok=True)
-    pretrained = normalise_pretrained(config.pretrained)
-    probe = create_clip(config.clip, pretrained)
-    preprocessing = preprocessing_for(probe)
-    context_length = clip_context_length(probe)
-    tokenize = open_clip.get_tokenizer(config.clip, context_length=context_length)
-    train = build_tensors(train_records, tokenize, preprocessing, progress, "preprocess train")
-    val = build_tensors(val_records, tokenize, preprocessing, progress, "preprocess val")
+    train, val, probe, pretrained = data.train, data.val, data.probe, data.pretrained
+    preprocessing, context_length = data.preprocessing, data.context_length
 
     results: dict[str, TrainResult] = {}
     started = time.perf_counter()
@@ -97,6 +139,8 @@ def train_recipe(
             continue
         clip = probe if kind == "clip_text" else create_clip(config.clip, pretrained)
         model = build_unimodal(kind, clip, config.model)
+        if config.init_from:
+            warm_start(model, Path(config.init_from) / kind / "checkpoint.pt", kind)
         results[kind] = train_model(model, kind, train, val, config.train, run_dir / kind,
                                     config.clip, config.model, progress, log)
     if "clip_multi" in config.models:
@@ -106,9 +150,19 @@ def train_recipe(
                                             progress, log)
     for kind in config.models:
         if kind not in MODEL_KINDS:  # any other registered kind trains from a fresh backbone
+            spec = model_kind(kind)
+            if spec.prepare is not None:  # inputs of its own (OSCAR: detector regions, BERT ids)
+                prepared = spec.prepare(KindData(
+                    {split: load_split(data_dir / f"{split}.csv") for split in ("train", "val")},
+                    {"train": train, "val": val}, config, run_dir / kind, progress, log))
+                results[kind] = train_model(prepared.model, kind, prepared.tensors["train"],
+                                            prepared.tensors["val"], config.train, run_dir / kind,
+                                            config.clip, prepared.model_config, progress, log)
+                continue
             model = build_model(kind, config.clip, config.model, pretrained)
-            results[kind] = train_model(model, kind, train, val, config.train, run_dir / kind,
-                                        config.clip, config.model, progress, log)
+            trainer = spec.train or train_model  # PM+MO trains by SVI (training/fusion/train_pmmo.py)
+            results[kind] = trainer(model, kind, train, val, config.train, run_dir / kind,
+                                    config.clip, config.model, progress, log)
     results = {kind: results[kind] for kind in config.models}
     members = {kind: r.val_probabilities for kind, r in results.items()}
     summary = {
@@ -116,13 +170,14 @@ def train_recipe(
         "pretrained": pretrained,
         "context_length": context_length,
         "preprocessing": preprocessing.model_dump(mode="json"),
-        "data": {"dir": str(data_dir), "train": len(train_records), "val": len(val_records)},
+        "data": {"dir": str(data_dir), "train": len(train), "val": len(val)},
         "recipe": asdict(replace(config, pretrained=pretrained)),
         "models": {kind: {"checkpoint": f"{kind}/checkpoint.pt", "best_epoch": r.best_epoch,
-                          "seconds": round(r.seconds, 2), "validation": r.scores}
+                          "seconds": round(r.seconds, 2), "validation": r.scores,
+                          "blend_weights": r.blend_weights}
                    for kind, r in results.items()},
-        "ensemble": {"members": list(results),
-                     "validation": ensemble_scores(members, val.target_columns())},
+        "ensemble": ensemble_summary(members, val.target_columns(), config.ensemble_search,
+                                     config.task_b),
         "seconds": round(time.perf_counter() - started, 2),
     }
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))

@@ -17,6 +17,10 @@ class BackendError(RuntimeError):
     """A backend cannot load or run a model."""
 
 
+class BackendUnavailable(BackendError):
+    """The backend cannot be reached now (a remote server down or restarting): retry later (503)."""
+
+
 @runtime_checkable
 class InferenceBackend(Protocol):
     name: str

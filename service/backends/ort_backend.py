@@ -63,7 +63,8 @@ class OnnxRuntimeBackend:
         outputs = {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
         missing_in = [name for name in model.inputs if name not in inputs]
         extra_in = sorted(inputs - set(model.inputs))
-        missing_out = [name for name in model.outputs if name not in outputs]
+        wanted = [*model.outputs, *([model.task_b_output] if model.task_b_output else [])]
+        missing_out = [name for name in wanted if name not in outputs]
         if missing_in or extra_in or missing_out:
             raise BackendError(
                 f"model {model.name} ({path}) does not match the manifest: graph inputs {sorted(inputs)}, "
@@ -79,8 +80,9 @@ class OnnxRuntimeBackend:
             if name not in inputs:
                 raise BackendError(f"model {model.name} needs input {name!r}, which was not computed")
             feed[name] = np.ascontiguousarray(inputs[name], dtype=_INPUT_DTYPES.get(name))
-        results = session.run(list(model.outputs), feed)
-        return {name: np.asarray(value) for name, value in zip(model.outputs, results)}
+        names = [*model.outputs, *([model.task_b_output] if model.task_b_output else [])]
+        results = session.run(names, feed)
+        return {name: np.asarray(value) for name, value in zip(names, results)}
 
     def ready(self) -> bool:
         return bool(self._sessions)

@@ -11,6 +11,10 @@ mood: sunny +1, grey office 0, dark storm -1; a funny cartoon face; a red angry 
 clipped to the class range, then ``label_noise`` of each label is redrawn at random. With
 ``dominant="text"`` the caption renders every factor (the image ones as phrases) and the picture
 shows unrelated random ones; ``dominant="image"`` is the mirror image (text factors as symbols).
+``dominant_coverage`` < 1 makes that partial: each of the other modality's factors is rendered by the
+dominant modality only with that probability, and otherwise (truthfully) by its own modality, so the
+dominant modality explains most labels and is learnt first while the other one is still needed --
+the modality-imbalance setting that PMR and gradient blending address.
 """
 
 from __future__ import annotations
@@ -82,13 +86,17 @@ class SyntheticConfig:
     image_size: int = 256
     label_noise: float = 0.05
     dominant: Literal["none", "text", "image"] = "none"
+    # With ``dominant``: the probability that each of the other modality's factors is rendered by
+    # the dominant modality (the other modality then shows an unrelated value for it).
+    dominant_coverage: float = 1.0
     hinglish_fraction: float = 0.3
 
     def __post_init__(self) -> None:
         if self.dominant not in ("none", "text", "image"):
             raise ValueError(f"dominant must be none, text or image, not {self.dominant!r}")
-        if not (0 <= self.label_noise <= 1 and 0 <= self.hinglish_fraction <= 1):
-            raise ValueError("label_noise and hinglish_fraction must lie in [0, 1]")
+        if not (0 <= self.label_noise <= 1 and 0 <= self.hinglish_fraction <= 1
+                and 0 <= self.dominant_coverage <= 1):
+            raise ValueError("label_noise, hinglish_fraction and dominant_coverage must lie in [0, 1]")
         if min(self.n_train, self.n_val) < 0 or self.image_size < 64:
             raise ValueError("counts must be >= 0 and image_size >= 64")
 
@@ -196,10 +204,13 @@ def _sample_meme(rng: np.random.Generator, config: SyntheticConfig) -> dict:
     factors, decoy = _sample_factors(rng), _sample_factors(rng)
     text = {k: factors[k] for k in TEXT_FACTORS}
     image = {k: factors[k] for k in IMAGE_FACTORS}
-    if config.dominant == "text":
-        text, image = dict(factors), {k: decoy[k] for k in IMAGE_FACTORS}
-    elif config.dominant == "image":
-        text, image = {k: decoy[k] for k in TEXT_FACTORS}, dict(factors)
+    if config.dominant != "none":
+        own, other = (TEXT_FACTORS, IMAGE_FACTORS) if config.dominant == "text" else (IMAGE_FACTORS, TEXT_FACTORS)
+        covered = set(other) if config.dominant_coverage >= 1 else {
+            k for k in other if rng.random() < config.dominant_coverage}
+        strong = {k: factors[k] for k in (*own, *other) if k in own or k in covered}
+        weak = {k: decoy[k] if k in covered else factors[k] for k in other}
+        text, image = (strong, weak) if config.dominant == "text" else (weak, strong)
     hinglish = bool(rng.random() < config.hinglish_fraction)
     clean = _clean_labels(factors)
     labels = {

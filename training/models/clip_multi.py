@@ -56,6 +56,18 @@ class ClipMultiClassifier(nn.Module):
         self, input_ids: torch.Tensor, pixel_values: torch.Tensor
     ) -> dict[str, TaskLogits]:
         """Logits of the text, image and multi-modal branches (for gradient blending)."""
+        return self.forward_branches_and_features(input_ids, pixel_values)[0]
+
+    def encoder_features(
+        self, input_ids: torch.Tensor, pixel_values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F_cls,t, F_cls,i): the two encoders' classification embeddings (PMR's z^0, z^1)."""
+        return self.text.encoder(input_ids)[1], self.image.encoder(pixel_values)[1]
+
+    def forward_branches_and_features(
+        self, input_ids: torch.Tensor, pixel_values: torch.Tensor
+    ) -> tuple[dict[str, TaskLogits], tuple[torch.Tensor, torch.Tensor]]:
+        """The branches' logits and the encoders' features from one pass (training/factory.py)."""
         states, text_cls = self.text.encoder(input_ids)
         image_tokens, image_cls = self.image.encoder(pixel_values)
         lengths = token_lengths(input_ids)
@@ -69,11 +81,12 @@ class ClipMultiClassifier(nn.Module):
         for block in self.blocks:
             x = block(x, key_mask)
         fused = torch.cat([x[:, 0], x[:, e_t.shape[1]]], dim=-1)  # eq. 6
-        return {
+        branches = {
             "text": self.text.logits_from_features(states, text_cls, lengths),
             "image": self.image.logits_from_features(image_cls),
             "multi": self.head(fused),
         }
+        return branches, (text_cls, image_cls)
 
     def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor) -> TaskLogits:
         return self.forward_branches(input_ids, pixel_values)["multi"]

@@ -1,0 +1,77 @@
+"""The fusion zoo table: every fusion head, the GMU baseline and PM+MO trained on the same synthetic
+memes over several seeds (training/fusion_experiment.py says how).
+
+    python bench/fusion_table.py                                  # 3 seeds, every head (~5-15 min, CPU)
+    python bench/fusion_table.py --seeds 0 --epochs 5             # a quick look
+    python bench/fusion_table.py --pmmo-variants elbo_v1,elbo_v2,lambda_kl,lambda_kl_l1
+
+Prints the Markdown table and writes bench/results/fusion_table.{json,md,png} (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.fusion.kinds import FUSION_KINDS  # noqa: E402
+from training.fusion.train_pmmo import PMMO_VARIANTS  # noqa: E402
+from training.fusion_experiment import (FusionExperimentConfig, markdown_table, plot_summary,  # noqa: E402
+                                        run_experiment)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = FusionExperimentConfig()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kinds", type=_names, default=FUSION_KINDS, help="comma-separated fusion kinds")
+    parser.add_argument("--pmmo-variants", type=_names, default=(),
+                        help=f"extra PM+MO rows (Table 2 ablation): {','.join(PMMO_VARIANTS)}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
+    parser.add_argument("--train", type=int, default=defaults.n_train)
+    parser.add_argument("--val", type=int, default=defaults.n_val)
+    parser.add_argument("--test", type=int, default=defaults.n_test)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--work-dir", type=Path, default=Path("bench/results/fusion_work"),
+                        help="where the synthetic data set is made (reused when it exists)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/fusion_table"),
+                        help="output path without extension (.json, .md, .png)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    config = replace(defaults, kinds=args.kinds + tuple(f"pmmo:{v}" for v in args.pmmo_variants),
+                     seeds=tuple(args.seeds), n_train=args.train, n_val=args.val, n_test=args.test,
+                     epochs=args.epochs)
+    started = time.perf_counter()
+    result = run_experiment(args.work_dir, config, progress=True, log=lambda line: print(line, flush=True))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
+                         "threads": args.threads, "processor": platform.processor() or platform.machine()}
+    table = markdown_table(result["summary"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    caption = (f"Test metrics, mean ± std over seeds {list(config.seeds)}; {config.n_train} train / "
+               f"{config.n_val} val / {config.n_test} test synthetic memes, frozen tiny random-init CLIP "
+               f"features, {config.epochs} epochs, best validation epoch. Bold: best mean per column.\n\n")
+    args.out.with_suffix(".md").write_text(caption + table)
+    plot_summary(result["summary"], args.out.with_suffix(".png"), "Fusion heads on synthetic memes")
+    print()
+    print(caption + table)
+    print(f"wrote {args.out}.json, .md, .png in {result['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

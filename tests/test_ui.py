@@ -1,0 +1,109 @@
+"""The moderation dashboard (/ui) in headless Chromium (Debian's `chromium`, driven by Playwright):
+drop a meme, see the three tasks with scores and the OCR text; classify a batch and open a results
+file. Screenshots are kept in ``test-artifacts/`` (or ``$MEMOTION_TEST_ARTIFACTS``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from tests.gateway_fixtures import photo_jpeg, render_meme
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("MEMOTION_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def page(gateway_url: str) -> Iterator[object]:
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine: `make browser` installs Debian's (needs apt)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(f"{gateway_url}/ui")
+        yield page
+        browser.close()
+
+
+def test_drop_a_meme(page, gateway_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    meme = render_meme("WHEN THE CODE", "FINALLY COMPILES")
+    path = tmp_path / "meme.png"
+    path.write_bytes(meme)
+    page.wait_for_selector("#status:has-text('ready')")
+    page.set_input_files("#file-input", str(path))
+    page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+
+    expected = httpx.post(f"{gateway_url}/v1/classify", files={"image": ("meme.png", meme, "image/png")},
+                          timeout=120).json()
+    assert page.inner_text("#task-a-label") == expected["task_a"]["label"]
+    assert page.locator("#task-a-scores .row").count() == len(expected["task_a"]["scores"])
+    assert page.inner_text("#task-a-scores .row.chosen").startswith(expected["task_a"]["label"])
+    chips = page.locator("#task-b .chip")
+    assert chips.count() == len(expected["task_b"])
+    flagged = sorted(page.locator("#task-b .chip.on").evaluate_all("els => els.map(e => e.dataset.emotion)"))
+    assert flagged == sorted(e for e, on in expected["task_b"].items() if on)
+    assert page.locator("#task-c .head").count() == len(expected["task_c"])
+    for head, prediction in expected["task_c"].items():
+        assert page.inner_text(f"#task-c .head[data-head='{head}'] h3") == \
+            f"{head}: {prediction['label']} ({prediction['code']})"
+    assert page.inner_text("#ocr-text").upper().split() == ["WHEN", "THE", "CODE", "FINALLY", "COMPILES"]
+    assert page.inner_text("#text-source") == "read by OCR"
+    assert page.locator("#text-steps li").count() >= 3  # input, clean, language
+    assert page.inner_text("#model-version") == expected["model_version"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-classify.png"), full_page=True)
+
+
+def test_bad_upload_shows_the_error(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "not-an-image.png"
+    path.write_bytes(b"plain text pretending to be a png")
+    page.set_input_files("#file-input", str(path))
+    page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+    assert page.inner_text("#error").startswith("unsupported_image (415)")
+
+
+def test_batch_results(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page.click("#tab-batch")
+    files = []
+    for name, data in (("a.jpg", photo_jpeg(seed=1)), ("b.jpg", photo_jpeg(seed=2)), ("bad.jpg", b"nope")):
+        (tmp_path / name).write_bytes(data)
+        files.append(str(tmp_path / name))
+    page.set_input_files("#batch-files", files)
+    page.wait_for_selector("#batch-table tbody tr", timeout=120_000)
+    assert page.locator("#batch-table tbody tr").count() == 3
+    assert page.locator("#batch-table tbody tr.row-error").count() == 1
+    assert "unsupported_image" in page.inner_text("#batch-table tbody tr.row-error")
+    assert page.inner_text("#batch-summary").startswith("3 memes")
+
+    # A `memotion score` results file: 2 memes and an error, one flagged offensive.
+    common = {"status": "ok", "model_version": "v1", "text_source": "request", "language": "en",
+              "c_offensive": "not_offensive", "c_offensive_code": "NO"}
+    records = [
+        {"id": "m1", **common, "text": "nice day", "sentiment": "positive", "sentiment_score": 0.7,
+         "b_offensive": False, "b_offensive_score": 0.2},
+        {"id": "m2", **common, "text": "you clown", "sentiment": "negative", "sentiment_score": 0.6,
+         "b_offensive": True, "b_offensive_score": 0.9},
+        {"id": "m3", "status": "error", "error_code": "corrupt_image", "error_message": "damaged"},
+    ]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    page.set_input_files("#results-input", str(results))
+    page.wait_for_function("document.querySelectorAll('#batch-table tbody tr').length === 3")
+    assert page.inner_text("#batch-summary").startswith("3 memes · 1 with an emotion flagged · 1 errors")
+    page.select_option("#batch-filter", "flagged")
+    assert page.locator("#batch-table tbody tr").count() == 1
+    assert "you clown" in page.inner_text("#batch-table tbody tr")
+    page.select_option("#batch-filter", "all")
+    page.select_option("#batch-sort", "b_offensive_score")
+    assert page.locator("#batch-table tbody tr").first.inner_text().split("\t")[1] == "m2"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-batch.png"), full_page=True)

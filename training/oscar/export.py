@@ -1,0 +1,87 @@
+"""Export an OSCAR run into a model repository as two stages and a tokenizer:
+
+    <repository>/<kind>_detector/<version>/model.onnx  image [3, H, W] -> region_features,
+                                                       region_mask, region_labels (one image)
+    <repository>/tokenizer/<kind>.json                 BERT WordPiece for (text, tags) pairs
+    <repository>/<kind>/<version>/model.onnx           the five OSCAR inputs -> logits per task
+
+The detector graph is the one training extracted its regions with (checked by hash); the OSCAR
+graph is checked against PyTorch on inputs made by the exported stages. The manifest entry names
+both stages (``detector``, ``text_tokenizer``), so a server knows to run them before the model
+(``training.oscar.inputs.OscarFeeder`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image, ImageDraw
+
+from memotion.labels import ALL_TASKS
+from memotion.manifest import ModelEntry, RegionDetectorEntry, WordPieceTokenizerEntry
+from training.oscar.features import file_sha256
+from training.oscar.inputs import OSCAR_INPUTS, OnnxRegionDetector, PairTokenizer, oscar_feeds
+from training.oscar.kind import DETECTOR_ONNX_FILE, SETTINGS_FILE, TOKENIZER_FILE
+
+if TYPE_CHECKING:
+    from training.factory import KindExport
+
+
+def sample_images() -> list[Image.Image]:
+    """Two drawn memes of different shapes: the detector's inputs for the export check."""
+    images = []
+    for width, height, colour in ((320, 240, "tan"), (200, 300, "skyblue")):
+        image = Image.new("RGB", (width, height), colour)
+        draw = ImageDraw.Draw(image)
+        draw.ellipse((width // 8, height // 6, width // 2, height // 2), fill="darkred")
+        draw.rectangle((width // 2, height // 2, width - 10, height - 20), fill="navy")
+        draw.text((10, 10), "WHEN THE CODE COMPILES", fill="white")
+        images.append(image)
+    return images
+
+
+def export_oscar_model(job: "KindExport", kind_dir: Path) -> ModelEntry:
+    from training.export import PARITY_TOLERANCE, SAMPLE_TEXTS, ExportError, export_onnx, parity_error
+
+    settings = json.loads((kind_dir / SETTINGS_FILE).read_text())
+    detector_file = f"{job.kind}_detector/{job.version}/model.onnx"
+    target = job.repository / detector_file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kind_dir / DETECTOR_ONNX_FILE, target)
+    if file_sha256(target) != settings["detector_sha256"]:
+        raise ExportError(f"{kind_dir / DETECTOR_ONNX_FILE} is not the detector {job.kind} was trained with")
+    tokenizer_file = f"tokenizer/{job.kind}.json"
+    (job.repository / tokenizer_file).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kind_dir / TOKENIZER_FILE, job.repository / tokenizer_file)
+
+    detector = OnnxRegionDetector(target, min_size=settings["min_size"], max_size=settings["max_size"],
+                                  size_divisor=settings["size_divisor"])
+    categories = tuple(settings["detector"]["categories"])
+    regions = [detector.detect(image) for image in sample_images()]
+    texts = list(SAMPLE_TEXTS)
+    feeds = oscar_feeds(texts, [regions[i % len(regions)] for i in range(len(texts))],
+                        PairTokenizer(job.repository / tokenizer_file, settings["max_length"]), categories)
+    model_file = f"{job.kind}/{job.version}/model.onnx"
+    inputs = {name: feeds[name] for name in OSCAR_INPUTS}
+    export_onnx(job.model, inputs, job.repository / model_file)
+    error = parity_error(job.model, job.repository / model_file, inputs)
+    if error > PARITY_TOLERANCE:
+        raise ExportError(f"{job.kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
+    job.log(f"exported {job.kind} -> {model_file} + {detector_file} + {tokenizer_file} "
+            f"(ONNX Runtime vs PyTorch max |diff| {error:.1e})")
+    detector_options = settings["detector"]
+    return ModelEntry(
+        name=job.kind, kind="oscar", version=job.version, file=model_file, inputs=OSCAR_INPUTS,
+        outputs=tuple(t.name for t in ALL_TASKS), validation=job.validation,
+        backbone={"bert": settings["bert"], "detector": detector_options["arch"],
+                  "detector_weights": detector_options["weights"]},
+        text_tokenizer=WordPieceTokenizerEntry(file=tokenizer_file, max_length=settings["max_length"]),
+        detector=RegionDetectorEntry(
+            file=detector_file, arch=detector_options["arch"], min_size=settings["min_size"],
+            max_size=settings["max_size"], size_divisor=settings["size_divisor"],
+            regions=detector_options["regions"], feature_dim=settings["feature_dim"], categories=categories,
+        ),
+    )
