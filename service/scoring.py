@@ -47,20 +47,20 @@ class ScoreItem:
 
 def _table_items(path: Path, ignore_text: bool) -> list[ScoreItem]:
     """Rows of a CSV/TSV/JSONL: id, image and text columns found by their Memotion names/aliases."""
-    from training.data.memotion_format import _cell, _find_column, _image_candidates, _read_rows
+    from training.data.memotion_format import cell, find_column, image_candidates, read_rows
 
-    columns, rows = _read_rows(path)
-    id_column, image_column, text_column = (_find_column(name, columns) for name in ("id", "image", "text"))
+    columns, rows = read_rows(path)
+    id_column, image_column, text_column = (find_column(name, columns) for name in ("id", "image", "text"))
     if id_column is None and image_column is None:
         raise ValueError(f"{path}: needs an image column (image, image_path, image_url, image_name) or an id "
                          f"column with images at image/{path.stem}/<id>.jpg; columns found: {columns}")
     items = []
     for number, row in rows:
-        image_value = _cell(row, image_column)
-        record_id = _cell(row, id_column) or Path(image_value).stem or f"row{number}"
-        candidates = _image_candidates(image_value, record_id, path.parent, path.stem)
+        image_value = cell(row, image_column)
+        record_id = cell(row, id_column) or Path(image_value).stem or f"row{number}"
+        candidates = image_candidates(image_value, record_id, path.parent, path.stem)
         image = next((c for c in candidates if c.is_file()), candidates[0])
-        text = None if ignore_text or text_column is None else (_cell(row, text_column) or None)
+        text = None if ignore_text or text_column is None else (cell(row, text_column) or None)
         items.append(ScoreItem(record_id, str(image), text))
     return items
 

@@ -12,6 +12,17 @@ from tests.gateway_fixtures import gateway_url, start_gateway  # noqa: F401  (fi
 from tests.translation_fixtures import translation_model_dir  # noqa: F401  (fixture)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one thread is faster than two fighting over a busy CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
     """A small synthetic Memotion-format data set (train.csv, val.csv, image/...)."""

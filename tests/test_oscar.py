@@ -24,13 +24,7 @@ from training.oscar.inputs import (OSCAR_INPUTS, OnnxRegionDetector, PairTokeniz
 from training.oscar.model import OscarClassifier
 from training.oscar.tokenizer import bert_tokenizer, train_wordpiece, write_tokenizer
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is faster than two fighting over a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 WORDS = ("when the code finally compiles bhai ekdum mast hai yaar person car dog cat tie "

@@ -22,15 +22,7 @@ from training.oscar.inputs import OSCAR_INPUTS, OscarFeeder
 from training.oscar.model import OscarClassifier
 from training.recipe import read_summary, tiny_recipe, train_recipe
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

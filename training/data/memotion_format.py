@@ -62,8 +62,8 @@ def load_split(path: str | Path, image_root: Path | None = None) -> list[MemeRec
     file's folder."""
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
-    columns, rows = _read_rows(path)
-    found = {name: _find_column(name, columns) for name in COLUMN_ALIASES}
+    columns, rows = read_rows(path)
+    found = {name: find_column(name, columns) for name in COLUMN_ALIASES}
     required = ["text", *(spec.name for spec in ALL_TASKS)]
     if found["image"] is None:
         required.insert(0, "id")  # ids can only be derived from image names
@@ -75,8 +75,8 @@ def load_split(path: str | Path, image_root: Path | None = None) -> list[MemeRec
             )
     records = []
     for number, row in rows:
-        image_value = _cell(row, found["image"])
-        record_id = _cell(row, found["id"]) or Path(image_value).stem
+        image_value = cell(row, found["image"])
+        record_id = cell(row, found["id"]) or Path(image_value).stem
         labels = {}
         for spec in ALL_TASKS:
             raw = row.get(found[spec.name])
@@ -87,14 +87,14 @@ def load_split(path: str | Path, image_root: Path | None = None) -> list[MemeRec
                 raise ValueError(
                     f"{path}: row {number}: bad {spec.name} label {raw!r} ({error})"
                 ) from None
-        candidates = _image_candidates(image_value, record_id, root, path.stem)
+        candidates = image_candidates(image_value, record_id, root, path.stem)
         image_path = next((c for c in candidates if c.is_file()), None)
         if image_path is None:
             raise FileNotFoundError(
                 f"{path}: row {number}: image file for id {record_id!r} not found; tried "
                 + ", ".join(str(c) for c in candidates)
             )
-        records.append(MemeRecord(record_id, image_path, _cell(row, found["text"]), **labels))
+        records.append(MemeRecord(record_id, image_path, cell(row, found["text"]), **labels))
     return records
 
 
@@ -121,16 +121,16 @@ def _normalise(header: str) -> str:
     return header.strip().lstrip("\ufeff").lower().replace(" ", "_").replace("-", "_")
 
 
-def _find_column(name: str, columns: list[str]) -> str | None:
+def find_column(name: str, columns: list[str]) -> str | None:
     return next((alias for alias in COLUMN_ALIASES[name] if alias in columns), None)
 
 
-def _cell(row: dict[str, Any], column: str | None) -> str:
+def cell(row: dict[str, Any], column: str | None) -> str:
     value = row.get(column) if column is not None else None
     return "" if value is None else str(value).strip()
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     """Normalised column names and (1-based row number, row) pairs."""
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".json"}:
@@ -160,7 +160,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]
     return columns, rows
 
 
-def _image_candidates(value: str, record_id: str, root: Path, split: str) -> list[Path]:
+def image_candidates(value: str, record_id: str, root: Path, split: str) -> list[Path]:
     """A relative path is tried under ``root``; a URL or no value means ``image/<split>/<id>.*``."""
     if value and "://" not in value:
         return [root / value, root / "image" / split / Path(value).name]
