@@ -127,6 +127,10 @@ class ModelEntry(_Strict):
             raise ValueError(f"model {self.name}: inputs {self.inputs} need a detector entry")
         return self
 
+    def served_outputs(self) -> list[str]:
+        """The graph outputs the gateway reads: logits per task, and the direct Task B head if any."""
+        return [*self.outputs, *([self.task_b_output] if self.task_b_output else [])]
+
     def input_dims(self, name: str) -> list[int] | None:
         """Per-item dims of an input this entry's own stages make (None for the CLIP inputs)."""
         if name in WORDPIECE_INPUTS and self.text_tokenizer is not None:

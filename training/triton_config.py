@@ -48,11 +48,6 @@ class TensorSpec:
     dims: tuple[int, ...]
 
 
-def served_outputs(model: ModelEntry) -> list[str]:
-    """The graph outputs the gateway reads: logits per task, and the direct Task B head if any."""
-    return [*model.outputs, *([model.task_b_output] if model.task_b_output else [])]
-
-
 def onnx_tensors(path: Path, model: ModelEntry) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs of ``model`` (the ones the manifest names) read from its ONNX graph.
 
@@ -75,7 +70,7 @@ def onnx_tensors(path: Path, model: ModelEntry) -> tuple[list[TensorSpec], list[
             raise ValueError(f"model {model.name}: tensor {name!r} has no batch axis first (dims {dims})")
         return TensorSpec(name, _ONNX_TO_TRITON[tensor.elem_type], tuple(dims[1:]))
 
-    return [spec(n) for n in model.inputs], [spec(n) for n in served_outputs(model)]
+    return [spec(n) for n in model.inputs], [spec(n) for n in model.served_outputs()]
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class OnnxRuntimeBackend:
         outputs = {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
         missing_in = [name for name in model.inputs if name not in inputs]
         extra_in = sorted(inputs - set(model.inputs))
-        wanted = [*model.outputs, *([model.task_b_output] if model.task_b_output else [])]
+        wanted = model.served_outputs()
         missing_out = [name for name in wanted if name not in outputs]
         if missing_in or extra_in or missing_out:
             raise BackendError(
@@ -80,7 +80,7 @@ class OnnxRuntimeBackend:
             if name not in inputs:
                 raise BackendError(f"model {model.name} needs input {name!r}, which was not computed")
             feed[name] = np.ascontiguousarray(inputs[name], dtype=_INPUT_DTYPES.get(name))
-        names = [*model.outputs, *([model.task_b_output] if model.task_b_output else [])]
+        names = model.served_outputs()
         results = session.run(names, feed)
         return {name: np.asarray(value) for name, value in zip(names, results)}
 

@@ -20,7 +20,6 @@ import numpy as np
 
 from memotion.manifest import ModelEntry
 from service.backends.base import BackendError, BackendUnavailable
-from training.triton_config import served_outputs
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -155,11 +154,11 @@ class TritonBackend:
             else:
                 inputs = [t["name"] for t in metadata.get("inputs", [])]
                 outputs = [t["name"] for t in metadata.get("outputs", [])]
-            if sorted(inputs) != sorted(model.inputs) or not set(served_outputs(model)) <= set(outputs):
+            if sorted(inputs) != sorted(model.inputs) or not set(model.served_outputs()) <= set(outputs):
                 raise TritonModelMismatch(
                     f"Triton's model {model.name} version {version} does not match the manifest: inputs "
                     f"{inputs}, outputs {outputs}; manifest inputs {list(model.inputs)}, outputs "
-                    f"{served_outputs(model)}")
+                    f"{model.served_outputs()}")
         self._verified = True
 
     def _timeout_kw(self, seconds: float) -> dict[str, float]:
@@ -180,7 +179,7 @@ class TritonBackend:
             tensor = client_module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
-        names = served_outputs(model)
+        names = model.served_outputs()
         outputs = [client_module.InferRequestedOutput(name) for name in names]
         try:
             result = self._call(f"inference of {model.name}", lambda c: c.infer(
