@@ -52,8 +52,8 @@ browser:
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
 		  && echo "chromium: $$(chromium --version 2>/dev/null)"; } \
-		|| echo "make browser: apt-get could not install chromium: tests/test_ui.py will be SKIPPED"; \
-	else echo "make browser: cannot install chromium (no apt-get, or not root): tests/test_ui.py will be SKIPPED"; fi
+		|| echo "make browser: apt-get could not install chromium: tests/test_ui.py is skipped (and fails in CI)"; \
+	else echo "make browser: cannot install chromium (no apt-get, or not root): tests/test_ui.py is skipped (and fails in CI)"; fi
 
 clean:
 	rm -rf demo-run .pytest_cache test-artifacts

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from service.process import free_port
+from tests.tooling import tool_missing
 from service.settings import GatewaySettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def _tool(name: str) -> str:
     for candidate in (BIN / name, shutil.which(name)):
         if candidate and os.access(candidate, os.X_OK):
             return str(candidate)
-    pytest.skip(f"{name} is not installed: pip install -e '.[deploy]'")
+    tool_missing(f"{name} is not installed: pip install -e '.[deploy]'")
 
 
 def _pyproject_pin(extra: str, name: str) -> str:
@@ -109,7 +110,7 @@ def test_kustomization_renders_and_validates(kustomization: Path) -> None:
     try:
         validate.kustomize_command()
     except validate.ToolMissing as err:
-        pytest.skip(str(err))
+        tool_missing(str(err))
     report = validate.check(kustomization)
     assert report.objects, f"{kustomization} rendered nothing"
     assert not report.errors, "\n".join(report.errors)
@@ -162,7 +163,7 @@ def gpu_prod() -> list[dict]:
     try:
         validate.kustomize_command()
     except validate.ToolMissing as err:
-        pytest.skip(str(err))
+        tool_missing(str(err))
     pytest.importorskip("kubernetes_validate")
     return validate.render(K8S / "overlays" / "gpu-prod")
 
