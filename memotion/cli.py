@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from memotion.demo import DemoConfig
+
 if TYPE_CHECKING:
     from training.oscar.config import OscarConfig
 
@@ -67,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where data, checkpoints and logs go (default: ./demo-run)")
     demo.add_argument("--repository", type=Path, default=Path("model_repository"),
                       help="where the exported model repository goes (default: ./model_repository)")
-    demo.add_argument("--train", type=_positive_int, default=1200, help="synthetic training memes")
-    demo.add_argument("--val", type=_positive_int, default=300, help="synthetic validation memes")
-    demo.add_argument("--epochs", type=_positive_int, default=8, help="training epochs per model")
+    demo.add_argument("--train", type=_positive_int, default=DemoConfig.n_train, help="synthetic training memes (default %(default)s)")
+    demo.add_argument("--val", type=_positive_int, default=DemoConfig.n_val, help="synthetic validation memes (default %(default)s)")
+    demo.add_argument("--epochs", type=_positive_int, default=DemoConfig.epochs, help="training epochs per model (default %(default)s)")
     demo.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     demo.add_argument("--seed", type=int, default=0)
 
@@ -546,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
-        from memotion.demo import DemoConfig, run_demo
+        from memotion.demo import run_demo
 
         return run_demo(DemoConfig(workdir=args.workdir, repository=args.repository,
                                    n_train=args.train, n_val=args.val, epochs=args.epochs,
