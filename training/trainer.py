@@ -270,19 +270,29 @@ def _fmt(weights: dict[str, float]) -> str:
     return ", ".join(f"{name} {w:.2f}" for name, w in weights.items())
 
 
-def _write_outputs(
+def write_validation_outputs(
     out_dir: Path, kind: str, history: list[dict[str, float]], val: MemeTensors,
-    probabilities: dict[str, np.ndarray], best_epoch: int, mode: str,
-    estimator: BlendWeightEstimator | None, rho_steps: list[dict],
+    probabilities: dict[str, np.ndarray], best_epoch: int, how: str = "",
 ) -> None:
+    """What every training loop leaves beside its checkpoint: history, per-class report, validation
+    probabilities, training curves and confusion matrices (``how`` annotates the plot titles)."""
     labels = argmax_labels(probabilities)
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
     (out_dir / "per_class_report.json").write_text(
         json.dumps(per_class_report(val.target_columns(), labels), indent=2))
     np.savez(out_dir / "val_probabilities.npz", **probabilities)
-    plot_training_curves(history, out_dir / "training_curves.png", f"{kind}: training")
+    suffix = f", {how}" if how else ""
+    plot_training_curves(history, out_dir / "training_curves.png", f"{kind}: training{suffix}")
     plot_confusion_matrices(val.target_columns(), labels, out_dir / "confusion_matrices.png",
-                            f"{kind}: validation (epoch {best_epoch})")
+                            f"{kind}: validation (epoch {best_epoch}{suffix})")
+
+
+def _write_outputs(
+    out_dir: Path, kind: str, history: list[dict[str, float]], val: MemeTensors,
+    probabilities: dict[str, np.ndarray], best_epoch: int, mode: str,
+    estimator: BlendWeightEstimator | None, rho_steps: list[dict],
+) -> None:
+    write_validation_outputs(out_dir, kind, history, val, probabilities, best_epoch)
     if mode != "off":
         (out_dir / "gradient_blending.json").write_text(json.dumps(
             {"mode": mode, "per_epoch": [{k: v for k, v in h.items() if k.startswith("gb_weight_")}

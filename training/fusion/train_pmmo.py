@@ -19,7 +19,6 @@ mean and the KL is divided by the training-set size.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,9 +35,9 @@ from training.factory import ModelConfig, save_checkpoint
 from training.fusion.models import Encoded, MultimodalClassifier
 from training.fusion.pmmo import FusionModuleA, PmmoHead, predict_with_samples
 from training.losses import class_balanced_alpha, multitask_loss, task_b_targets
-from training.metrics import memotion_scores, per_class_report, selection_score, task_b_direct_scores
-from training.plots import plot_confusion_matrices, plot_training_curves
-from training.trainer import TrainConfig, TrainResult, argmax_labels, predict_probabilities
+from training.metrics import memotion_scores, selection_score, task_b_direct_scores
+from training.trainer import (TrainConfig, TrainResult, argmax_labels, predict_probabilities,
+                              write_validation_outputs)
 
 ElboKind = Literal["trace", "tracegraph"]
 Penalty = Literal["none", "l1", "l2"]
@@ -293,16 +292,10 @@ def train_pmmo(
     save_checkpoint(out_dir / "checkpoint.pt", model, kind, clip_name, model_config,
                     {"scores": scores, "epoch": best_epoch, "train_config": asdict(config),
                      "pmmo_config": asdict(pmmo)})
-    labels = argmax_labels(probabilities)
-    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
-    (out_dir / "per_class_report.json").write_text(
-        json.dumps(per_class_report(val.target_columns(), labels), indent=2))
-    np.savez(out_dir / "val_probabilities.npz", **probabilities)
+    write_validation_outputs(out_dir, kind, history, val, probabilities, best_epoch,
+                             "SVI, posterior mean")
     if pmmo.samples:
         np.savez(out_dir / "val_uncertainty.npz", **posterior_spread(model, val, pmmo.samples))
-    plot_training_curves(history, out_dir / "training_curves.png", f"{kind}: training (SVI)")
-    plot_confusion_matrices(val.target_columns(), labels, out_dir / "confusion_matrices.png",
-                            f"{kind}: validation (epoch {best_epoch}, posterior mean)")
     return TrainResult(model, kind, best_epoch, scores, history, probabilities, seconds)
 
 
