@@ -369,7 +369,7 @@ def write_report(out: Path, report: dict, config: ExperimentConfig) -> None:
 
 def plot_rho(report: dict, path: Path) -> Path:
     """rho per step (mean over tasks, geometric) for every setting and CLIP-multi variant, seed 1."""
-    from training.plots import plt
+    from training.plots import plt, save_figure
 
     settings = report["settings"]
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4), squeeze=False)
@@ -383,7 +383,4 @@ def plot_rho(report: dict, path: Path) -> Path:
         ax.set_ylabel("rho (eq. 8), geometric mean over tasks")
         ax.set_title(name)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -278,10 +278,7 @@ def markdown_table(summary: Sequence[dict]) -> str:
 
 def plot_summary(summary: Sequence[dict], path: Path, title: str) -> Path:
     """Bars: Task A and Task C weighted F1 per head, with the seeds' standard deviation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from training.plots import plt, save_figure
 
     labels = [e["label"] for e in summary]
     x = np.arange(len(labels))
@@ -294,7 +291,4 @@ def plot_summary(summary: Sequence[dict], path: Path, title: str) -> Path:
     ax.set_ylabel("test weighted F1 (mean ± std over seeds)")
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

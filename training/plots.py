@@ -15,6 +15,14 @@ from memotion.labels import ALL_TASKS  # noqa: E402
 from training.metrics import confusion_matrix  # noqa: E402
 
 
+def save_figure(fig: "plt.Figure", path: Path) -> Path:
+    """Lay out, write as PNG (100 dpi) and free a figure; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: Path, title: str) -> Path:
     epochs = [h["epoch"] for h in history]
     fig, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(10, 4))
@@ -29,10 +37,7 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: Path, tit
     f1_ax.set_ylim(0, 1)
     f1_ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrices(
@@ -50,10 +55,7 @@ def plot_confusion_matrices(
         ax.set_ylabel("true")
         ax.set_title(spec.name)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_blend_weights(history: Sequence[Mapping[str, float]], path: Path, title: str) -> Path:
@@ -68,10 +70,7 @@ def plot_blend_weights(history: Sequence[Mapping[str, float]], path: Path, title
     ax.set_ylim(0, 1)
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_imbalance_ratio(steps: Sequence[Mapping], path: Path, title: str) -> Path:
@@ -86,7 +85,4 @@ def plot_imbalance_ratio(steps: Sequence[Mapping], path: Path, title: str) -> Pa
     ax.set_ylabel("rho = sum p_text / sum p_image")
     ax.legend(fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -22,31 +22,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import matplotlib
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.model import CLIP
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import open_clip  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from open_clip.model import CLIP  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
-
-from memotion.labels import TaskSpec  # noqa: E402
-from memotion.manifest import Preprocessing  # noqa: E402
-from memotion.preprocess import image_to_array  # noqa: E402
-from memotion.progress import progress_bar  # noqa: E402
-from training.backbone import clip_context_length, create_clip, normalise_pretrained  # noqa: E402
-from training.contrastive import CONTRASTIVE_LOSSES, contrastive_loss  # noqa: E402
-from training.data.pairs import DataRef, PairRecord, load_all_pairs, require_labels  # noqa: E402
-from training.factory import (ModelConfig, build_unimodal, prediction_branch, run_branches,  # noqa: E402
+from memotion.labels import TaskSpec
+from memotion.manifest import Preprocessing
+from memotion.preprocess import image_to_array
+from memotion.progress import progress_bar
+from training.backbone import clip_context_length, create_clip, normalise_pretrained
+from training.contrastive import CONTRASTIVE_LOSSES, contrastive_loss
+from training.data.pairs import DataRef, PairRecord, load_all_pairs, require_labels
+from training.factory import (ModelConfig, build_unimodal, prediction_branch, run_branches,
                               save_checkpoint)
-from training.metrics import weighted_f1  # noqa: E402
-from training.recipe import preprocessing_for  # noqa: E402
-from training.warm_start import replace_heads  # noqa: E402
+from training.metrics import weighted_f1
+from training.plots import plt, save_figure
+from training.recipe import preprocessing_for
+from training.warm_start import replace_heads
 
 CLIP_PRE_FILE = "clip_pre.pt"
 UNIMODAL_KINDS = ("clip_text", "clip_image")
@@ -428,7 +425,4 @@ def plot_stage_curves(
     else:
         metric_ax.text(0.5, 0.5, "no validation data", ha="center", va="center")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -18,13 +18,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from memotion.progress import progress_bar  # noqa: E402
-from training.recipe import RecipeConfig  # noqa: E402
+from memotion.progress import progress_bar
+from training.plots import plt, save_figure
+from training.recipe import RecipeConfig
 
 TUNED = ("lr", "weight_decay", "focal_gamma")
 SCORE = "score"
@@ -256,7 +252,4 @@ def plot_trials(trials: list[dict], path: Path, title: str) -> Path:
     ax.set_title(title)
     if len(trials) <= 12:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
