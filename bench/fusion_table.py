@@ -1,5 +1,5 @@
 """The fusion zoo table: every fusion head, the GMU baseline and PM+MO trained on the same synthetic
-memes over several seeds (training/fusion_experiment.py says how).
+memes over several seeds (training/experiments/fusion_table.py says how).
 
     python bench/fusion_table.py                                  # 3 seeds, every head (~5-15 min, CPU)
     python bench/fusion_table.py --seeds 0 --epochs 5             # a quick look
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.fusion.kinds import FUSION_KINDS  # noqa: E402
 from training.fusion.train_pmmo import PMMO_VARIANTS  # noqa: E402
-from training.fusion_experiment import (FusionExperimentConfig, markdown_table, plot_summary,  # noqa: E402
+from training.experiments.fusion_table import (FusionExperimentConfig, markdown_table, plot_summary,  # noqa: E402
                                         run_experiment)
 
 

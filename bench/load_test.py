@@ -28,8 +28,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.auth import hash_key  # noqa: E402
-from service.process import GatewayProcess  # noqa: E402
+from service.access.keys import hash_key  # noqa: E402
+from service.launchers.gateway_process import GatewayProcess  # noqa: E402
 from tests.gateway_fixtures import photo_jpeg, png_bomb, render_meme, truncated_jpeg  # noqa: E402
 
 LOAD_KEY = "mk_loadtest-key-not-secret-0123456789abcdef"

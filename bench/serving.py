@@ -41,13 +41,13 @@ from memotion.manifest import Manifest, ModelEntry, load_manifest
 from memotion.preprocess import images_to_batch
 from memotion.progress import progress_bar
 from memotion.tokenizer import ClipTokenizer
-from service.backends.base import InferenceBackend
-from service.backends.ort_backend import OnnxRuntimeBackend
-from service.backends.triton_backend import TritonBackend
-from service.imaging import decode_image
-from service.ocr import NoOcr, OcrEngine
-from service.pipeline import MemeClassifier
-from service.triton_server import TritonServerProcess
+from service.inference.backends.base import InferenceBackend
+from service.inference.backends.ort_backend import OnnxRuntimeBackend
+from service.inference.backends.triton_backend import TritonBackend
+from service.inference.imaging import decode_image
+from service.inference.ocr import NoOcr, OcrEngine
+from service.inference.classifier import MemeClassifier
+from service.launchers.triton_server import TritonServerProcess
 from training.backbone import TINY_CLIP, clip_context_length, create_clip, register_model_configs
 from training.export import export_run
 from training.factory import MODEL_KINDS, ModelConfig, build_model, load_checkpoint, save_checkpoint
@@ -182,7 +182,7 @@ def bench_backend(classifier: MemeClassifier, payloads: list[bytes], texts: list
 
 
 def sample_memes(data: Path | None, workdir: Path, count: int) -> tuple[list[bytes], list[str]]:
-    from training.data.memotion_format import load_split
+    from memotion.data_format import load_split
     from training.data.synthetic import SyntheticConfig, make_synthetic_dataset
 
     if data is None:
@@ -243,7 +243,7 @@ def main() -> None:
 
     ocr: OcrEngine | None = None
     if args.ocr_clients and args.ocr_requests > 0:
-        from service.ocr import EasyOcrEngine
+        from service.inference.ocr import EasyOcrEngine
 
         ocr = EasyOcrEngine()
     triton_server: TritonServerProcess | None = None

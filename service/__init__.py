@@ -1,3 +1,3 @@
 """memotion's HTTP gateway: serves the models of an exported model repository (see
-``memotion.manifest``). Entry points: ``service.app.create_app``, ``service.main.serve``,
-``service.classify_cli.classify_file``."""
+``memotion.manifest``). Entry points: ``service.api.app.create_app``, ``service.server.serve``,
+``service.classify_file.classify_file``."""

@@ -1,6 +1,6 @@
 """A real gateway HTTP server for tests, and the inputs (good and bad) the gateway tests send it.
 
-``start_gateway(repository, **env)`` runs `memotion serve` (``service.process.GatewayProcess``) on a
+``start_gateway(repository, **env)`` runs `memotion serve` (``service.launchers.gateway_process.GatewayProcess``) on a
 free loopback port with ``MEMOTION_*`` settings, waits for ``/readyz`` and stops it afterwards. ``gateway_url`` is the session-wide server for ``model_repository``.
 """
 
@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from service.process import GatewayProcess
+from service.launchers.gateway_process import GatewayProcess
 
 CAPTION_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.process import GatewayProcess
+from service.launchers.gateway_process import GatewayProcess
 from tests.gateway_fixtures import render_meme
 
 pytestmark = pytest.mark.slow

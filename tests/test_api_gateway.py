@@ -14,8 +14,8 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from service.auth import hash_key
-from service.process import GatewayProcess
+from service.access.keys import hash_key
+from service.launchers.gateway_process import GatewayProcess
 from tests.gateway_fixtures import photo_jpeg, png_bomb, truncated_jpeg
 
 pytestmark = pytest.mark.slow

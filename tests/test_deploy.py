@@ -26,9 +26,9 @@ import httpx
 import pytest
 import yaml
 
-from service.process import free_port
+from service.launchers.gateway_process import free_port
 from tests.tooling import tool_missing
-from service.settings import GatewaySettings
+from service.core.settings import GatewaySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -224,7 +224,7 @@ def test_every_memotion_variable_is_a_gateway_setting() -> None:
     settings = {f"MEMOTION_{name.upper()}" for name in GatewaySettings.model_fields}
     unknown = {path: sorted(names - settings - SCRIPT_VARIABLES) for path, names in _memotion_variables().items()}
     unknown = {path: names for path, names in unknown.items() if names}
-    assert not unknown, f"MEMOTION_* variables that service/settings.py does not read: {unknown}"
+    assert not unknown, f"MEMOTION_* variables that service/core/settings.py does not read: {unknown}"
 
 
 def test_images_pin_what_pyproject_pins() -> None:
@@ -362,7 +362,7 @@ def test_request_rate_metric_is_the_one_the_gateway_exports() -> None:
     pods_metric = next(m for m in hpa["spec"]["metrics"] if m["type"] == "Pods")["pods"]["metric"]["name"]
     assert rule["name"]["as"] == pods_metric
     counter = re.search(r"^([a-z_]+)\{", rule["seriesQuery"]).group(1)
-    from service.metrics import GatewayMetrics
+    from service.core.metrics import GatewayMetrics
 
     exported = {metric.name for metric in GatewayMetrics().registry.collect()}
     assert counter.removesuffix("_total") in exported, (counter, exported)
@@ -372,7 +372,7 @@ def test_triton_entrypoint_serves_the_manifest_models(model_repository: Path, tm
     """docker/triton-entrypoint.sh, run outside Docker on the session's repository with the real
     tritonserver (nvidia-pytriton, CPU python backend) standing in for the image's binary: the
     repository's tokenizer/ folder is no model, so the script must load the manifest's models by name."""
-    from service.triton_server import find_triton_install, prepare_server_dir
+    from service.launchers.triton_server import find_triton_install, prepare_server_dir
 
     install = find_triton_install()
     server_dir = prepare_server_dir(install)

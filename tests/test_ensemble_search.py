@@ -121,10 +121,10 @@ def test_manifest_ensemble_entry_validates_per_task_members():
 def test_export_writes_the_search_and_the_gateway_honours_it(model_repository, tmp_path):
     from memotion.manifest import ManifestError, load_manifest
     from memotion.preprocess import images_to_batch
-    from service.pipeline import MemeClassifier
-    from service.settings import GatewaySettings
+    from service.inference.classifier import MemeClassifier
+    from service.core.settings import GatewaySettings
     from tests.gateway_fixtures import photo_jpeg
-    from service.imaging import decode_image
+    from service.inference.imaging import decode_image
 
     manifest = load_manifest(model_repository)
     searched = manifest.ensemble

@@ -49,7 +49,7 @@ def test_full_dominance_is_unchanged_by_the_new_option(tmp_path):
 
 @pytest.mark.slow
 def test_quick_experiment_writes_the_table(tmp_path):
-    from training.experiment import COLUMNS, ENSEMBLES, MULTI_VARIANTS, UNIMODAL, quick_config, run_experiment
+    from training.experiments.table4 import COLUMNS, ENSEMBLES, MULTI_VARIANTS, UNIMODAL, quick_config, run_experiment
 
     lines: list[str] = []
     report = run_experiment(tmp_path, quick_config(), progress=False, log=lines.append)

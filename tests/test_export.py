@@ -13,7 +13,7 @@ from memotion.labels import ALL_TASKS
 from memotion.manifest import ManifestError, load_manifest
 from memotion.preprocess import images_to_batch
 from memotion.tokenizer import ClipTokenizer
-from training.data.memotion_format import load_split
+from memotion.data_format import load_split
 from training.export import export_run
 from training.factory import load_checkpoint
 from training.recipe import read_summary

@@ -108,8 +108,8 @@ def test_recipe_trains_fusion_kinds_and_pmmo_by_svi(fusion_run: Path) -> None:
 def test_fusion_run_exports_to_a_servable_repository(fusion_run: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from service.pipeline import MemeClassifier
-    from service.settings import GatewaySettings
+    from service.inference.classifier import MemeClassifier
+    from service.core.settings import GatewaySettings
     from training.export import export_run
 
     repository = export_run(fusion_run, tmp_path / "repository")  # raises if ORT != PyTorch

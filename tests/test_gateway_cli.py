@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.classify_cli import ClassifyError, classify_file
-from service.settings import GatewaySettings
-from service.process import GatewayProcess, GatewayStartError, free_port
+from service.classify_file import ClassifyError, classify_file
+from service.core.settings import GatewaySettings
+from service.launchers.gateway_process import GatewayProcess, GatewayStartError, free_port
 from tests.gateway_fixtures import photo_jpeg, start_gateway
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ def test_classify_file_unreachable_gateway(meme_file: Path) -> None:
 
 
 def _serve(repository: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "memotion.cli", "serve", "--repository", str(repository)],
+    return subprocess.run([sys.executable, "-m", "memotion_cli", "serve", "--repository", str(repository)],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "MEMOTION_OCR": "none"})
 

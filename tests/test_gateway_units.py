@@ -18,13 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service.app import create_app
-from service.body_limit import BodyLimitMiddleware
-from service.errors import ApiError, GatewayStartupError
-from service.imaging import decode_image
-from service.ocr import NoOcr, TextBox, join_text, reading_order
-from service.pipeline import ClassificationCancelled, MemeClassifier
-from service.settings import GatewaySettings
+from service.api.app import create_app
+from service.api.body_limit import BodyLimitMiddleware
+from service.core.errors import ApiError, GatewayStartupError
+from service.inference.imaging import decode_image
+from service.inference.ocr import NoOcr, TextBox, join_text, reading_order
+from service.inference.classifier import ClassificationCancelled, MemeClassifier
+from service.core.settings import GatewaySettings
 from tests.gateway_fixtures import png_bomb, photo_jpeg, truncated_jpeg
 
 MAX_PIXELS = 36_000_000

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.data.memotion_format import MemeRecord, load_split, write_split
+from memotion.data_format import MemeRecord, load_split, write_split
 
 LABELS = ("funny", "general", "not_offensive", "motivational", "positive")
 HEADER = "id\timage_url\thumour\tsarcasm\toffensive\tmotivational\toverall_sentiment\tocr_text"

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from memotion.manifest import load_manifest
-from training.data.memotion_format import load_split
+from memotion.data_format import load_split
 from training.factory import KindData, load_checkpoint
 from training.oscar.inputs import OSCAR_INPUTS, OscarFeeder
 from training.oscar.model import OscarClassifier
@@ -94,9 +94,9 @@ def test_feeder_reproduces_training_inputs_and_onnx_equals_pytorch(
 
 
 def test_gateway_refuses_oscar_with_a_clear_error(oscar_repository):
-    from service.errors import GatewayStartupError
-    from service.pipeline import MemeClassifier
-    from service.settings import GatewaySettings
+    from service.core.errors import GatewayStartupError
+    from service.inference.classifier import MemeClassifier
+    from service.core.settings import GatewaySettings
 
     with pytest.raises(GatewayStartupError, match=r"\['oscar'\].*region detector.*OSCAR"):
         MemeClassifier.from_settings(GatewaySettings(model_repository=oscar_repository, ocr="none"))
@@ -133,7 +133,8 @@ def _tiny_preprocessing():
 
 
 def test_cli_options_reach_the_oscar_config(tmp_path):
-    from memotion.cli import _oscar_options, build_parser
+    from memotion_cli.main import build_parser
+    from training.cli import _oscar_options
     from training.oscar.config import OscarConfig
 
     (tmp_path / "classes.txt").write_text("__background__\ncat\ndog\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from memotion.cli import main
+from memotion_cli.main import main
 from training.backbone import TINY_CLIP, create_clip
 from training.data.pairs import DataRef, load_all_pairs
 from training.pretrain import (CLIP_PRE_FILE, BinaryConfig, ContrastiveConfig, binary_unimodal,

@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from memotion.cli import main
+from memotion_cli.main import main
 from training.schedule import Schedule, load_schedule, override_training, schedule_names
 
 

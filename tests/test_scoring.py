@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from service.scoring import JsonlSink, ParquetSink, discover_items, record_columns, score
-from service.settings import GatewaySettings
+from service.scoring.local import JsonlSink, ParquetSink, discover_items, record_columns, score
+from service.core.settings import GatewaySettings
 from memotion.manifest import load_manifest
 from tests.gateway_fixtures import truncated_jpeg
 
@@ -82,7 +82,7 @@ def test_jsonl_scoring_keeps_errors_and_resumes(model_repository: Path, small_cs
     assert {f"c_{h}" for h in manifest["task_b_names"]} <= set(good)
     assert records[-1]["status"] == "error" and records[-1]["error_code"] == "unreadable_file"
     # The same scores as the HTTP API's in-process path.
-    from service.classify_cli import classify_file
+    from service.classify_file import classify_file
 
     answer = classify_file(Path(good["source"]), text=good["text"], settings=_settings(model_repository))
     assert good["sentiment"] == answer["task_a"]["label"]
@@ -129,7 +129,7 @@ def test_a_killed_job_restarts_where_it_stopped(model_repository: Path, syntheti
     for path in sorted((synthetic_data / "image" / "val").glob("*.jpg"))[:6]:
         shutil.copy(path, folder / path.name)
     out = tmp_path / "results.jsonl"
-    command = [sys.executable, "-m", "memotion.cli", "score", str(folder), "--out", str(out),
+    command = [sys.executable, "-m", "memotion_cli", "score", str(folder), "--out", str(out),
                "--repository", str(model_repository), "--chunk-size", "1", "--no-progress"]
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -151,7 +151,7 @@ def test_a_killed_job_restarts_where_it_stopped(model_repository: Path, syntheti
 
 
 def test_score_rejects_bad_arguments(model_repository: Path, small_csv: Path, tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "memotion.cli", "score", str(small_csv), "--out",
+    done = subprocess.run([sys.executable, "-m", "memotion_cli", "score", str(small_csv), "--out",
                            str(tmp_path / "r.csv"), "--repository", str(model_repository), "--ocr", "none"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "must end in .jsonl or .parquet" in done.stderr

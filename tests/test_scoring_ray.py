@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.scoring import score
-from service.settings import GatewaySettings
+from service.scoring.local import score
+from service.core.settings import GatewaySettings
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def test_ray_scoring_matches_local(model_repository: Path, synthetic_data: Path,
     local = score(source, local_out, settings, chunk_size=8, progress=False)
     # A job that stopped after 5 memes: Ray scores only the rest.
     ray_out.write_text("".join(line + "\n" for line in local_out.read_text().splitlines()[:5]))
-    from service.scoring_ray import init_ray
+    from service.scoring.ray_cluster import init_ray
 
     init_ray("local", num_cpus=2)
     try:

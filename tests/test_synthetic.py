@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from memotion.labels import ALL_TASKS, TASK_A, TASK_B_NAMES
-from training.data.memotion_format import load_split
+from memotion.data_format import load_split
 from training.data.synthetic import SyntheticConfig, make_synthetic_dataset, render_meme
 
 

@@ -117,8 +117,8 @@ def direct_repository(synthetic_data: Path, tmp_path_factory: pytest.TempPathFac
 
 
 def _classify(repository: Path) -> dict:
-    from service.pipeline import MemeClassifier
-    from service.settings import GatewaySettings
+    from service.inference.classifier import MemeClassifier
+    from service.core.settings import GatewaySettings
 
     classifier = MemeClassifier.from_settings(GatewaySettings(model_repository=repository, ocr="none"))
     try:

@@ -13,9 +13,10 @@ from tritonclient.grpc import model_config_pb2
 from memotion.labels import ALL_TASKS, TASK_B_NAMES
 from memotion.manifest import (EnsembleEntry, Manifest, ModelEntry, Preprocessing, TaskEntry,
                                TokenizerEntry)
-from service.settings import GatewaySettings
-from service.triton_server import TritonServerError, failed_models, find_triton_install
-from training.triton_config import (PYTHON_BACKEND_MODEL, VARIANTS, TensorSpec, TritonBatching,
+from service.core.settings import GatewaySettings
+from service.inference.backends.triton_endpoint import triton_endpoint, triton_metrics_url
+from service.launchers.triton_server import TritonServerError, failed_models, find_triton_install
+from memotion.triton_repository import (PYTHON_BACKEND_MODEL_SOURCE, VARIANTS, TensorSpec, TritonBatching,
                                     config_path, missing_triton_files, model_config, onnx_tensors,
                                     to_pbtxt, write_triton_files)
 
@@ -115,7 +116,7 @@ def test_batching_settings_reach_every_variant_and_bad_ones_are_refused() -> Non
 
 
 def test_to_pbtxt_quotes_strings_and_writes_enums_bare() -> None:
-    from training.triton_config import Enum
+    from memotion.triton_repository import Enum
 
     text = to_pbtxt({"name": 'a "quoted" \\ name', "kind": Enum("KIND_CPU"), "flag": True, "dims": [1, 2]})
     assert text == 'name: "a \\"quoted\\" \\\\ name"\nkind: KIND_CPU\nflag: true\ndims: [ 1, 2 ]'
@@ -145,7 +146,7 @@ def test_write_triton_files_lays_out_every_variant_and_the_python_model(tmp_path
     assert (tmp_path / "clip_text/configs/gpu.pbtxt").is_file()
     assert (tmp_path / "clip_text/configs/gpu_tensorrt.pbtxt").is_file()
     assert config_path(tmp_path / "clip_text", "cpu") == tmp_path / "clip_text/config.pbtxt"
-    assert (tmp_path / "clip_multi/2/model.py").read_text() == PYTHON_BACKEND_MODEL
+    assert (tmp_path / "clip_multi/2/model.py").read_text() == PYTHON_BACKEND_MODEL_SOURCE.read_text()
     assert missing_triton_files(tmp_path, manifest) == []
     (tmp_path / "clip_image/config.pbtxt").unlink()
     assert missing_triton_files(tmp_path, manifest) == ["clip_image/config.pbtxt"]
@@ -158,20 +159,16 @@ def test_a_model_outside_the_triton_layout_is_refused(tmp_path: Path) -> None:
         write_triton_files(tmp_path, odd)
 
 
-def test_python_backend_model_is_valid_python() -> None:
-    compile(PYTHON_BACKEND_MODEL, "model.py", "exec")
-
-
 def test_triton_url_scheme_picks_the_protocol_and_the_metrics_url_follows_the_host() -> None:
-    assert GatewaySettings().triton_endpoint() == ("grpc", "127.0.0.1:8001")
-    assert GatewaySettings().resolved_triton_metrics_url() == "http://127.0.0.1:8002/metrics"
+    assert triton_endpoint(GatewaySettings()) == ("grpc", "127.0.0.1:8001")
+    assert triton_metrics_url(GatewaySettings()) == "http://127.0.0.1:8002/metrics"
     http = GatewaySettings(triton_url="http://triton:8000/")
-    assert http.triton_endpoint() == ("http", "triton:8000")
-    assert http.resolved_triton_metrics_url() == "http://triton:8002/metrics"
-    assert GatewaySettings(triton_url="t:9", triton_protocol="http").triton_endpoint() == ("http", "t:9")
-    assert GatewaySettings(triton_metrics_url="none").resolved_triton_metrics_url() is None
+    assert triton_endpoint(http) == ("http", "triton:8000")
+    assert triton_metrics_url(http) == "http://triton:8002/metrics"
+    assert triton_endpoint(GatewaySettings(triton_url="t:9", triton_protocol="http")) == ("http", "t:9")
+    assert triton_metrics_url(GatewaySettings(triton_metrics_url="none")) is None
     with pytest.raises(ValueError, match="host:port"):
-        GatewaySettings(triton_url="ftp://x:1").triton_endpoint()
+        triton_endpoint(GatewaySettings(triton_url="ftp://x:1"))
 
 
 def test_failed_model_lines_are_picked_out_of_a_triton_log() -> None:

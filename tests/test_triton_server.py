@@ -22,15 +22,15 @@ import pytest
 from PIL import Image
 
 from memotion.manifest import load_manifest
-from service.backends.base import BackendUnavailable
-from service.backends.ort_backend import OnnxRuntimeBackend
-from service.backends.triton_backend import TritonBackend
-from service.classify_cli import classify_file
-from service.ocr import NoOcr
-from service.pipeline import MemeClassifier
-from service.process import GatewayProcess, GatewayStartError, free_port
-from service.settings import GatewaySettings
-from service.triton_server import TritonServerError, TritonServerProcess
+from service.inference.backends.base import BackendUnavailable
+from service.inference.backends.ort_backend import OnnxRuntimeBackend
+from service.inference.backends.triton_backend import TritonBackend
+from service.classify_file import classify_file
+from service.inference.ocr import NoOcr
+from service.inference.classifier import MemeClassifier
+from service.launchers.gateway_process import GatewayProcess, GatewayStartError, free_port
+from service.core.settings import GatewaySettings
+from service.launchers.triton_server import TritonServerError, TritonServerProcess
 from tests.gateway_fixtures import photo_jpeg, render_meme
 
 pytestmark = pytest.mark.slow
@@ -91,7 +91,7 @@ def live_gateway(repository: Path, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="memotion-gateway-", suffix=".log", delete=False)
     process = subprocess.Popen(
-        [sys.executable, "-m", "memotion.cli", "serve", "--repository", str(repository), "--port", str(port)],
+        [sys.executable, "-m", "memotion_cli", "serve", "--repository", str(repository), "--port", str(port)],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -279,7 +279,7 @@ def test_gateway_refuses_to_start_when_triton_does_not_serve_a_manifest_model(mo
 def test_triton_serve_command_runs_until_terminated(model_repository: Path) -> None:
     ports = [str(free_port()) for _ in range(3)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "memotion.cli", "triton-serve", "--repository", str(model_repository),
+        [sys.executable, "-m", "memotion_cli", "triton-serve", "--repository", str(model_repository),
          "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2]],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

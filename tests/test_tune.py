@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from memotion.cli import main
+from memotion_cli.main import main
 from training.recipe import tiny_recipe
-from training.tune import SearchSpace, TuneSettings, asha_scheduler, epoch_metrics, param_space
+from training.experiments.tune import SearchSpace, TuneSettings, asha_scheduler, epoch_metrics, param_space
 
 
 def test_default_space_is_the_authors_grid():

@@ -17,7 +17,7 @@ from memotion.progress import progress_bar
 from memotion.labels import ALL_TASKS
 from memotion.manifest import Preprocessing
 from memotion.preprocess import image_to_array
-from training.data.memotion_format import MemeRecord
+from memotion.data_format import MemeRecord
 
 Tokenize = Callable[[Sequence[str]], torch.Tensor]
 

@@ -1,6 +1,6 @@
 """Export a training run to a model repository: ONNX per model, tokenizer, manifest.json.
 
-Layout (Triton's: the same directory is a Triton model repository, see training/triton_config.py):
+Layout (Triton's: the same directory is a Triton model repository, see memotion/triton_repository.py):
     <repository>/manifest.json
     <repository>/tokenizer/tokenizer.json
     <repository>/<model>/<version>/model.onnx
@@ -31,7 +31,7 @@ from training.backbone import register_model_configs
 from training.factory import KindExport, load_checkpoint, model_inputs, model_kind
 from training.recipe import read_summary
 from training.tokenizer_export import write_clip_tokenizer
-from training.triton_config import write_triton_files
+from memotion.triton_repository import write_triton_files
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4

@@ -18,7 +18,7 @@ from training.oscar.config import OscarArchitecture
 
 if TYPE_CHECKING:
     from memotion.manifest import ModelEntry
-    from training.data.memotion_format import MemeRecord
+    from memotion.data_format import MemeRecord
     from training.dataset import MemeTensors
 
 

@@ -21,7 +21,7 @@ import torch
 from memotion.manifest import OPENAI_MEAN, OPENAI_STD, Preprocessing
 from training.backbone import (TINY_CLIP, clip_context_length, clip_image_size, create_clip,
                                normalise_pretrained, register_model_configs)
-from training.data.memotion_format import load_split
+from memotion.data_format import load_split
 from training.dataset import MemeTensors, build_tensors
 from training.ensemble_search import TaskBMode, all_members, ensemble_scores, search_ensemble
 from training.factory import (MODEL_KINDS, MODEL_REGISTRY, KindData, ModelConfig, build_model, build_multi,

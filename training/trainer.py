@@ -137,7 +137,7 @@ def train_model(
 ) -> TrainResult:
     """Train, validate every epoch, keep the best epoch (by Task A + Task C weighted F1).
 
-    ``on_epoch`` gets each epoch's history entry (Ray Tune reports it; training/tune.py)."""
+    ``on_epoch`` gets each epoch's history entry (Ray Tune reports it; training/experiments/tune.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

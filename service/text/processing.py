@@ -19,7 +19,7 @@ from service.text.translation import CTranslate2Translator, OnlineTranslator, Tr
 from service.text.transliteration import romanised_to_devanagari
 
 if TYPE_CHECKING:
-    from service.settings import GatewaySettings
+    from service.core.settings import GatewaySettings
 
 logger = logging.getLogger("memotion.gateway")
 

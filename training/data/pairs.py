@@ -87,7 +87,7 @@ def load_all_pairs(refs: Iterable[DataRef]) -> list[PairRecord]:
 def memotion_pairs(path: Path) -> list[PairRecord]:
     """A Memotion split (or a folder: its train.csv) as pairs; label = offensive (any intensity),
     which is how the synthetic data provides binary 'hateful' labels for tests."""
-    from training.data.memotion_format import load_split
+    from memotion.data_format import load_split
 
     split = path / "train.csv" if path.is_dir() else path
     return [PairRecord(r.id, r.image_path, r.text, int(r.offensive > 0), f"memotion:{split.name}")

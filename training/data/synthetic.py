@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 from memotion.progress import progress_bar
 
 from memotion.labels import ALL_TASKS
-from training.data.memotion_format import MemeRecord, write_split
+from memotion.data_format import MemeRecord, write_split
 
 FONT_PATH = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 TEXT_FACTORS = ("polarity", "joke", "insult", "motivation", "twist")

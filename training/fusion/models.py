@@ -4,7 +4,7 @@
 heads) and, when its head has a direct Task B head, one more output: [B, 4] Task B logits (sigmoid,
 trained with BCE; Task C head order). It exposes the encoders' features for PMR
 (``encoder_features``, see training/factory.py). Heads take an :class:`Encoded` batch, so they also
-train on features computed once (training/fusion_experiment.py).
+train on features computed once (training/experiments/fusion_table.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,5 @@
+import sys
+
+from memotion_cli.main import main
+
+sys.exit(main())

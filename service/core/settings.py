@@ -1,0 +1,85 @@
+"""Gateway configuration, read from ``MEMOTION_*`` environment variables: declarations only.
+
+What is derived from a setting (Triton's endpoint and metrics URL, the API key entries of a file)
+lives with the code that uses it (service/inference/backends/triton_endpoint.py, service/access/keys.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class ApiKeyEntry(BaseModel):
+    """One client: a name (logged, labels its rate limit), the key's SHA-256, optional own limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$", examples=["moderation-dashboard"])
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
+    rate_per_minute: float | None = Field(default=None, gt=0, description="default: the gateway's")
+    burst: int | None = Field(default=None, ge=1, description="default: the gateway's")
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway can be told; each field is ``MEMOTION_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEMOTION_",
+        extra="ignore",
+        protected_namespaces=("settings_customise_sources",),
+    )
+
+    model_repository: Path = Path("model_repository")
+    backend: Literal["onnxruntime", "triton"] = "onnxruntime"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_upload_bytes: int = Field(default=10 * MIB, gt=0)
+    max_image_pixels: int = Field(default=36_000_000, gt=0)
+    max_text_chars: int = Field(default=2000, ge=0)
+    ocr: Literal["easyocr", "none"] = "easyocr"
+    ocr_model_dir: Path | None = None
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    ort_intra_op_threads: int = Field(default=0, ge=0)
+    # MEMOTION_BACKEND=triton: where Triton is and how to talk to it.
+    # host:port of Triton's gRPC endpoint (or HTTP, with triton_protocol=http); a grpc:// or http://
+    # scheme in the URL picks the protocol itself.
+    triton_url: str = "127.0.0.1:8001"
+    triton_protocol: Literal["grpc", "http"] = "grpc"
+    triton_metrics_url: str = ""  # "" -> http://<triton host>:8002/metrics; "none" -> not scraped
+    triton_timeout_s: float = Field(default=30.0, gt=0)  # per inference call
+
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["json", "text"] = "json"  # json: one object per line (no request bodies)
+    # Text path (service/text): OCR text cleaning, language id, transliteration, back-translation.
+    text_clean: bool = True
+    language_id: bool = True
+    transliterate: bool = True  # romanised Hindi -> Devanagari before translating
+    translator: Literal["none", "online", "ctranslate2"] = "none"
+    translator_model_dir: Path | None = None  # ctranslate2: folder with en-hi/ and hi-en/
+    translator_provider: str = "google"  # online: a provider of the translators package
+    translator_timeout_s: float = Field(default=10.0, gt=0)
+    translator_threads: int = Field(default=1, ge=1)
+    text_watermarks: list[str] = Field(default_factory=list)  # extra regexes removed from OCR text
+    # Task B thresholds by emotion (or head) name, JSON: {"offensive": 0.3}; requests may override.
+    task_thresholds: dict[str, float] = Field(default_factory=dict)
+    # Batch endpoint.
+    max_batch_items: int = Field(default=32, ge=1)
+    max_batch_bytes: int = Field(default=64 * MIB, gt=0)
+    batch_timeout_s: float = Field(default=120.0, gt=0)
+    # Access: API keys (JSON list of {name, sha256[, rate_per_minute, burst]}) and/or a file of them;
+    # none configured = open gateway. Limits per key in memes per minute.
+    api_keys: list[ApiKeyEntry] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    rate_limit_per_minute: float = Field(default=600.0, gt=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)  # JSON list, e.g. ["https://dash.example"]
+    # Admission: classifications at once (worker threads) and how many may wait; 503 beyond.
+    workers: int = Field(default=2, ge=1)
+    max_queue: int = Field(default=32, ge=0)
+    shutdown_grace_s: float = Field(default=60.0, gt=0)  # in-flight requests may finish this long

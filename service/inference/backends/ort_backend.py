@@ -1,0 +1,92 @@
+"""ONNX Runtime backend: one InferenceSession per manifest model, in process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from memotion.manifest import ModelEntry
+from service.inference.backends.base import BackendError
+
+logger = logging.getLogger("memotion.gateway")
+
+_INPUT_DTYPES = {"input_ids": np.int64, "pixel_values": np.float32}
+
+
+def default_providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    providers = ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        providers.insert(0, "CUDAExecutionProvider")
+    return providers
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        repository_root: Path,
+        models: Sequence[ModelEntry],
+        *,
+        intra_op_threads: int = 0,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self._providers = list(providers) if providers is not None else default_providers()
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.log_severity_level = 3
+        for model in models:
+            path = Path(repository_root) / model.file
+            try:
+                session = ort.InferenceSession(str(path), sess_options=options, providers=self._providers)
+            except Exception as err:  # noqa: BLE001 - onnxruntime raises several exception types
+                raise BackendError(f"model {model.name}: onnxruntime cannot load {path}: {err}") from err
+            self._check_signature(model, session, path)
+            self._sessions[model.name] = session
+            logger.info("loaded model %s v%d from %s (%s)", model.name, model.version, path,
+                        ", ".join(session.get_providers()))
+
+    @staticmethod
+    def _check_signature(model: ModelEntry, session: "object", path: Path) -> None:
+        inputs = {i.name for i in session.get_inputs()}  # type: ignore[attr-defined]
+        outputs = {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
+        missing_in = [name for name in model.inputs if name not in inputs]
+        extra_in = sorted(inputs - set(model.inputs))
+        wanted = model.served_outputs()
+        missing_out = [name for name in wanted if name not in outputs]
+        if missing_in or extra_in or missing_out:
+            raise BackendError(
+                f"model {model.name} ({path}) does not match the manifest: graph inputs {sorted(inputs)}, "
+                f"outputs {sorted(outputs)}; manifest inputs {list(model.inputs)}, outputs {list(model.outputs)}"
+            )
+
+    def infer(self, model: ModelEntry, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self._sessions.get(model.name)
+        if session is None:
+            raise BackendError(f"model {model.name} is not loaded")
+        feed = {}
+        for name in model.inputs:
+            if name not in inputs:
+                raise BackendError(f"model {model.name} needs input {name!r}, which was not computed")
+            feed[name] = np.ascontiguousarray(inputs[name], dtype=_INPUT_DTYPES.get(name))
+        names = model.served_outputs()
+        results = session.run(names, feed)
+        return {name: np.asarray(value) for name, value in zip(names, results)}
+
+    def ready(self) -> bool:
+        return bool(self._sessions)
+
+    def close(self) -> None:
+        with self._lock:
+            self._sessions.clear()
