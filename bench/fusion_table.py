@@ -22,10 +22,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.fusion.kinds import FUSION_KINDS  # noqa: E402
-from training.fusion.train_pmmo import PMMO_VARIANTS  # noqa: E402
-from training.experiments.fusion_table import (FusionExperimentConfig, markdown_table, plot_summary,  # noqa: E402
-                                        run_experiment)
+from training.experiments.fusion_table import (
+    FusionExperimentConfig,
+    markdown_table,
+    plot_summary,
+    run_experiment,
+)
+from training.fusion.kinds import FUSION_KINDS
+from training.fusion.train_pmmo import PMMO_VARIANTS
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -36,35 +40,59 @@ def main(argv: list[str] | None = None) -> int:
     defaults = FusionExperimentConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", type=_names, default=FUSION_KINDS, help="comma-separated fusion kinds")
-    parser.add_argument("--pmmo-variants", type=_names, default=(),
-                        help=f"extra PM+MO rows (Table 2 ablation): {','.join(PMMO_VARIANTS)}")
+    parser.add_argument(
+        "--pmmo-variants",
+        type=_names,
+        default=(),
+        help=f"extra PM+MO rows (Table 2 ablation): {','.join(PMMO_VARIANTS)}",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
     parser.add_argument("--train", type=int, default=defaults.n_train)
     parser.add_argument("--val", type=int, default=defaults.n_val)
     parser.add_argument("--test", type=int, default=defaults.n_test)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--work-dir", type=Path, default=Path("bench/results/fusion_work"),
-                        help="where the synthetic data set is made (reused when it exists)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/fusion_table"),
-                        help="output path without extension (.json, .md, .png)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("bench/results/fusion_work"),
+        help="where the synthetic data set is made (reused when it exists)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench/results/fusion_table"),
+        help="output path without extension (.json, .md, .png)",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    config = replace(defaults, kinds=args.kinds + tuple(f"pmmo:{v}" for v in args.pmmo_variants),
-                     seeds=tuple(args.seeds), n_train=args.train, n_val=args.val, n_test=args.test,
-                     epochs=args.epochs)
+    config = replace(
+        defaults,
+        kinds=args.kinds + tuple(f"pmmo:{v}" for v in args.pmmo_variants),
+        seeds=tuple(args.seeds),
+        n_train=args.train,
+        n_val=args.val,
+        n_test=args.test,
+        epochs=args.epochs,
+    )
     started = time.perf_counter()
     result = run_experiment(args.work_dir, config, progress=True, log=lambda line: print(line, flush=True))
     result["seconds"] = round(time.perf_counter() - started, 1)
-    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
-                         "threads": args.threads, "processor": platform.processor() or platform.machine()}
+    result["machine"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "processor": platform.processor() or platform.machine(),
+    }
     table = markdown_table(result["summary"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    caption = (f"Test metrics, mean ± std over seeds {list(config.seeds)}; {config.n_train} train / "
-               f"{config.n_val} val / {config.n_test} test synthetic memes, frozen tiny random-init CLIP "
-               f"features, {config.epochs} epochs, best validation epoch. Bold: best mean per column.\n\n")
+    caption = (
+        f"Test metrics, mean ± std over seeds {list(config.seeds)}; {config.n_train} train / "
+        f"{config.n_val} val / {config.n_test} test synthetic memes, frozen tiny random-init CLIP "
+        f"features, {config.epochs} epochs, best validation epoch. Bold: best mean per column.\n\n"
+    )
     args.out.with_suffix(".md").write_text(caption + table)
     plot_summary(result["summary"], args.out.with_suffix(".png"), "Fusion heads on synthetic memes")
     print()

@@ -36,14 +36,15 @@ def sample_inputs(batch: int, context_length: int, image_size: int, vocab: int, 
     ids = torch.zeros(batch, context_length, dtype=torch.int64)
     length = min(CAPTION_TOKENS, context_length - 2)
     ids[:, 0] = vocab - 2  # start of text
-    ids[:, 1:1 + length] = torch.randint(1, vocab - 2, (batch, length))
+    ids[:, 1 : 1 + length] = torch.randint(1, vocab - 2, (batch, length))
     ids[:, 1 + length] = vocab - 1  # end of text (the largest id, what CLIP pools on)
     pixels = torch.randn(batch, 3, image_size, image_size)
     return {"input_ids": ids.to(device), "pixel_values": pixels.to(device)}
 
 
-def time_forward(model: torch.nn.Module, args: list[torch.Tensor], dtype: torch.dtype, device: str,
-                 seconds: float) -> tuple[float, int]:
+def time_forward(
+    model: torch.nn.Module, args: list[torch.Tensor], dtype: torch.dtype, device: str, seconds: float
+) -> tuple[float, int]:
     """Seconds per call (mean over as many calls as fit in ``seconds`` after warm-up), and calls."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
@@ -67,8 +68,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--kinds", default=",".join(MODEL_KINDS))
     parser.add_argument("--batches", default="1,8,32,128")
-    parser.add_argument("--dtypes", default=None,
-                        help="default fp32,bf16 on CUDA, fp32 on CPU (oneDNN has no bf16 LSTM here)")
+    parser.add_argument(
+        "--dtypes", default=None, help="default fp32,bf16 on CUDA, fp32 on CPU (oneDNN has no bf16 LSTM here)"
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per row")
     parser.add_argument("--matmul-size", type=int, default=None, help="default 8192 on CUDA, 1024 on CPU")
     parser.add_argument("--out", type=Path, default=Path("bench/results/model_throughput.json"))
@@ -90,21 +92,31 @@ def main() -> None:
         model = build_model(kind, args.clip, config, None).eval()
         one = sample_inputs(1, context_length, image_size, vocab, "cpu")
         with torch.inference_mode():
-            flops[kind] = count_flops(lambda: model(*(one[name] for name in model_inputs(kind))))
+            flops[kind] = count_flops(lambda m=model, x=one, k=kind: m(*(x[name] for name in model_inputs(k))))
         model = model.to(args.device)
         baseline = None
         for dtype in dtypes:
             for batch in batches:
                 inputs = sample_inputs(batch, context_length, image_size, vocab, args.device)
-                seconds, calls = time_forward(model, [inputs[n] for n in model_inputs(kind)], DTYPES[dtype],
-                                              args.device, args.seconds)
+                seconds, calls = time_forward(
+                    model, [inputs[n] for n in model_inputs(kind)], DTYPES[dtype], args.device, args.seconds
+                )
                 memes_per_s = batch / seconds
                 baseline = baseline or memes_per_s
                 achieved = memes_per_s * flops[kind]
-                rows.append({"model": kind, "dtype": dtype, "batch": batch, "calls": calls,
-                             "ms_per_batch": seconds * 1000, "memes_per_s": memes_per_s,
-                             "speedup_vs_fp32_batch1": memes_per_s / baseline,
-                             "achieved_tflops": achieved / 1e12, "of_matmul_rate": achieved / rates[dtype]})
+                rows.append(
+                    {
+                        "model": kind,
+                        "dtype": dtype,
+                        "batch": batch,
+                        "calls": calls,
+                        "ms_per_batch": seconds * 1000,
+                        "memes_per_s": memes_per_s,
+                        "speedup_vs_fp32_batch1": memes_per_s / baseline,
+                        "achieved_tflops": achieved / 1e12,
+                        "of_matmul_rate": achieved / rates[dtype],
+                    }
+                )
                 print(f"{kind:<11} {dtype:<5} batch {batch:>4}: {memes_per_s:10.1f} memes/s", flush=True)
         del model
         if args.device.startswith("cuda"):
@@ -114,13 +126,22 @@ def main() -> None:
     print(f"\n{args.clip} on {args.device} ({device_name}), torch {torch.__version__}")
     print("matmul rate " + ", ".join(f"{d} {r / 1e12:.2f} TFLOP/s" for d, r in rates.items()) + f" ({size}^3)")
     print("FLOPs per meme " + ", ".join(f"{k} {f / 1e9:.2f} G" for k, f in flops.items()))
-    print(f"\n| model | dtype | batch | ms/batch | memes/s | x fp32 b1 | TFLOP/s | of matmul rate |")
+    print("\n| model | dtype | batch | ms/batch | memes/s | x fp32 b1 | TFLOP/s | of matmul rate |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['dtype']} | {r['batch']} | {r['ms_per_batch']:.2f} | {r['memes_per_s']:.1f} "
-              f"| {r['speedup_vs_fp32_batch1']:.1f} | {r['achieved_tflops']:.2f} | {100 * r['of_matmul_rate']:.1f}% |")
-    report = {"clip": args.clip, "device": args.device, "device_name": device_name, "torch": torch.__version__,
-              "matmul": {"size": size, "flops_per_s": rates}, "flops_per_meme": flops, "rows": rows}
+        print(
+            f"| {r['model']} | {r['dtype']} | {r['batch']} | {r['ms_per_batch']:.2f} | {r['memes_per_s']:.1f} "
+            f"| {r['speedup_vs_fp32_batch1']:.1f} | {r['achieved_tflops']:.2f} | {100 * r['of_matmul_rate']:.1f}% |"
+        )
+    report = {
+        "clip": args.clip,
+        "device": args.device,
+        "device_name": device_name,
+        "torch": torch.__version__,
+        "matmul": {"size": size, "flops_per_s": rates},
+        "flops_per_meme": flops,
+        "rows": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nwritten {args.out}")

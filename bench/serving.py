@@ -28,15 +28,14 @@ import json
 import platform
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from training.compute import count_flops, matmul_rate
 from memotion.manifest import Manifest, ModelEntry, load_manifest
 from memotion.preprocess import images_to_batch
 from memotion.progress import progress_bar
@@ -44,11 +43,12 @@ from memotion.tokenizer import ClipTokenizer
 from service.inference.backends.base import InferenceBackend
 from service.inference.backends.ort_backend import OnnxRuntimeBackend
 from service.inference.backends.triton_backend import TritonBackend
+from service.inference.classifier import MemeClassifier
 from service.inference.imaging import decode_image
 from service.inference.ocr import NoOcr, OcrEngine
-from service.inference.classifier import MemeClassifier
 from service.launchers.triton_server import TritonServerProcess
 from training.backbone import TINY_CLIP, clip_context_length, create_clip, register_model_configs
+from training.compute import count_flops, matmul_rate
 from training.export import export_run
 from training.factory import MODEL_KINDS, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from training.recipe import SUMMARY_FILE, preprocessing_for, read_summary, tiny_recipe
@@ -66,16 +66,20 @@ def random_run(clip: str, run_dir: Path, log: Callable[[str], None]) -> Path:
     probe = create_clip(clip, None)
     models = {}
     for kind in MODEL_KINDS:
-        path = save_checkpoint(run_dir / kind / "checkpoint.pt", build_model(kind, clip, config, None),
-                               kind, clip, config)
+        path = save_checkpoint(
+            run_dir / kind / "checkpoint.pt", build_model(kind, clip, config, None), kind, clip, config
+        )
         models[kind] = {"checkpoint": str(path.relative_to(run_dir)), "validation": {}}
         log(f"built random-initialised {kind} ({clip})")
     summary = {
-        "clip": clip, "pretrained": None, "context_length": clip_context_length(probe),
+        "clip": clip,
+        "pretrained": None,
+        "context_length": clip_context_length(probe),
         "preprocessing": preprocessing_for(probe).model_dump(mode="json"),
         "data": {"dir": "none (bench/serving.py: random weights, untrained)", "train": 0, "val": 0},
         "recipe": {"bench": "random initialisation", "model": asdict(config)},
-        "models": models, "ensemble": {"members": list(MODEL_KINDS), "validation": {}},
+        "models": models,
+        "ensemble": {"members": list(MODEL_KINDS), "validation": {}},
     }
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return run_dir
@@ -114,10 +118,18 @@ def flops_per_meme(run_dir: Path, members: Sequence[ModelEntry], samples: Mappin
     """FLOPs of each member on one meme (``count_flops``), averaged over the sample memes."""
     backend = TorchBackend(run_dir, members, "cpu")
     count = len(next(iter(samples.values())))
-    return {member.name: sum(
-        count_flops(lambda i=i, member=member: backend.infer(member, {name: samples[name][i:i + 1]
-                                                                      for name in member.inputs}))
-        for i in range(count)) / count for member in members}
+    return {
+        member.name: sum(
+            count_flops(
+                lambda i=i, member=member: backend.infer(
+                    member, {name: samples[name][i : i + 1] for name in member.inputs}
+                )
+            )
+            for i in range(count)
+        )
+        / count
+        for member in members
+    }
 
 
 # --- load --------------------------------------------------------------------------------------
@@ -160,12 +172,25 @@ def run_load(classify: Callable[[int], None], clients: int, requests: int) -> Lo
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
     wall = time.perf_counter() - started
-    return LoadResult(clients, requests, requests / wall, percentile(latencies, 50),
-                      percentile(latencies, 95), percentile(latencies, 99))
+    return LoadResult(
+        clients,
+        requests,
+        requests / wall,
+        percentile(latencies, 50),
+        percentile(latencies, 95),
+        percentile(latencies, 99),
+    )
 
 
-def bench_backend(classifier: MemeClassifier, payloads: list[bytes], texts: list[str], levels: Sequence[int],
-                  requests: int, with_ocr: bool, label: str) -> list[LoadResult]:
+def bench_backend(
+    classifier: MemeClassifier,
+    payloads: list[bytes],
+    texts: list[str],
+    levels: Sequence[int],
+    requests: int,
+    with_ocr: bool,
+    label: str,
+) -> list[LoadResult]:
     def classify(i: int) -> None:
         image = decode_image(payloads[i % len(payloads)], MAX_PIXELS)
         classifier.classify(image, None if with_ocr else texts[i % len(texts)])
@@ -200,16 +225,25 @@ def parse_levels(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="a `memotion train` run (default: random-init models)")
-    parser.add_argument("--clip", default=TINY_CLIP, help=f"open_clip config for random-init models (default {TINY_CLIP})")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="PyTorch device for (a) and the matmul rate (default: cuda if available)")
+    parser.add_argument(
+        "--clip", default=TINY_CLIP, help=f"open_clip config for random-init models (default {TINY_CLIP})"
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="PyTorch device for (a) and the matmul rate (default: cuda if available)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("bench/results/serving-work"))
     parser.add_argument("--data", type=Path, help="folder with val.csv (default: synthetic memes)")
     parser.add_argument("--memes", type=int, default=32, help="distinct memes cycled through")
     parser.add_argument("--clients", type=parse_levels, default=[1, 8, 32], help="concurrency levels")
     parser.add_argument("--requests", type=int, default=96, help="requests per level, OCR excluded")
-    parser.add_argument("--ocr-clients", type=parse_levels, default=[1, 8],
-                        help="concurrency levels with OCR (default 1,8; OCR is seconds per meme on a CPU)")
+    parser.add_argument(
+        "--ocr-clients",
+        type=parse_levels,
+        default=[1, 8],
+        help="concurrency levels with OCR (default 1,8; OCR is seconds per meme on a CPU)",
+    )
     parser.add_argument("--ocr-requests", type=int, default=8, help="requests per level with OCR")
     parser.add_argument("--backends", default="pytorch,onnxruntime,triton")
     parser.add_argument("--triton-url", help="an external Triton's gRPC host:port (default: start one here)")
@@ -230,16 +264,21 @@ def main() -> None:
     members = manifest.members()
     payloads, texts = sample_memes(args.data, workdir, args.memes)
 
-    tokenizer = ClipTokenizer(repository / manifest.tokenizer.file, manifest.tokenizer.context_length,
-                              manifest.tokenizer.pad_id)
-    samples = {"input_ids": tokenizer(texts[:8]), "pixel_values": images_to_batch(
-        [decode_image(p, MAX_PIXELS) for p in payloads[:8]], manifest.preprocessing)}
+    tokenizer = ClipTokenizer(
+        repository / manifest.tokenizer.file, manifest.tokenizer.context_length, manifest.tokenizer.pad_id
+    )
+    samples = {
+        "input_ids": tokenizer(texts[:8]),
+        "pixel_values": images_to_batch([decode_image(p, MAX_PIXELS) for p in payloads[:8]], manifest.preprocessing),
+    }
     flops = flops_per_meme(run_dir, members, samples)
     total_flops = sum(flops.values())
     matmul_size = args.matmul_size or (8192 if args.device.startswith("cuda") else 1024)
     rate = matmul_rate(args.device, matmul_size)
-    print(f"FLOPs per meme: {total_flops / 1e9:.3f} GFLOP ({', '.join(f'{k} {v / 1e9:.3f}' for k, v in flops.items())}); "
-          f"measured fp32 matmul on {args.device} ({matmul_size}^3): {rate / 1e9:.1f} GFLOP/s")
+    print(
+        f"FLOPs per meme: {total_flops / 1e9:.3f} GFLOP ({', '.join(f'{k} {v / 1e9:.3f}' for k, v in flops.items())}); "
+        f"measured fp32 matmul on {args.device} ({matmul_size}^3): {rate / 1e9:.1f} GFLOP/s"
+    )
 
     ocr: OcrEngine | None = None
     if args.ocr_clients and args.ocr_requests > 0:
@@ -255,14 +294,16 @@ def main() -> None:
                 backend: InferenceBackend = TorchBackend(run_dir, members, args.device)
             elif name == "onnxruntime":
                 backend = OnnxRuntimeBackend(repository, members)
-                notes.append(f"onnxruntime providers: {backend._providers}")  # noqa: SLF001
+                notes.append(f"onnxruntime providers: {backend._providers}")
             elif name == "triton":
                 url = args.triton_url
                 if url is None:
                     triton_server = TritonServerProcess(repository).start()
                     url = triton_server.grpc_url
-                    notes.append("triton: local tritonserver (nvidia-pytriton), python backend running "
-                                 "ONNX Runtime on the CPU, dynamic batching (preferred 8, 2 ms queue delay)")
+                    notes.append(
+                        "triton: local tritonserver (nvidia-pytriton), python backend running "
+                        "ONNX Runtime on the CPU, dynamic batching (preferred 8, 2 ms queue delay)"
+                    )
                 else:
                     notes.append(f"triton: external server at {url}")
                 backend = TritonBackend(url, members)
@@ -271,12 +312,20 @@ def main() -> None:
             results[name] = {}
             try:
                 plain = MemeClassifier(manifest, repository, backend, NoOcr())
-                results[name]["ocr_excluded"] = [asdict(r) for r in bench_backend(
-                    plain, payloads, texts, args.clients, args.requests, False, f"{name}, text given")]
+                results[name]["ocr_excluded"] = [
+                    asdict(r)
+                    for r in bench_backend(
+                        plain, payloads, texts, args.clients, args.requests, False, f"{name}, text given"
+                    )
+                ]
                 if ocr is not None:
                     with_ocr = MemeClassifier(manifest, repository, backend, ocr)
-                    results[name]["ocr_included"] = [asdict(r) for r in bench_backend(
-                        with_ocr, payloads, texts, args.ocr_clients, args.ocr_requests, True, f"{name}, OCR")]
+                    results[name]["ocr_included"] = [
+                        asdict(r)
+                        for r in bench_backend(
+                            with_ocr, payloads, texts, args.ocr_clients, args.ocr_requests, True, f"{name}, OCR"
+                        )
+                    ]
             finally:
                 backend.close()
                 if triton_server is not None:
@@ -287,14 +336,25 @@ def main() -> None:
             triton_server.stop()
 
     report = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "device": args.device,
-                    "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None},
-        "models": {"clip": read_summary(run_dir)["clip"], "run": str(run_dir), "repository": str(repository),
-                   "members": [m.name for m in members]},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "device": args.device,
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+        },
+        "models": {
+            "clip": read_summary(run_dir)["clip"],
+            "run": str(run_dir),
+            "repository": str(repository),
+            "members": [m.name for m in members],
+        },
         "flops_per_meme": {"total": total_flops, **flops},
-        "matmul_flops_per_s": rate, "matmul_size": matmul_size,
-        "memes": len(payloads), "results": results, "notes": notes,
+        "matmul_flops_per_s": rate,
+        "matmul_size": matmul_size,
+        "memes": len(payloads),
+        "results": results,
+        "notes": notes,
     }
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -305,17 +365,24 @@ def main() -> None:
 def print_table(report: dict) -> None:
     total = report["flops_per_meme"]["total"]
     rate = report["matmul_flops_per_s"]
-    print(f"\nserving {report['models']['clip']} ensemble ({', '.join(report['models']['members'])}), "
-          f"{total / 1e9:.3f} GFLOP per meme; matmul limit {rate / 1e9:.1f} GFLOP/s on {report['machine']['device']}")
-    header = f"{'OCR':<9}{'backend':<13}{'clients':>8}{'requests':>9}{'memes/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'of limit':>10}"
+    print(
+        f"\nserving {report['models']['clip']} ensemble ({', '.join(report['models']['members'])}), "
+        f"{total / 1e9:.3f} GFLOP per meme; matmul limit {rate / 1e9:.1f} GFLOP/s on {report['machine']['device']}"
+    )
+    header = (
+        f"{'OCR':<9}{'backend':<13}{'clients':>8}{'requests':>9}{'memes/s':>10}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'of limit':>10}"
+    )
     print(header)
     print("-" * len(header))
     for mode, label in (("ocr_excluded", "excluded"), ("ocr_included", "included")):
         for backend, modes in report["results"].items():
             for row in modes.get(mode, []):
                 used = row["memes_per_s"] * total / rate
-                print(f"{label:<9}{backend:<13}{row['clients']:>8}{row['requests']:>9}{row['memes_per_s']:>10.1f}"
-                      f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{used:>10.2%}")
+                print(
+                    f"{label:<9}{backend:<13}{row['clients']:>8}{row['requests']:>9}{row['memes_per_s']:>10.1f}"
+                    f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{used:>10.2%}"
+                )
     for note in report["notes"]:
         print(f"note: {note}")
 

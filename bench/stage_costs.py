@@ -17,39 +17,47 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 from PIL import Image
 
+from memotion.data_format import load_split
 from memotion.preprocess import images_to_batch
 from service.api.classification import classify_upload
+from service.core.settings import GatewaySettings
 from service.inference.classifier import MemeClassifier
 from service.launchers.gateway_process import GatewayProcess
-from service.core.settings import GatewaySettings
-from memotion.data_format import load_split
 
 
 def summarise(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"mean_ms": statistics.fmean(ordered), "p50_ms": ordered[len(ordered) // 2],
-            "p95_ms": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "n": len(ordered)}
+    return {
+        "mean_ms": statistics.fmean(ordered),
+        "p50_ms": ordered[len(ordered) // 2],
+        "p95_ms": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "n": len(ordered),
+    }
 
 
-def in_process_stages(classifier: MemeClassifier, payloads: list[bytes], texts: list[str | None],
-                      settings: GatewaySettings) -> dict[str, dict[str, float]]:
+def in_process_stages(
+    classifier: MemeClassifier, payloads: list[bytes], texts: list[str | None], settings: GatewaySettings
+) -> dict[str, dict[str, float]]:
     per_stage: dict[str, list[float]] = {}
     for data, text in zip(payloads, texts):
-        _, timings = classify_upload(classifier, data, text, max_pixels=settings.max_image_pixels,
-                                     max_text_chars=settings.max_text_chars)
+        _, timings = classify_upload(
+            classifier, data, text, max_pixels=settings.max_image_pixels, max_text_chars=settings.max_text_chars
+        )
         for stage, ms in timings.items():
             per_stage.setdefault(stage, []).append(ms)
     return {stage: summarise(values) for stage, values in per_stage.items()}
 
 
-def batched_inference(classifier: MemeClassifier, images: list[Image.Image], texts: list[str],
-                      batch: int, repeats: int = 5) -> dict[str, float]:
+def batched_inference(
+    classifier: MemeClassifier, images: list[Image.Image], texts: list[str], batch: int, repeats: int = 5
+) -> dict[str, float]:
     """Per-meme inference milliseconds for each member at a given batch size."""
-    tensors = {"input_ids": classifier.tokenizer((texts * batch)[:batch]),
-               "pixel_values": images_to_batch((images * batch)[:batch], classifier.manifest.preprocessing)}
+    tensors = {
+        "input_ids": classifier.tokenizer((texts * batch)[:batch]),
+        "pixel_values": images_to_batch((images * batch)[:batch], classifier.manifest.preprocessing),
+    }
     result = {}
     for member in classifier.members:
         classifier.backend.infer(member, tensors)  # warm-up
@@ -65,8 +73,9 @@ def http_round_trips(repository: Path, payloads: list[bytes], texts: list[str | 
     with GatewayProcess(repository) as base_url, httpx.Client(base_url=base_url, timeout=120) as client:
         for data, text in zip(payloads, texts):
             started = time.perf_counter()
-            response = client.post("/v1/classify", files={"image": ("meme.jpg", data, "image/jpeg")},
-                                   data={"text": text} if text else None)
+            response = client.post(
+                "/v1/classify", files={"image": ("meme.jpg", data, "image/jpeg")}, data={"text": text} if text else None
+            )
             response.raise_for_status()
             samples.append((time.perf_counter() - started) * 1000.0)
     return summarise(samples)
@@ -95,15 +104,18 @@ def main() -> None:
     }
     images = [Image.open(r.image_path).convert("RGB") for r in records]
     results["inference_ms_per_meme"] = {
-        f"batch_{b}": batched_inference(classifier, images, captions, b) for b in (1, 32)}
+        f"batch_{b}": batched_inference(classifier, images, captions, b) for b in (1, 32)
+    }
     results["http_with_text"] = http_round_trips(args.repository, payloads, captions)
 
     print(f"\nper-meme stage costs over {len(records)} memes (in-process, ms)")
     print(f"{'stage':<26}{'with OCR':>12}{'text given':>12}")
     for stage in results["with_ocr"]:
         text_given = results["with_text"].get(stage, {}).get("mean_ms")
-        print(f"{stage:<26}{results['with_ocr'][stage]['mean_ms']:>12.1f}"
-              f"{(f'{text_given:.1f}' if text_given is not None else '-'):>12}")
+        print(
+            f"{stage:<26}{results['with_ocr'][stage]['mean_ms']:>12.1f}"
+            f"{(f'{text_given:.1f}' if text_given is not None else '-'):>12}"
+        )
     http = results["http_with_text"]["mean_ms"]
     local = results["with_text"]["total"]["mean_ms"]
     print(f"{'HTTP round trip (text)':<26}{'':>12}{http:>12.1f}   x{http / local:.2f} of in-process")

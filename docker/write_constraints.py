@@ -3,7 +3,8 @@
     python docker/write_constraints.py serve batch > docker/gateway-constraints.txt
 
 Reads `memotion[EXTRAS]`'s requirements from pyproject.toml, walks their installed dependency tree
-(no network) and pins every distribution in it at the version installed here, so an image gets what the test suite ran against. CUDA wheels
+(no network) and pins every distribution in it at the version installed here, so an image gets what the test
+suite ran against. CUDA wheels
 and ``triton`` (the GPU kernel compiler torch's CUDA build pulls in) are left out: the gateway image
 installs torch's CPU build, which needs neither.
 """
@@ -11,10 +12,10 @@ installs torch's CPU build, which needs neither.
 from __future__ import annotations
 
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -49,8 +50,11 @@ def closure(requirements: list[Requirement]) -> dict[str, str]:
     """{canonical name: installed version} for ``requirements`` and everything they need."""
     pins: dict[str, str] = {}
     environment = default_environment()
-    pending = [(r.name, tuple(sorted(r.extras))) for r in requirements
-               if not r.marker or r.marker.evaluate({**environment, "extra": ""})]
+    pending = [
+        (r.name, tuple(sorted(r.extras)))
+        for r in requirements
+        if not r.marker or r.marker.evaluate({**environment, "extra": ""})
+    ]
     seen: set[tuple[str, tuple[str, ...]]] = set()
     while pending:
         name, wanted = pending.pop()

@@ -9,7 +9,8 @@ For each kustomization (a folder with kustomization.yaml):
 2. validate every built-in object against the Kubernetes JSON schemas of kubernetes-validate
    (strict: an unknown or misspelt field is an error), and the custom resources (ServiceMonitor,
    RayJob) against k8s/schemas/ (whose pod templates are checked as real PodTemplateSpecs);
-3. in each whole stack (not in the PARTS it is made of), check what schemas cannot see: every ConfigMap, Secret and PVC a pod uses is rendered (or is
+3. in each whole stack (not in the PARTS it is made of), check what schemas cannot see: every ConfigMap,
+Secret and PVC a pod uses is rendered (or is
    created outside, see EXTERNAL), Services and ServiceMonitors name ports that exist, the HPA and
    the PodDisruptionBudgets point at a Deployment, and the gateway's MEMOTION_TRITON_URL names a
    rendered Triton Service and port.
@@ -23,9 +24,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -75,12 +77,17 @@ def render(path: Path) -> list[Object]:
 
 def _definitions_registry(kubernetes_version: str):
     import kubernetes_validate
-    from referencing import Registry, Resource
     from kubernetes_validate.utils import schema_contents
+    from referencing import Registry, Resource
 
-    version = [v for v in kubernetes_validate.utils.all_versions()
-               if kubernetes_validate.utils.major_minor(v) <= kubernetes_validate.utils.major_minor(kubernetes_version)][-1]
-    definitions = schema_contents(f"kubernetes-json-schema/v{version}-local-strict/_definitions.json", kubernetes_version)
+    version = [
+        v
+        for v in kubernetes_validate.utils.all_versions()
+        if kubernetes_validate.utils.major_minor(v) <= kubernetes_validate.utils.major_minor(kubernetes_version)
+    ][-1]
+    definitions = schema_contents(
+        f"kubernetes-json-schema/v{version}-local-strict/_definitions.json", kubernetes_version
+    )
     return Resource.from_contents(definitions) @ Registry()
 
 
@@ -93,8 +100,10 @@ def schema_errors(obj: Object, kubernetes_version: str = DEFAULT_KUBERNETES_VERS
     if key in CUSTOM_SCHEMAS:
         schema = json.loads((SCHEMA_DIR / CUSTOM_SCHEMAS[key]).read_text())
         validator = jsonschema.Draft202012Validator(schema, registry=_definitions_registry(kubernetes_version))
-        return [f"{'/'.join(map(str, e.absolute_path)) or '.'}: {e.message}"
-                for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
+        return [
+            f"{'/'.join(map(str, e.absolute_path)) or '.'}: {e.message}"
+            for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+        ]
     try:
         kubernetes_validate.validate(obj, kubernetes_version, strict=True)
     except kubernetes_validate.ValidationError as err:
@@ -167,8 +176,11 @@ def reference_errors(objects: list[Object], external: set[tuple[str, str]] = EXT
                     errors.append(f"{obj['kind']}/{_name(obj)} uses {kind}/{name}, which is not rendered")
 
     def pods_of(selector: dict[str, str]) -> list[Object]:
-        return [o["spec"]["template"] for o in by_kind.get("Deployment", [])
-                if _labels_match(selector, o["spec"]["template"]["metadata"].get("labels", {}))]
+        return [
+            o["spec"]["template"]
+            for o in by_kind.get("Deployment", [])
+            if _labels_match(selector, o["spec"]["template"]["metadata"].get("labels", {}))
+        ]
 
     for service in by_kind.get("Service", []):
         selector = service["spec"].get("selector", {})
@@ -178,7 +190,8 @@ def reference_errors(objects: list[Object], external: set[tuple[str, str]] = EXT
         for port in service["spec"].get("ports", []):
             target = port.get("targetPort", port["port"])
             if isinstance(target, str) and not any(
-                    p.get("name") == target for pod in pods for c in pod["spec"]["containers"] for p in c.get("ports", [])):
+                p.get("name") == target for pod in pods for c in pod["spec"]["containers"] for p in c.get("ports", [])
+            ):
                 errors.append(f"Service/{_name(service)} targets port {target!r}, which no selected container names")
 
     for monitor in by_kind.get("ServiceMonitor", []):
@@ -187,16 +200,23 @@ def reference_errors(objects: list[Object], external: set[tuple[str, str]] = EXT
         if not services:
             errors.append(f"ServiceMonitor/{_name(monitor)} selects no rendered Service ({selector})")
         for endpoint in monitor["spec"]["endpoints"]:
-            if "port" in endpoint and services and not any(
-                    p.get("name") == endpoint["port"] for s in services for p in s["spec"]["ports"]):
-                errors.append(f"ServiceMonitor/{_name(monitor)} scrapes port {endpoint['port']!r}, "
-                              "which no selected Service names")
+            if (
+                "port" in endpoint
+                and services
+                and not any(p.get("name") == endpoint["port"] for s in services for p in s["spec"]["ports"])
+            ):
+                errors.append(
+                    f"ServiceMonitor/{_name(monitor)} scrapes port {endpoint['port']!r}, "
+                    "which no selected Service names"
+                )
 
     deployments = {_name(d): d for d in by_kind.get("Deployment", [])}
     for hpa in by_kind.get("HorizontalPodAutoscaler", []):
         target = hpa["spec"]["scaleTargetRef"]
         if target["kind"] != "Deployment" or target["name"] not in deployments:
-            errors.append(f"HorizontalPodAutoscaler/{_name(hpa)} scales {target['kind']}/{target['name']}, not rendered")
+            errors.append(
+                f"HorizontalPodAutoscaler/{_name(hpa)} scales {target['kind']}/{target['name']}, not rendered"
+            )
         elif "replicas" in deployments[target["name"]]["spec"]:
             errors.append(f"Deployment/{target['name']} sets replicas although an HPA owns them")
     for pdb in by_kind.get("PodDisruptionBudget", []):
@@ -257,8 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(str(r.kustomization.relative_to(K8S_DIR.parent))) for r in reports)
     print(f"{'kustomization':<{width}}  objects  result   (Kubernetes {args.kubernetes_version}, strict)")
     for r in reports:
-        print(f"{str(r.kustomization.relative_to(K8S_DIR.parent)):<{width}}  {len(r.objects):>7}  "
-              f"{'ok' if not r.errors else f'{len(r.errors)} problem(s)'}")
+        print(
+            f"{str(r.kustomization.relative_to(K8S_DIR.parent)):<{width}}  {len(r.objects):>7}  "
+            f"{'ok' if not r.errors else f'{len(r.errors)} problem(s)'}"
+        )
         for error in r.errors:
             print(f"    {error}")
     return 1 if any(r.errors for r in reports) else 0

@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from memotion.labels import ALL_TASKS, TASK_A, TASK_C, parse_label, task_b_from_task_c
 
@@ -29,7 +30,13 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 }
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 WRITE_COLUMNS = (
-    "id", "image_url", "humour", "sarcasm", "offensive", "motivational", "overall_sentiment",
+    "id",
+    "image_url",
+    "humour",
+    "sarcasm",
+    "offensive",
+    "motivational",
+    "overall_sentiment",
     "ocr_text",
 )
 
@@ -84,9 +91,7 @@ def load_split(path: str | Path, image_root: Path | None = None) -> list[MemeRec
                 value = raw if isinstance(raw, int) else str(raw)
                 labels[spec.name] = parse_label(spec.name, value)
             except ValueError as error:
-                raise ValueError(
-                    f"{path}: row {number}: bad {spec.name} label {raw!r} ({error})"
-                ) from None
+                raise ValueError(f"{path}: row {number}: bad {spec.name} label {raw!r} ({error})") from None
         candidates = image_candidates(image_value, record_id, root, path.stem)
         image_path = next((c for c in candidates if c.is_file()), None)
         if image_path is None:
@@ -107,13 +112,15 @@ def write_split(path: str | Path, records: Iterable[MemeRecord]) -> Path:
         writer.writerow(WRITE_COLUMNS)
         for record in records:
             image = Path(os.path.relpath(record.image_path, path.parent)).as_posix()
-            writer.writerow([
-                record.id,
-                image,
-                *(spec.labels[getattr(record, spec.name)] for spec in TASK_C),
-                TASK_A.labels[record.sentiment],
-                record.text,
-            ])
+            writer.writerow(
+                [
+                    record.id,
+                    image,
+                    *(spec.labels[getattr(record, spec.name)] for spec in TASK_C),
+                    TASK_A.labels[record.sentiment],
+                    record.text,
+                ]
+            )
     return path
 
 

@@ -7,8 +7,8 @@ import this module to interpret a model's outputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,11 @@ _ALIASES: dict[str, dict[str, str]] = {
         "very_positive": "positive",
         "very positive": "positive",
     },
-    "sarcasm": {"little_sarcastic": "general", "very_sarcastic": "twisted_meaning",
-                "extremely_sarcastic": "very_twisted"},
+    "sarcasm": {
+        "little_sarcastic": "general",
+        "very_sarcastic": "twisted_meaning",
+        "extremely_sarcastic": "very_twisted",
+    },
     "offensive": {"hateful": "hateful_offensive"},
 }
 

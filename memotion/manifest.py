@@ -87,8 +87,15 @@ class RegionDetectorEntry(_Strict):
     categories: tuple[str, ...]
 
 
-ModelInput = Literal["input_ids", "pixel_values", "oscar_input_ids", "oscar_token_type_ids",
-                     "oscar_attention_mask", "region_features", "region_mask"]
+ModelInput = Literal[
+    "input_ids",
+    "pixel_values",
+    "oscar_input_ids",
+    "oscar_token_type_ids",
+    "oscar_attention_mask",
+    "region_features",
+    "region_mask",
+]
 # The inputs a model's own pre-stages make (OSCAR): from ``text_tokenizer`` and from ``detector``.
 WORDPIECE_INPUTS = ("oscar_input_ids", "oscar_token_type_ids", "oscar_attention_mask")
 REGION_INPUTS = ("region_features", "region_mask")
@@ -102,9 +109,22 @@ class ModelEntry(_Strict):
     """
 
     name: str
-    kind: Literal["clip_text", "clip_image", "clip_multi", "oscar", "fusion_concat", "fusion_sum",
-                  "fusion_product", "fusion_max", "fusion_attention", "fusion_gated",
-                  "fusion_bilinear", "fusion_factorised_bilinear", "gmu", "pmmo"]
+    kind: Literal[
+        "clip_text",
+        "clip_image",
+        "clip_multi",
+        "oscar",
+        "fusion_concat",
+        "fusion_sum",
+        "fusion_product",
+        "fusion_max",
+        "fusion_attention",
+        "fusion_gated",
+        "fusion_bilinear",
+        "fusion_factorised_bilinear",
+        "gmu",
+        "pmmo",
+    ]
     version: int = Field(ge=1)
     file: str
     inputs: tuple[ModelInput, ...]
@@ -120,7 +140,7 @@ class ModelEntry(_Strict):
     task_b_output: str | None = None
 
     @model_validator(mode="after")
-    def _stages_present(self) -> "ModelEntry":
+    def _stages_present(self) -> ModelEntry:
         if set(self.inputs) & set(WORDPIECE_INPUTS) and self.text_tokenizer is None:
             raise ValueError(f"model {self.name}: inputs {self.inputs} need a text_tokenizer entry")
         if set(self.inputs) & set(REGION_INPUTS) and self.detector is None:
@@ -187,7 +207,7 @@ class Manifest(_Strict):
     notice: str = ""
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Manifest":
+    def _consistent(self) -> Manifest:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate model names in manifest: {names}")
@@ -195,12 +215,16 @@ class Manifest(_Strict):
         if missing:
             raise ValueError(f"ensemble members not among the models: {missing}")
         task_names = [t.name for t in self.tasks]
-        for group, valid in ((self.ensemble.task_members, task_names),
-                             (self.ensemble.task_b_members, list(self.task_b_names))):
+        for group, valid in (
+            (self.ensemble.task_members, task_names),
+            (self.ensemble.task_b_members, list(self.task_b_names)),
+        ):
             for task, voters in group.items():
                 if task not in valid or not voters or set(voters) - set(self.ensemble.members):
-                    raise ValueError(f"ensemble: {task!r} -> {list(voters)} must name a known head "
-                                     f"and a non-empty subset of the members")
+                    raise ValueError(
+                        f"ensemble: {task!r} -> {list(voters)} must name a known head "
+                        f"and a non-empty subset of the members"
+                    )
         for model in self.models:
             if list(model.outputs) != task_names:
                 raise ValueError(f"model {model.name}: outputs {model.outputs} != tasks {task_names}")
@@ -231,8 +255,7 @@ def load_manifest(repository: str | Path) -> Manifest:
     path = root / MANIFEST_FILE
     if not path.is_file():
         raise ManifestError(
-            f"no {MANIFEST_FILE} in model repository {root}; run `memotion export` "
-            f"(or `memotion demo`) to create one"
+            f"no {MANIFEST_FILE} in model repository {root}; run `memotion export` (or `memotion demo`) to create one"
         )
     try:
         manifest = Manifest.model_validate(json.loads(path.read_text()))

@@ -6,7 +6,7 @@ Equal to open_clip's validation transform (Resize shortest edge bicubic -> Cente
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

@@ -7,8 +7,8 @@ context length with <end_of_text> kept last, padded with ``pad_id``.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tokenizers import Tokenizer

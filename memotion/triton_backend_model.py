@@ -24,19 +24,19 @@ class TritonPythonModel:
 
     def execute(self, requests):
         try:
-            feeds = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs]
-                     for r in requests]
+            feeds = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs] for r in requests]
             sizes = [tensors[0].shape[0] for tensors in feeds]
-            batch = {name: np.concatenate([tensors[i] for tensors in feeds])
-                     for i, name in enumerate(self.inputs)}
+            batch = {name: np.concatenate([tensors[i] for tensors in feeds]) for i, name in enumerate(self.inputs)}
             results = self.session.run(self.outputs, batch)
         except Exception as err:  # every request of the batch gets the error
             error = pb_utils.TritonError(f"{type(err).__name__}: {err}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
         responses, start = [], 0
         for size in sizes:
-            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value[start:start + size]))
-                       for name, value in zip(self.outputs, results)]
+            tensors = [
+                pb_utils.Tensor(name, np.ascontiguousarray(value[start : start + size]))
+                for name, value in zip(self.outputs, results)
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses

@@ -21,9 +21,10 @@ side may import this module.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 from memotion.manifest import Manifest, ModelEntry
 
@@ -35,8 +36,18 @@ CONFIG_FILE = "config.pbtxt"
 PYTHON_MODEL_FILE = "model.py"
 
 # ONNX TensorProto element type -> Triton data type.
-_ONNX_TO_TRITON = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 5: "TYPE_INT16", 6: "TYPE_INT32",
-                   7: "TYPE_INT64", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64", 16: "TYPE_BF16"}
+_ONNX_TO_TRITON = {
+    1: "TYPE_FP32",
+    2: "TYPE_UINT8",
+    3: "TYPE_INT8",
+    5: "TYPE_INT16",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    9: "TYPE_BOOL",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+    16: "TYPE_BF16",
+}
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,15 @@ def onnx_tensors(path: Path, model: ModelEntry) -> tuple[list[TensorSpec], list[
 
     def spec(name: str) -> TensorSpec:
         if name not in values:
-            raise ValueError(f"model {model.name}: {path} has no tensor {name!r} "
-                             f"(graph inputs/outputs: {sorted(values)})")
+            raise ValueError(
+                f"model {model.name}: {path} has no tensor {name!r} (graph inputs/outputs: {sorted(values)})"
+            )
         tensor = values[name].type.tensor_type
         if tensor.elem_type not in _ONNX_TO_TRITON:
-            raise ValueError(f"model {model.name}: tensor {name!r} has ONNX type {tensor.elem_type}, "
-                             "which Triton configs here do not cover")
+            raise ValueError(
+                f"model {model.name}: tensor {name!r} has ONNX type {tensor.elem_type}, "
+                "which Triton configs here do not cover"
+            )
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
         if not dims or (dims[0] != -1 and dims[0] != 1):
             raise ValueError(f"model {model.name}: tensor {name!r} has no batch axis first (dims {dims})")
@@ -137,8 +151,13 @@ def _parameters(values: Mapping[str, str]) -> list[dict[str, object]]:
     return [{"key": key, "value": {"string_value": value}} for key, value in values.items()]
 
 
-def model_config(model: ModelEntry, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
-                 variant: Variant, batching: TritonBatching = TritonBatching()) -> dict[str, object]:
+def model_config(
+    model: ModelEntry,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    variant: Variant,
+    batching: TritonBatching = TritonBatching(),
+) -> dict[str, object]:
     """The Triton ModelConfig of ``model`` for ``variant``, as a dict (see ``to_pbtxt``)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown Triton config variant {variant!r}; choose from {VARIANTS}")
@@ -148,27 +167,41 @@ def model_config(model: ModelEntry, inputs: Sequence[TensorSpec], outputs: Seque
     else:
         config["platform"] = "onnxruntime_onnx"
         config["default_model_filename"] = Path(model.file).name
-    config.update({
-        "version_policy": {"specific": {"versions": [model.version]}},
-        "max_batch_size": batching.max_batch_size,
-        "input": [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in inputs],
-        "output": [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in outputs],
-        "dynamic_batching": {
-            "preferred_batch_size": list(batching.preferred_batch_sizes),
-            "max_queue_delay_microseconds": batching.max_queue_delay_us,
-        },
-        "instance_group": [
-            {"count": batching.cpu_instances, "kind": Enum("KIND_CPU")} if variant == "cpu"
-            else {"count": batching.gpu_instances, "kind": Enum("KIND_GPU")}
-        ],
-        "parameters": _parameters({"intra_op_thread_count": str(batching.intra_op_threads)}),
-    })
+    config.update(
+        {
+            "version_policy": {"specific": {"versions": [model.version]}},
+            "max_batch_size": batching.max_batch_size,
+            "input": [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in inputs],
+            "output": [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in outputs],
+            "dynamic_batching": {
+                "preferred_batch_size": list(batching.preferred_batch_sizes),
+                "max_queue_delay_microseconds": batching.max_queue_delay_us,
+            },
+            "instance_group": [
+                {"count": batching.cpu_instances, "kind": Enum("KIND_CPU")}
+                if variant == "cpu"
+                else {"count": batching.gpu_instances, "kind": Enum("KIND_GPU")}
+            ],
+            "parameters": _parameters({"intra_op_thread_count": str(batching.intra_op_threads)}),
+        }
+    )
     if variant == "gpu_tensorrt":
-        config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [{
-            "name": "tensorrt",
-            "parameters": [{"key": key, "value": value} for key, value in
-                           {"precision_mode": "FP16", "max_workspace_size_bytes": str(1 << 30)}.items()],
-        }]}}
+        config["optimization"] = {
+            "execution_accelerators": {
+                "gpu_execution_accelerator": [
+                    {
+                        "name": "tensorrt",
+                        "parameters": [
+                            {"key": key, "value": value}
+                            for key, value in {
+                                "precision_mode": "FP16",
+                                "max_workspace_size_bytes": str(1 << 30),
+                            }.items()
+                        ],
+                    }
+                ]
+            }
+        }
     return config
 
 
@@ -183,17 +216,21 @@ def config_path(model_dir: Path, variant: Variant) -> Path:
 PYTHON_BACKEND_MODEL_SOURCE = Path(__file__).with_name("triton_backend_model.py")
 
 
-def write_triton_files(repository: Path, manifest: Manifest,
-                       batching: TritonBatching = TritonBatching(),
-                       models: Sequence[ModelEntry] | None = None) -> list[Path]:
+def write_triton_files(
+    repository: Path,
+    manifest: Manifest,
+    batching: TritonBatching = TritonBatching(),
+    models: Sequence[ModelEntry] | None = None,
+) -> list[Path]:
     """Write every variant's config and the python-backend model for ``models`` (default: all)."""
     written = []
     for model in models if models is not None else manifest.models:
         model_dir = Path(repository) / model.name
         version_dir = Path(repository) / Path(model.file).parent
         if version_dir != model_dir / str(model.version) or Path(model.file).name != "model.onnx":
-            raise ValueError(f"model {model.name}: file {model.file} is not <name>/<version>/model.onnx "
-                             "(Triton's layout)")
+            raise ValueError(
+                f"model {model.name}: file {model.file} is not <name>/<version>/model.onnx (Triton's layout)"
+            )
         inputs, outputs = onnx_tensors(Path(repository) / model.file, model)
         for variant in VARIANTS:
             path = config_path(model_dir, variant)
@@ -212,6 +249,5 @@ def missing_triton_files(repository: Path, manifest: Manifest) -> list[str]:
     needed = []
     for model in manifest.models:
         model_dir = root / model.name
-        needed += [config_path(model_dir, "cpu"), root / model.file,
-                   root / Path(model.file).parent / PYTHON_MODEL_FILE]
+        needed += [config_path(model_dir, "cpu"), root / model.file, root / Path(model.file).parent / PYTHON_MODEL_FILE]
     return [str(path.relative_to(root)) for path in needed if not path.is_file()]

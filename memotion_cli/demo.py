@@ -42,13 +42,15 @@ def _describe(result: dict, truth: dict[str, str]) -> str:
     task_c = ", ".join(f"{head} {v['code']}" for head, v in result["task_c"].items())
     emotions = [name for name, present in result["task_b"].items() if present] or ["none"]
     votes = "; ".join(f"{model}: {v['sentiment']}" for model, v in result["votes"].items())
-    return (f"  OCR text : {result['text']['value']!r}\n"
-            f"  Task A   : {result['task_a']['label']}  (truth: {truth['sentiment']})\n"
-            f"  Task B   : {', '.join(emotions)}\n"
-            f"  Task C   : {task_c}\n"
-            f"  truth C  : {', '.join(f'{k} {v}' for k, v in truth.items() if k != 'sentiment')}\n"
-            f"  votes A  : {votes}\n"
-            f"  timings  : " + ", ".join(f"{k} {v:.0f} ms" for k, v in result["timings_ms"].items()))
+    return (
+        f"  OCR text : {result['text']['value']!r}\n"
+        f"  Task A   : {result['task_a']['label']}  (truth: {truth['sentiment']})\n"
+        f"  Task B   : {', '.join(emotions)}\n"
+        f"  Task C   : {task_c}\n"
+        f"  truth C  : {', '.join(f'{k} {v}' for k, v in truth.items() if k != 'sentiment')}\n"
+        f"  votes A  : {votes}\n"
+        f"  timings  : " + ", ".join(f"{k} {v:.0f} ms" for k, v in result["timings_ms"].items())
+    )
 
 
 def run_demo(config: DemoConfig) -> int:
@@ -73,8 +75,9 @@ def _render_data(config: DemoConfig, data_dir: Path, timings: dict[str, float]) 
 
     print(f"[1/5] rendering {config.n_train} + {config.n_val} synthetic memes into {data_dir}")
     started = time.perf_counter()
-    make_synthetic_dataset(data_dir, SyntheticConfig(n_train=config.n_train, n_val=config.n_val,
-                                                     seed=config.seed), progress=True)
+    make_synthetic_dataset(
+        data_dir, SyntheticConfig(n_train=config.n_train, n_val=config.n_val, seed=config.seed), progress=True
+    )
     _stage("data", timings, started)
 
 
@@ -108,8 +111,10 @@ def _classify_over_http(config: DemoConfig, data_dir: Path, timings: dict[str, f
     samples = load_split(data_dir / "val.csv")[: config.samples]
     with GatewayProcess(config.repository, port=config.port) as base_url:
         _stage("gateway start", timings, started)
-        print(f"[5/5] classifying {len(samples)} validation memes over HTTP at {base_url} "
-              "(no text sent: the gateway reads it with OCR)")
+        print(
+            f"[5/5] classifying {len(samples)} validation memes over HTTP at {base_url} "
+            "(no text sent: the gateway reads it with OCR)"
+        )
         started = time.perf_counter()
         with httpx.Client(base_url=base_url, timeout=120) as client:
             for record in samples:
@@ -125,8 +130,10 @@ def _truth(labels: dict[str, int]) -> dict[str, str]:
     """A record's labels as the answers print them: sentiment by name, Task C by code."""
     from memotion.labels import TASKS_BY_NAME
 
-    return {name: TASKS_BY_NAME[name].labels[index] if name == "sentiment" else TASKS_BY_NAME[name].codes[index]
-            for name, index in labels.items()}
+    return {
+        name: TASKS_BY_NAME[name].labels[index] if name == "sentiment" else TASKS_BY_NAME[name].codes[index]
+        for name, index in labels.items()
+    }
 
 
 def _print_scores(results: dict[str, Any], run_dir: Path) -> None:
@@ -141,27 +148,48 @@ def _print_scores(results: dict[str, Any], run_dir: Path) -> None:
 
 def register(commands: Any) -> None:
     demo = commands.add_parser(
-        "demo", help="end to end: synthetic data -> train tiny models -> export -> serve -> classify",
+        "demo",
+        help="end to end: synthetic data -> train tiny models -> export -> serve -> classify",
         description="Generate synthetic memes, train tiny CLIP models on them, export the model "
         "repository, start the HTTP gateway on loopback, classify three memes over HTTP and print "
         "the answers and the validation F1. The models are tiny and random-initialised: the demo "
         "shows the system working, not a useful classifier.",
     )
-    demo.add_argument("--workdir", type=Path, default=Path("demo-run"),
-                      help="where data, checkpoints and logs go (default: ./demo-run)")
-    demo.add_argument("--repository", type=Path, default=Path("model_repository"),
-                      help="where the exported model repository goes (default: ./model_repository)")
-    demo.add_argument("--train", type=positive_int, default=DemoConfig.n_train,
-                      help="synthetic training memes (default %(default)s)")
-    demo.add_argument("--val", type=positive_int, default=DemoConfig.n_val,
-                      help="synthetic validation memes (default %(default)s)")
-    demo.add_argument("--epochs", type=positive_int, default=DemoConfig.epochs,
-                      help="training epochs per model (default %(default)s)")
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("demo-run"),
+        help="where data, checkpoints and logs go (default: ./demo-run)",
+    )
+    demo.add_argument(
+        "--repository",
+        type=Path,
+        default=Path("model_repository"),
+        help="where the exported model repository goes (default: ./model_repository)",
+    )
+    demo.add_argument(
+        "--train", type=positive_int, default=DemoConfig.n_train, help="synthetic training memes (default %(default)s)"
+    )
+    demo.add_argument(
+        "--val", type=positive_int, default=DemoConfig.n_val, help="synthetic validation memes (default %(default)s)"
+    )
+    demo.add_argument(
+        "--epochs", type=positive_int, default=DemoConfig.epochs, help="training epochs per model (default %(default)s)"
+    )
     demo.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_run_from_args)
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
-    return run_demo(DemoConfig(workdir=args.workdir, repository=args.repository, n_train=args.train,
-                               n_val=args.val, epochs=args.epochs, port=args.port, seed=args.seed))
+    return run_demo(
+        DemoConfig(
+            workdir=args.workdir,
+            repository=args.repository,
+            n_train=args.train,
+            n_val=args.val,
+            epochs=args.epochs,
+            port=args.port,
+            seed=args.seed,
+        )
+    )

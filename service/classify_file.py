@@ -19,7 +19,7 @@ CLASSIFY_ROUTE = "/v1/classify"
 # In-process mode loads the models and OCR once and keeps them for further files with the same
 # settings (``memotion classify a.jpg b.jpg ...`` calls classify_file per file).
 _cache_lock = threading.Lock()
-_cached: tuple[str, "MemeClassifier"] | None = None
+_cached: tuple[str, MemeClassifier] | None = None
 
 
 class ClassifyError(RuntimeError):
@@ -56,13 +56,16 @@ def _via_gateway(path: Path, data: bytes, text: str | None, url: str, timeout_s:
             error = response.json()["error"]
             raise ClassifyError(int(error["status"]), str(error["code"]), str(error["message"]))
         except (ValueError, KeyError, TypeError):
-            raise ClassifyError(response.status_code, "gateway_error",
-                                f"{endpoint} answered {response.status_code}: {response.text[:500]}") from None
+            raise ClassifyError(
+                response.status_code,
+                "gateway_error",
+                f"{endpoint} answered {response.status_code}: {response.text[:500]}",
+            ) from None
     result: dict[str, Any] = response.json()
     return result
 
 
-def _classifier_for(settings: GatewaySettings) -> "MemeClassifier":
+def _classifier_for(settings: GatewaySettings) -> MemeClassifier:
     global _cached
     from service.inference.classifier import MemeClassifier
 
@@ -83,15 +86,20 @@ def _in_process(data: bytes, text: str | None, settings: GatewaySettings) -> dic
 
     classifier = _classifier_for(settings)
     try:
-        response, _ = classify_upload(classifier, data, text, max_pixels=settings.max_image_pixels,
-                                      max_text_chars=settings.max_text_chars)
+        response, _ = classify_upload(
+            classifier, data, text, max_pixels=settings.max_image_pixels, max_text_chars=settings.max_text_chars
+        )
     except ApiError as err:
         raise ClassifyError(err.status, err.code, err.message) from err
     return response.model_dump(mode="json")
 
 
 def classify_file(
-    path: Path, *, text: str | None = None, url: str | None = None, settings: GatewaySettings | None = None,
+    path: Path,
+    *,
+    text: str | None = None,
+    url: str | None = None,
+    settings: GatewaySettings | None = None,
 ) -> dict[str, Any]:
     """Classify the image at ``path`` and return the API's JSON answer as a dict.
 

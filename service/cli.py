@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from memotion.cli_args import names, positive_int, run_handler
 
@@ -27,24 +28,26 @@ def register(commands: Any) -> None:
 
 def _add_serve_parser(commands: Any) -> None:
     serve = commands.add_parser(
-        "serve", help="run the HTTP gateway (FastAPI + uvicorn)",
+        "serve",
+        help="run the HTTP gateway (FastAPI + uvicorn)",
         description="Serve POST /v1/classify, /healthz, /readyz and /metrics. Every option can "
         "also be set with an environment variable MEMOTION_<OPTION> (e.g. MEMOTION_PORT).",
     )
     serve.add_argument("--repository", type=Path, help="model repository (default ./model_repository)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
-    serve.add_argument("--backend", choices=["onnxruntime", "triton"],
-                       help="inference backend (default: onnxruntime, in-process)")
-    serve.add_argument("--triton-url",
-                       help="with --backend triton: Triton's gRPC host:port (default 127.0.0.1:8001)")
+    serve.add_argument(
+        "--backend", choices=["onnxruntime", "triton"], help="inference backend (default: onnxruntime, in-process)"
+    )
+    serve.add_argument("--triton-url", help="with --backend triton: Triton's gRPC host:port (default 127.0.0.1:8001)")
     serve.add_argument("--ocr", choices=["easyocr", "none"], help="OCR engine (default easyocr)")
     serve.set_defaults(handler=_serve)
 
 
 def _add_triton_serve_parser(commands: Any) -> None:
     triton = commands.add_parser(
-        "triton-serve", help="serve a model repository with a local tritonserver (python backend, CPU)",
+        "triton-serve",
+        help="serve a model repository with a local tritonserver (python backend, CPU)",
         description="Start tritonserver (from nvidia-pytriton, in .venv-triton: `make .venv-triton`) "
         "on the repository's models with their default config.pbtxt (python backend running the "
         "ONNX models on the CPU, dynamic batching), and keep it running until interrupted. Point "
@@ -52,12 +55,17 @@ def _add_triton_serve_parser(commands: Any) -> None:
         "nodes use NVIDIA's Triton container with --model-config-name=gpu instead "
         "(model_repository/README.md).",
     )
-    triton.add_argument("--repository", type=Path, default=Path("model_repository"),
-                        help="model repository (default: ./model_repository)")
+    triton.add_argument(
+        "--repository",
+        type=Path,
+        default=Path("model_repository"),
+        help="model repository (default: ./model_repository)",
+    )
     triton.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     triton.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
-    triton.add_argument("--http-port", type=int, default=8003,
-                        help="HTTP port (default 8003: 8000 is the gateway's default)")
+    triton.add_argument(
+        "--http-port", type=int, default=8003, help="HTTP port (default 8003: 8000 is the gateway's default)"
+    )
     triton.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
     triton.add_argument("--models", help="comma-separated models to load (default: all in the manifest)")
     triton.set_defaults(handler=_triton_serve)
@@ -65,7 +73,8 @@ def _add_triton_serve_parser(commands: Any) -> None:
 
 def _add_classify_parser(commands: Any) -> None:
     classify = commands.add_parser(
-        "classify", help="classify meme image files and print JSON",
+        "classify",
+        help="classify meme image files and print JSON",
         description="Classify each FILE, in-process from --repository, or through a running "
         "gateway with --url. Without --text the printed text is read with OCR.",
     )
@@ -78,7 +87,8 @@ def _add_classify_parser(commands: Any) -> None:
 
 def _add_score_parser(commands: Any) -> None:
     score = commands.add_parser(
-        "score", help="classify a folder, CSV or Memotion data set into results.jsonl / .parquet (resumable)",
+        "score",
+        help="classify a folder, CSV or Memotion data set into results.jsonl / .parquet (resumable)",
         description="Classify every meme of INPUT (a folder of images, a CSV/TSV/JSONL with an image "
         "column and optional id and text columns, or a Memotion-format data set folder) and write one "
         "record per meme to --out (.jsonl or .parquet). Run it again after a crash or kill: memes already "
@@ -89,8 +99,9 @@ def _add_score_parser(commands: Any) -> None:
     score.add_argument("--out", type=Path, required=True, help="results file: .jsonl or .parquet")
     score.add_argument("--repository", type=Path, help="model repository (default ./model_repository)")
     score.add_argument("--ocr", choices=["easyocr", "none"], help="OCR engine for memes without text")
-    score.add_argument("--ignore-text", action="store_true",
-                       help="read every meme's text with OCR even when INPUT gives one")
+    score.add_argument(
+        "--ignore-text", action="store_true", help="read every meme's text with OCR even when INPUT gives one"
+    )
     score.add_argument("--chunk-size", type=positive_int, default=16, help="memes per model call (default 16)")
     score.add_argument("--ray", metavar="ADDRESS", help="run on Ray: 'local', 'auto' or ray://host:port")
     score.add_argument("--ray-actors", type=positive_int, default=2, help="scoring actors on Ray (default 2)")
@@ -100,7 +111,8 @@ def _add_score_parser(commands: Any) -> None:
 
 def _add_api_key_parser(commands: Any) -> None:
     key = commands.add_parser(
-        "api-key", help="make a new gateway API key and print its configuration entry",
+        "api-key",
+        help="make a new gateway API key and print its configuration entry",
         description="Print a new random API key (give it to the client) and the entry to add to "
         "MEMOTION_API_KEYS or the MEMOTION_API_KEYS_FILE list, which holds only the key's SHA-256.",
     )
@@ -111,13 +123,21 @@ def _add_api_key_parser(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service.server import serve
     from service.core.settings import GatewaySettings
+    from service.server import serve
 
-    overrides = {k: v for k, v in {
-        "model_repository": args.repository, "host": args.host, "port": args.port,
-        "backend": args.backend, "ocr": args.ocr, "triton_url": args.triton_url,
-    }.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "model_repository": args.repository,
+            "host": args.host,
+            "port": args.port,
+            "backend": args.backend,
+            "ocr": args.ocr,
+            "triton_url": args.triton_url,
+        }.items()
+        if v is not None
+    }
     serve(GatewaySettings(**overrides))
     return 0
 
@@ -129,13 +149,22 @@ def _triton_serve(args: argparse.Namespace) -> int:
     from service.launchers.triton_server import TritonServerProcess
 
     models = names(args.models) if args.models else None
-    server = TritonServerProcess(args.repository, models=models, host=args.host, http_port=args.http_port,
-                                 grpc_port=args.grpc_port, metrics_port=args.metrics_port)
+    server = TritonServerProcess(
+        args.repository,
+        models=models,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with server:
-        print(f"tritonserver ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics "
-              f"{server.metrics_url}; models {server.models()} (log {server.log_path})", flush=True)
+        print(
+            f"tritonserver ready: gRPC {server.grpc_url}, HTTP {server.http_url}, metrics "
+            f"{server.metrics_url}; models {server.models()} (log {server.log_path})",
+            flush=True,
+        )
         try:
             while not stop.wait(1.0):
                 if server.exited():
@@ -160,13 +189,20 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from service.scoring.local import score
     from service.core.settings import GatewaySettings
+    from service.scoring.local import score
 
     overrides = {k: v for k, v in {"model_repository": args.repository, "ocr": args.ocr}.items() if v is not None}
-    summary = score(args.input, args.out, GatewaySettings(**overrides), chunk_size=args.chunk_size,
-                    ignore_text=args.ignore_text, ray_address=args.ray, ray_actors=args.ray_actors,
-                    progress=not args.no_progress)
+    summary = score(
+        args.input,
+        args.out,
+        GatewaySettings(**overrides),
+        chunk_size=args.chunk_size,
+        ignore_text=args.ignore_text,
+        ray_address=args.ray,
+        ray_actors=args.ray_actors,
+        progress=not args.no_progress,
+    )
     print(summary.line())
     return 0
 

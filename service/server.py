@@ -34,8 +34,8 @@ def preflight(settings: GatewaySettings) -> None:
             importlib.import_module(f"tritonclient.{protocol}")
         except ImportError as err:
             raise GatewayStartupError(
-                f"MEMOTION_BACKEND=triton needs tritonclient[{protocol}] "
-                f"(pip install 'memotion[triton]'): {err}") from err
+                f"MEMOTION_BACKEND=triton needs tritonclient[{protocol}] (pip install 'memotion[triton]'): {err}"
+            ) from err
 
 
 def serve(settings: GatewaySettings) -> None:
@@ -58,8 +58,12 @@ def serve(settings: GatewaySettings) -> None:
         raise SystemExit(EXIT_UNUSABLE_REPOSITORY) from None
     # SIGTERM: stop accepting, let in-flight requests finish (up to shutdown_grace_s), then unload.
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level,
-        access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
         log_config=uvicorn_log_config(settings.log_level, settings.log_format),
     )
 

@@ -54,8 +54,7 @@ def tiny_run(tmp_path_factory, synthetic_data) -> Path:
     from training.recipe import tiny_recipe, train_recipe
 
     run_dir = tmp_path_factory.mktemp("tiny-run")
-    train_recipe(synthetic_data, run_dir, tiny_recipe(epochs=2, max_steps=6), progress=False,
-                 log=lambda _: None)
+    train_recipe(synthetic_data, run_dir, tiny_recipe(epochs=2, max_steps=6), progress=False, log=lambda _: None)
     return run_dir
 
 

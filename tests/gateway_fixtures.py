@@ -1,7 +1,8 @@
 """A real gateway HTTP server for tests, and the inputs (good and bad) the gateway tests send it.
 
 ``start_gateway(repository, **env)`` runs `memotion serve` (``service.launchers.gateway_process.GatewayProcess``) on a
-free loopback port with ``MEMOTION_*`` settings, waits for ``/readyz`` and stops it afterwards. ``gateway_url`` is the session-wide server for ``model_repository``.
+free loopback port with ``MEMOTION_*`` settings, waits for ``/readyz`` and stops it afterwards.
+``gateway_url`` is the session-wide server for ``model_repository``.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

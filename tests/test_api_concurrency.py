@@ -27,8 +27,9 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_back_pressure_then_graceful_shutdown(model_repository: Path, tmp_path: Path) -> None:
-    gateway = GatewayProcess(model_repository, env={"MEMOTION_WORKERS": "1", "MEMOTION_MAX_QUEUE": "1"},
-                             log_path=tmp_path / "gateway.log")
+    gateway = GatewayProcess(
+        model_repository, env={"MEMOTION_WORKERS": "1", "MEMOTION_MAX_QUEUE": "1"}, log_path=tmp_path / "gateway.log"
+    )
     url = gateway.start()
     try:
         meme = render_meme("WHEN THE QUEUE", "IS FULL", size=(960, 720))

@@ -8,8 +8,9 @@ import base64
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -29,12 +30,18 @@ MAX_ITEMS = 4
 @pytest.fixture(scope="module")
 def gateway(model_repository: Path, translation_model_dir: Path, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     log_path = tmp_path_factory.mktemp("api-gateway") / "gateway.log"
-    keys = [{"name": "alice", "sha256": hash_key(ALICE), "rate_per_minute": 6000, "burst": 100},
-            {"name": "bob", "sha256": hash_key(BOB), "rate_per_minute": 1, "burst": 3}]
+    keys = [
+        {"name": "alice", "sha256": hash_key(ALICE), "rate_per_minute": 6000, "burst": 100},
+        {"name": "bob", "sha256": hash_key(BOB), "rate_per_minute": 1, "burst": 3},
+    ]
     env = {
-        "MEMOTION_OCR": "none", "MEMOTION_API_KEYS": json.dumps(keys), "MEMOTION_CORS_ORIGINS": json.dumps([DASHBOARD]),
-        "MEMOTION_TRANSLATOR": "ctranslate2", "MEMOTION_TRANSLATOR_MODEL_DIR": str(translation_model_dir),
-        "MEMOTION_MAX_BATCH_ITEMS": str(MAX_ITEMS), "MEMOTION_LOG_FORMAT": "json",
+        "MEMOTION_OCR": "none",
+        "MEMOTION_API_KEYS": json.dumps(keys),
+        "MEMOTION_CORS_ORIGINS": json.dumps([DASHBOARD]),
+        "MEMOTION_TRANSLATOR": "ctranslate2",
+        "MEMOTION_TRANSLATOR_MODEL_DIR": str(translation_model_dir),
+        "MEMOTION_MAX_BATCH_ITEMS": str(MAX_ITEMS),
+        "MEMOTION_LOG_FORMAT": "json",
     }
     with GatewayProcess(model_repository, env=env, log_path=log_path) as url:
         yield url, log_path
@@ -71,8 +78,12 @@ def test_api_keys(gateway: tuple[str, Path]) -> None:
     missing = httpx.post(f"{url}/v1/classify", json=body)
     error_of(missing, 401, "unauthorized")
     assert missing.headers["www-authenticate"].startswith("Bearer")
-    error_of(httpx.post(f"{url}/v1/classify", json=body, headers={"Authorization": "Bearer mk_wrong"}), 401, "unauthorized")
-    error_of(httpx.post(f"{url}/v1/classify", json=body, headers={"Authorization": f"Basic {ALICE}"}), 401, "unauthorized")
+    error_of(
+        httpx.post(f"{url}/v1/classify", json=body, headers={"Authorization": "Bearer mk_wrong"}), 401, "unauthorized"
+    )
+    error_of(
+        httpx.post(f"{url}/v1/classify", json=body, headers={"Authorization": f"Basic {ALICE}"}), 401, "unauthorized"
+    )
     error_of(httpx.post(f"{url}/v1/classify/batch", json={"items": [body]}), 401, "unauthorized")
     assert httpx.post(f"{url}/v1/classify", json=body, headers={"Authorization": f"Bearer {ALICE}"}).status_code == 200
     for open_path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/ui/"):
@@ -90,22 +101,32 @@ def test_rate_limit_per_key(gateway: tuple[str, Path]) -> None:
         error_of(limited, 429, "rate_limited")
         assert int(limited.headers["retry-after"]) >= 1
     # Other keys have their own buckets.
-    assert httpx.post(f"{url}/v1/classify", json={"text": "x"}, headers={"Authorization": f"Bearer {ALICE}"}).status_code == 200
+    assert (
+        httpx.post(f"{url}/v1/classify", json={"text": "x"}, headers={"Authorization": f"Bearer {ALICE}"}).status_code
+        == 200
+    )
 
 
 def test_cors(gateway: tuple[str, Path]) -> None:
     url = gateway[0]
-    preflight = httpx.options(f"{url}/v1/classify", headers={
-        "Origin": DASHBOARD, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type"})
+    preflight = httpx.options(
+        f"{url}/v1/classify",
+        headers={
+            "Origin": DASHBOARD,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == DASHBOARD
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
-    refused = httpx.options(f"{url}/v1/classify", headers={"Origin": "https://evil.example",
-                                                            "Access-Control-Request-Method": "POST"})
+    refused = httpx.options(
+        f"{url}/v1/classify", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "access-control-allow-origin" not in refused.headers
-    actual = httpx.post(f"{url}/v1/classify", json={"text": "hi"},
-                        headers={"Origin": DASHBOARD, "Authorization": f"Bearer {ALICE}"})
+    actual = httpx.post(
+        f"{url}/v1/classify", json={"text": "hi"}, headers={"Origin": DASHBOARD, "Authorization": f"Bearer {ALICE}"}
+    )
     assert actual.headers["access-control-allow-origin"] == DASHBOARD
     assert "x-request-id" in actual.headers["access-control-expose-headers"].lower()
 
@@ -131,8 +152,11 @@ def test_json_with_base64_image_matches_multipart(client: httpx.Client, manifest
 
 
 def test_text_only_request_uses_the_text_only_members(client: httpx.Client, manifest: dict[str, Any]) -> None:
-    text_only = [m["name"] for m in manifest["models"]
-                 if m["name"] in manifest["ensemble"]["members"] and "pixel_values" not in m["inputs"]]
+    text_only = [
+        m["name"]
+        for m in manifest["models"]
+        if m["name"] in manifest["ensemble"]["members"] and "pixel_values" not in m["inputs"]
+    ]
     # (The gateway back-translates with the tiny test model, which knows this sentence.)
     response = client.post("/v1/classify", json={"text": "my friend is crazy"})
     assert response.status_code == 200, response.text
@@ -152,18 +176,29 @@ def test_thresholds(client: httpx.Client) -> None:
     for head, prediction in body["task_c"].items():
         emotion = {"humour": "humorous", "sarcasm": "sarcastic"}.get(head, head)
         assert scores[emotion] == pytest.approx(1.0 - list(prediction["scores"].values())[0])
-    form = client.post("/v1/classify", files={"image": ("m.jpg", photo_jpeg(), "image/jpeg")},
-                       data={"text": "x", "thresholds": '{"motivational": 0}'})
+    form = client.post(
+        "/v1/classify",
+        files={"image": ("m.jpg", photo_jpeg(), "image/jpeg")},
+        data={"text": "x", "thresholds": '{"motivational": 0}'},
+    )
     assert form.status_code == 200 and form.json()["task_b"]["motivational"] is True
     error_of(client.post("/v1/classify", json={"text": "x", "thresholds": {"anger": 0.5}}), 422, "invalid_thresholds")
-    error_of(client.post("/v1/classify", json={"text": "x", "thresholds": {"offensive": 1.5}}), 422, "invalid_thresholds")
-    error_of(client.post("/v1/classify", files={"image": ("m.jpg", photo_jpeg(), "image/jpeg")},
-                         data={"thresholds": "{not json"}), 422, "invalid_thresholds")
+    error_of(
+        client.post("/v1/classify", json={"text": "x", "thresholds": {"offensive": 1.5}}), 422, "invalid_thresholds"
+    )
+    error_of(
+        client.post(
+            "/v1/classify", files={"image": ("m.jpg", photo_jpeg(), "image/jpeg")}, data={"thresholds": "{not json"}
+        ),
+        422,
+        "invalid_thresholds",
+    )
 
 
 def test_explain_shows_the_text_path(client: httpx.Client) -> None:
-    response = client.post("/v1/classify", params={"explain": "true"},
-                           json={"text": "mera dost\npagal hai imgflip.com"})
+    response = client.post(
+        "/v1/classify", params={"explain": "true"}, json={"text": "mera dost\npagal hai imgflip.com"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     steps = body["explain"]["text_steps"]
@@ -200,10 +235,16 @@ def test_bad_json_bodies(client: httpx.Client, case: str) -> None:
 
 
 def test_bad_content(client: httpx.Client) -> None:
-    error_of(client.post("/v1/classify", content=b"{not json", headers={"content-type": "application/json"}),
-             422, "invalid_request")
-    error_of(client.post("/v1/classify", content=b"hello", headers={"content-type": "text/plain"}),
-             415, "unsupported_media_type")
+    error_of(
+        client.post("/v1/classify", content=b"{not json", headers={"content-type": "application/json"}),
+        422,
+        "invalid_request",
+    )
+    error_of(
+        client.post("/v1/classify", content=b"hello", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
     error_of(client.post("/v1/classify", params={"explain": "maybe"}, json={"text": "x"}), 422, "invalid_request")
 
 
@@ -223,13 +264,18 @@ def test_batch_reports_each_item(client: httpx.Client) -> None:
     body = response.json()
     assert (body["count"], body["succeeded"], body["failed"]) == (4, 2, 2)
     assert [(i["index"], i["id"], i["status"]) for i in body["items"]] == [
-        (0, "good", 200), (1, "broken", 400), (2, "2", 200), (3, "nothing", 422)]
+        (0, "good", 200),
+        (1, "broken", 400),
+        (2, "2", 200),
+        (3, "nothing", 422),
+    ]
     assert body["items"][1]["error"]["code"] == "corrupt_image" and "result" not in body["items"][1]
     assert body["items"][3]["error"]["code"] == "missing_field"
     assert all(i["result"]["task_b"]["offensive"] for i in body["items"] if i["status"] == 200)
     # The batch answer for an item is the single endpoint's answer.
-    single = client.post("/v1/classify", json={"image": b64(image), "text": "hello world",
-                                                "thresholds": {"offensive": 0.0}}).json()
+    single = client.post(
+        "/v1/classify", json={"image": b64(image), "text": "hello world", "thresholds": {"offensive": 0.0}}
+    ).json()
     batched = body["items"][0]["result"]
     for key in ("task_a", "task_b", "task_c", "votes", "task_b_scores", "text", "language"):
         assert batched[key] == pytest.approx(single[key]) if key == "task_b_scores" else batched[key] == single[key]
@@ -240,8 +286,11 @@ def test_batch_limits(client: httpx.Client) -> None:
     assert str(MAX_ITEMS) in error_of(too_many, 413, "too_many_items")["message"]
     error_of(client.post("/v1/classify/batch", json={"items": []}), 422, "invalid_request")
     error_of(client.post("/v1/classify/batch", json={"memes": []}), 422, "invalid_request")
-    error_of(client.post("/v1/classify/batch", content=b"[1,2", headers={"content-type": "application/json"}),
-             422, "invalid_request")
+    error_of(
+        client.post("/v1/classify/batch", content=b"[1,2", headers={"content-type": "application/json"}),
+        422,
+        "invalid_request",
+    )
 
 
 # --- docs and logs -----------------------------------------------------------------------------
@@ -265,11 +314,15 @@ def test_openapi_documents_both_body_kinds_and_the_batch(client: httpx.Client) -
 def test_logs_are_json_without_image_bytes_or_keys(client: httpx.Client, gateway: tuple[str, Path]) -> None:
     image = photo_jpeg(seed=21)
     encoded = b64(image)
-    response = client.post("/v1/classify", json={"image": encoded, "text": "log me"},
-                           headers={"X-Request-ID": "log-check-1"})
+    response = client.post(
+        "/v1/classify", json={"image": encoded, "text": "log me"}, headers={"X-Request-ID": "log-check-1"}
+    )
     assert response.status_code == 200
-    wrong_key = httpx.post(f"{gateway[0]}/v1/classify", json={"text": "x"},
-                           headers={"Authorization": "Bearer mk_guess", "X-Request-ID": "log-check-2"})
+    wrong_key = httpx.post(
+        f"{gateway[0]}/v1/classify",
+        json={"text": "x"},
+        headers={"Authorization": "Bearer mk_guess", "X-Request-ID": "log-check-2"},
+    )
     assert wrong_key.status_code == 401
     deadline = time.monotonic() + 10  # an access line is written just after its answer is sent
     while "log-check-2" not in (log_text := gateway[1].read_text()) and time.monotonic() < deadline:

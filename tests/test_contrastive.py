@@ -9,9 +9,16 @@ import pytest
 import torch
 from open_clip.loss import ClipLoss
 
-from training.contrastive import (clip_contrastive_loss, clip_logits, contrastive_loss,
-                                  nt_logistic_from_similarities, nt_logistic_loss,
-                                  nt_xent_from_similarities, nt_xent_loss, paired_view_similarities)
+from training.contrastive import (
+    clip_contrastive_loss,
+    clip_logits,
+    contrastive_loss,
+    nt_logistic_from_similarities,
+    nt_logistic_loss,
+    nt_xent_from_similarities,
+    nt_xent_loss,
+    paired_view_similarities,
+)
 
 
 def _t(rows) -> torch.Tensor:
@@ -45,8 +52,9 @@ def test_clip_loss_agrees_with_open_clip_reference():
     text, image = torch.randn(6, 8), torch.randn(6, 8)
     scale = torch.tensor(math.log(1 / 0.07))
     ours = clip_contrastive_loss(text, image, scale)
-    reference = ClipLoss()(torch.nn.functional.normalize(image, dim=-1),
-                           torch.nn.functional.normalize(text, dim=-1), scale.exp())
+    reference = ClipLoss()(
+        torch.nn.functional.normalize(image, dim=-1), torch.nn.functional.normalize(text, dim=-1), scale.exp()
+    )
     assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
 
 
@@ -59,9 +67,14 @@ def test_clip_loss_gradient_reaches_logit_scale():
 # Course report Table 2: (sim(u,v+), sim(u,v-), f_Xent, f_Log) with tau = 1; f is the factor of
 # v-/tau in the gradient of the objective, i.e. d objective / d sim(u,v-).
 TABLE_2 = [
-    (0.99, 0.5, -0.380, -0.622), (0.5, 0.5, -0.5, -0.622), (0.01, 0.5, -0.620, -0.622),
-    (-0.5, 0.5, -0.731, -0.622), (0.99, -0.5, -0.184, -0.378), (0.5, -0.5, -0.269, -0.378),
-    (0.01, -0.5, -0.375, -0.378), (-0.5, -0.5, -0.5, -0.378),
+    (0.99, 0.5, -0.380, -0.622),
+    (0.5, 0.5, -0.5, -0.622),
+    (0.01, 0.5, -0.620, -0.622),
+    (-0.5, 0.5, -0.731, -0.622),
+    (0.99, -0.5, -0.184, -0.378),
+    (0.5, -0.5, -0.269, -0.378),
+    (0.01, -0.5, -0.375, -0.378),
+    (-0.5, -0.5, -0.5, -0.378),
 ]
 
 

@@ -19,16 +19,16 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import httpx
 import pytest
+import tomllib
 import yaml
 
+from service.core.settings import GatewaySettings
 from service.launchers.gateway_process import free_port
 from tests.tooling import tool_missing
-from service.core.settings import GatewaySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -97,8 +97,11 @@ def test_entrypoint_passes_shellcheck(script: Path) -> None:
 
 @pytest.mark.parametrize("compose", COMPOSE_FILES, ids=lambda p: p.name)
 def test_compose_file_matches_the_compose_spec(compose: Path) -> None:
-    result = subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -121,13 +124,26 @@ def test_overlays_are_complete_stacks() -> None:
     pytest.importorskip("kubernetes_validate")
     for overlay in ("cpu-dev", "gpu-prod"):
         objects = validate.render(K8S / "overlays" / overlay)
-        kinds = {(o["kind"], o["metadata"]["name"].rsplit("-", 1)[0] if o["kind"] in ("ConfigMap", "Secret")
-                  else o["metadata"]["name"]) for o in objects}
-        for expected in [("Deployment", "memotion-gateway"), ("Service", "memotion-gateway"),
-                         ("HorizontalPodAutoscaler", "memotion-gateway"), ("PodDisruptionBudget", "memotion-gateway"),
-                         ("Deployment", "memotion-triton-v1"), ("Service", "memotion-triton-v1"),
-                         ("ServiceMonitor", "memotion-gateway"), ("ServiceMonitor", "memotion-triton"),
-                         ("ConfigMap", "memotion-gateway-config")]:
+        kinds = {
+            (
+                o["kind"],
+                o["metadata"]["name"].rsplit("-", 1)[0]
+                if o["kind"] in ("ConfigMap", "Secret")
+                else o["metadata"]["name"],
+            )
+            for o in objects
+        }
+        for expected in [
+            ("Deployment", "memotion-gateway"),
+            ("Service", "memotion-gateway"),
+            ("HorizontalPodAutoscaler", "memotion-gateway"),
+            ("PodDisruptionBudget", "memotion-gateway"),
+            ("Deployment", "memotion-triton-v1"),
+            ("Service", "memotion-triton-v1"),
+            ("ServiceMonitor", "memotion-gateway"),
+            ("ServiceMonitor", "memotion-triton"),
+            ("ConfigMap", "memotion-gateway-config"),
+        ]:
             assert expected in kinds, f"{overlay} lacks {expected}"
         gateway = _by_name(objects, "Deployment", "memotion-gateway")["spec"]["template"]["spec"]["containers"][0]
         assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -144,7 +160,9 @@ def test_overlays_are_complete_stacks() -> None:
             assert config["TRITON_MODEL_CONFIG_NAME"] == ""
         # The gateways and Triton serve the same export: one repository, one model version.
         assert _config(objects, "memotion-gateway-config")["MODEL_REPOSITORY_URI"] == config["MODEL_REPOSITORY_URI"]
-        version = _by_name(objects, "Deployment", "memotion-triton-v1")["metadata"]["labels"]["memotion.io/model-version"]
+        version = _by_name(objects, "Deployment", "memotion-triton-v1")["metadata"]["labels"][
+            "memotion.io/model-version"
+        ]
         assert version == "1"
         hpa = _by_name(objects, "HorizontalPodAutoscaler", "memotion-gateway")["spec"]
         assert {m["type"] for m in hpa["metrics"]} == ({"Resource", "Pods"} if overlay == "gpu-prod" else {"Resource"})
@@ -191,7 +209,9 @@ def test_validator_rejects_broken_references(gpu_prod: list[dict]) -> None:
     assert validate.reference_errors(gpu_prod) == []
 
     broken = copy.deepcopy(gpu_prod)
-    config = next(o for o in broken if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("memotion-gateway-config"))
+    config = next(
+        o for o in broken if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("memotion-gateway-config")
+    )
     config["data"]["MEMOTION_TRITON_URL"] = "memotion-triton-v2:8001"  # a model version not deployed
     assert any("MEMOTION_TRITON_URL" in e for e in validate.reference_errors(broken))
 
@@ -238,8 +258,11 @@ def test_images_pin_what_pyproject_pins() -> None:
     triton = _dockerfile("triton.Dockerfile")
     assert f'"onnxruntime=={_pyproject_pin("triton-server", "onnxruntime")}"' in triton
     for constraints, extra in (("gateway-constraints.txt", "serve"), ("training-constraints.txt", "train")):
-        pins = dict(line.split("==") for line in (DOCKER / constraints).read_text().splitlines()
-                    if line and not line.startswith("#"))
+        pins = dict(
+            line.split("==")
+            for line in (DOCKER / constraints).read_text().splitlines()
+            if line and not line.startswith("#")
+        )
         assert pins["torch"] == _pyproject_pin(extra, "torch"), constraints
 
 
@@ -290,18 +313,21 @@ def _entrypoint_env(**extra: str) -> dict[str, str]:
 
 
 def _healthcheck(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(DOCKER / "healthcheck.py"), *args], env=env,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, str(DOCKER / "healthcheck.py"), *args], env=env, capture_output=True, text=True, timeout=30
+    )
 
 
 def test_gateway_entrypoint_runs_other_commands_and_passes_options(tmp_path: Path) -> None:
     entrypoint = str(DOCKER / "gateway-entrypoint.sh")
-    result = subprocess.run([entrypoint, "memotion", "--help"], env=_entrypoint_env(),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [entrypoint, "memotion", "--help"], env=_entrypoint_env(), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and "serve" in result.stdout
     # Options go to `memotion serve`: a repository without a manifest is refused with status 2.
-    result = subprocess.run([entrypoint, "--repository", str(tmp_path)], env=_entrypoint_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [entrypoint, "--repository", str(tmp_path)], env=_entrypoint_env(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "unusable model repository" in result.stderr
 
@@ -311,12 +337,21 @@ def test_gateway_entrypoint_serves_the_model_repository(model_repository: Path, 
     """docker/gateway-entrypoint.sh with the image's defaults (MEMOTION_HOST, PORT, REPOSITORY set by
     the image's ENV; here the repository and a free port), then /readyz, the health check, SIGTERM."""
     port = free_port()
-    env = _entrypoint_env(MEMOTION_MODEL_REPOSITORY=str(model_repository), MEMOTION_PORT=str(port),
-                          MEMOTION_HOST="127.0.0.1", HOME=str(tmp_path))
+    env = _entrypoint_env(
+        MEMOTION_MODEL_REPOSITORY=str(model_repository),
+        MEMOTION_PORT=str(port),
+        MEMOTION_HOST="127.0.0.1",
+        HOME=str(tmp_path),
+    )
     log_path = tmp_path / "gateway.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(DOCKER / "gateway-entrypoint.sh")], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(DOCKER / "gateway-entrypoint.sh")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline, status = time.monotonic() + 180, None
         while time.monotonic() < deadline and process.poll() is None:
@@ -382,16 +417,27 @@ def test_triton_entrypoint_serves_the_manifest_models(model_repository: Path, tm
         "#!/bin/sh\n"
         f'exec "{install.binary}" --backend-directory="{server_dir}/backends" '
         f'--cache-directory="{server_dir}/caches" --http-address=127.0.0.1 --grpc-address=127.0.0.1 '
-        '--metrics-address=127.0.0.1 "$@"\n')
+        '--metrics-address=127.0.0.1 "$@"\n'
+    )
     wrapper.chmod(0o755)
     http_port = free_port()
-    env = {**install.environment(), "MODEL_REPOSITORY": str(model_repository), "TRITONSERVER": str(wrapper),
-           "TRITON_HTTP_PORT": str(http_port), "TRITON_GRPC_PORT": str(free_port()),
-           "TRITON_METRICS_PORT": str(free_port())}
+    env = {
+        **install.environment(),
+        "MODEL_REPOSITORY": str(model_repository),
+        "TRITONSERVER": str(wrapper),
+        "TRITON_HTTP_PORT": str(http_port),
+        "TRITON_GRPC_PORT": str(free_port()),
+        "TRITON_METRICS_PORT": str(free_port()),
+    }
     log_path = tmp_path / "triton.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(DOCKER / "triton-entrypoint.sh")], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(DOCKER / "triton-entrypoint.sh")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline, ready = time.monotonic() + 120, False
         while time.monotonic() < deadline and process.poll() is None and not ready:
@@ -410,6 +456,11 @@ def test_triton_entrypoint_serves_the_manifest_models(model_repository: Path, tm
 
 
 def test_triton_entrypoint_refuses_a_repository_without_a_manifest(tmp_path: Path) -> None:
-    result = subprocess.run([str(DOCKER / "triton-entrypoint.sh")], capture_output=True, text=True, timeout=30,
-                            env={**os.environ, "MODEL_REPOSITORY": str(tmp_path)})
+    result = subprocess.run(
+        [str(DOCKER / "triton-entrypoint.sh")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "MODEL_REPOSITORY": str(tmp_path)},
+    )
     assert result.returncode == 2 and f"no manifest.json in {tmp_path}" in result.stderr

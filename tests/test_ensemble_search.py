@@ -3,7 +3,6 @@ entry that carries the result, and the gateway honouring it."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 
@@ -13,8 +12,15 @@ from sklearn.metrics import f1_score
 
 from memotion.labels import ALL_TASKS, TASK_C
 from memotion.voting import majority_vote, presence_probabilities
-from training.ensemble_search import (MAX_SEARCH_MODELS, all_members, best_subset, combinations,
-                                      ensemble_predict, ensemble_scores, search_ensemble)
+from training.ensemble_search import (
+    MAX_SEARCH_MODELS,
+    all_members,
+    best_subset,
+    combinations,
+    ensemble_predict,
+    ensemble_scores,
+    search_ensemble,
+)
 
 
 def _one_hot(labels: np.ndarray, classes: int, confidence: float = 0.7) -> np.ndarray:
@@ -32,14 +38,22 @@ def _noisy(truth: np.ndarray, classes: int, accuracy: float, rng: np.random.Gene
 def _data(models: dict[str, float], n: int = 120, seed: int = 0):
     rng = np.random.default_rng(seed)
     truth = {t.name: rng.integers(0, t.num_classes, n) for t in ALL_TASKS}
-    probabilities = {m: {t.name: _noisy(truth[t.name], t.num_classes, acc, rng) for t in ALL_TASKS}
-                     for m, acc in models.items()}
+    probabilities = {
+        m: {t.name: _noisy(truth[t.name], t.num_classes, acc, rng) for t in ALL_TASKS} for m, acc in models.items()
+    }
     return probabilities, truth
 
 
 def test_combinations_in_tie_break_order():
     assert combinations(["a", "b", "c"]) == [
-        ("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c"), ("a", "b", "c")]
+        ("a",),
+        ("b",),
+        ("c",),
+        ("a", "b"),
+        ("a", "c"),
+        ("b", "c"),
+        ("a", "b", "c"),
+    ]
 
 
 def test_search_finds_the_best_subset_per_task_by_brute_force():
@@ -47,15 +61,17 @@ def test_search_finds_the_best_subset_per_task_by_brute_force():
     selection = search_ensemble(probabilities, truth)
     for spec in ALL_TASKS:
         # Independent brute force with sklearn's weighted F1.
-        scores = {subset: f1_score(truth[spec.name],
-                                   majority_vote([probabilities[m][spec.name] for m in subset]),
-                                   average="weighted")
-                  for subset in combinations(list(probabilities))}
+        scores = {
+            subset: f1_score(
+                truth[spec.name], majority_vote([probabilities[m][spec.name] for m in subset]), average="weighted"
+            )
+            for subset in combinations(list(probabilities))
+        }
         best = max(scores.values())
         chosen = selection.task_members[spec.name]
         assert scores[chosen] == pytest.approx(best)
         # Tie-break: no subset listed before it (fewer members, then model order) scores as high.
-        earlier = list(scores)[:list(scores).index(chosen)]
+        earlier = list(scores)[: list(scores).index(chosen)]
         assert all(scores[s] < best - 1e-12 for s in earlier)
 
 
@@ -72,8 +88,9 @@ def test_direct_task_b_votes_on_presence():
     # Intensity argmax 0 (absent) but P(present) = 0.6: from Task C says absent, directly present.
     p = np.array([[0.4, 0.3, 0.3, 0.0]])
     assert presence_probabilities(p).tolist() == [[0.4, 0.6]]
-    probabilities = {"m": {t.name: np.array([[0.4] + [0.6 / (t.num_classes - 1)] * (t.num_classes - 1)])
-                           for t in ALL_TASKS}}
+    probabilities = {
+        "m": {t.name: np.array([[0.4] + [0.6 / (t.num_classes - 1)] * (t.num_classes - 1)]) for t in ALL_TASKS}
+    }
     truth = {t.name: np.array([1]) for t in ALL_TASKS}
     from_c = ensemble_predict(probabilities, all_members(["m"], "from_task_c"))[1]
     direct = ensemble_predict(probabilities, all_members(["m"], "direct"))[1]
@@ -100,8 +117,7 @@ def test_direct_search_picks_task_b_voters_separately():
 
 
 def test_search_is_limited():
-    many = {f"m{i}": {t.name: np.ones((2, t.num_classes)) for t in ALL_TASKS}
-            for i in range(MAX_SEARCH_MODELS + 1)}
+    many = {f"m{i}": {t.name: np.ones((2, t.num_classes)) for t in ALL_TASKS} for i in range(MAX_SEARCH_MODELS + 1)}
     with pytest.raises(ValueError, match="limited"):
         search_ensemble(many, {t.name: np.zeros(2, int) for t in ALL_TASKS})
 
@@ -121,10 +137,10 @@ def test_manifest_ensemble_entry_validates_per_task_members():
 def test_export_writes_the_search_and_the_gateway_honours_it(model_repository, tmp_path):
     from memotion.manifest import ManifestError, load_manifest
     from memotion.preprocess import images_to_batch
-    from service.inference.classifier import MemeClassifier
     from service.core.settings import GatewaySettings
-    from tests.gateway_fixtures import photo_jpeg
+    from service.inference.classifier import MemeClassifier
     from service.inference.imaging import decode_image
+    from tests.gateway_fixtures import photo_jpeg
 
     manifest = load_manifest(model_repository)
     searched = manifest.ensemble
@@ -137,9 +153,12 @@ def test_export_writes_the_search_and_the_gateway_honours_it(model_repository, t
     repository = tmp_path / "repository"
     shutil.copytree(model_repository, repository)
     payload = json.loads((repository / "manifest.json").read_text())
-    payload["ensemble"].update(members=["clip_text", "clip_image", "clip_multi"],
-                               task_members={"sentiment": ["clip_text"]}, task_b="direct",
-                               task_b_members={"humour": ["clip_image"]})
+    payload["ensemble"].update(
+        members=["clip_text", "clip_image", "clip_multi"],
+        task_members={"sentiment": ["clip_text"]},
+        task_b="direct",
+        task_b_members={"humour": ["clip_image"]},
+    )
     (repository / "manifest.json").write_text(json.dumps(payload))
     classifier = MemeClassifier.from_settings(GatewaySettings(model_repository=repository, ocr="none"))
     try:

@@ -16,15 +16,15 @@ def _latents(root: Path) -> list[dict]:
 
 
 def test_partial_dominance_moves_a_share_of_the_other_modality(tmp_path):
-    config = SyntheticConfig(n_train=120, n_val=0, seed=3, image_size=64, dominant="text",
-                             dominant_coverage=0.6)
+    config = SyntheticConfig(n_train=120, n_val=0, seed=3, image_size=64, dominant="text", dominant_coverage=0.6)
     make_synthetic_dataset(tmp_path, config)
     memes = _latents(tmp_path)
     covered = []
     for meme in memes:
         factors, text, image = meme["factors"], meme["text"], meme["image"]
-        assert {k: text[k] for k in ("polarity", "joke", "insult", "motivation", "twist")} == \
-            {k: factors[k] for k in ("polarity", "joke", "insult", "motivation", "twist")}
+        assert {k: text[k] for k in ("polarity", "joke", "insult", "motivation", "twist")} == {
+            k: factors[k] for k in ("polarity", "joke", "insult", "motivation", "twist")
+        }
         for key in ("mood", "face", "angry"):
             if key in text:  # rendered by the caption, truthfully
                 assert text[key] == factors[key]
@@ -73,8 +73,7 @@ def test_quick_experiment_writes_the_table(tmp_path):
     for name, members in ENSEMBLES.items():  # voters are searched among the named members only
         selection = per_seed[0]["rows"][name]["selection"]
         assert set(selection["members"]) <= set(members)
-        assert set(selection["task_members"]) == {"sentiment", "humour", "sarcasm", "offensive",
-                                                  "motivational"}
+        assert set(selection["task_members"]) == {"sentiment", "humour", "sarcasm", "offensive", "motivational"}
     diagnostics = setting["diagnostics"]
     assert diagnostics["CLIP-multi"]["rho_last_epoch"] > 0
     assert diagnostics["CLIP-multi"]["blend_weights"] == {}

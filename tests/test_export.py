@@ -9,11 +9,11 @@ import open_clip
 import pytest
 import torch
 
+from memotion.data_format import load_split
 from memotion.labels import ALL_TASKS
 from memotion.manifest import ManifestError, load_manifest
 from memotion.preprocess import images_to_batch
 from memotion.tokenizer import ClipTokenizer
-from memotion.data_format import load_split
 from training.export import export_run
 from training.factory import load_checkpoint
 from training.recipe import read_summary
@@ -58,9 +58,12 @@ def test_onnx_runtime_equals_pytorch_on_real_memes(model_repository, tiny_run, s
     records = load_split(synthetic_data / "val.csv")[:batch]
     tokenizer = ClipTokenizer(model_repository / manifest.tokenizer.file, manifest.tokenizer.context_length)
     from PIL import Image
+
     images = [Image.open(r.image_path) for r in records]
-    feeds = {"input_ids": tokenizer([r.text for r in records]),
-             "pixel_values": images_to_batch(images, manifest.preprocessing)}
+    feeds = {
+        "input_ids": tokenizer([r.text for r in records]),
+        "pixel_values": images_to_batch(images, manifest.preprocessing),
+    }
     for entry in manifest.models:
         model, _ = load_checkpoint(tiny_run / entry.name / "checkpoint.pt")
         inputs = {name: feeds[name] for name in entry.inputs}

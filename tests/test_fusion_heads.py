@@ -5,11 +5,25 @@ import pytest
 import torch
 from torch import nn
 
-from training.fusion.heads import (FUSION_OPS, AttentionFusion, BilinearFusion, ElementwiseFusion,
-                                   FactorisedBilinearFusion, GatedFusion, Modality,
-                                   MultiHeadCrossAttention, bilinear_fusion, build_fusion,
-                                   concat_fusion, cross_attention_fusion, factorised_bilinear_fusion,
-                                   gated_fusion, max_fusion, product_fusion, sum_fusion)
+from training.fusion.heads import (
+    FUSION_OPS,
+    AttentionFusion,
+    BilinearFusion,
+    ElementwiseFusion,
+    FactorisedBilinearFusion,
+    GatedFusion,
+    Modality,
+    MultiHeadCrossAttention,
+    bilinear_fusion,
+    build_fusion,
+    concat_fusion,
+    cross_attention_fusion,
+    factorised_bilinear_fusion,
+    gated_fusion,
+    max_fusion,
+    product_fusion,
+    sum_fusion,
+)
 
 B, D = 3, 8
 
@@ -36,15 +50,18 @@ def test_elementwise_formulas() -> None:
 def test_gated_formula() -> None:
     img, txt = _vectors()
     g = torch.Generator().manual_seed(1)
-    w_img, w_txt, w_0 = torch.randn(D, D, generator=g), torch.randn(D, D, generator=g), torch.randn(2 * D, 2 * D, generator=g)
+    w_img, w_txt, w_0 = (
+        torch.randn(D, D, generator=g),
+        torch.randn(D, D, generator=g),
+        torch.randn(2 * D, 2 * D, generator=g),
+    )
     got = gated_fusion(img, txt, w_img, w_txt, w_0)
     for b in range(B):  # one row at a time, with explicit sums
         f0 = []
         for f, w in ((img[b], w_img), (txt[b], w_txt)):
             f0 += [torch.sigmoid(sum(f[i] * w[i, j] for i in range(D))) * f[j] for j in range(D)]
         f0 = torch.stack(f0)
-        want = torch.stack([torch.sigmoid(sum(f0[i] * w_0[i, j] for i in range(2 * D))) * f0[j]
-                            for j in range(2 * D)])
+        want = torch.stack([torch.sigmoid(sum(f0[i] * w_0[i, j] for i in range(2 * D))) * f0[j] for j in range(2 * D)])
         torch.testing.assert_close(got[b], want)
 
 
@@ -63,8 +80,9 @@ def test_factorised_bilinear_is_a_low_rank_bilinear() -> None:
     g = torch.Generator().manual_seed(3)
     w_img, w_txt, w_f = torch.randn(D, 4, generator=g), torch.randn(D, 4, generator=g), torch.randn(4, 6, generator=g)
     low_rank = torch.einsum("hk,ih,jh->kij", w_f, w_img, w_txt)
-    torch.testing.assert_close(factorised_bilinear_fusion(img, txt, w_img, w_txt, w_f),
-                               bilinear_fusion(img, txt, low_rank))
+    torch.testing.assert_close(
+        factorised_bilinear_fusion(img, txt, w_img, w_txt, w_f), bilinear_fusion(img, txt, low_rank)
+    )
 
 
 def test_cross_attention_is_torch_multihead_attention() -> None:
@@ -88,16 +106,18 @@ def test_cross_attention_formula_and_padding() -> None:
     fusion = AttentionFusion(D, heads=2).eval()
     img, txt = _vectors()
     image, text = _modality(img, 4, 1), _modality(txt, 6, 2)
-    want = fusion.norm(fusion.attention(img, text.tokens, text.valid)
-                       + fusion.attention(txt, image.tokens, image.valid))  # LN(MhA(i,a,a) + MhA(a,i,i))
+    want = fusion.norm(
+        fusion.attention(img, text.tokens, text.valid) + fusion.attention(txt, image.tokens, image.valid)
+    )  # LN(MhA(i,a,a) + MhA(a,i,i))
     torch.testing.assert_close(cross_attention_fusion(fusion.attention, fusion.norm, image, text), want)
     torch.testing.assert_close(fusion(image, text), want)
     # One token each: attention is the value/output projection of the other feature (softmax of 1).
     attention = fusion.attention
     one_img, one_txt = _modality(img, 1, 3), _modality(txt, 1, 4)
     value = lambda x: attention.out(nn.functional.linear(x, attention.kv.weight[D:], attention.kv.bias[D:]))  # noqa: E731
-    torch.testing.assert_close(fusion(one_img, one_txt),
-                               fusion.norm(value(one_txt.tokens[:, 0]) + value(one_img.tokens[:, 0])))
+    torch.testing.assert_close(
+        fusion(one_img, one_txt), fusion.norm(value(one_txt.tokens[:, 0]) + value(one_img.tokens[:, 0]))
+    )
     # Padded text tokens do not matter.
     garbage = text.tokens.clone()
     garbage[:, 3:] = 1e3

@@ -16,8 +16,15 @@ from memotion.labels import ALL_TASKS, TASK_B_NAMES, TASK_B_OUTPUT
 from memotion.manifest import load_manifest
 from training.backbone import TINY_CLIP, register_model_configs
 from training.export import PARITY_TOLERANCE, export_onnx, output_names, parity_error
-from training.factory import (MODEL_REGISTRY, ModelConfig, build_model, has_encoder_features,
-                              load_checkpoint, model_kind, run_branches_and_features)
+from training.factory import (
+    MODEL_REGISTRY,
+    ModelConfig,
+    build_model,
+    has_encoder_features,
+    load_checkpoint,
+    model_kind,
+    run_branches_and_features,
+)
 from training.fusion.kinds import FUSION_KINDS
 from training.fusion.pmmo import PmmoHead
 
@@ -79,9 +86,12 @@ def fusion_run(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -
     from training.recipe import tiny_recipe, train_recipe
 
     recipe = tiny_recipe(epochs=2, max_steps=3)
-    recipe = replace(recipe, models=("fusion_attention", "gmu", "pmmo"),
-                     model=replace(recipe.model, fusion_dim=32, task_b_direct=True),
-                     train=replace(recipe.train, pmr=PMRConfig(enabled=True)))
+    recipe = replace(
+        recipe,
+        models=("fusion_attention", "gmu", "pmmo"),
+        model=replace(recipe.model, fusion_dim=32, task_b_direct=True),
+        train=replace(recipe.train, pmr=PMRConfig(enabled=True)),
+    )
     run_dir = tmp_path_factory.mktemp("fusion-run")
     train_recipe(synthetic_data, run_dir, recipe, progress=False, log=lambda _: None)
     return run_dir
@@ -108,8 +118,8 @@ def test_recipe_trains_fusion_kinds_and_pmmo_by_svi(fusion_run: Path) -> None:
 def test_fusion_run_exports_to_a_servable_repository(fusion_run: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from service.inference.classifier import MemeClassifier
     from service.core.settings import GatewaySettings
+    from service.inference.classifier import MemeClassifier
     from training.export import export_run
 
     repository = export_run(fusion_run, tmp_path / "repository")  # raises if ORT != PyTorch

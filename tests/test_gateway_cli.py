@@ -31,7 +31,9 @@ def _settings(repository: Path) -> GatewaySettings:
     return GatewaySettings(model_repository=repository, ocr="none")
 
 
-def test_classify_file_in_process_matches_the_gateway(model_repository: Path, gateway_url: str, meme_file: Path) -> None:
+def test_classify_file_in_process_matches_the_gateway(
+    model_repository: Path, gateway_url: str, meme_file: Path
+) -> None:
     local = classify_file(meme_file, text="a meme about tests", settings=_settings(model_repository))
     remote = classify_file(meme_file, text="a meme about tests", url=gateway_url)
     assert local["text"] == remote["text"] == {"value": "a meme about tests", "source": "request"}
@@ -77,9 +79,13 @@ def test_classify_file_unreachable_gateway(meme_file: Path) -> None:
 
 
 def _serve(repository: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "memotion_cli", "serve", "--repository", str(repository)],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "MEMOTION_OCR": "none"})
+    return subprocess.run(
+        [sys.executable, "-m", "memotion_cli", "serve", "--repository", str(repository)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MEMOTION_OCR": "none"},
+    )
 
 
 def test_serve_exits_clearly_without_a_manifest(tmp_path: Path) -> None:
@@ -101,9 +107,13 @@ def test_serve_runs_the_gateway(model_repository: Path, tmp_path: Path) -> None:
     log_path = tmp_path / "serve.log"
     gateway = GatewayProcess(model_repository, env={"MEMOTION_OCR": "none"}, log_path=log_path)
     with gateway as base_url:
-        response = httpx.post(f"{base_url}/v1/classify", timeout=30,
-                              files={"image": ("a.jpg", photo_jpeg(), "image/jpeg")}, data={"text": "hello"},
-                              headers={"X-Request-ID": "serve-test-1"})
+        response = httpx.post(
+            f"{base_url}/v1/classify",
+            timeout=30,
+            files={"image": ("a.jpg", photo_jpeg(), "image/jpeg")},
+            data={"text": "hello"},
+            headers={"X-Request-ID": "serve-test-1"},
+        )
         assert response.status_code == 200, response.text
     log_text = log_path.read_text()
     # One access-log line per request, with the request id and no image bytes.
@@ -112,6 +122,5 @@ def test_serve_runs_the_gateway(model_repository: Path, tmp_path: Path) -> None:
 
 
 def test_start_gateway_reports_a_server_that_dies(tmp_path: Path) -> None:
-    with pytest.raises(GatewayStartError, match="no manifest.json"):
-        with start_gateway(tmp_path, MEMOTION_OCR="none"):
-            pass
+    with pytest.raises(GatewayStartError, match="no manifest.json"), start_gateway(tmp_path, MEMOTION_OCR="none"):
+        pass

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.gateway_fixtures import png_bomb, photo_jpeg, render_meme, start_gateway, truncated_jpeg
+from tests.gateway_fixtures import photo_jpeg, png_bomb, render_meme, start_gateway, truncated_jpeg
 
 pytestmark = pytest.mark.slow
 
@@ -131,8 +132,9 @@ def test_classify_without_text_runs_ocr(client: httpx.Client, manifest: dict[str
 
 def test_request_text_overrides_ocr(client: httpx.Client) -> None:
     meme = render_meme("WHEN THE CODE", "FINALLY COMPILES")
-    response = client.post("/v1/classify", files={"image": ("meme.png", meme, "image/png")},
-                           data={"text": "typed by the client"})
+    response = client.post(
+        "/v1/classify", files={"image": ("meme.png", meme, "image/png")}, data={"text": "typed by the client"}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["text"] == {"value": "typed by the client", "source": "request"}
 
@@ -196,8 +198,9 @@ def test_bad_uploads(client: httpx.Client, case: str) -> None:
     data, status, code = BAD_UPLOADS[case]
     if case == "png_bomb_20000x20000":
         assert len(data) < 200_000  # small on the wire, 400 megapixels declared
-    response = client.post("/v1/classify", files={"image": ("upload.bin", data, "application/octet-stream")},
-                           data={"text": "some text"})
+    response = client.post(
+        "/v1/classify", files={"image": ("upload.bin", data, "application/octet-stream")}, data={"text": "some text"}
+    )
     assert_error(response, status, code)
 
 
@@ -216,13 +219,17 @@ def test_not_multipart(client: httpx.Client) -> None:
     # JSON is accepted too (base64 image and/or text): "abc" decodes to bytes that are no image.
     assert_error(client.post("/v1/classify", json={"image": "abc"}), 415, "unsupported_image")
     assert_error(client.post("/v1/classify", json={"picture": "abc"}), 422, "invalid_request")
-    assert_error(client.post("/v1/classify", content=b"abc", headers={"content-type": "text/plain"}),
-                 415, "unsupported_media_type")
+    assert_error(
+        client.post("/v1/classify", content=b"abc", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
 
 
 def test_broken_multipart(client: httpx.Client) -> None:
-    response = client.post("/v1/classify", content=b"garbage" * 100,
-                           headers={"content-type": "multipart/form-data; boundary=xyz"})
+    response = client.post(
+        "/v1/classify", content=b"garbage" * 100, headers={"content-type": "multipart/form-data; boundary=xyz"}
+    )
     assert_error(response, 400, "invalid_body")
 
 
@@ -248,18 +255,21 @@ def test_upload_over_limit_with_content_length(small_limit_url: str) -> None:
 
 def test_chunked_upload_over_limit(small_limit_url: str) -> None:
     boundary = "memotion-test-boundary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.jpg\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
     payload = head + photo_jpeg(size=(800, 600)) + f"\r\n--{boundary}--\r\n".encode()
     assert len(payload) > SMALL_UPLOAD_LIMIT
 
     def chunks() -> Iterator[bytes]:  # a generator body: httpx sends it chunked, without Content-Length
         for start in range(0, len(payload), 16_384):
-            yield payload[start:start + 16_384]
+            yield payload[start : start + 16_384]
 
     with httpx.Client(base_url=small_limit_url, timeout=30.0) as http:
-        response = http.post("/v1/classify", content=chunks(),
-                             headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        response = http.post(
+            "/v1/classify", content=chunks(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+        )
         assert "content-length" not in response.request.headers
         assert_error(response, 413, "payload_too_large")
 
@@ -311,7 +321,15 @@ def test_metrics_after_requests(client: httpx.Client) -> None:
     assert _metric(text, "memotion_request_seconds_count", route="/v1/classify") >= 5
     for stage in ("decode", "ocr", "inference", "vote", "total"):
         assert _metric(text, "memotion_stage_seconds_count", stage=stage) >= 1, stage
-    for code in ("unsupported_image", "empty_file", "corrupt_image", "image_too_large", "missing_field",
-                 "text_too_long", "not_found", "method_not_allowed"):
+    for code in (
+        "unsupported_image",
+        "empty_file",
+        "corrupt_image",
+        "image_too_large",
+        "missing_field",
+        "text_too_long",
+        "not_found",
+        "method_not_allowed",
+    ):
         assert _metric(text, "memotion_errors_total", code=code) >= 1, code
     assert "internal_error" not in text

@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -21,11 +21,11 @@ from starlette.routing import Route
 from service.api.app import create_app
 from service.api.body_limit import BodyLimitMiddleware
 from service.core.errors import ApiError, GatewayStartupError
+from service.core.settings import GatewaySettings
+from service.inference.classifier import ClassificationCancelled, MemeClassifier
 from service.inference.imaging import decode_image
 from service.inference.ocr import NoOcr, TextBox, join_text, reading_order
-from service.inference.classifier import ClassificationCancelled, MemeClassifier
-from service.core.settings import GatewaySettings
-from tests.gateway_fixtures import png_bomb, photo_jpeg, truncated_jpeg
+from tests.gateway_fixtures import photo_jpeg, png_bomb, truncated_jpeg
 
 MAX_PIXELS = 36_000_000
 
@@ -194,8 +194,7 @@ def test_streamed_body_over_limit_is_cut_off() -> None:
     assert "content-length" not in response.request.headers
     assert response.status_code == 413
     assert response.json() == {
-        "error": {"code": "payload_too_large", "status": 413,
-                  "message": response.json()["error"]["message"]}
+        "error": {"code": "payload_too_large", "status": 413, "message": response.json()["error"]["message"]}
     }
     assert calls == ["called"]
 
@@ -290,9 +289,9 @@ def test_timeout_is_504(model_repository: Path) -> None:
 
 def test_unusable_repository_fails_startup(tmp_path: Path) -> None:
     app = create_app(_settings(tmp_path))
-    with pytest.raises(GatewayStartupError, match=re.escape(f"no manifest.json in model repository {tmp_path}")):
-        with TestClient(app):
-            pass
+    expected = re.escape(f"no manifest.json in model repository {tmp_path}")
+    with pytest.raises(GatewayStartupError, match=expected), TestClient(app):
+        pass
 
 
 def test_triton_backend_without_a_triton_starts_but_is_not_ready(model_repository: Path) -> None:

@@ -3,16 +3,20 @@
 import torch
 
 from memotion.labels import ALL_TASKS, TASK_B_NAMES
-from training.fusion.gmu import GMUHead, GatedMultimodalUnit, gmu
+from training.fusion.gmu import GatedMultimodalUnit, GMUHead, gmu
 from training.fusion.layers import BatchNorm1d, MaxoutMLP, max_norm, maxout
 from training.fusion.models import Encoded
 
 
 def _encoded(batch: int, text_width: int = 6, image_width: int = 10) -> Encoded:
     g = torch.Generator().manual_seed(batch)
-    return Encoded(torch.randn(batch, 4, text_width, generator=g), torch.randn(batch, text_width, generator=g),
-                   torch.ones(batch, 4, dtype=torch.bool), torch.randn(batch, 5, image_width, generator=g),
-                   torch.randn(batch, image_width, generator=g))
+    return Encoded(
+        torch.randn(batch, 4, text_width, generator=g),
+        torch.randn(batch, text_width, generator=g),
+        torch.ones(batch, 4, dtype=torch.bool),
+        torch.randn(batch, 5, image_width, generator=g),
+        torch.randn(batch, image_width, generator=g),
+    )
 
 
 def test_gmu_mixes_by_the_gate() -> None:

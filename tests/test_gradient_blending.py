@@ -8,8 +8,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from training.gradient_blending import (BlendWeightEstimator, BranchLosses, GradientBlendConfig,
-                                        normalise_weights, ogr_weights, split_holdout)
+from training.gradient_blending import (
+    BlendWeightEstimator,
+    BranchLosses,
+    GradientBlendConfig,
+    normalise_weights,
+    ogr_weights,
+    split_holdout,
+)
 
 
 def _losses(train: dict[str, float], heldout: dict[str, float]) -> BranchLosses:
@@ -70,11 +76,13 @@ def test_split_holdout_is_disjoint_seeded_and_sized():
 
 
 def test_estimator_reestimates_every_super_epoch_from_the_previous_measurement():
-    measurements = iter([
-        _losses({"a": 2.0, "b": 2.0}, {"a": 2.0, "b": 2.0}),  # start
-        _losses({"a": 0.5, "b": 1.3}, {"a": 1.5, "b": 1.5}),  # after epoch 2
-        _losses({"a": 0.4, "b": 1.2}, {"a": 1.5, "b": 1.4}),  # after epoch 4
-    ])
+    measurements = iter(
+        [
+            _losses({"a": 2.0, "b": 2.0}, {"a": 2.0, "b": 2.0}),  # start
+            _losses({"a": 0.5, "b": 1.3}, {"a": 1.5, "b": 1.5}),  # after epoch 2
+            _losses({"a": 0.4, "b": 1.2}, {"a": 1.5, "b": 1.4}),  # after epoch 4
+        ]
+    )
     estimator = BlendWeightEstimator(lambda: next(measurements), ("a", "b"), super_epoch=2)
     assert estimator.weights == {"a": 0.5, "b": 0.5}  # uniform until the first estimate
     estimator.start()
@@ -114,8 +122,9 @@ def _train(model, tensors, tmp_path, **overrides):
 
     recipe = tiny_recipe()
     config = replace(recipe.train, epochs=2, **overrides)
-    return train_model(model, "clip_multi", *tensors, config, tmp_path, TINY_CLIP, recipe.model,
-                       progress=False, log=lambda _: None)
+    return train_model(
+        model, "clip_multi", *tensors, config, tmp_path, TINY_CLIP, recipe.model, progress=False, log=lambda _: None
+    )
 
 
 @pytest.mark.slow
@@ -126,8 +135,9 @@ def test_estimated_weights_are_logged_and_used(tensors, tmp_path):
     first, second = (h for h in result.history)
     assert first["gb_weight_text"] == pytest.approx(1 / 3)  # uniform before the first estimate
     # The second epoch trained with the weights estimated after the first.
-    assert {k.removeprefix("gb_weight_"): v for k, v in second.items() if k.startswith("gb_weight_")} \
-        == pytest.approx(log["estimates"][0]["weights"])
+    assert {k.removeprefix("gb_weight_"): v for k, v in second.items() if k.startswith("gb_weight_")} == pytest.approx(
+        log["estimates"][0]["weights"]
+    )
     assert sum(log["estimates"][0]["weights"].values()) == pytest.approx(1.0)
     for estimate in log["estimates"]:
         assert set(estimate["heldout_loss"]) == {"text", "image", "multi"}

@@ -12,7 +12,8 @@ def test_focal_loss_with_gamma_zero_is_cross_entropy():
     logits = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
     targets = torch.randint(0, 4, (16,), generator=torch.Generator().manual_seed(1))
     assert focal_loss(logits, targets, gamma=0.0).item() == pytest.approx(
-        F.cross_entropy(logits, targets).item(), rel=1e-6)
+        F.cross_entropy(logits, targets).item(), rel=1e-6
+    )
 
 
 def test_focal_loss_matches_formula_by_hand():
@@ -45,7 +46,8 @@ def test_multitask_loss_is_ce_for_task_a_plus_focal_for_task_c():
     logits = [torch.randn(8, n, generator=gen) for n in (3, 4, 4, 4, 2)]
     targets = [torch.randint(0, n, (8,), generator=gen) for n in (3, 4, 4, 4, 2)]
     expected = F.cross_entropy(logits[0], targets[0]) + sum(
-        focal_loss(l, t, 2.0) for l, t in zip(logits[1:], targets[1:]))
+        focal_loss(logit, t, 2.0) for logit, t in zip(logits[1:], targets[1:])
+    )
     assert multitask_loss(logits, targets, 2.0).item() == pytest.approx(expected.item(), rel=1e-6)
 
 

@@ -41,10 +41,8 @@ def test_real_format_tab_with_url_column_falls_back_to_image_split_id(tmp_path: 
     path = _tsv(tmp_path / "val.csv", f"17\t{url}\t{chr(9).join(LABELS)}\tBHAI KYA BAAT HAI")
     [record] = load_split(path)
     assert record == MemeRecord("17", image, "BHAI KYA BAAT HAI", 2, 1, 1, 0, 1)
-    assert record.labels() == {"sentiment": 2, "humour": 1, "sarcasm": 1, "offensive": 0,
-                               "motivational": 1}
-    assert record.task_b == {"humorous": True, "sarcastic": True, "offensive": False,
-                             "motivational": True}
+    assert record.labels() == {"sentiment": 2, "humour": 1, "sarcasm": 1, "offensive": 0, "motivational": 1}
+    assert record.task_b == {"humorous": True, "sarcastic": True, "offensive": False, "motivational": True}
 
 
 def test_comma_csv_aliases_and_label_folding(tmp_path: Path) -> None:
@@ -52,7 +50,7 @@ def test_comma_csv_aliases_and_label_folding(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_text(
         "Image_Name,Text_Corrected,Humor,Sarcastic,Offensive,Motivational,Overall_Sentiment\n"
-        "pics/x.png,\"hi, there\",hilarious,very_twisted,hateful_offensive,not_motivational,"
+        'pics/x.png,"hi, there",hilarious,very_twisted,hateful_offensive,not_motivational,'
         "very_negative\n"
         "pics/x.png,,NF,NS,NO,NM,very_positive\n",
         encoding="utf-8",
@@ -65,8 +63,16 @@ def test_comma_csv_aliases_and_label_folding(tmp_path: Path) -> None:
 def test_jsonl_and_json_with_image_root(tmp_path: Path) -> None:
     root = tmp_path / "images"
     image = _image(root, "m/1.jpg")
-    row = {"id": 1, "image_path": "m/1.jpg", "text": "yo", "sentiment": "neutral", "humour": 2,
-           "sarcasm": "twisted_meaning", "offensive": "slight", "motivational": 0}
+    row = {
+        "id": 1,
+        "image_path": "m/1.jpg",
+        "text": "yo",
+        "sentiment": "neutral",
+        "humour": 2,
+        "sarcasm": "twisted_meaning",
+        "offensive": "slight",
+        "motivational": 0,
+    }
     expected = [MemeRecord("1", image, "yo", 1, 2, 2, 1, 0)]
     jsonl = tmp_path / "test.jsonl"
     jsonl.write_text("\n" + json.dumps(row) + "\n\n", encoding="utf-8")

@@ -11,7 +11,8 @@ def test_weighted_f1_equals_sklearn(seed):
     y_true = rng.integers(0, 4, 200)
     y_pred = np.where(rng.random(200) < 0.5, y_true, rng.integers(0, 4, 200))
     assert weighted_f1(y_true, y_pred, 4) == pytest.approx(
-        f1_score(y_true, y_pred, average="weighted", zero_division=0))
+        f1_score(y_true, y_pred, average="weighted", zero_division=0)
+    )
 
 
 def test_weighted_f1_by_hand():
@@ -31,12 +32,13 @@ def test_memotion_scores_average_the_four_emotions():
     pred = {k: rng.integers(0, n, 100) for k, n in sizes.items()}
     scores = memotion_scores(truth, pred)
     heads = ["humour", "sarcasm", "offensive", "motivational"]
-    assert scores["task_c"] == pytest.approx(np.mean([
-        f1_score(truth[h], pred[h], average="weighted") for h in heads]))
-    assert scores["task_b"] == pytest.approx(np.mean([
-        f1_score(truth[h] > 0, pred[h] > 0, average="weighted") for h in heads]))
+    assert scores["task_c"] == pytest.approx(np.mean([f1_score(truth[h], pred[h], average="weighted") for h in heads]))
+    assert scores["task_b"] == pytest.approx(
+        np.mean([f1_score(truth[h] > 0, pred[h] > 0, average="weighted") for h in heads])
+    )
     assert scores["task_b_humorous"] == pytest.approx(
-        f1_score(truth["humour"] > 0, pred["humour"] > 0, average="weighted"))
+        f1_score(truth["humour"] > 0, pred["humour"] > 0, average="weighted")
+    )
     perfect = memotion_scores(truth, truth)
     assert perfect["task_a"] == perfect["task_b"] == perfect["task_c"] == 1.0
 
@@ -53,23 +55,29 @@ def test_per_class_report_equals_sklearn():
     pred["offensive"][pred["offensive"] == 3] = 2  # a class never predicted: precision 0, no warning
     report = per_class_report(truth, pred)
     for head, n in sizes.items():
-        p, r, f, s = precision_recall_fscore_support(truth[head], pred[head], labels=range(n),
-                                                     zero_division=0)
+        p, r, f, s = precision_recall_fscore_support(truth[head], pred[head], labels=range(n), zero_division=0)
         classes = list(report[head]["classes"].values())
         assert [c["precision"] for c in classes] == pytest.approx(p)
         assert [c["recall"] for c in classes] == pytest.approx(r)
         assert [c["f1"] for c in classes] == pytest.approx(f)
         assert [c["support"] for c in classes] == list(s)
-        assert report[head]["weighted_f1"] == pytest.approx(memotion_scores(truth, pred)[
-            "task_a" if head == "sentiment" else f"task_c_{head}"])
+        assert report[head]["weighted_f1"] == pytest.approx(
+            memotion_scores(truth, pred)["task_a" if head == "sentiment" else f"task_c_{head}"]
+        )
     assert list(report["task_b_humorous"]["classes"]) == ["not_humorous", "humorous"]
     assert report["task_b_humorous"]["weighted_f1"] == pytest.approx(
-        f1_score(truth["humour"] > 0, pred["humour"] > 0, average="weighted"))
+        f1_score(truth["humour"] > 0, pred["humour"] > 0, average="weighted")
+    )
 
 
 def test_task_b_can_be_decided_otherwise_than_from_task_c():
-    truth = {"sentiment": np.array([0, 1]), "humour": np.array([0, 2]), "sarcasm": np.array([1, 0]),
-             "offensive": np.array([0, 0]), "motivational": np.array([1, 1])}
+    truth = {
+        "sentiment": np.array([0, 1]),
+        "humour": np.array([0, 2]),
+        "sarcasm": np.array([1, 0]),
+        "offensive": np.array([0, 0]),
+        "motivational": np.array([1, 1]),
+    }
     pred = {k: np.zeros(2, dtype=int) for k in truth}
     present = {"humour": np.array([False, True])}  # right although the intensity says absent
     scores = memotion_scores(truth, pred, task_b_pred=present)

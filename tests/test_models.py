@@ -54,9 +54,11 @@ def test_text_model_ignores_padding(models):
     ids = tokenize(["short text"])
     states, cls = text.encoder(ids)
     garbage = states.clone()
-    garbage[:, int(token_lengths(ids)[0]):] = 100.0
-    for a, b in zip(text.logits_from_features(states, cls, token_lengths(ids)),
-                    text.logits_from_features(garbage, cls, token_lengths(ids))):
+    garbage[:, int(token_lengths(ids)[0]) :] = 100.0
+    for a, b in zip(
+        text.logits_from_features(states, cls, token_lengths(ids)),
+        text.logits_from_features(garbage, cls, token_lengths(ids)),
+    ):
         torch.testing.assert_close(a, b)
 
 

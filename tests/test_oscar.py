@@ -15,20 +15,26 @@ from PIL import Image
 from memotion.labels import ALL_TASKS
 from training.losses import multitask_loss
 from training.oscar.config import DetectorConfig, OscarArchitecture, tiny_oscar_config
-from training.oscar.detector import (COCO_CATEGORIES, RegionDetector, box_geometry, build_detector,
-                                     detector_categories, pad_rows, weights_url)
-from training.oscar.detector_export import (RELATIVE_TOLERANCE, check_images, detector_parity_error,
-                                           export_detector)
-from training.oscar.inputs import (OSCAR_INPUTS, OnnxRegionDetector, PairTokenizer, detector_image,
-                                   scaled_size, tag_text)
+from training.oscar.detector import (
+    COCO_CATEGORIES,
+    RegionDetector,
+    box_geometry,
+    build_detector,
+    detector_categories,
+    pad_rows,
+    weights_url,
+)
+from training.oscar.detector_export import RELATIVE_TOLERANCE, check_images, detector_parity_error, export_detector
+from training.oscar.inputs import OSCAR_INPUTS, OnnxRegionDetector, PairTokenizer, detector_image, scaled_size, tag_text
 from training.oscar.model import OscarClassifier
 from training.oscar.tokenizer import bert_tokenizer, train_wordpiece, write_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-WORDS = ("when the code finally compiles bhai ekdum mast hai yaar person car dog cat tie "
-         "sports ball meme boss monday coffee").split()
+WORDS = (
+    "when the code finally compiles bhai ekdum mast hai yaar person car dog cat tie sports ball meme boss monday coffee"
+).split()
 
 
 def test_box_geometry_is_oscars_six_values():
@@ -73,9 +79,16 @@ def make_bert_dir(folder: Path) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ing", "fun", "run"]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=64,
-                         max_position_embeddings=64)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
@@ -120,8 +133,14 @@ def _tiny_oscar(seed: int = 0, vocab: int = 60, region_dim: int = 14) -> OscarCl
     from transformers import BertConfig
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     arch = OscarArchitecture(bert_config=config.to_dict(), region_dim=region_dim, max_length=12, regions=5)
     return OscarClassifier.from_architecture(arch, head_hidden=32, dropout=0.1)
 
@@ -132,11 +151,13 @@ def _inputs(batch: int, seed: int = 1) -> dict[str, torch.Tensor]:
     attention[:, 9:] = 0
     regions = torch.ones(batch, 5, dtype=torch.int64)
     regions[:, 3:] = 0
-    return {"oscar_input_ids": torch.randint(5, 60, (batch, 12), generator=g),
-            "oscar_token_type_ids": (torch.arange(12) >= 6).long().expand(batch, 12).contiguous(),
-            "oscar_attention_mask": attention,
-            "region_features": torch.randn(batch, 5, 14, generator=g),
-            "region_mask": regions}
+    return {
+        "oscar_input_ids": torch.randint(5, 60, (batch, 12), generator=g),
+        "oscar_token_type_ids": (torch.arange(12) >= 6).long().expand(batch, 12).contiguous(),
+        "oscar_attention_mask": attention,
+        "region_features": torch.randn(batch, 5, 14, generator=g),
+        "region_mask": regions,
+    }
 
 
 def test_oscar_ignores_padding_and_gives_logits_per_task():
@@ -161,8 +182,10 @@ def test_oscar_ignores_padding_and_gives_logits_per_task():
 def test_oscar_learns_a_batch_in_a_few_steps():
     model = _tiny_oscar(seed=3)
     inputs = _inputs(8, seed=4)
-    targets = [torch.randint(0, t.num_classes, (8,), generator=torch.Generator().manual_seed(i))
-               for i, t in enumerate(ALL_TASKS)]
+    targets = [
+        torch.randint(0, t.num_classes, (8,), generator=torch.Generator().manual_seed(i))
+        for i, t in enumerate(ALL_TASKS)
+    ]
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     losses = []
     for _ in range(15):
@@ -217,8 +240,9 @@ def test_detector_loads_weights_from_a_local_file(tiny_detector, tmp_path):
         expected = tiny_detector(image)
         for name in ("plain.pth", "wrapped.pth"):
             torch.manual_seed(123)  # a different random start: the file must decide the outputs
-            loaded = RegionDetector(build_detector(DetectorConfig(**{**config.__dict__, "weights": str(tmp_path / name)})),
-                                    config.regions)
+            loaded = RegionDetector(
+                build_detector(DetectorConfig(**{**config.__dict__, "weights": str(tmp_path / name)})), config.regions
+            )
             for a, b in zip(expected, loaded(image)):
                 torch.testing.assert_close(a, b)
     with pytest.raises(FileNotFoundError):
@@ -241,9 +265,13 @@ def test_torchvision_faster_rcnn_loads_a_state_dict_file(tmp_path):
     torch.manual_seed(0)
     source = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=3)
     torch.save(source.state_dict(), tmp_path / "detector.pth")
-    config = DetectorConfig(arch="fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=3,
-                            categories=("__background__", "cat", "dog"), regions=4,
-                            weights=str(tmp_path / "detector.pth"))
+    config = DetectorConfig(
+        arch="fasterrcnn_mobilenet_v3_large_320_fpn",
+        num_classes=3,
+        categories=("__background__", "cat", "dog"),
+        regions=4,
+        weights=str(tmp_path / "detector.pth"),
+    )
     detector = build_detector(config)
     for (name, a), b in zip(source.state_dict().items(), detector.state_dict().values()):
         assert torch.equal(a, b), name
@@ -259,8 +287,7 @@ def detector_onnx(tiny_detector, tmp_path_factory) -> Path:
 
 def test_detector_onnx_graph_equals_pytorch_at_other_image_sizes(tiny_detector, detector_onnx):
     min_size, max_size, divisor = tiny_detector.image_scaling
-    onnx_detector = OnnxRegionDetector(detector_onnx, min_size=min_size, max_size=max_size,
-                                       size_divisor=divisor)
+    onnx_detector = OnnxRegionDetector(detector_onnx, min_size=min_size, max_size=max_size, size_divisor=divisor)
     rng = np.random.default_rng(5)  # sizes the export never saw
     for height, width in ((192, 160), (160, 256)):
         image = rng.random((3, height, width), dtype=np.float32)

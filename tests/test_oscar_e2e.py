@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from memotion.manifest import load_manifest
 from memotion.data_format import load_split
+from memotion.manifest import load_manifest
 from training.factory import KindData, load_checkpoint
 from training.oscar.inputs import OSCAR_INPUTS, OscarFeeder
 from training.oscar.model import OscarClassifier
@@ -59,17 +59,14 @@ def test_export_declares_both_stages_in_the_manifest(oscar_repository):
     assert entry.inputs == OSCAR_INPUTS
     assert entry.detector is not None and entry.text_tokenizer is not None
     assert entry.detector.categories[1] == "person" and entry.detector.regions == 10
-    session = ort.InferenceSession(str(oscar_repository / entry.detector.file),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(oscar_repository / entry.detector.file), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == list(entry.detector.outputs)
     triton = (oscar_repository / "oscar" / "config.pbtxt").read_text()
     assert "region_features" in triton and f"dims: [ {entry.detector.regions}, {entry.detector.feature_dim} ]" in triton
 
 
 @pytest.mark.parametrize("batch", [1, 5])
-def test_feeder_reproduces_training_inputs_and_onnx_equals_pytorch(
-    oscar_repository, oscar_run, synthetic_data, batch
-):
+def test_feeder_reproduces_training_inputs_and_onnx_equals_pytorch(oscar_repository, oscar_run, synthetic_data, batch):
     manifest = load_manifest(oscar_repository)
     entry = manifest.model("oscar")
     records = load_split(synthetic_data / "val.csv")[:batch]
@@ -78,8 +75,7 @@ def test_feeder_reproduces_training_inputs_and_onnx_equals_pytorch(
     feeds = feeder(images, [r.text for r in records])
 
     # The gateway's regions are the ones training cached for these validation memes.
-    (val_cache,) = [p for p in (oscar_run / "oscar" / "regions").glob("*.npz")
-                    if np.load(p)["features"].shape[0] == 48]
+    (val_cache,) = [p for p in (oscar_run / "oscar" / "regions").glob("*.npz") if np.load(p)["features"].shape[0] == 48]
     with np.load(val_cache) as cached:
         np.testing.assert_array_equal(feeds["region_features"], cached["features"][:batch])
         np.testing.assert_array_equal(feeds["region_mask"], cached["mask"][:batch])
@@ -95,8 +91,8 @@ def test_feeder_reproduces_training_inputs_and_onnx_equals_pytorch(
 
 def test_gateway_refuses_oscar_with_a_clear_error(oscar_repository):
     from service.core.errors import GatewayStartupError
-    from service.inference.classifier import MemeClassifier
     from service.core.settings import GatewaySettings
+    from service.inference.classifier import MemeClassifier
 
     with pytest.raises(GatewayStartupError, match=r"\['oscar'\].*region detector.*OSCAR"):
         MemeClassifier.from_settings(GatewaySettings(model_repository=oscar_repository, ocr="none"))
@@ -110,11 +106,14 @@ def test_prepare_loads_a_local_bert_and_its_tokenizer(synthetic_data, tmp_path):
 
     bert_dir = make_bert_dir(tmp_path / "bert")
     records = {split: load_split(synthetic_data / f"{split}.csv")[:6] for split in ("train", "val")}
-    tensors = {split: build_tensors(rows, lambda texts: torch.zeros(len(texts), 4, dtype=torch.int64),
-                                    _tiny_preprocessing()) for split, rows in records.items()}
+    tensors = {
+        split: build_tensors(rows, lambda texts: torch.zeros(len(texts), 4, dtype=torch.int64), _tiny_preprocessing())
+        for split, rows in records.items()
+    }
     recipe = replace(tiny_recipe(), oscar=replace(tiny_oscar_config(), bert=str(bert_dir)))
-    prepared = model_kind("oscar").prepare(KindData(records, tensors, recipe, tmp_path / "oscar",
-                                                    progress=False, log=lambda _: None))
+    prepared = model_kind("oscar").prepare(
+        KindData(records, tensors, recipe, tmp_path / "oscar", progress=False, log=lambda _: None)
+    )
     from transformers import BertModel
 
     saved = BertModel.from_pretrained(bert_dir).state_dict()
@@ -122,7 +121,8 @@ def test_prepare_loads_a_local_bert_and_its_tokenizer(synthetic_data, tmp_path):
         assert torch.equal(value, saved[name]), name
     ids = prepared.tensors["train"].extras["oscar_input_ids"]
     assert ids.shape == (6, recipe.oscar.max_length) and int(ids.max()) < len(
-        (bert_dir / "vocab.txt").read_text().split())
+        (bert_dir / "vocab.txt").read_text().split()
+    )
     assert prepared.model_config.oscar.bert_config["hidden_size"] == 32
 
 
@@ -138,11 +138,27 @@ def test_cli_options_reach_the_oscar_config(tmp_path):
     from training.oscar.config import OscarConfig
 
     (tmp_path / "classes.txt").write_text("__background__\ncat\ndog\n")
-    args = build_parser().parse_args([
-        "train", "--data", "d", "--out", "o", "--models", "oscar", "--oscar-bert", "/models/bert",
-        "--detector", "fasterrcnn_mobilenet_v3_large_320_fpn", "--detector-weights", "/models/d.pth",
-        "--detector-categories", str(tmp_path / "classes.txt"), "--oscar-regions", "36",
-    ])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--data",
+            "d",
+            "--out",
+            "o",
+            "--models",
+            "oscar",
+            "--oscar-bert",
+            "/models/bert",
+            "--detector",
+            "fasterrcnn_mobilenet_v3_large_320_fpn",
+            "--detector-weights",
+            "/models/d.pth",
+            "--detector-categories",
+            str(tmp_path / "classes.txt"),
+            "--oscar-regions",
+            "36",
+        ]
+    )
     options = _oscar_options(args, OscarConfig())
     assert options.bert == "/models/bert" and options.max_length == 70
     assert options.detector.arch == "fasterrcnn_mobilenet_v3_large_320_fpn"

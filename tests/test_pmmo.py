@@ -13,8 +13,15 @@ from pyro.infer import Trace_ELBO
 from memotion.labels import ALL_TASKS, TASK_B_NAMES
 from training.fusion.models import Encoded, output_probabilities
 from training.fusion.pmmo import FusionModuleA, LaplaceLinear, PmmoHead, predict_with_samples
-from training.fusion.train_pmmo import (PMMO_VARIANTS, PmmoConfig, PmmoStep, kl_weight, pyro_guide,
-                                        pyro_model, weight_penalty)
+from training.fusion.train_pmmo import (
+    PMMO_VARIANTS,
+    PmmoConfig,
+    PmmoStep,
+    kl_weight,
+    pyro_guide,
+    pyro_model,
+    weight_penalty,
+)
 from training.losses import task_b_targets
 
 TEXT, IMAGE, DIM = 6, 10, 8
@@ -23,9 +30,13 @@ OUTPUTS = [t.num_classes for t in ALL_TASKS] + [len(TASK_B_NAMES)]
 
 def _encoded(batch: int, seed: int = 0) -> Encoded:
     g = torch.Generator().manual_seed(seed)
-    return Encoded(torch.randn(batch, 4, TEXT, generator=g), torch.randn(batch, TEXT, generator=g),
-                   torch.ones(batch, 4, dtype=torch.bool), torch.randn(batch, 5, IMAGE, generator=g),
-                   torch.randn(batch, IMAGE, generator=g))
+    return Encoded(
+        torch.randn(batch, 4, TEXT, generator=g),
+        torch.randn(batch, TEXT, generator=g),
+        torch.ones(batch, 4, dtype=torch.bool),
+        torch.randn(batch, 5, IMAGE, generator=g),
+        torch.randn(batch, IMAGE, generator=g),
+    )
 
 
 def _learnable_targets(encoded: Encoded) -> torch.Tensor:
@@ -60,8 +71,7 @@ def test_laplace_layer_starts_at_the_papers_scale_and_samples_laplace() -> None:
     module = FusionModuleA(TEXT, IMAGE, DIM, OUTPUTS)
     with torch.no_grad():
         module.layers["text"].weight_rho.fill_(math.log(math.expm1(0.5)))  # scale 0.5
-    draws = torch.stack([module.sample_weights(torch.Generator().manual_seed(s))["text.weight"]
-                         for s in range(400)])
+    draws = torch.stack([module.sample_weights(torch.Generator().manual_seed(s))["text.weight"] for s in range(400)])
     loc = module.layers["text"].weight_loc
     assert (draws.mean(dim=0) - loc).abs().mean() < 0.05  # Laplace mean = loc
     assert (draws - loc).abs().mean().item() == pytest.approx(0.5, rel=0.05)  # E|x - μ| = b
@@ -92,14 +102,20 @@ def test_pyro_programs_define_the_scaled_elbo() -> None:
     guide_trace = poutine.trace(pyro_guide).get_trace(*args)
     theta = {name: site["value"] for name, site in guide_trace.nodes.items() if site["type"] == "sample"}
     assert set(theta) == {name for name, _, _ in module.sites()}
-    kl = sum((torch.distributions.Laplace(loc, scale).log_prob(theta[name])
-              - torch.distributions.Laplace(0.0, 1.0).log_prob(theta[name])).sum()
-             for name, loc, scale in module.sites())
+    kl = sum(
+        (
+            torch.distributions.Laplace(loc, scale).log_prob(theta[name])
+            - torch.distributions.Laplace(0.0, 1.0).log_prob(theta[name])
+        ).sum()
+        for name, loc, scale in module.sites()
+    )
     logits = module.readout_logits(module.fuse(encoded.text_feature, encoded.image_feature, theta))
-    nll = sum(torch.nn.functional.cross_entropy(logits[i], targets[:, i], reduction="sum")
-              for i in range(len(ALL_TASKS)))
+    nll = sum(
+        torch.nn.functional.cross_entropy(logits[i], targets[:, i], reduction="sum") for i in range(len(ALL_TASKS))
+    )
     nll = nll + torch.nn.functional.binary_cross_entropy_with_logits(
-        logits[-1], task_b_targets(targets), reduction="sum")
+        logits[-1], task_b_targets(targets), reduction="sum"
+    )
     assert loss == pytest.approx((nll / 6 + kl * 0.3 / 100).item(), rel=1e-5)
 
 
@@ -155,8 +171,9 @@ def test_prediction_uses_the_posterior_mean_and_samples_give_a_spread() -> None:
     torch.manual_seed(0)
     head = PmmoHead(TEXT, IMAGE, DIM, 12, dropout=0.5, task_b_direct=False).eval()
     encoded = _encoded(4)
-    mean_path = head.module_c(head.module_a.fuse(encoded.text_feature, encoded.image_feature,
-                                                 head.module_a.posterior_mean()))
+    mean_path = head.module_c(
+        head.module_a.fuse(encoded.text_feature, encoded.image_feature, head.module_a.posterior_mean())
+    )
     for got, want in zip(head(encoded), mean_path):
         torch.testing.assert_close(got, want)
     probabilities = output_probabilities(head(encoded))

@@ -12,9 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.pmr import (PMRConfig, Prototypes, class_prototypes, imbalance_ratio, momentum_update,
-                          pmr_loss, pmr_step, prototype_cross_entropy, prototype_entropy,
-                          prototype_logits, rebalance_coefficients)
+from training.pmr import (
+    PMRConfig,
+    Prototypes,
+    class_prototypes,
+    imbalance_ratio,
+    momentum_update,
+    pmr_loss,
+    pmr_step,
+    prototype_cross_entropy,
+    prototype_entropy,
+    prototype_logits,
+    rebalance_coefficients,
+)
 
 
 def test_class_prototypes_are_class_means():
@@ -32,8 +42,9 @@ def test_momentum_update_eq_12():
     updated = momentum_update(old, new, torch.tensor([True, False]), momentum=0.25)
     assert updated[0].tolist() == [0.75, 1.5]  # 0.25 * old + 0.75 * new
     assert updated[1].tolist() == [10.0, 10.0]  # class not in this subset keeps its prototype
-    first = momentum_update(None, torch.tensor([[1.0, 1.0], [3.0, 5.0], [0.0, 0.0]]),
-                            torch.tensor([True, True, False]), momentum=0.9)
+    first = momentum_update(
+        None, torch.tensor([[1.0, 1.0], [3.0, 5.0], [0.0, 0.0]]), torch.tensor([True, True, False]), momentum=0.9
+    )
     assert first.tolist() == [[1.0, 1.0], [3.0, 5.0], [2.0, 3.0]]  # unseen: mean of the seen ones
 
 
@@ -51,13 +62,16 @@ def test_imbalance_ratio_eq_8():
     assert imbalance_ratio(text, image, labels).item() == pytest.approx(1.7 / 0.9)
 
 
-@pytest.mark.parametrize(("rho", "beta", "gamma"), [
-    (0.5, 1.0, 0.0),    # text much slower: beta = clip(1/0.5 - 1) = 1
-    (0.8, 0.25, 0.0),   # beta = 1/0.8 - 1
-    (1.0, 0.0, 0.0),
-    (1.5, 0.0, 0.5),    # image slower: gamma = rho - 1
-    (3.0, 0.0, 1.0),    # clipped at 1
-])
+@pytest.mark.parametrize(
+    ("rho", "beta", "gamma"),
+    [
+        (0.5, 1.0, 0.0),  # text much slower: beta = clip(1/0.5 - 1) = 1
+        (0.8, 0.25, 0.0),  # beta = 1/0.8 - 1
+        (1.0, 0.0, 0.0),
+        (1.5, 0.0, 0.5),  # image slower: gamma = rho - 1
+        (3.0, 0.0, 1.0),  # clipped at 1
+    ],
+)
 def test_rebalance_coefficients_eq_11(rho, beta, gamma):
     assert rebalance_coefficients(rho) == pytest.approx((beta, gamma))
 
@@ -91,22 +105,30 @@ def test_pce_pulls_the_slow_modality_and_per_spreads_the_fast_one():
     labels = torch.tensor([0, 1])
     text = torch.tensor([[0.1, 0.0], [3.9, 0.0]], requires_grad=True)  # confident, near its classes
     image = torch.tensor([[2.5, 0.5], [1.5, 0.5]], requires_grad=True)  # on the wrong side
-    loss = pmr_loss(prototype_logits(text, prototypes), prototype_logits(image, prototypes), labels,
-                    beta=0.0, gamma=1.0, alpha=1.0, mu=1.0, regularise=True)
+    loss = pmr_loss(
+        prototype_logits(text, prototypes),
+        prototype_logits(image, prototypes),
+        labels,
+        beta=0.0,
+        gamma=1.0,
+        alpha=1.0,
+        mu=1.0,
+        regularise=True,
+    )
     loss.backward()
     with torch.no_grad():
         image_after = image - 0.1 * image.grad
         text_after = text - 0.1 * text.grad
         distance = lambda z: torch.cdist(z, prototypes)[torch.arange(2), labels].sum()  # noqa: E731
         assert distance(image_after) < distance(image)
-        assert prototype_entropy(prototype_logits(text_after, prototypes)) > \
-            prototype_entropy(prototype_logits(text, prototypes))
+        assert prototype_entropy(prototype_logits(text_after, prototypes)) > prototype_entropy(
+            prototype_logits(text, prototypes)
+        )
 
 
 def test_pmr_step_measures_rho_when_off_and_adds_loss_when_on():
     gen = torch.Generator().manual_seed(1)
-    targets = torch.stack([torch.randint(0, 3, (16,), generator=gen),
-                           torch.randint(0, 2, (16,), generator=gen)], dim=1)
+    targets = torch.stack([torch.randint(0, 3, (16,), generator=gen), torch.randint(0, 2, (16,), generator=gen)], dim=1)
     text = torch.randn(16, 4, generator=gen) + 3.0 * F.one_hot(targets[:, 0], 4).float()
     image = torch.randn(16, 5, generator=gen)
     prototypes = Prototypes([3, 2], momentum=0.0)
@@ -196,8 +218,9 @@ def _train(tensors, out, pmr: PMRConfig):
     recipe = tiny_recipe()
     config = replace(recipe.train, epochs=2, pmr=pmr)
     model = _multi()
-    result = train_model(model, "clip_multi", *tensors, config, out, TINY_CLIP, recipe.model,
-                         progress=False, log=lambda _: None)
+    result = train_model(
+        model, "clip_multi", *tensors, config, out, TINY_CLIP, recipe.model, progress=False, log=lambda _: None
+    )
     return model, result
 
 
@@ -216,6 +239,7 @@ def test_trainer_logs_rho_per_step_and_pmr_changes_training(tensors, tmp_path):
     assert all("rho_mean" in h for h in pmr.history)
     # Same seed, same batches: the only difference is PMR's loss, so the weights must differ.
     assert any(c for step in steps for c in (*step["beta"].values(), *step["gamma"].values()))
-    assert not torch.equal(monitored.text.encoder.token_embedding.weight,
-                           rebalanced.text.encoder.token_embedding.weight)
+    assert not torch.equal(
+        monitored.text.encoder.token_embedding.weight, rebalanced.text.encoder.token_embedding.weight
+    )
     assert (tmp_path / "monitor" / "pmr_rho.json").is_file()  # rho is logged with PMR off, too

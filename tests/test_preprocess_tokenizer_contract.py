@@ -12,10 +12,21 @@ from training.backbone import TINY_CLIP, register_model_configs
 from training.tokenizer_export import write_clip_tokenizer
 
 TEXTS = [
-    "Hello World!!", "when the code finally compiles", "bhai ekdum mast hai yaar 😂",
-    "  multiple   spaces\tand\nnewlines ", "Don't you'll I'm", "", "123 4567 numbers",
-    "Ünïcödé café naïve", "a " * 100, "यह हिंदी है", "&amp; html &lt;3 entities",
-    "MAX=36,000,000 #hashtag @user http://x.co/a?b=1", "ALL CAPS MEME TEXT", "literal <end_of_text> inside", "<start_of_text>",
+    "Hello World!!",
+    "when the code finally compiles",
+    "bhai ekdum mast hai yaar 😂",
+    "  multiple   spaces\tand\nnewlines ",
+    "Don't you'll I'm",
+    "",
+    "123 4567 numbers",
+    "Ünïcödé café naïve",
+    "a " * 100,
+    "यह हिंदी है",
+    "&amp; html &lt;3 entities",
+    "MAX=36,000,000 #hashtag @user http://x.co/a?b=1",
+    "ALL CAPS MEME TEXT",
+    "literal <end_of_text> inside",
+    "<start_of_text>",
 ]
 
 

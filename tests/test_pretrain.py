@@ -13,9 +13,17 @@ import torch
 from memotion_cli.main import main
 from training.backbone import TINY_CLIP, create_clip
 from training.data.pairs import DataRef, load_all_pairs
-from training.pretrain import (CLIP_PRE_FILE, BinaryConfig, ContrastiveConfig, binary_unimodal,
-                               pair_io, pair_loader, pretrain_clip, run_clip_pretraining,
-                               run_unimodal_pretraining)
+from training.pretrain import (
+    CLIP_PRE_FILE,
+    BinaryConfig,
+    ContrastiveConfig,
+    binary_unimodal,
+    pair_io,
+    pair_loader,
+    pretrain_clip,
+    run_clip_pretraining,
+    run_unimodal_pretraining,
+)
 from training.recipe import tiny_recipe, train_recipe
 from training.warm_start import head_prefixes, load_body, warm_start
 
@@ -24,8 +32,10 @@ MODEL = tiny_recipe().model
 
 
 def _refs(root: Path) -> tuple[list[DataRef], list[DataRef]]:
-    train = [DataRef("hateful_memes", root / "hateful_memes" / "train.jsonl"),
-             DataRef("mami", root / "mami" / "training.csv")]
+    train = [
+        DataRef("hateful_memes", root / "hateful_memes" / "train.jsonl"),
+        DataRef("mami", root / "mami" / "training.csv"),
+    ]
     return train, [DataRef("hateful_memes", root / "hateful_memes" / "dev.jsonl")]
 
 
@@ -44,8 +54,11 @@ def _encoder_state(model_state: dict, kind: str) -> dict[str, torch.Tensor]:
     """CLIP-text/-image encoder weights renamed to the CLIP state dict's keys."""
     if kind == "clip_image":
         return {k.removeprefix("encoder."): v for k, v in model_state.items() if k.startswith("encoder.visual.")}
-    return {k.removeprefix("encoder."): v for k, v in model_state.items()
-            if k.startswith("encoder.") and not k.startswith("encoder.attn_mask")}
+    return {
+        k.removeprefix("encoder."): v
+        for k, v in model_state.items()
+        if k.startswith("encoder.") and not k.startswith("encoder.attn_mask")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +67,27 @@ def stages(tmp_path_factory, pretraining_data) -> dict[str, Path]:
     torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("stages")
     train, val = _refs(pretraining_data)
-    clip_result = run_clip_pretraining(train, val, out / "pretrain_clip", TINY_CLIP, None,
-                                       ContrastiveConfig(epochs=1, batch_size=16, lr=1e-3, max_steps=3),
-                                       progress=False, log=lambda _: None)
-    run_unimodal_pretraining(train, val, out / "pretrain_uni", TINY_CLIP, str(clip_result.checkpoint),
-                             MODEL, BinaryConfig(epochs=1, batch_size=16, lr=1e-3, max_steps=2),
-                             progress=False, log=lambda _: None)
+    clip_result = run_clip_pretraining(
+        train,
+        val,
+        out / "pretrain_clip",
+        TINY_CLIP,
+        None,
+        ContrastiveConfig(epochs=1, batch_size=16, lr=1e-3, max_steps=3),
+        progress=False,
+        log=lambda _: None,
+    )
+    run_unimodal_pretraining(
+        train,
+        val,
+        out / "pretrain_uni",
+        TINY_CLIP,
+        str(clip_result.checkpoint),
+        MODEL,
+        BinaryConfig(epochs=1, batch_size=16, lr=1e-3, max_steps=2),
+        progress=False,
+        log=lambda _: None,
+    )
     return {"clip_pre": clip_result.checkpoint, "uni": out / "pretrain_uni", "root": pretraining_data}
 
 
@@ -100,8 +128,13 @@ def test_memotion_stage_starts_from_the_pretrained_checkpoints(stages, tmp_path)
     # lr = 0 (AdamW's decoupled decay is lr * wd = 0 too): every body weight must come out exactly
     # as it went in, so the run's checkpoints show what the Memotion stage started from.
     base = tiny_recipe(epochs=1, max_steps=1)
-    config = replace(base, models=("clip_text", "clip_image"), pretrained=str(stages["clip_pre"]),
-                     init_from=str(stages["uni"]), train=replace(base.train, lr=0.0))
+    config = replace(
+        base,
+        models=("clip_text", "clip_image"),
+        pretrained=str(stages["clip_pre"]),
+        init_from=str(stages["uni"]),
+        train=replace(base.train, lr=0.0),
+    )
     train_recipe(stages["root"], tmp_path / "warm", config, progress=False, log=lambda _: None)
     cold = replace(config, init_from=None)
     train_recipe(stages["root"], tmp_path / "cold", cold, progress=False, log=lambda _: None)
@@ -142,8 +175,7 @@ def test_contrastive_pretraining_fits_a_batch(pretraining_data, tmp_path, loss):
     pairs = load_all_pairs(train)[:8]
     clip = create_clip(TINY_CLIP, None)
     config = ContrastiveConfig(epochs=6, batch_size=8, lr=2e-3, loss=loss, temperature=0.2)
-    result = pretrain_clip(clip, TINY_CLIP, pairs, [], config, tmp_path, progress=False,
-                           log=lambda _: None)
+    result = pretrain_clip(clip, TINY_CLIP, pairs, [], config, tmp_path, progress=False, log=lambda _: None)
     losses = [s["loss"] for s in result.history["steps"]]
     assert len(losses) == 6
     assert losses[-1] < 0.8 * losses[0], losses
@@ -163,23 +195,75 @@ def test_pair_loader_batches(pretraining_data):
 def test_cli_pretrain_stages(pretraining_data, tmp_path, capsys):
     root = pretraining_data
     hm, mami = root / "hateful_memes", root / "mami" / "training.csv"
-    assert main(["train", "--stage", "pretrain", "--tiny", "--data", str(hm / "train.jsonl"),
-                 "--data", f"mami:{mami}", "--val-data", str(hm / "dev.jsonl"),
-                 "--contrastive-loss", "nt-logistic", "--temperature", "0.3", "--max-steps", "2",
-                 "--out", str(tmp_path / "clip"), "--threads", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--stage",
+                "pretrain",
+                "--tiny",
+                "--data",
+                str(hm / "train.jsonl"),
+                "--data",
+                f"mami:{mami}",
+                "--val-data",
+                str(hm / "dev.jsonl"),
+                "--contrastive-loss",
+                "nt-logistic",
+                "--temperature",
+                "0.3",
+                "--max-steps",
+                "2",
+                "--out",
+                str(tmp_path / "clip"),
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     clip_pre = tmp_path / "clip" / CLIP_PRE_FILE
     history = json.loads((tmp_path / "clip" / "history.json").read_text())
     assert history["config"]["loss"] == "nt-logistic" and history["config"]["temperature"] == 0.3
     assert len(history["steps"]) == 2
-    assert main(["train", "--stage", "pretrain-uni", "--tiny", "--pretrained", str(clip_pre),
-                 "--data", str(hm / "train.jsonl"), "--models", "clip_image,clip_multi",
-                 "--max-steps", "1", "--out", str(tmp_path / "uni")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--stage",
+                "pretrain-uni",
+                "--tiny",
+                "--pretrained",
+                str(clip_pre),
+                "--data",
+                str(hm / "train.jsonl"),
+                "--models",
+                "clip_image,clip_multi",
+                "--max-steps",
+                "1",
+                "--out",
+                str(tmp_path / "uni"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "uni" / "clip_image" / "checkpoint.pt").is_file()
     assert not (tmp_path / "uni" / "clip_text").exists()
     assert "--init-from" in capsys.readouterr().out
     # an unlabelled data set cannot feed the binary stage: a clear error, exit code 2
     unlabelled = tmp_path / "unlabelled.jsonl"
-    unlabelled.write_text(json.dumps({"id": 1, "img": str((hm / "train.jsonl").parent.parent / "image" / "train" / "syn_train_000001.jpg"), "text": "x"}) + "\n")
-    assert main(["train", "--stage", "pretrain-uni", "--tiny", "--data", str(unlabelled),
-                 "--out", str(tmp_path / "bad")]) == 2
+    unlabelled.write_text(
+        json.dumps(
+            {
+                "id": 1,
+                "img": str((hm / "train.jsonl").parent.parent / "image" / "train" / "syn_train_000001.jpg"),
+                "text": "x",
+            }
+        )
+        + "\n"
+    )
+    assert (
+        main(["train", "--stage", "pretrain-uni", "--tiny", "--data", str(unlabelled), "--out", str(tmp_path / "bad")])
+        == 2
+    )
     assert "no binary label" in capsys.readouterr().err

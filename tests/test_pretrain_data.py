@@ -10,8 +10,16 @@ from PIL import Image
 
 from training.data.hateful_memes import load_hateful_memes, write_hateful_memes
 from training.data.mami import load_mami, write_mami
-from training.data.pairs import (DataRef, PairRecord, detect_format, load_all_pairs, load_pairs,
-                                 memotion_pairs, parse_data_ref, require_labels)
+from training.data.pairs import (
+    DataRef,
+    PairRecord,
+    detect_format,
+    load_all_pairs,
+    load_pairs,
+    memotion_pairs,
+    parse_data_ref,
+    require_labels,
+)
 
 
 @pytest.fixture()
@@ -83,9 +91,11 @@ def test_mami_errors(tmp_path, images):
 
 
 def test_writers_round_trip(tmp_path, images):
-    records = [PairRecord("00000", images[0], "a cat\twith tabs", 1, "x"),
-               PairRecord("00001", images[1], "a dog", 0, "x"),
-               PairRecord("00002", images[2], "unlabelled", None, "x")]
+    records = [
+        PairRecord("00000", images[0], "a cat\twith tabs", 1, "x"),
+        PairRecord("00001", images[1], "a dog", 0, "x"),
+        PairRecord("00002", images[2], "unlabelled", None, "x"),
+    ]
     hm = load_hateful_memes(write_hateful_memes(tmp_path / "hm" / "dev.jsonl", records))
     mami = load_mami(write_mami(tmp_path / "mami" / "training.csv", records))
     for loaded in (hm, mami):
@@ -112,8 +122,12 @@ def test_data_refs_and_memotion_pairs(pretraining_data):
     assert [r.id for r in hm + mami] == [r.id for r in memes]
     assert [r.label for r in hm + mami] == [r.label for r in memes]
     assert 0 < sum(r.label for r in memes) < len(memes)  # both classes present
-    both = load_all_pairs([DataRef("hateful_memes", root / "hateful_memes" / "train.jsonl"),
-                           DataRef("mami", root / "mami" / "training.csv")])
+    both = load_all_pairs(
+        [
+            DataRef("hateful_memes", root / "hateful_memes" / "train.jsonl"),
+            DataRef("mami", root / "mami" / "training.csv"),
+        ]
+    )
     assert len(both) == len(memes)
     require_labels(both, "train")
     with pytest.raises(ValueError, match="1 of 2 memes have no binary label"):

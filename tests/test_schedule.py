@@ -18,8 +18,10 @@ def test_shipped_schedules_validate():
     assert paper.pretrain_clip.training.loss == "clip"
     # pretrainuni = Hateful Memes train + dev and MAMI train (paper Sec. 4)
     assert [(d.format, d.path) for d in paper.pretrain_uni.train] == [
-        ("hateful_memes", "hateful_memes/train.jsonl"), ("hateful_memes", "hateful_memes/dev.jsonl"),
-        ("mami", "mami/TRAINING/training.csv")]
+        ("hateful_memes", "hateful_memes/train.jsonl"),
+        ("hateful_memes", "hateful_memes/dev.jsonl"),
+        ("mami", "mami/TRAINING/training.csv"),
+    ]
     assert paper.pretrain_uni.models == ["clip_text", "clip_image"]
     assert paper.memotion.training.lr in (2e-5, 1e-5, 2e-6)
     tiny = load_schedule("tiny")
@@ -32,11 +34,13 @@ def test_schedule_errors(tmp_path):
     base = {"name": "x", "memotion": {"data": "."}}
     Schedule.model_validate(base)
     with pytest.raises(ValidationError, match="epoch"):  # typo in a stage's training config
-        Schedule.model_validate({**base, "pretrain_uni": {"train": [{"format": "mami", "path": "m.csv"}],
-                                                          "training": {"epoch": 3}}})
+        Schedule.model_validate(
+            {**base, "pretrain_uni": {"train": [{"format": "mami", "path": "m.csv"}], "training": {"epoch": 3}}}
+        )
     with pytest.raises(ValidationError, match="unknown contrastive loss"):
-        Schedule.model_validate({**base, "pretrain_clip": {"train": [{"format": "mami", "path": "m.csv"}],
-                                                           "training": {"loss": "triplet"}}})
+        Schedule.model_validate(
+            {**base, "pretrain_clip": {"train": [{"format": "mami", "path": "m.csv"}], "training": {"loss": "triplet"}}}
+        )
     with pytest.raises(ValidationError, match="format"):
         Schedule.model_validate({**base, "pretrain_clip": {"train": [{"format": "csv", "path": "m.csv"}]}})
     with pytest.raises(ValidationError, match="at least 1"):
@@ -53,8 +57,24 @@ def test_override_training_touches_every_stage():
 @pytest.mark.slow
 def test_tiny_schedule_runs_every_stage_from_the_one_before(pretraining_data, tmp_path, capsys):
     out = tmp_path / "staged"
-    assert main(["train", "--schedule", "tiny", "--data", str(pretraining_data), "--out", str(out),
-                 "--epochs", "1", "--max-steps", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--schedule",
+                "tiny",
+                "--data",
+                str(pretraining_data),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--max-steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     clip_pre = out / "pretrain_clip" / "clip_pre.pt"
     assert clip_pre.is_file() and (out / "pretrain_clip" / "loss_curve.png").is_file()
     for kind in ("clip_text", "clip_image"):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from service.scoring.local import JsonlSink, ParquetSink, discover_items, record_columns, score
-from service.core.settings import GatewaySettings
 from memotion.manifest import load_manifest
+from service.core.settings import GatewaySettings
+from service.scoring.local import JsonlSink, ParquetSink, discover_items, record_columns, score
 from tests.gateway_fixtures import truncated_jpeg
 
 pytestmark = pytest.mark.slow
@@ -129,8 +129,20 @@ def test_a_killed_job_restarts_where_it_stopped(model_repository: Path, syntheti
     for path in sorted((synthetic_data / "image" / "val").glob("*.jpg"))[:6]:
         shutil.copy(path, folder / path.name)
     out = tmp_path / "results.jsonl"
-    command = [sys.executable, "-m", "memotion_cli", "score", str(folder), "--out", str(out),
-               "--repository", str(model_repository), "--chunk-size", "1", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "memotion_cli",
+        "score",
+        str(folder),
+        "--out",
+        str(out),
+        "--repository",
+        str(model_repository),
+        "--chunk-size",
+        "1",
+        "--no-progress",
+    ]
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
     while not (out.exists() and len(out.read_bytes().splitlines()) >= 2):
@@ -151,7 +163,22 @@ def test_a_killed_job_restarts_where_it_stopped(model_repository: Path, syntheti
 
 
 def test_score_rejects_bad_arguments(model_repository: Path, small_csv: Path, tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "memotion_cli", "score", str(small_csv), "--out",
-                           str(tmp_path / "r.csv"), "--repository", str(model_repository), "--ocr", "none"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memotion_cli",
+            "score",
+            str(small_csv),
+            "--out",
+            str(tmp_path / "r.csv"),
+            "--repository",
+            str(model_repository),
+            "--ocr",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "must end in .jsonl or .parquet" in done.stderr

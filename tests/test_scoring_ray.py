@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.scoring.local import score
 from service.core.settings import GatewaySettings
+from service.scoring.local import score
 
 pytestmark = pytest.mark.slow
 

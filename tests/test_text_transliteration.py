@@ -7,12 +7,15 @@ import pytest
 from service.text.transliteration import itrans_word, romanised_to_devanagari, word_to_devanagari
 
 
-@pytest.mark.parametrize("roman, devanagari", [
-    ("mera dost pagal hai", "मेरा दोस्त पागल है"),
-    ("MEHNAT KARO", "मेहनत करो"),
-    ("bhai kya baat hai!", "भाई क्या बात है!"),
-    ("nahi yaar, 2 baje", "नहीं यार, 2 बजे"),
-])
+@pytest.mark.parametrize(
+    "roman, devanagari",
+    [
+        ("mera dost pagal hai", "मेरा दोस्त पागल है"),
+        ("MEHNAT KARO", "मेहनत करो"),
+        ("bhai kya baat hai!", "भाई क्या बात है!"),
+        ("nahi yaar, 2 baje", "नहीं यार, 2 बजे"),
+    ],
+)
 def test_sentences(roman: str, devanagari: str) -> None:
     assert romanised_to_devanagari(roman) == devanagari
 

@@ -52,17 +52,22 @@ def backend_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "one"], ["y"])], "plus_one",
+        [helper.make_node("Add", ["x", "one"], ["y"])],
+        "plus_one",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
+        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])],
+    )
     (tmp_path / "1").mkdir()
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "1/model.onnx"))
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _stand_in())
     module = importlib.import_module("memotion.triton_backend_model")
     model = module.TritonPythonModel()
-    config = {"input": [{"name": "x"}], "output": [{"name": "y"}],
-              "parameters": {"intra_op_thread_count": {"string_value": "1"}}}
+    config = {
+        "input": [{"name": "x"}],
+        "output": [{"name": "y"}],
+        "parameters": {"intra_op_thread_count": {"string_value": "1"}},
+    }
     model.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1"})
     yield model
     sys.modules.pop("memotion.triton_backend_model", None)

@@ -11,50 +11,71 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from memotion.labels import ALL_TASKS, TASK_B_NAMES
-from memotion.manifest import (EnsembleEntry, Manifest, ModelEntry, Preprocessing, TaskEntry,
-                               TokenizerEntry)
+from memotion.manifest import EnsembleEntry, Manifest, ModelEntry, Preprocessing, TaskEntry, TokenizerEntry
+from memotion.triton_repository import (
+    PYTHON_BACKEND_MODEL_SOURCE,
+    VARIANTS,
+    TensorSpec,
+    TritonBatching,
+    config_path,
+    missing_triton_files,
+    model_config,
+    onnx_tensors,
+    to_pbtxt,
+    write_triton_files,
+)
 from service.core.settings import GatewaySettings
 from service.inference.backends.triton_endpoint import triton_endpoint, triton_metrics_url
 from service.launchers.triton_server import TritonServerError, failed_models, find_triton_install
-from memotion.triton_repository import (PYTHON_BACKEND_MODEL_SOURCE, VARIANTS, TensorSpec, TritonBatching,
-                                    config_path, missing_triton_files, model_config, onnx_tensors,
-                                    to_pbtxt, write_triton_files)
 
-INPUTS = {"clip_text": ("input_ids",), "clip_image": ("pixel_values",),
-          "clip_multi": ("input_ids", "pixel_values")}
+INPUTS = {"clip_text": ("input_ids",), "clip_image": ("pixel_values",), "clip_multi": ("input_ids", "pixel_values")}
 
 
 def make_manifest(version: int = 3, context_length: int = 32, image_size: int = 64) -> Manifest:
     outputs = tuple(t.name for t in ALL_TASKS)
     return Manifest(
-        repository_version="test", created_at="2024-01-01T00:00:00+00:00",
+        repository_version="test",
+        created_at="2024-01-01T00:00:00+00:00",
         tasks=tuple(TaskEntry(name=t.name, labels=t.labels, codes=t.codes) for t in ALL_TASKS),
-        task_b_names=dict(TASK_B_NAMES), preprocessing=Preprocessing(image_size=image_size),
+        task_b_names=dict(TASK_B_NAMES),
+        preprocessing=Preprocessing(image_size=image_size),
         tokenizer=TokenizerEntry(file="tokenizer/tokenizer.json", context_length=context_length),
-        models=tuple(ModelEntry(name=kind, kind=kind, version=version, file=f"{kind}/{version}/model.onnx",
-                                inputs=inputs, outputs=outputs) for kind, inputs in INPUTS.items()),
+        models=tuple(
+            ModelEntry(
+                name=kind,
+                kind=kind,
+                version=version,
+                file=f"{kind}/{version}/model.onnx",
+                inputs=inputs,
+                outputs=outputs,
+            )
+            for kind, inputs in INPUTS.items()
+        ),
         ensemble=EnsembleEntry(members=tuple(INPUTS)),
     )
 
 
-def write_graph(path: Path, model: ModelEntry, manifest: Manifest, extra_outputs: dict[str, int] = {}) -> Path:
+def write_graph(path: Path, model: ModelEntry, manifest: Manifest, extra_outputs: dict[str, int] | None = None) -> Path:
     """An ONNX file with ``model``'s graph signature as export writes it (dynamic batch axis first)."""
     import onnx
     from onnx import TensorProto, helper
 
     size, length = manifest.preprocessing.image_size, manifest.tokenizer.context_length
-    shapes = {"input_ids": (TensorProto.INT64, ["batch", length]),
-              "pixel_values": (TensorProto.FLOAT, ["batch", 3, size, size])}
+    shapes = {
+        "input_ids": (TensorProto.INT64, ["batch", length]),
+        "pixel_values": (TensorProto.FLOAT, ["batch", 3, size, size]),
+    }
     inputs = [helper.make_tensor_value_info(n, *shapes[n]) for n in model.inputs]
-    classes = {**{t.name: len(t.labels) for t in manifest.tasks}, **extra_outputs}
+    classes = {**{t.name: len(t.labels) for t in manifest.tasks}, **(extra_outputs or {})}
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", classes[n]]) for n in classes]
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(helper.make_model(helper.make_graph([], model.name, inputs, outputs)), str(path))
     return path
 
 
-def parsed(model: ModelEntry, manifest: Manifest, variant: str,
-           batching: TritonBatching = TritonBatching()) -> model_config_pb2.ModelConfig:
+def parsed(
+    model: ModelEntry, manifest: Manifest, variant: str, batching: TritonBatching = TritonBatching()
+) -> model_config_pb2.ModelConfig:
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
@@ -100,8 +121,14 @@ def test_cpu_and_gpu_variants_differ_only_in_backend_instances_and_optimisation(
 
 def test_batching_settings_reach_every_variant_and_bad_ones_are_refused() -> None:
     manifest = make_manifest()
-    batching = TritonBatching(max_batch_size=64, preferred_batch_sizes=(16, 32), max_queue_delay_us=500,
-                              cpu_instances=2, gpu_instances=3, intra_op_threads=1)
+    batching = TritonBatching(
+        max_batch_size=64,
+        preferred_batch_sizes=(16, 32),
+        max_queue_delay_us=500,
+        cpu_instances=2,
+        gpu_instances=3,
+        intra_op_threads=1,
+    )
     for variant in VARIANTS:
         config = parsed(manifest.model("clip_text"), manifest, variant, batching)
         assert config.max_batch_size == 64
@@ -127,7 +154,10 @@ def test_graph_tensors_follow_the_manifest_names_and_include_a_direct_task_b_hea
     model = manifest.model("clip_multi").model_copy(update={"task_b_output": "task_b"})
     path = write_graph(tmp_path / "model.onnx", model, manifest, extra_outputs={"task_b": 4, "unused": 7})
     inputs, outputs = onnx_tensors(path, model)
-    assert inputs == [TensorSpec("input_ids", "TYPE_INT64", (32,)), TensorSpec("pixel_values", "TYPE_FP32", (3, 64, 64))]
+    assert inputs == [
+        TensorSpec("input_ids", "TYPE_INT64", (32,)),
+        TensorSpec("pixel_values", "TYPE_FP32", (3, 64, 64)),
+    ]
     assert [o.name for o in outputs] == [t.name for t in ALL_TASKS] + ["task_b"]  # not "unused"
     assert outputs[-1] == TensorSpec("task_b", "TYPE_FP32", (4,))
     missing = model.model_copy(update={"task_b_output": "absent"})
@@ -140,7 +170,8 @@ def test_write_triton_files_lays_out_every_variant_and_the_python_model(tmp_path
     for model in manifest.models:
         write_graph(tmp_path / model.file, model, manifest)
     assert missing_triton_files(tmp_path, manifest) == [
-        f"{m}/{f}" for m in INPUTS for f in ("config.pbtxt", "2/model.py")]
+        f"{m}/{f}" for m in INPUTS for f in ("config.pbtxt", "2/model.py")
+    ]
     written = write_triton_files(tmp_path, manifest)
     assert len(written) == 3 * (len(VARIANTS) + 1)
     assert (tmp_path / "clip_text/configs/gpu.pbtxt").is_file()
@@ -172,10 +203,12 @@ def test_triton_url_scheme_picks_the_protocol_and_the_metrics_url_follows_the_ho
 
 
 def test_failed_model_lines_are_picked_out_of_a_triton_log() -> None:
-    log = ('I1123 model.cc] "loading"\n'
-           "E1123 model_lifecycle.cc:654] \"failed to load 'clip_multi' version 1: Not found: no model.py\"\n"
-           "E1123 model_repository_manager.cc:1460] \"Poll failed for model directory 'tokenizer': "
-           "Invalid model name\"\n")
+    log = (
+        'I1123 model.cc] "loading"\n'
+        "E1123 model_lifecycle.cc:654] \"failed to load 'clip_multi' version 1: Not found: no model.py\"\n"
+        "E1123 model_repository_manager.cc:1460] \"Poll failed for model directory 'tokenizer': "
+        'Invalid model name"\n'
+    )
     assert failed_models(log) == [
         "Poll failed for model directory 'tokenizer': Invalid model name",
         "failed to load 'clip_multi' version 1: Not found: no model.py",

@@ -12,9 +12,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -22,14 +22,14 @@ import pytest
 from PIL import Image
 
 from memotion.manifest import load_manifest
+from service.classify_file import classify_file
+from service.core.settings import GatewaySettings
 from service.inference.backends.base import BackendUnavailable
 from service.inference.backends.ort_backend import OnnxRuntimeBackend
 from service.inference.backends.triton_backend import TritonBackend
-from service.classify_file import classify_file
-from service.inference.ocr import NoOcr
 from service.inference.classifier import MemeClassifier
+from service.inference.ocr import NoOcr
 from service.launchers.gateway_process import GatewayProcess, GatewayStartError, free_port
-from service.core.settings import GatewaySettings
 from service.launchers.triton_server import TritonServerError, TritonServerProcess
 from tests.gateway_fixtures import photo_jpeg, render_meme
 
@@ -45,21 +45,34 @@ def triton(model_repository: Path) -> Iterator[TritonServerProcess]:
 
 
 def gateway_env(server: TritonServerProcess, **extra: str) -> dict[str, str]:
-    return {"MEMOTION_BACKEND": "triton", "MEMOTION_TRITON_URL": server.grpc_url,
-            "MEMOTION_TRITON_METRICS_URL": server.metrics_url, "MEMOTION_OCR": "none", **extra}
+    return {
+        "MEMOTION_BACKEND": "triton",
+        "MEMOTION_TRITON_URL": server.grpc_url,
+        "MEMOTION_TRITON_METRICS_URL": server.metrics_url,
+        "MEMOTION_OCR": "none",
+        **extra,
+    }
 
 
 def memes() -> list[Image.Image]:
     import io
 
-    pictures = [render_meme("TOP TEXT", "BOTTOM"), photo_jpeg(seed=1), photo_jpeg((200, 500), seed=2),
-                render_meme("NO", "CAPTION", size=(300, 300))]
+    pictures = [
+        render_meme("TOP TEXT", "BOTTOM"),
+        photo_jpeg(seed=1),
+        photo_jpeg((200, 500), seed=2),
+        render_meme("NO", "CAPTION", size=(300, 300)),
+    ]
     return [Image.open(io.BytesIO(data)).convert("RGB") for data in pictures]
 
 
 def post(url: str, text: str = "a meme about tests", seed: int = 3) -> httpx.Response:
-    return httpx.post(f"{url}/v1/classify", files={"image": ("m.jpg", photo_jpeg(seed=seed), "image/jpeg")},
-                      data={"text": text}, timeout=60)
+    return httpx.post(
+        f"{url}/v1/classify",
+        files={"image": ("m.jpg", photo_jpeg(seed=seed), "image/jpeg")},
+        data={"text": text},
+        timeout=60,
+    )
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
@@ -67,7 +80,7 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     wanted = {f'{key}="{value}"' for key, value in labels.items()}
     for line in text.splitlines():
         head, _, value = line.rpartition(" ")
-        if head.startswith(name + "{") and wanted <= set(head[len(name) + 1:-1].split(",")):
+        if head.startswith(name + "{") and wanted <= set(head[len(name) + 1 : -1].split(",")):
             return float(value)
     return None
 
@@ -89,11 +102,14 @@ def wait_for(url: str, status: int = 200, timeout_s: float = 60.0) -> httpx.Resp
 def live_gateway(repository: Path, env: dict[str, str]) -> Iterator[str]:
     """`memotion serve` waited for until it is *live* (/healthz), not ready: for Triton-down tests."""
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="memotion-gateway-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(prefix="memotion-gateway-", suffix=".log", delete=False)  # noqa: SIM115 (closed in finally)
     process = subprocess.Popen(
         [sys.executable, "-m", "memotion_cli", "serve", "--repository", str(repository), "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        start_new_session=True)
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -122,8 +138,9 @@ def live_gateway(repository: Path, env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_triton_gives_the_embedded_onnxruntime_answers(model_repository: Path, triton: TritonServerProcess,
-                                                       protocol: str) -> None:
+def test_triton_gives_the_embedded_onnxruntime_answers(
+    model_repository: Path, triton: TritonServerProcess, protocol: str
+) -> None:
     manifest = load_manifest(model_repository)
     url = triton.grpc_url if protocol == "grpc" else triton.http_url.removeprefix("http://")
     remote = TritonBackend(url, manifest.members(), protocol=protocol)  # type: ignore[arg-type]
@@ -147,7 +164,8 @@ def test_triton_gives_the_embedded_onnxruntime_answers(model_repository: Path, t
 
 
 def test_dynamic_batching_merges_concurrent_requests_and_splits_the_answers(
-        model_repository: Path, triton: TritonServerProcess) -> None:
+    model_repository: Path, triton: TritonServerProcess
+) -> None:
     import tritonclient.grpc as grpcclient
 
     manifest = load_manifest(model_repository)
@@ -199,11 +217,15 @@ def test_dynamic_batching_merges_concurrent_requests_and_splits_the_answers(
 
 
 def test_gateway_classifies_through_triton_like_the_embedded_backend(
-        model_repository: Path, triton: TritonServerProcess, tmp_path: Path) -> None:
+    model_repository: Path, triton: TritonServerProcess, tmp_path: Path
+) -> None:
     embedded = GatewaySettings(model_repository=model_repository, ocr="none")
     with GatewayProcess(model_repository, env=gateway_env(triton)) as url:
         ready = httpx.get(f"{url}/readyz").json()
-        assert (ready["backend"], ready["models"]) == ("triton", [m.name for m in load_manifest(model_repository).members()])
+        assert (ready["backend"], ready["models"]) == (
+            "triton",
+            [m.name for m in load_manifest(model_repository).members()],
+        )
         for seed, text in enumerate(TEXTS[:3]):
             path = tmp_path / f"meme-{seed}.jpg"
             path.write_bytes(photo_jpeg(seed=seed))
@@ -241,8 +263,10 @@ def test_triton_down_at_start_gives_503_then_the_gateway_serves_once_it_is_up(mo
 
 
 def test_gateway_recovers_when_triton_restarts_without_restarting_itself(model_repository: Path) -> None:
-    with TritonServerProcess(model_repository) as server, \
-            GatewayProcess(model_repository, env=gateway_env(server)) as url:
+    with (
+        TritonServerProcess(model_repository) as server,
+        GatewayProcess(model_repository, env=gateway_env(server)) as url,
+    ):
         assert post(url).status_code == 200
         server.kill()  # a crash: SIGKILL to tritonserver and its python-backend stubs
         down = post(url)
@@ -258,7 +282,8 @@ def test_gateway_recovers_when_triton_restarts_without_restarting_itself(model_r
 
 
 def test_a_model_missing_from_the_repository_is_a_startup_error_naming_it(
-        model_repository: Path, tmp_path: Path) -> None:
+    model_repository: Path, tmp_path: Path
+) -> None:
     broken = tmp_path / "repository"
     shutil.copytree(model_repository, broken)
     (broken / "clip_multi" / "config.pbtxt").unlink()
@@ -279,9 +304,25 @@ def test_gateway_refuses_to_start_when_triton_does_not_serve_a_manifest_model(mo
 def test_triton_serve_command_runs_until_terminated(model_repository: Path) -> None:
     ports = [str(free_port()) for _ in range(3)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "memotion_cli", "triton-serve", "--repository", str(model_repository),
-         "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2]],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "memotion_cli",
+            "triton-serve",
+            "--repository",
+            str(model_repository),
+            "--grpc-port",
+            ports[0],
+            "--http-port",
+            ports[1],
+            "--metrics-port",
+            ports[2],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         line = process.stdout.readline() if process.stdout else ""
         assert line.startswith("tritonserver ready"), line
@@ -301,5 +342,5 @@ def test_triton_serve_command_runs_until_terminated(model_repository: Path) -> N
                 process.wait()
     with pytest.raises(BackendUnavailable):
         TritonBackend(f"127.0.0.1:{ports[0]}", []).infer(
-            load_manifest(model_repository).model("clip_text"),
-            {"input_ids": np.zeros((1, 4), np.int64)})
+            load_manifest(model_repository).model("clip_text"), {"input_ids": np.zeros((1, 4), np.int64)}
+        )

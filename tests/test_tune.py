@@ -7,8 +7,8 @@ import json
 import pytest
 
 from memotion_cli.main import main
-from training.recipe import tiny_recipe
 from training.experiments.tune import SearchSpace, TuneSettings, asha_scheduler, epoch_metrics, param_space
+from training.recipe import tiny_recipe
 
 
 def test_default_space_is_the_authors_grid():
@@ -25,8 +25,12 @@ def test_default_space_is_the_authors_grid():
 
 
 def test_settings_and_ray_objects():
-    settings = TuneSettings(space=SearchSpace(lr=(1e-3,), weight_decay=(0.0, 1e-2), focal_gamma=(2.0,)),
-                            num_samples=2, max_epochs=3, recipe=tiny_recipe())
+    settings = TuneSettings(
+        space=SearchSpace(lr=(1e-3,), weight_decay=(0.0, 1e-2), focal_gamma=(2.0,)),
+        num_samples=2,
+        max_epochs=3,
+        recipe=tiny_recipe(),
+    )
     assert settings.trial_count() == 2 * 2 and settings.epochs == 3
     assert TuneSettings(search="random", num_samples=5).trial_count() == 5
     space = param_space(settings)
@@ -47,9 +51,33 @@ def test_epoch_metrics_score_is_the_selection_score():
 def test_tune_on_a_local_ray(synthetic_data, tmp_path, capsys):
     out = tmp_path / "tune"
     # 2 trials x at most 2 epochs (2 steps each: 96 memes, batch 48), ASHA with grace period 1
-    assert main(["tune", "--data", str(synthetic_data), "--out", str(out), "--tiny",
-                 "--model", "clip_image", "--lr", "1e-3,1e-6", "--weight-decay", "0.01",
-                 "--focal-gamma", "2", "--epochs", "2", "--batch-size", "48", "--cpus", "2"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--data",
+                str(synthetic_data),
+                "--out",
+                str(out),
+                "--tiny",
+                "--model",
+                "clip_image",
+                "--lr",
+                "1e-3,1e-6",
+                "--weight-decay",
+                "0.01",
+                "--focal-gamma",
+                "2",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "48",
+                "--cpus",
+                "2",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "tune_results.json").read_text())
     trials = results["trials"]
     assert sorted(t["config"]["lr"] for t in trials) == [1e-6, 1e-3]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -43,8 +43,9 @@ def test_drop_a_meme(page, gateway_url: str, tmp_path: Path) -> None:  # type: i
     page.set_input_files("#file-input", str(path))
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)
 
-    expected = httpx.post(f"{gateway_url}/v1/classify", files={"image": ("meme.png", meme, "image/png")},
-                          timeout=120).json()
+    expected = httpx.post(
+        f"{gateway_url}/v1/classify", files={"image": ("meme.png", meme, "image/png")}, timeout=120
+    ).json()
     assert page.inner_text("#task-a-label") == expected["task_a"]["label"]
     assert page.locator("#task-a-scores .row").count() == len(expected["task_a"]["scores"])
     assert page.inner_text("#task-a-scores .row.chosen").startswith(expected["task_a"]["label"])
@@ -54,8 +55,10 @@ def test_drop_a_meme(page, gateway_url: str, tmp_path: Path) -> None:  # type: i
     assert flagged == sorted(e for e, on in expected["task_b"].items() if on)
     assert page.locator("#task-c .head").count() == len(expected["task_c"])
     for head, prediction in expected["task_c"].items():
-        assert page.inner_text(f"#task-c .head[data-head='{head}'] h3") == \
-            f"{head}: {prediction['label']} ({prediction['code']})"
+        assert (
+            page.inner_text(f"#task-c .head[data-head='{head}'] h3")
+            == f"{head}: {prediction['label']} ({prediction['code']})"
+        )
     assert page.inner_text("#ocr-text").upper().split() == ["WHEN", "THE", "CODE", "FINALLY", "COMPILES"]
     assert page.inner_text("#text-source") == "read by OCR"
     assert page.locator("#text-steps li").count() >= 3  # input, clean, language
@@ -86,13 +89,33 @@ def test_batch_results(page, tmp_path: Path) -> None:  # type: ignore[no-untyped
     assert page.inner_text("#batch-summary").startswith("3 memes")
 
     # A `memotion score` results file: 2 memes and an error, one flagged offensive.
-    common = {"status": "ok", "model_version": "v1", "text_source": "request", "language": "en",
-              "c_offensive": "not_offensive", "c_offensive_code": "NO"}
+    common = {
+        "status": "ok",
+        "model_version": "v1",
+        "text_source": "request",
+        "language": "en",
+        "c_offensive": "not_offensive",
+        "c_offensive_code": "NO",
+    }
     records = [
-        {"id": "m1", **common, "text": "nice day", "sentiment": "positive", "sentiment_score": 0.7,
-         "b_offensive": False, "b_offensive_score": 0.2},
-        {"id": "m2", **common, "text": "you clown", "sentiment": "negative", "sentiment_score": 0.6,
-         "b_offensive": True, "b_offensive_score": 0.9},
+        {
+            "id": "m1",
+            **common,
+            "text": "nice day",
+            "sentiment": "positive",
+            "sentiment_score": 0.7,
+            "b_offensive": False,
+            "b_offensive_score": 0.2,
+        },
+        {
+            "id": "m2",
+            **common,
+            "text": "you clown",
+            "sentiment": "negative",
+            "sentiment_score": 0.6,
+            "b_offensive": True,
+            "b_offensive_score": 0.9,
+        },
         {"id": "m3", "status": "error", "error_code": "corrupt_image", "error_message": "damaged"},
     ]
     results = tmp_path / "results.jsonl"

@@ -97,8 +97,11 @@ def test_result_matches_a_plain_reference_implementation() -> None:
 
 
 def test_accepts_logit_shaped_float32_input() -> None:
-    members = [np.asarray([[0.2, 0.8]], dtype=np.float32), np.asarray([[0.6, 0.4]], dtype=np.float32),
-               np.asarray([[0.1, 0.9]], dtype=np.float32)]
+    members = [
+        np.asarray([[0.2, 0.8]], dtype=np.float32),
+        np.asarray([[0.6, 0.4]], dtype=np.float32),
+        np.asarray([[0.1, 0.9]], dtype=np.float32),
+    ]
     result = majority_vote(members)
     assert result.shape == (1,) and result.tolist() == [1]
 

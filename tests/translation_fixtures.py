@@ -40,9 +40,19 @@ def build_tiny_translation_model(out_dir: Path, steps: int = 300, seed: int = 0)
     corpus = work / "corpus.txt"
     corpus.write_text("\n".join(text for pair in PAIRS for text in pair) + "\n", encoding="utf-8")
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(work / "spm"), vocab_size=80, character_coverage=1.0,
-        model_type="unigram", eos_id=0, unk_id=1, bos_id=-1, pad_id=-1, unk_piece="<unk>", eos_piece="</s>",
-        hard_vocab_limit=False, minloglevel=2,
+        input=str(corpus),
+        model_prefix=str(work / "spm"),
+        vocab_size=80,
+        character_coverage=1.0,
+        model_type="unigram",
+        eos_id=0,
+        unk_id=1,
+        bos_id=-1,
+        pad_id=-1,
+        unk_piece="<unk>",
+        eos_piece="</s>",
+        hard_vocab_limit=False,
+        minloglevel=2,
     )
     pieces = spm.SentencePieceProcessor(model_file=str(work / "spm.model"))
     vocab = {pieces.id_to_piece(i): i for i in range(pieces.get_piece_size())}
@@ -61,10 +71,23 @@ def build_tiny_translation_model(out_dir: Path, steps: int = 300, seed: int = 0)
         # from <pad> and keep its row at zero (the output projection shares it, so it gets gradients).
         pad = vocab["<pad>"]
         config = MarianConfig(
-            vocab_size=len(vocab), d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-            decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=64,
-            pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad, forced_eos_token_id=0,
-            share_encoder_decoder_embeddings=True, scale_embedding=True, dropout=0.0, attention_dropout=0.0,
+            vocab_size=len(vocab),
+            d_model=64,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=128,
+            decoder_ffn_dim=128,
+            max_position_embeddings=64,
+            pad_token_id=pad,
+            eos_token_id=0,
+            decoder_start_token_id=pad,
+            forced_eos_token_id=0,
+            share_encoder_decoder_embeddings=True,
+            scale_embedding=True,
+            dropout=0.0,
+            attention_dropout=0.0,
             activation_dropout=0.0,
         )
         model = MarianMTModel(config)

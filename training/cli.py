@@ -18,8 +18,13 @@ if TYPE_CHECKING:
     from training.oscar.config import OscarConfig
     from training.recipe import RecipeConfig
 
-DETECTORS = ["fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
-             "fasterrcnn_mobilenet_v3_large_320_fpn", "tiny"]
+DETECTORS = [
+    "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "tiny",
+]
 
 
 def _gb_weights(text: str) -> dict[str, float]:
@@ -44,7 +49,8 @@ def register(commands: Any) -> None:
 
 def _add_synthetic_parser(commands: Any) -> None:
     synth = commands.add_parser(
-        "make-synthetic-data", help="render a synthetic Memotion-format meme data set",
+        "make-synthetic-data",
+        help="render a synthetic Memotion-format meme data set",
         description="Render meme-like images (picture + white outlined caption, English and "
         "romanised Hindi) whose labels depend on both the caption and the picture, and write "
         "train.csv / val.csv (Memotion 3 format) with image/{train,val}/*.jpg.",
@@ -54,28 +60,44 @@ def _add_synthetic_parser(commands: Any) -> None:
     synth.add_argument("--val", type=positive_int, default=200, help="validation memes")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--image-size", type=positive_int, default=256, help="pixels per side")
-    synth.add_argument("--dominant", choices=["none", "text", "image"], default="none",
-                       help="make one modality carry (almost) all label information")
-    synth.add_argument("--dominant-coverage", type=float, default=1.0,
-                       help="with --dominant: probability that the dominant modality also renders "
-                       "each of the other's factors (below 1 the other modality is still needed)")
-    synth.add_argument("--pretraining-formats", action="store_true",
-                       help="also write the memes as Hateful Memes (hateful_memes/*.jsonl) and MAMI "
-                       "(mami/training.csv) files, label = offensive, for `train --schedule tiny`")
+    synth.add_argument(
+        "--dominant",
+        choices=["none", "text", "image"],
+        default="none",
+        help="make one modality carry (almost) all label information",
+    )
+    synth.add_argument(
+        "--dominant-coverage",
+        type=float,
+        default=1.0,
+        help="with --dominant: probability that the dominant modality also renders "
+        "each of the other's factors (below 1 the other modality is still needed)",
+    )
+    synth.add_argument(
+        "--pretraining-formats",
+        action="store_true",
+        help="also write the memes as Hateful Memes (hateful_memes/*.jsonl) and MAMI "
+        "(mami/training.csv) files, label = offensive, for `train --schedule tiny`",
+    )
     synth.set_defaults(handler=_make_synthetic_data)
 
 
 def _add_train_parser(commands: Any) -> None:
     train = commands.add_parser(
-        "train", help="train CLIP-text, CLIP-image and CLIP-multi on a Memotion-format data set",
+        "train",
+        help="train CLIP-text, CLIP-image and CLIP-multi on a Memotion-format data set",
         description="Train the paper's models (CLIP-text with BiLSTM, CLIP-image, CLIP-multi with "
         "6 attention blocks and gradient blending) on DATA/train.csv, validate on DATA/val.csv, and "
         "write checkpoints, training curves, confusion matrices and summary.json into --out.",
     )
-    train.add_argument("--data", action="append", required=True,
-                       help="folder with train.csv and val.csv; with --stage pretrain/pretrain-uni "
-                       "a data set as FORMAT:PATH or PATH (memotion, hateful_memes .jsonl, mami "
-                       ".csv/.tsv; repeat for several); with --schedule the data root")
+    train.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="folder with train.csv and val.csv; with --stage pretrain/pretrain-uni "
+        "a data set as FORMAT:PATH or PATH (memotion, hateful_memes .jsonl, mami "
+        ".csv/.tsv; repeat for several); with --schedule the data root",
+    )
     _add_stage_options(train)
     _add_optimisation_options(train)
     _add_rebalance_options(train)
@@ -85,31 +107,54 @@ def _add_train_parser(commands: Any) -> None:
 
 def _add_stage_options(train: argparse.ArgumentParser) -> None:
     """Which stage and schedule, which data, which backbone and models."""
-    train.add_argument("--stage", choices=["memotion", "pretrain", "pretrain-uni"], default="memotion",
-                       help="pretrain: CLIP contrastive pre-training (writes OUT/clip_pre.pt, use it "
-                       "as --pretrained); pretrain-uni: binary hateful/misogynous pre-training of "
-                       "CLIP-text and CLIP-image (use OUT as --init-from); memotion (default)")
-    train.add_argument("--val-data", action="append", default=[],
-                       help="pre-training stages: validation data set (FORMAT:PATH or PATH; repeat)")
-    train.add_argument("--contrastive-loss", choices=["clip", "nt-xent", "nt-logistic"],
-                       help="--stage pretrain: loss (default clip, eq. 1-3)")
+    train.add_argument(
+        "--stage",
+        choices=["memotion", "pretrain", "pretrain-uni"],
+        default="memotion",
+        help="pretrain: CLIP contrastive pre-training (writes OUT/clip_pre.pt, use it "
+        "as --pretrained); pretrain-uni: binary hateful/misogynous pre-training of "
+        "CLIP-text and CLIP-image (use OUT as --init-from); memotion (default)",
+    )
+    train.add_argument(
+        "--val-data",
+        action="append",
+        default=[],
+        help="pre-training stages: validation data set (FORMAT:PATH or PATH; repeat)",
+    )
+    train.add_argument(
+        "--contrastive-loss",
+        choices=["clip", "nt-xent", "nt-logistic"],
+        help="--stage pretrain: loss (default clip, eq. 1-3)",
+    )
     train.add_argument("--temperature", type=float, help="tau of nt-xent / nt-logistic (default 0.1)")
-    train.add_argument("--init-from", type=Path,
-                       help="memotion stage: a --stage pretrain-uni output folder; its CLIP-text and "
-                       "CLIP-image bodies initialise the uni-modal models")
-    train.add_argument("--schedule",
-                       help="run a staged schedule (pretrainCLIP -> pretrainuni -> Memotion): a name "
-                       "(paper, tiny) or a JSON file; --data is its data root")
+    train.add_argument(
+        "--init-from",
+        type=Path,
+        help="memotion stage: a --stage pretrain-uni output folder; its CLIP-text and "
+        "CLIP-image bodies initialise the uni-modal models",
+    )
+    train.add_argument(
+        "--schedule",
+        help="run a staged schedule (pretrainCLIP -> pretrainuni -> Memotion): a name "
+        "(paper, tiny) or a JSON file; --data is its data root",
+    )
     train.add_argument("--out", type=Path, required=True, help="run directory to write")
-    train.add_argument("--tiny", action="store_true",
-                       help="tiny random-initialised CLIP preset (seconds on a CPU; tests, demo)")
+    train.add_argument(
+        "--tiny", action="store_true", help="tiny random-initialised CLIP preset (seconds on a CPU; tests, demo)"
+    )
     train.add_argument("--clip", default=None, help="open_clip model name (default ViT-B-32)")
-    train.add_argument("--pretrained", default=None,
-                       help="open_clip pretrained tag (e.g. openai), a local checkpoint path, or "
-                       "'none' for random weights (default: openai)")
-    train.add_argument("--models", default="clip_text,clip_image,clip_multi",
-                       help="comma-separated subset of clip_text,clip_image,clip_multi, oscar and "
-                       "the other registered kinds (training/factory.py)")
+    train.add_argument(
+        "--pretrained",
+        default=None,
+        help="open_clip pretrained tag (e.g. openai), a local checkpoint path, or "
+        "'none' for random weights (default: openai)",
+    )
+    train.add_argument(
+        "--models",
+        default="clip_text,clip_image,clip_multi",
+        help="comma-separated subset of clip_text,clip_image,clip_multi, oscar and "
+        "the other registered kinds (training/factory.py)",
+    )
 
 
 def _add_optimisation_options(train: argparse.ArgumentParser) -> None:
@@ -119,10 +164,10 @@ def _add_optimisation_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--lr", type=float)
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--focal-gamma", type=float, help="focal loss gamma for Task C heads")
-    train.add_argument("--focal-alpha", action="store_true",
-                       help="per-class focal alpha from class frequencies")
-    train.add_argument("--gb-weights", type=_gb_weights,
-                       help="gradient blending weights, e.g. text=0.2,image=0.4,multi=0.4")
+    train.add_argument("--focal-alpha", action="store_true", help="per-class focal alpha from class frequencies")
+    train.add_argument(
+        "--gb-weights", type=_gb_weights, help="gradient blending weights, e.g. text=0.2,image=0.4,multi=0.4"
+    )
     train.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
     train.add_argument("--seed", type=int)
     train.add_argument("--threads", type=positive_int, help="torch CPU threads")
@@ -130,55 +175,90 @@ def _add_optimisation_options(train: argparse.ArgumentParser) -> None:
 
 def _add_rebalance_options(train: argparse.ArgumentParser) -> None:
     """Gradient blending, PMR, ensembles and the fusion kinds' heads."""
-    train.add_argument("--gb", choices=["off", "fixed", "estimated"],
-                       help="gradient blending of CLIP-multi's branch losses: off, the fixed "
-                       "--gb-weights (default) or estimated from each branch's OGR on 10%% of train")
-    train.add_argument("--pmr", action="store_true",
-                       help="prototypical modal rebalance (PCE + PER) for multi-modal models")
+    train.add_argument(
+        "--gb",
+        choices=["off", "fixed", "estimated"],
+        help="gradient blending of CLIP-multi's branch losses: off, the fixed "
+        "--gb-weights (default) or estimated from each branch's OGR on 10%% of train",
+    )
+    train.add_argument(
+        "--pmr", action="store_true", help="prototypical modal rebalance (PCE + PER) for multi-modal models"
+    )
     train.add_argument("--pmr-alpha", type=float, help="PMR alpha (PCE weight, default 1)")
     train.add_argument("--pmr-mu", type=float, help="PMR mu (entropy regulariser, default 0.01)")
     train.add_argument("--pmr-momentum", type=float, help="prototype momentum (default 0.2)")
     train.add_argument("--pmr-epochs", type=int, help="E_r: epochs with the PER term (default 2)")
-    train.add_argument("--pmr-hard-switch", action="store_true",
-                       help="coefficients 1/0 for the slower/faster modality (the official code)")
-    train.add_argument("--task-b", choices=["from_task_c", "direct"],
-                       help="ensemble Task B from the voted Task C label (default) or voted directly")
-    train.add_argument("--no-ensemble-search", action="store_true",
-                       help="every model votes on every head (default: exhaustive search per head "
-                       "on validation)")
-    train.add_argument("--fusion-dim", type=positive_int,
-                       help="fusion kinds (fusion_*, gmu, pmmo): width of the fusion layers (default 256)")
-    train.add_argument("--task-b-head", action="store_true",
-                       help="fusion kinds also predict Task B directly (multi-label head, BCE)")
+    train.add_argument(
+        "--pmr-hard-switch",
+        action="store_true",
+        help="coefficients 1/0 for the slower/faster modality (the official code)",
+    )
+    train.add_argument(
+        "--task-b",
+        choices=["from_task_c", "direct"],
+        help="ensemble Task B from the voted Task C label (default) or voted directly",
+    )
+    train.add_argument(
+        "--no-ensemble-search",
+        action="store_true",
+        help="every model votes on every head (default: exhaustive search per head on validation)",
+    )
+    train.add_argument(
+        "--fusion-dim",
+        type=positive_int,
+        help="fusion kinds (fusion_*, gmu, pmmo): width of the fusion layers (default 256)",
+    )
+    train.add_argument(
+        "--task-b-head", action="store_true", help="fusion kinds also predict Task B directly (multi-label head, BCE)"
+    )
 
 
 def _add_oscar_options(train: argparse.ArgumentParser) -> None:
     oscar = train.add_argument_group(
-        "OSCAR (--models ...,oscar)", "BERT over text, object tags and detected regions. Nothing is "
+        "OSCAR (--models ...,oscar)",
+        "BERT over text, object tags and detected regions. Nothing is "
         "downloaded: give a local BERT and local detector weights (README: OSCAR). --tiny uses a "
-        "tiny random BERT and detector instead.")
-    oscar.add_argument("--oscar-bert", type=Path, metavar="DIR",
-                       help="local BERT checkpoint folder (config.json, weights, vocab.txt), e.g. "
-                       "bert-base-uncased or an Oscar pre-trained checkpoint")
-    oscar.add_argument("--detector", choices=DETECTORS,
-                       help="torchvision Faster R-CNN that finds the regions and tags (default "
-                       "fasterrcnn_resnet50_fpn; --tiny: tiny)")
-    oscar.add_argument("--detector-weights", type=Path, metavar="PATH",
-                       help="the detector's state dict, e.g. torchvision's fasterrcnn_resnet50_fpn_coco-"
-                       "258fb6c6.pth from download.pytorch.org/models/")
-    oscar.add_argument("--detector-categories", type=Path, metavar="FILE",
-                       help="class names, one per line, background first (default: torchvision's 91 "
-                       "COCO names)")
+        "tiny random BERT and detector instead.",
+    )
+    oscar.add_argument(
+        "--oscar-bert",
+        type=Path,
+        metavar="DIR",
+        help="local BERT checkpoint folder (config.json, weights, vocab.txt), e.g. "
+        "bert-base-uncased or an Oscar pre-trained checkpoint",
+    )
+    oscar.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="torchvision Faster R-CNN that finds the regions and tags (default fasterrcnn_resnet50_fpn; --tiny: tiny)",
+    )
+    oscar.add_argument(
+        "--detector-weights",
+        type=Path,
+        metavar="PATH",
+        help="the detector's state dict, e.g. torchvision's fasterrcnn_resnet50_fpn_coco-"
+        "258fb6c6.pth from download.pytorch.org/models/",
+    )
+    oscar.add_argument(
+        "--detector-categories",
+        type=Path,
+        metavar="FILE",
+        help="class names, one per line, background first (default: torchvision's 91 COCO names)",
+    )
     oscar.add_argument("--oscar-regions", type=positive_int, help="regions per image (default 50)")
-    oscar.add_argument("--oscar-max-length", type=positive_int,
-                       help="BERT tokens of text + tags (default 70)")
-    oscar.add_argument("--oscar-region-cache", type=Path, metavar="DIR",
-                       help="keep the detector's outputs here for later runs (default: in the run)")
+    oscar.add_argument("--oscar-max-length", type=positive_int, help="BERT tokens of text + tags (default 70)")
+    oscar.add_argument(
+        "--oscar-region-cache",
+        type=Path,
+        metavar="DIR",
+        help="keep the detector's outputs here for later runs (default: in the run)",
+    )
 
 
 def _add_experiment_parser(commands: Any) -> None:
     experiment = commands.add_parser(
-        "experiment", help="the Table-4 experiment: GB and PMR on and off, over seeds, on synthetic memes",
+        "experiment",
+        help="the Table-4 experiment: GB and PMR on and off, over seeds, on synthetic memes",
         description="Render synthetic data sets (one with a dominant modality), train CLIP-text, "
         "CLIP-image and five CLIP-multi variants (gradient blending off / OGR-estimated / fixed, PMR "
         "on and off) per seed, "
@@ -187,8 +267,11 @@ def _add_experiment_parser(commands: Any) -> None:
     )
     experiment.add_argument("--out", type=Path, required=True, help="output folder")
     experiment.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
-    experiment.add_argument("--settings", default="balanced,text-dominant",
-                            help="comma-separated data settings: balanced, text-dominant, text-only")
+    experiment.add_argument(
+        "--settings",
+        default="balanced,text-dominant",
+        help="comma-separated data settings: balanced, text-dominant, text-only",
+    )
     experiment.add_argument("--train", type=positive_int, help="training memes per setting")
     experiment.add_argument("--val", type=positive_int, help="validation memes per setting")
     experiment.add_argument("--test", type=positive_int, help="test memes per setting")
@@ -205,7 +288,8 @@ def _add_experiment_parser(commands: Any) -> None:
 
 def _add_tune_parser(commands: Any) -> None:
     tune = commands.add_parser(
-        "tune", help="hyper-parameter search with Ray Tune + ASHA (lr, weight decay, focal gamma)",
+        "tune",
+        help="hyper-parameter search with Ray Tune + ASHA (lr, weight decay, focal gamma)",
         description="Search AdamW lr, weight decay and the focal-loss gamma for one model on "
         "DATA/train.csv, scored on DATA/val.csv (mean of Task A and Task C weighted F1, every "
         "epoch), with ASHA stopping weak trials early, on a local Ray. Defaults: the authors' grid "
@@ -222,25 +306,32 @@ def _add_tune_parser(commands: Any) -> None:
     tune.add_argument("--lr", type=floats, help="comma-separated values (default 2e-5,1e-5,2e-6)")
     tune.add_argument("--weight-decay", type=floats, help="values (default 0,1e-3,1e-2)")
     tune.add_argument("--focal-gamma", type=floats, help="values (default 0,0.5,1,2,5)")
-    tune.add_argument("--search", choices=["grid", "random"], default="grid",
-                      help="grid: every combination (x --num-samples); random: --num-samples draws")
+    tune.add_argument(
+        "--search",
+        choices=["grid", "random"],
+        default="grid",
+        help="grid: every combination (x --num-samples); random: --num-samples draws",
+    )
     tune.add_argument("--num-samples", type=positive_int, default=1)
     tune.add_argument("--epochs", type=positive_int, help="ASHA max epochs per trial")
-    tune.add_argument("--grace-period", type=positive_int, default=1,
-                      help="epochs before ASHA may stop a trial (default 1)")
+    tune.add_argument(
+        "--grace-period", type=positive_int, default=1, help="epochs before ASHA may stop a trial (default 1)"
+    )
     tune.add_argument("--reduction-factor", type=positive_int, default=2, help="ASHA (default 2)")
     tune.add_argument("--batch-size", type=positive_int)
     tune.add_argument("--max-steps", type=positive_int, help="stop each trial after this many steps")
     tune.add_argument("--cpus", type=positive_int, default=2, help="local Ray CPUs (default 2)")
-    tune.add_argument("--cpus-per-trial", type=positive_int, default=1,
-                      help="CPUs (and torch threads) per trial (default 1)")
+    tune.add_argument(
+        "--cpus-per-trial", type=positive_int, default=1, help="CPUs (and torch threads) per trial (default 1)"
+    )
 
     tune.set_defaults(handler=_tune)
 
 
 def _add_export_parser(commands: Any) -> None:
     export = commands.add_parser(
-        "export", help="export a training run to a model repository (ONNX + manifest)",
+        "export",
+        help="export a training run to a model repository (ONNX + manifest)",
         description="Export every model of a `memotion train` run to ONNX (opset 17, dynamic "
         "batch), check each against PyTorch with ONNX Runtime, and write tokenizer and "
         "manifest.json. The gateway reads only this repository. It is also a Triton model "
@@ -248,8 +339,12 @@ def _add_export_parser(commands: Any) -> None:
         "(onnxruntime_onnx on the GPU).",
     )
     export.add_argument("--run", type=Path, required=True, help="run directory of `memotion train`")
-    export.add_argument("--out", type=Path, default=Path("model_repository"),
-                        help="model repository to write (default: ./model_repository)")
+    export.add_argument(
+        "--out",
+        type=Path,
+        default=Path("model_repository"),
+        help="model repository to write (default: ./model_repository)",
+    )
     export.add_argument("--version", type=positive_int, default=1, help="model version number")
 
     export.set_defaults(handler=_export)
@@ -258,9 +353,18 @@ def _add_export_parser(commands: Any) -> None:
 def _make_synthetic_data(args: argparse.Namespace) -> int:
     from training.data.synthetic import SyntheticConfig, make_synthetic_dataset
 
-    paths = make_synthetic_dataset(args.out, SyntheticConfig(
-        n_train=args.train, n_val=args.val, seed=args.seed, image_size=args.image_size,
-        dominant=args.dominant, dominant_coverage=args.dominant_coverage), progress=True)
+    paths = make_synthetic_dataset(
+        args.out,
+        SyntheticConfig(
+            n_train=args.train,
+            n_val=args.val,
+            seed=args.seed,
+            image_size=args.image_size,
+            dominant=args.dominant,
+            dominant_coverage=args.dominant_coverage,
+        ),
+        progress=True,
+    )
     if args.pretraining_formats:
         from training.schedule import write_pretraining_formats
 
@@ -296,20 +400,35 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def recipe_from_args(args: argparse.Namespace) -> "RecipeConfig":
+def recipe_from_args(args: argparse.Namespace) -> RecipeConfig:
     """The recipe (tiny preset or defaults) with the command line's options applied."""
     from training.recipe import RecipeConfig, tiny_recipe
 
     config = tiny_recipe() if args.tiny else RecipeConfig()
-    overrides = _given({
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay, "focal_gamma": args.focal_gamma,
-        "gb_weights": args.gb_weights, "max_steps": args.max_steps, "seed": args.seed,
-        "focal_alpha": True if args.focal_alpha else None, "gb_mode": args.gb,
-    })
-    pmr = _given({"alpha": args.pmr_alpha, "mu": args.pmr_mu, "momentum": args.pmr_momentum,
-                  "per_epochs": args.pmr_epochs, "enabled": True if args.pmr else None,
-                  "hard_switch": True if args.pmr_hard_switch else None})
+    overrides = _given(
+        {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "focal_gamma": args.focal_gamma,
+            "gb_weights": args.gb_weights,
+            "max_steps": args.max_steps,
+            "seed": args.seed,
+            "focal_alpha": True if args.focal_alpha else None,
+            "gb_mode": args.gb,
+        }
+    )
+    pmr = _given(
+        {
+            "alpha": args.pmr_alpha,
+            "mu": args.pmr_mu,
+            "momentum": args.pmr_momentum,
+            "per_epochs": args.pmr_epochs,
+            "enabled": True if args.pmr else None,
+            "hard_switch": True if args.pmr_hard_switch else None,
+        }
+    )
     overrides["pmr"] = replace(config.train.pmr, **pmr)
     model = _given({"fusion_dim": args.fusion_dim, "task_b_direct": True if args.task_b_head else None})
     return replace(
@@ -336,12 +455,16 @@ def _print_training_results(results: dict[str, Any], out: Path) -> None:
     for kind, result in results.items():
         print(f"{kind}: best epoch {result.best_epoch}, validation " + headline(result.scores))
     ensemble = read_summary(out)["ensemble"]
-    print(f"ensemble ({ensemble['search']}, Task B {ensemble['task_b']}): voters "
-          + json.dumps(ensemble["task_members"]) + ", validation " + headline(ensemble["validation"]))
+    print(
+        f"ensemble ({ensemble['search']}, Task B {ensemble['task_b']}): voters "
+        + json.dumps(ensemble["task_members"])
+        + ", validation "
+        + headline(ensemble["validation"])
+    )
     print(f"run written to {out}")
 
 
-def _oscar_options(args: argparse.Namespace, base: "OscarConfig") -> "OscarConfig":
+def _oscar_options(args: argparse.Namespace, base: OscarConfig) -> OscarConfig:
     """The recipe's OSCAR options with the command line's --oscar-* / --detector* applied."""
     from training.oscar.config import DetectorConfig
 
@@ -352,22 +475,30 @@ def _oscar_options(args: argparse.Namespace, base: "OscarConfig") -> "OscarConfi
     if args.detector_weights is not None:
         changes["weights"] = str(args.detector_weights)
     if args.detector_categories is not None:
-        categories = tuple(line.strip() for line in args.detector_categories.read_text().splitlines()
-                           if line.strip())
+        categories = tuple(line.strip() for line in args.detector_categories.read_text().splitlines() if line.strip())
         changes.update(categories=categories, num_classes=len(categories))
     if args.oscar_regions is not None:
         changes["regions"] = args.oscar_regions
-    options = _given({"bert": str(args.oscar_bert) if args.oscar_bert else None,
-                      "max_length": args.oscar_max_length,
-                      "region_cache": str(args.oscar_region_cache) if args.oscar_region_cache else None})
+    options = _given(
+        {
+            "bert": str(args.oscar_bert) if args.oscar_bert else None,
+            "max_length": args.oscar_max_length,
+            "region_cache": str(args.oscar_region_cache) if args.oscar_region_cache else None,
+        }
+    )
     return replace(base, detector=replace(detector, **changes), **options)
 
 
 def _pretrain(args: argparse.Namespace) -> int:
     """`memotion train --stage pretrain|pretrain-uni`."""
     from training.data.pairs import parse_data_ref
-    from training.pretrain import (UNIMODAL_KINDS, BinaryConfig, ContrastiveConfig,
-                                   run_clip_pretraining, run_unimodal_pretraining)
+    from training.pretrain import (
+        UNIMODAL_KINDS,
+        BinaryConfig,
+        ContrastiveConfig,
+        run_clip_pretraining,
+        run_unimodal_pretraining,
+    )
     from training.recipe import RecipeConfig, tiny_recipe
 
     recipe = tiny_recipe() if args.tiny else RecipeConfig()
@@ -375,20 +506,28 @@ def _pretrain(args: argparse.Namespace) -> int:
     pretrained = args.pretrained if args.pretrained is not None else recipe.pretrained
     train_refs = [parse_data_ref(spec) for spec in args.data]
     val_refs = [parse_data_ref(spec) for spec in args.val_data]
-    overrides = _given({"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                        "weight_decay": args.weight_decay, "max_steps": args.max_steps, "seed": args.seed})
+    overrides = _given(
+        {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "max_steps": args.max_steps,
+            "seed": args.seed,
+        }
+    )
     tiny = {"lr": 1e-3, "batch_size": 16} if args.tiny else {}
     if args.stage == "pretrain":
         extra = _given({"loss": args.contrastive_loss, "temperature": args.temperature})
         config = replace(ContrastiveConfig(), **{**tiny, **overrides, **extra})
-        result = run_clip_pretraining(train_refs, val_refs, args.out, clip, pretrained, config,
-                                      args.threads)
+        result = run_clip_pretraining(train_refs, val_refs, args.out, clip, pretrained, config, args.threads)
         print(f"CLIP_pre: {result.checkpoint} (use it as --pretrained)")
         return 0
     kinds = [kind for kind in names(args.models) if kind in UNIMODAL_KINDS]
     config = replace(BinaryConfig(), **{**tiny, **overrides})
-    results = run_unimodal_pretraining(train_refs, val_refs, args.out, clip, pretrained, recipe.model,
-                                       config, kinds, args.threads)
+    results = run_unimodal_pretraining(
+        train_refs, val_refs, args.out, clip, pretrained, recipe.model, config, kinds, args.threads
+    )
     for kind, result in results.items():
         print(f"{kind}: {result.checkpoint} (epoch {result.best_epoch})")
     print(f"use --init-from {args.out} for the memotion stage")
@@ -413,27 +552,45 @@ def _train_schedule(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from training.recipe import RecipeConfig, tiny_recipe
     from training.experiments.tune import SearchSpace, TuneSettings, format_table, tune_hyperparameters
+    from training.recipe import RecipeConfig, tiny_recipe
 
     recipe = tiny_recipe() if args.tiny else RecipeConfig()
     train = _given({"batch_size": args.batch_size, "max_steps": args.max_steps})
-    recipe = replace(recipe, clip=args.clip or recipe.clip,
-                     pretrained=args.pretrained if args.pretrained is not None else recipe.pretrained,
-                     init_from=str(args.init_from) if args.init_from else None,
-                     train=replace(recipe.train, **train))
-    space = SearchSpace(**{k: v for k, v in {"lr": args.lr, "weight_decay": args.weight_decay,
-                                             "focal_gamma": args.focal_gamma}.items() if v})
-    settings = TuneSettings(model=args.model, space=space, search=args.search,
-                            num_samples=args.num_samples, max_epochs=args.epochs,
-                            grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-                            num_cpus=args.cpus, cpus_per_trial=args.cpus_per_trial, recipe=recipe)
+    recipe = replace(
+        recipe,
+        clip=args.clip or recipe.clip,
+        pretrained=args.pretrained if args.pretrained is not None else recipe.pretrained,
+        init_from=str(args.init_from) if args.init_from else None,
+        train=replace(recipe.train, **train),
+    )
+    space = SearchSpace(
+        **{
+            k: v
+            for k, v in {"lr": args.lr, "weight_decay": args.weight_decay, "focal_gamma": args.focal_gamma}.items()
+            if v
+        }
+    )
+    settings = TuneSettings(
+        model=args.model,
+        space=space,
+        search=args.search,
+        num_samples=args.num_samples,
+        max_epochs=args.epochs,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        num_cpus=args.cpus,
+        cpus_per_trial=args.cpus_per_trial,
+        recipe=recipe,
+    )
     summary = tune_hyperparameters(args.data, args.out, settings)
     print(format_table(summary["trials"]))
     best = summary["best"]["config"]
-    print(f"best: lr {best['lr']:g}, weight decay {best['weight_decay']:g}, focal gamma "
-          f"{best['focal_gamma']:g} (score {summary['best']['best_score']:.4f}); train with "
-          f"--lr {best['lr']:g} --weight-decay {best['weight_decay']:g} --focal-gamma {best['focal_gamma']:g}")
+    print(
+        f"best: lr {best['lr']:g}, weight decay {best['weight_decay']:g}, focal gamma "
+        f"{best['focal_gamma']:g} (score {summary['best']['best_score']:.4f}); train with "
+        f"--lr {best['lr']:g} --weight-decay {best['weight_decay']:g} --focal-gamma {best['focal_gamma']:g}"
+    )
     print(f"results in {args.out}")
     return 0
 
@@ -442,11 +599,18 @@ def _experiment(args: argparse.Namespace) -> int:
     from training.experiments.table4 import ExperimentConfig, quick_config, run_experiment
 
     config = quick_config() if args.quick else ExperimentConfig()
-    overrides: dict[str, Any] = _given({
-        "n_train": args.train, "n_val": args.val, "n_test": args.test, "unimodal_epochs": args.epochs,
-        "multi_epochs": args.multi_epochs, "task_b": args.task_b,
-        "threads": args.threads, "workers": args.workers,
-    })
+    overrides: dict[str, Any] = _given(
+        {
+            "n_train": args.train,
+            "n_val": args.val,
+            "n_test": args.test,
+            "unimodal_epochs": args.epochs,
+            "multi_epochs": args.multi_epochs,
+            "task_b": args.task_b,
+            "threads": args.threads,
+            "workers": args.workers,
+        }
+    )
     if not args.quick:
         overrides["seeds"] = tuple(range(args.seeds))
         overrides["settings"] = tuple(names(args.settings))
@@ -455,5 +619,3 @@ def _experiment(args: argparse.Namespace) -> int:
     run_experiment(args.out, replace(config, **overrides))
     print(f"table written to {args.out / 'table4.md'} and {args.out / 'table4.json'}")
     return 0
-
-

@@ -5,15 +5,15 @@ machine's measured matmul rate (the physical limit the benchmarks' achieved FLOP
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 
 def _sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:  # shapes [B, H, L, E]
-    b, h, l, e = query
+    b, h, length, e = query
     s, ev = key[-2], value[-1]
-    return 2 * b * h * l * s * e + 2 * b * h * l * s * ev
+    return 2 * b * h * length * s * e + 2 * b * h * length * s * ev
 
 
 def _lstm_layer_flops(x, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
@@ -27,8 +27,7 @@ def count_flops(forward: Callable[[], object]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     aten = torch.ops.aten
-    mapping = {aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops,
-               aten.mkldnn_rnn_layer: _lstm_layer_flops}
+    mapping = {aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops, aten.mkldnn_rnn_layer: _lstm_layer_flops}
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused path hides attention from the counter
     try:

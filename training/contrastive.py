@@ -21,9 +21,7 @@ ContrastiveLoss = Literal["clip", "nt-xent", "nt-logistic"]
 CONTRASTIVE_LOSSES: tuple[str, ...] = ("clip", "nt-xent", "nt-logistic")
 
 
-def clip_logits(
-    text_features: torch.Tensor, image_features: torch.Tensor, logit_scale: torch.Tensor
-) -> torch.Tensor:
+def clip_logits(text_features: torch.Tensor, image_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """x = (||W_t F_t||_2 . ||W_i F_i||_2^T) * e^k, rows texts, columns images (paper eq. 2).
 
     ``text_features`` [n, d_e] and ``image_features`` [n, d_e] are already projected (W_t F_cls,t
@@ -49,9 +47,7 @@ def clip_contrastive_loss(
     return clip_loss_from_logits(clip_logits(text_features, image_features, logit_scale))
 
 
-def nt_xent_from_similarities(
-    positive: torch.Tensor, negatives: torch.Tensor, temperature: float
-) -> torch.Tensor:
+def nt_xent_from_similarities(positive: torch.Tensor, negatives: torch.Tensor, temperature: float) -> torch.Tensor:
     """-NT-Xent = -(sim(u,v+)/tau - log sum_{v in {v+, v-}} exp(sim(u,v)/tau)) (report eq. 1), mean over anchors.
 
     ``positive`` [A]: sim(u, v+) per anchor u; ``negatives`` [A, M]: sim(u, v-) for its M negatives.
@@ -60,9 +56,7 @@ def nt_xent_from_similarities(
     return -(logits[:, 0] - torch.logsumexp(logits, dim=1)).mean()
 
 
-def nt_logistic_from_similarities(
-    positive: torch.Tensor, negatives: torch.Tensor, temperature: float
-) -> torch.Tensor:
+def nt_logistic_from_similarities(positive: torch.Tensor, negatives: torch.Tensor, temperature: float) -> torch.Tensor:
     """-NT-Log = -(log sigma(sim(u,v+)/tau) + log sigma(-sim(u,v-)/tau)) (report Sec. 2c), mean over anchors.
 
     With several negatives their terms are averaged, so one positive and the negatives weigh the
@@ -98,25 +92,24 @@ def paired_view_similarities(
     return positive, negatives
 
 
-def nt_xent_loss(
-    text_features: torch.Tensor, image_features: torch.Tensor, temperature: float = 0.1
-) -> torch.Tensor:
+def nt_xent_loss(text_features: torch.Tensor, image_features: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """NT-Xent (report eq. 1, negated) over the 2n views of n meme text/image pairs."""
-    return nt_xent_from_similarities(*paired_view_similarities(text_features, image_features),
-                                     temperature)
+    return nt_xent_from_similarities(*paired_view_similarities(text_features, image_features), temperature)
 
 
 def nt_logistic_loss(
     text_features: torch.Tensor, image_features: torch.Tensor, temperature: float = 0.1
 ) -> torch.Tensor:
     """NT-Logistic (report Sec. 2c, negated) over the 2n views of n meme text/image pairs."""
-    return nt_logistic_from_similarities(*paired_view_similarities(text_features, image_features),
-                                         temperature)
+    return nt_logistic_from_similarities(*paired_view_similarities(text_features, image_features), temperature)
 
 
 def contrastive_loss(
-    name: str, text_features: torch.Tensor, image_features: torch.Tensor,
-    logit_scale: torch.Tensor, temperature: float,
+    name: str,
+    text_features: torch.Tensor,
+    image_features: torch.Tensor,
+    logit_scale: torch.Tensor,
+    temperature: float,
 ) -> torch.Tensor:
     """The named loss. ``clip`` uses the learnable ``logit_scale`` (k); the NT losses the fixed
     ``temperature`` (tau)."""

@@ -6,18 +6,18 @@ see identical pixels.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
-from memotion.progress import progress_bar
 
+from memotion.data_format import MemeRecord
 from memotion.labels import ALL_TASKS
 from memotion.manifest import Preprocessing
 from memotion.preprocess import image_to_array
-from memotion.data_format import MemeRecord
+from memotion.progress import progress_bar
 
 Tokenize = Callable[[Sequence[str]], torch.Tensor]
 
@@ -34,11 +34,15 @@ class MemeTensors:
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
-    def subset(self, index: torch.Tensor) -> "MemeTensors":
-        return MemeTensors(self.input_ids[index], self.pixel_values[index], self.targets[index],
-                           {name: tensor[index] for name, tensor in self.extras.items()})
+    def subset(self, index: torch.Tensor) -> MemeTensors:
+        return MemeTensors(
+            self.input_ids[index],
+            self.pixel_values[index],
+            self.targets[index],
+            {name: tensor[index] for name, tensor in self.extras.items()},
+        )
 
-    def with_extras(self, extras: dict[str, torch.Tensor]) -> "MemeTensors":
+    def with_extras(self, extras: dict[str, torch.Tensor]) -> MemeTensors:
         """The same memes with more named inputs (each with one row per meme)."""
         wrong = {name: tuple(t.shape) for name, t in extras.items() if t.shape[0] != len(self)}
         if wrong:
@@ -50,8 +54,11 @@ class MemeTensors:
 
 
 def build_tensors(
-    records: Sequence[MemeRecord], tokenize: Tokenize, preprocessing: Preprocessing,
-    progress: bool = False, desc: str = "preprocess",
+    records: Sequence[MemeRecord],
+    tokenize: Tokenize,
+    preprocessing: Preprocessing,
+    progress: bool = False,
+    desc: str = "preprocess",
 ) -> MemeTensors:
     pixels = np.zeros((len(records), 3, preprocessing.image_size, preprocessing.image_size), np.float32)
     for row, record in enumerate(progress_bar(records, desc=desc, disable=not progress, leave=False)):
@@ -68,7 +75,4 @@ def build_tensors(
 
 def class_counts(tensors: MemeTensors) -> list[list[int]]:
     """Training-set class frequencies per task (for focal-loss alpha)."""
-    return [
-        torch.bincount(tensors.targets[:, i], minlength=t.num_classes).tolist()
-        for i, t in enumerate(ALL_TASKS)
-    ]
+    return [torch.bincount(tensors.targets[:, i], minlength=t.num_classes).tolist() for i, t in enumerate(ALL_TASKS)]

@@ -13,8 +13,9 @@ given in), so the result never depends on anything else. Pure numpy.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -41,15 +42,19 @@ class EnsembleSelection:
 
     def members(self) -> tuple[str, ...]:
         """Every model that votes on something, in model order."""
-        used = {m for group in (*self.task_members.values(), *self.task_b_members.values())
-                for m in group}
+        used = {m for group in (*self.task_members.values(), *self.task_b_members.values()) for m in group}
         return tuple(m for m in self.models if m in used)
 
     def to_json(self) -> dict:
-        return {"members": list(self.members()), "task_members": _lists(self.task_members),
-                "task_b": self.task_b, "task_b_members": _lists(self.task_b_members),
-                "search": self.search, "subset_tie_break": SUBSET_TIE_BREAK,
-                "candidates": list(self.models)}
+        return {
+            "members": list(self.members()),
+            "task_members": _lists(self.task_members),
+            "task_b": self.task_b,
+            "task_b_members": _lists(self.task_b_members),
+            "search": self.search,
+            "subset_tie_break": SUBSET_TIE_BREAK,
+            "candidates": list(self.models),
+        }
 
 
 def _lists(groups: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
@@ -62,7 +67,9 @@ def combinations(models: Sequence[str]) -> list[tuple[str, ...]]:
 
 
 def best_subset(
-    member_probabilities: Mapping[str, np.ndarray], y_true: np.ndarray, num_classes: int,
+    member_probabilities: Mapping[str, np.ndarray],
+    y_true: np.ndarray,
+    num_classes: int,
     models: Sequence[str],
 ) -> tuple[tuple[str, ...], float]:
     """The subset of ``models`` whose majority vote has the highest weighted F1 on ``y_true``.
@@ -81,7 +88,8 @@ def best_subset(
 
 
 def search_ensemble(
-    probabilities: Probabilities, y_true: Mapping[str, np.ndarray],
+    probabilities: Probabilities,
+    y_true: Mapping[str, np.ndarray],
     task_b: TaskBMode = "from_task_c",
 ) -> EnsembleSelection:
     """Exhaustive search per task on validation (``y_true``: class indices per task)."""
@@ -89,18 +97,25 @@ def search_ensemble(
     if not models:
         raise ValueError("the ensemble search needs at least one model")
     if len(models) > MAX_SEARCH_MODELS:
-        raise ValueError(f"{len(models)} models: the exhaustive search is limited to "
-                         f"{MAX_SEARCH_MODELS} (2^n - 1 combinations per task)")
+        raise ValueError(
+            f"{len(models)} models: the exhaustive search is limited to "
+            f"{MAX_SEARCH_MODELS} (2^n - 1 combinations per task)"
+        )
     task_members = {
-        spec.name: best_subset({m: probabilities[m][spec.name] for m in models},
-                               np.asarray(y_true[spec.name]), spec.num_classes, models)[0]
+        spec.name: best_subset(
+            {m: probabilities[m][spec.name] for m in models}, np.asarray(y_true[spec.name]), spec.num_classes, models
+        )[0]
         for spec in ALL_TASKS
     }
     task_b_members = {}
     if task_b == "direct":
         task_b_members = {
-            spec.name: best_subset({m: member_presence(probabilities[m], spec.name) for m in models},
-                                   np.asarray(y_true[spec.name]) > 0, 2, models)[0]
+            spec.name: best_subset(
+                {m: member_presence(probabilities[m], spec.name) for m in models},
+                np.asarray(y_true[spec.name]) > 0,
+                2,
+                models,
+            )[0]
             for spec in TASK_C
         }
     return EnsembleSelection(models, task_members, task_b, task_b_members, "exhaustive")
@@ -110,8 +125,7 @@ def all_members(models: Sequence[str], task_b: TaskBMode = "from_task_c") -> Ens
     """Every model votes on every task (no search)."""
     models = tuple(models)
     task_b_members = {spec.name: models for spec in TASK_C} if task_b == "direct" else {}
-    return EnsembleSelection(models, {spec.name: models for spec in ALL_TASKS}, task_b,
-                             task_b_members, "all")
+    return EnsembleSelection(models, {spec.name: models for spec in ALL_TASKS}, task_b, task_b_members, "all")
 
 
 def ensemble_predict(
@@ -124,8 +138,10 @@ def ensemble_predict(
     }
     if selection.task_b == "direct":
         present = {
-            spec.name: majority_vote([member_presence(probabilities[m], spec.name)
-                                      for m in selection.task_b_members[spec.name]]) == 1
+            spec.name: majority_vote(
+                [member_presence(probabilities[m], spec.name) for m in selection.task_b_members[spec.name]]
+            )
+            == 1
             for spec in TASK_C
         }
     else:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -24,14 +24,21 @@ import torch
 from torch import nn
 
 from memotion.labels import ALL_TASKS, TASK_B_NAMES, TASK_B_OUTPUT
-from memotion.manifest import (EnsembleEntry, Manifest, ModelEntry, Preprocessing, TaskEntry,
-                               TokenizerEntry, write_manifest)
+from memotion.manifest import (
+    EnsembleEntry,
+    Manifest,
+    ModelEntry,
+    Preprocessing,
+    TaskEntry,
+    TokenizerEntry,
+    write_manifest,
+)
 from memotion.tokenizer import ClipTokenizer
+from memotion.triton_repository import write_triton_files
 from training.backbone import register_model_configs
 from training.factory import KindExport, load_checkpoint, model_inputs, model_kind
 from training.recipe import read_summary
 from training.tokenizer_export import write_clip_tokenizer
-from memotion.triton_repository import write_triton_files
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -43,9 +50,7 @@ class ExportError(RuntimeError):
     pass
 
 
-def sample_inputs(
-    tokenizer: ClipTokenizer, preprocessing: Preprocessing, batch: int = 3
-) -> dict[str, np.ndarray]:
+def sample_inputs(tokenizer: ClipTokenizer, preprocessing: Preprocessing, batch: int = 3) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     size = preprocessing.image_size
     return {
@@ -70,8 +75,13 @@ def export_onnx(model: nn.Module, inputs: dict[str, np.ndarray], path: Path) -> 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model.eval(), args, str(path), input_names=names, output_names=outputs,
-            opset_version=OPSET, dynamic_axes={n: {0: "batch"} for n in names + outputs},
+            model.eval(),
+            args,
+            str(path),
+            input_names=names,
+            output_names=outputs,
+            opset_version=OPSET,
+            dynamic_axes={n: {0: "batch"} for n in names + outputs},
             dynamo=False,
         )
     onnx.checker.check_model(str(path))
@@ -90,7 +100,10 @@ def parity_error(model: nn.Module, path: Path, inputs: dict[str, np.ndarray]) ->
 
 
 def export_run(
-    run_dir: Path, repository: Path, version: int = 1, log: Callable[[str], None] = lambda _: None,
+    run_dir: Path,
+    repository: Path,
+    version: int = 1,
+    log: Callable[[str], None] = lambda _: None,
 ) -> Path:
     """Export every model of a ``memotion train`` run into ``repository``; returns its path."""
     register_model_configs()
@@ -110,8 +123,7 @@ def export_run(
         model, meta = load_checkpoint(run_dir / info["checkpoint"])
         spec = model_kind(kind)
         if spec.export is not None:  # a kind with stages of its own (OSCAR: detector, tokenizer)
-            entries.append(spec.export(KindExport(model, kind, run_dir, repository, version,
-                                                  info["validation"], log)))
+            entries.append(spec.export(KindExport(model, kind, run_dir, repository, version, info["validation"], log)))
             continue
         relative = f"{kind}/{version}/model.onnx"
         inputs = {name: samples[name] for name in model_inputs(kind)}
@@ -120,12 +132,19 @@ def export_run(
         if error > PARITY_TOLERANCE:
             raise ExportError(f"{kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
         log(f"exported {kind} -> {relative} (ONNX Runtime vs PyTorch max |diff| {error:.1e})")
-        entries.append(ModelEntry(
-            name=kind, kind=kind, version=version, file=relative, inputs=model_inputs(kind),
-            outputs=tuple(t.name for t in ALL_TASKS), validation=info["validation"],
-            backbone={"clip": summary["clip"], "pretrained": summary["pretrained"]},
-            task_b_output=TASK_B_OUTPUT if getattr(model, "task_b_direct", False) else None,
-        ))
+        entries.append(
+            ModelEntry(
+                name=kind,
+                kind=kind,
+                version=version,
+                file=relative,
+                inputs=model_inputs(kind),
+                outputs=tuple(t.name for t in ALL_TASKS),
+                validation=info["validation"],
+                backbone={"clip": summary["clip"], "pretrained": summary["pretrained"]},
+                task_b_output=TASK_B_OUTPUT if getattr(model, "task_b_direct", False) else None,
+            )
+        )
 
     created = dt.datetime.now(dt.timezone.utc)
     manifest = Manifest(
@@ -137,13 +156,18 @@ def export_run(
         tokenizer=TokenizerEntry(file=TOKENIZER_FILE, context_length=summary["context_length"]),
         models=tuple(entries),
         ensemble=ensemble_entry(summary["ensemble"]),
-        training={"data": summary["data"], "ensemble_validation": summary["ensemble"]["validation"],
-                  "recipe": summary["recipe"]},
+        training={
+            "data": summary["data"],
+            "ensemble_validation": summary["ensemble"]["validation"],
+            "recipe": summary["recipe"],
+        },
         notice=notice_for(summary),
     )
     write_triton_files(repository, manifest)  # config.pbtxt (CPU), configs/gpu*.pbtxt, model.py
-    log("wrote Triton configs: <model>/config.pbtxt (python backend, CPU), <model>/configs/gpu.pbtxt "
-        "(onnxruntime_onnx) and gpu_tensorrt.pbtxt")
+    log(
+        "wrote Triton configs: <model>/config.pbtxt (python backend, CPU), <model>/configs/gpu.pbtxt "
+        "(onnxruntime_onnx) and gpu_tensorrt.pbtxt"
+    )
     write_manifest(manifest, repository)
     return repository
 
@@ -162,7 +186,9 @@ def ensemble_entry(ensemble: dict) -> EnsembleEntry:
 def notice_for(summary: dict) -> str:
     """What a user must know about these models before trusting them."""
     if summary["pretrained"] is None:
-        return (f"DEMO MODELS: tiny {summary['clip']} CLIP towers with random (not pretrained) "
-                f"weights, trained on {summary['data']['train']} memes from {summary['data']['dir']}. "
-                "Their answers show the plumbing works; they are not fit for moderation.")
+        return (
+            f"DEMO MODELS: tiny {summary['clip']} CLIP towers with random (not pretrained) "
+            f"weights, trained on {summary['data']['train']} memes from {summary['data']['dir']}. "
+            "Their answers show the plumbing works; they are not fit for moderation."
+        )
     return ""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -17,8 +18,8 @@ from training.models.heads import TaskLogits
 from training.oscar.config import OscarArchitecture
 
 if TYPE_CHECKING:
-    from memotion.manifest import ModelEntry
     from memotion.data_format import MemeRecord
+    from memotion.manifest import ModelEntry
     from training.dataset import MemeTensors
 
 
@@ -65,19 +66,19 @@ class ModelKind:
     # model and add the kind's inputs to each split (``MemeTensors.extras``); and
     # ``export(KindExport) -> ModelEntry``: ``memotion export`` calls it to write the kind's ONNX
     # graph(s) and pre-stage files into the repository.
-    prepare: "Callable[[KindData], PreparedKind] | None" = None
-    export: "Callable[[KindExport], ModelEntry] | None" = None
+    prepare: Callable[[KindData], PreparedKind] | None = None
+    export: Callable[[KindExport], ModelEntry] | None = None
     # A kind that does not train in the shared loop (PM+MO: SVI) has its own function with
     # ``training.trainer.train_model``'s signature and result; None: ``train_model``.
-    train: "Callable[..., Any] | None" = None
+    train: Callable[..., Any] | None = None
 
 
 @dataclass
 class KindData:
     """What ``ModelKind.prepare`` gets from the recipe."""
 
-    records: "dict[str, Sequence[MemeRecord]]"  # split ("train", "val") -> its memes
-    tensors: "dict[str, MemeTensors]"  # split -> the shared CLIP tensors
+    records: dict[str, Sequence[MemeRecord]]  # split ("train", "val") -> its memes
+    tensors: dict[str, MemeTensors]  # split -> the shared CLIP tensors
     recipe: Any  # the RecipeConfig (model and kind options)
     out_dir: Path  # the kind's run directory
     progress: bool = True
@@ -88,7 +89,7 @@ class KindData:
 class PreparedKind:
     model: nn.Module  # ready to train (pre-trained parts loaded)
     model_config: ModelConfig  # what rebuilds it from its checkpoint
-    tensors: "dict[str, MemeTensors]"  # split -> tensors with the kind's inputs in ``extras``
+    tensors: dict[str, MemeTensors]  # split -> tensors with the kind's inputs in ``extras``
 
 
 @dataclass
@@ -121,9 +122,7 @@ def model_kind(name: str) -> ModelKind:
 
 def build_unimodal(kind: str, clip: nn.Module, config: ModelConfig) -> nn.Module:
     if kind == "clip_text":
-        return ClipTextClassifier(
-            ClipTextEncoder(clip), config.lstm_hidden, config.head_hidden, config.dropout
-        )
+        return ClipTextClassifier(ClipTextEncoder(clip), config.lstm_hidden, config.head_hidden, config.dropout)
     if kind == "clip_image":
         return ClipImageClassifier(ClipImageEncoder(clip), config.head_hidden, config.dropout)
     raise ValueError(f"{kind} is not a uni-modal kind")
@@ -134,8 +133,13 @@ def build_multi(
 ) -> ClipMultiClassifier:
     """CLIP-multi initialised from (copies of) the trained uni-modal models, as the paper does."""
     return ClipMultiClassifier(
-        copy.deepcopy(text_model), copy.deepcopy(image_model), config.attention_blocks,
-        config.attention_heads, config.head_hidden, config.dropout, config.residual,
+        copy.deepcopy(text_model),
+        copy.deepcopy(image_model),
+        config.attention_blocks,
+        config.attention_heads,
+        config.head_hidden,
+        config.dropout,
+        config.residual,
     )
 
 
@@ -161,8 +165,9 @@ def _oscar_kind() -> ModelKind:
     """OSCAR (paper Sec. 5): BERT over text, object tags and detector regions (training/oscar/)."""
     from training.oscar import kind as oscar
 
-    return ModelKind("oscar", oscar.OSCAR_INPUTS, "oscar", oscar.build_oscar,
-                     prepare=oscar.prepare_oscar, export=oscar.export_oscar)
+    return ModelKind(
+        "oscar", oscar.OSCAR_INPUTS, "oscar", oscar.build_oscar, prepare=oscar.prepare_oscar, export=oscar.export_oscar
+    )
 
 
 register_kind(_oscar_kind())
@@ -172,8 +177,10 @@ def _fusion_kinds() -> list[ModelKind]:
     """The fusion heads, the GMU baseline and PM+MO over the CLIP encoders (training/fusion/)."""
     from training.fusion import kinds as fusion
 
-    return [ModelKind(name, ("input_ids", "pixel_values"), fusion.BRANCH, fusion.builder(name),
-                      train=fusion.trainer(name)) for name in fusion.FUSION_KINDS]
+    return [
+        ModelKind(name, ("input_ids", "pixel_values"), fusion.BRANCH, fusion.builder(name), train=fusion.trainer(name))
+        for name in fusion.FUSION_KINDS
+    ]
 
 
 for _fusion_kind in _fusion_kinds():
@@ -189,7 +196,10 @@ def build_model(kind: str, clip_name: str, config: ModelConfig, pretrained: str 
 
 
 def run_branches(
-    model: nn.Module, kind: str, input_ids: torch.Tensor, pixel_values: torch.Tensor,
+    model: nn.Module,
+    kind: str,
+    input_ids: torch.Tensor,
+    pixel_values: torch.Tensor,
     extras: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, TaskLogits]:
     """Logits of every branch a model has (one for most kinds, three for CLIP-multi).
@@ -236,18 +246,26 @@ def run_branches_and_features(
     """Every branch's logits and the two encoders' features (see the protocol above)."""
     if hasattr(model, "forward_branches_and_features"):
         return model.forward_branches_and_features(input_ids, pixel_values)
-    return (run_branches(model, kind, input_ids, pixel_values),
-            model.encoder_features(input_ids, pixel_values))
+    return (run_branches(model, kind, input_ids, pixel_values), model.encoder_features(input_ids, pixel_values))
 
 
 def save_checkpoint(
-    path: Path, model: nn.Module, kind: str, clip_name: str, config: ModelConfig,
+    path: Path,
+    model: nn.Module,
+    kind: str,
+    clip_name: str,
+    config: ModelConfig,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
-        {"kind": kind, "clip": clip_name, "model_config": asdict(config),
-         "state_dict": model.state_dict(), **(extra or {})},
+        {
+            "kind": kind,
+            "clip": clip_name,
+            "model_config": asdict(config),
+            "state_dict": model.state_dict(),
+            **(extra or {}),
+        },
         path,
     )
     return path

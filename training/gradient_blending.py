@@ -11,8 +11,9 @@ come from the measurements of the previous one; the first super-epoch uses ``ini
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping
+from typing import Literal
 
 import torch
 
@@ -95,11 +96,16 @@ class BlendWeightEstimator:
     training subset and the held-out set.
     """
 
-    def __init__(self, measure: Measure, branches: tuple[str, ...], super_epoch: int = 1,
-                 initial: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        measure: Measure,
+        branches: tuple[str, ...],
+        super_epoch: int = 1,
+        initial: Mapping[str, float] | None = None,
+    ) -> None:
         self.measure = measure
         self.super_epoch = super_epoch
-        start = initial if initial is not None else {name: 1.0 for name in branches}
+        start = initial if initial is not None else dict.fromkeys(branches, 1.0)
         self.weights = normalise_weights({name: start[name] for name in branches})
         self.log: list[dict[str, object]] = []
         self._before: BranchLosses | None = None
@@ -115,7 +121,8 @@ class BlendWeightEstimator:
             return False
         after = self.measure()
         self.weights = ogr_weights(self._before, after)
-        self.log.append({"epoch": epoch, "weights": dict(self.weights),
-                         "train_loss": after.train, "heldout_loss": after.heldout})
+        self.log.append(
+            {"epoch": epoch, "weights": dict(self.weights), "train_loss": after.train, "heldout_loss": after.heldout}
+        )
         self._before = after
         return True

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
 
 def focal_loss(
-    logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    gamma: float = 2.0,
     alpha: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Focal loss, FL(p_t) = -alpha_t (1 - p_t)^gamma log p_t (Lin et al. 2017, eq. 5), batch mean.
@@ -32,7 +34,9 @@ def class_balanced_alpha(counts: Sequence[int]) -> torch.Tensor:
 
 
 def multitask_loss(
-    logits: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], focal_gamma: float,
+    logits: Sequence[torch.Tensor],
+    targets: Sequence[torch.Tensor],
+    focal_gamma: float,
     alphas: Sequence[torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
     """CE for Task A (the first head), focal loss for the Task C heads (paper Table 3); summed.

@@ -6,7 +6,7 @@ weighted F1; Task B is each emotion's presence (intensity > 0).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -36,7 +36,8 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def memotion_scores(
-    y_true: Mapping[str, np.ndarray], y_pred: Mapping[str, np.ndarray],
+    y_true: Mapping[str, np.ndarray],
+    y_pred: Mapping[str, np.ndarray],
     task_b_pred: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Weighted F1 for Task A, each Task C head and its Task B emotion, and the two averages.
@@ -49,8 +50,7 @@ def memotion_scores(
     for spec in TASK_C:
         true, pred = np.asarray(y_true[spec.name]), np.asarray(y_pred[spec.name])
         c = weighted_f1(true, pred, spec.num_classes)
-        present = (np.asarray(task_b_pred[spec.name]) if task_b_pred and spec.name in task_b_pred
-                   else pred > 0)
+        present = np.asarray(task_b_pred[spec.name]) if task_b_pred and spec.name in task_b_pred else pred > 0
         b = weighted_f1(true > 0, present, 2)
         scores[f"task_c_{spec.name}"] = c
         scores[f"task_b_{TASK_B_NAMES[spec.name]}"] = b
@@ -67,7 +67,8 @@ def selection_score(scores: Mapping[str, float]) -> float:
 
 
 def per_class_report(
-    y_true: Mapping[str, np.ndarray], y_pred: Mapping[str, np.ndarray],
+    y_true: Mapping[str, np.ndarray],
+    y_pred: Mapping[str, np.ndarray],
     task_b_pred: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, dict]:
     """Precision, recall, F1 and support per class for every head and Task B emotion, plus each
@@ -76,14 +77,17 @@ def per_class_report(
     ``task_b_pred``: Task B presence per Task C head decided otherwise than intensity > 0.
     """
     report: dict[str, dict] = {}
-    columns = [(spec.name, spec.labels, np.asarray(y_true[spec.name]), np.asarray(y_pred[spec.name]))
-               for spec in ALL_TASKS]
+    columns = [
+        (spec.name, spec.labels, np.asarray(y_true[spec.name]), np.asarray(y_pred[spec.name])) for spec in ALL_TASKS
+    ]
     for spec in TASK_C:
-        present = (np.asarray(task_b_pred[spec.name]) if task_b_pred and spec.name in task_b_pred
-                   else np.asarray(y_pred[spec.name]) > 0)
+        present = (
+            np.asarray(task_b_pred[spec.name])
+            if task_b_pred and spec.name in task_b_pred
+            else np.asarray(y_pred[spec.name]) > 0
+        )
         name = TASK_B_NAMES[spec.name]
-        columns.append((f"task_b_{name}", (f"not_{name}", name), np.asarray(y_true[spec.name]) > 0,
-                        present))
+        columns.append((f"task_b_{name}", (f"not_{name}", name), np.asarray(y_true[spec.name]) > 0, present))
     for name, labels, true, pred in columns:
         matrix = confusion_matrix(true, pred, len(labels))
         tp = np.diag(matrix).astype(np.float64)
@@ -94,9 +98,10 @@ def per_class_report(
         denom = precision + recall
         f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
         report[name] = {
-            "classes": {label: {"precision": float(p), "recall": float(r), "f1": float(f),
-                                "support": int(s)}
-                        for label, p, r, f, s in zip(labels, precision, recall, f1, support)},
+            "classes": {
+                label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+            },
             "weighted_f1": weighted_f1(true, pred, len(labels)),
         }
     return report
@@ -115,8 +120,9 @@ def multilabel_f1_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, fl
         return np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=np.float64), where=denom > 0)
 
     per_label = f1(tp, true_count + pred_count)
-    per_sample = f1((true & pred).sum(axis=1).astype(np.float64),
-                    (true.sum(axis=1) + pred.sum(axis=1)).astype(np.float64))  # eq. 7
+    per_sample = f1(
+        (true & pred).sum(axis=1).astype(np.float64), (true.sum(axis=1) + pred.sum(axis=1)).astype(np.float64)
+    )  # eq. 7
     support = true_count.sum()
     return {
         "micro": float(f1(np.array([tp.sum()]), np.array([true_count.sum() + pred_count.sum()]))[0]),
@@ -127,7 +133,9 @@ def multilabel_f1_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, fl
 
 
 def task_b_direct_scores(
-    y_true: Mapping[str, np.ndarray], probabilities: Mapping[str, np.ndarray], threshold: float = 0.5,
+    y_true: Mapping[str, np.ndarray],
+    probabilities: Mapping[str, np.ndarray],
+    threshold: float = 0.5,
 ) -> dict[str, float]:
     """For a model with a direct Task B head (``probabilities[TASK_B_OUTPUT]``, [N, 4] sigmoid):
     ``task_b_direct_{micro,macro,weighted,samples}`` F1 of presence = probability > threshold, and
@@ -138,6 +146,5 @@ def task_b_direct_scores(
     true = np.stack([np.asarray(y_true[spec.name]) > 0 for spec in TASK_C], axis=1)
     pred = np.asarray(probabilities[TASK_B_OUTPUT]) > threshold
     scores = {f"task_b_direct_{k}": v for k, v in multilabel_f1_scores(true, pred).items()}
-    scores["task_b_direct"] = float(np.mean([weighted_f1(true[:, j], pred[:, j], 2)
-                                             for j in range(len(TASK_C))]))
+    scores["task_b_direct"] = float(np.mean([weighted_f1(true[:, j], pred[:, j], 2) for j in range(len(TASK_C))]))
     return scores

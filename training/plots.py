@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from memotion.labels import ALL_TASKS  # noqa: E402
-from training.metrics import confusion_matrix  # noqa: E402
+from memotion.labels import ALL_TASKS
+from training.metrics import confusion_matrix
 
 
-def save_figure(fig: "plt.Figure", path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
     """Lay out, write as PNG (100 dpi) and free a figure; returns ``path``."""
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -63,8 +63,7 @@ def plot_blend_weights(history: Sequence[Mapping[str, float]], path: Path, title
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     for key in sorted({k for h in history for k in h if k.startswith("gb_weight_")}):
-        ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="o",
-                label=key.removeprefix("gb_weight_"))
+        ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key.removeprefix("gb_weight_"))
     ax.set_xlabel("epoch")
     ax.set_ylabel("blend weight w_i (eq. 7)")
     ax.set_ylim(0, 1)

@@ -14,8 +14,8 @@ paper's continuous coefficients and PER are the default here, the hard switch an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -78,9 +78,7 @@ def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor) -> torch.
     return -torch.cdist(features, prototypes)
 
 
-def imbalance_ratio(
-    text_logits: torch.Tensor, image_logits: torch.Tensor, labels: torch.Tensor
-) -> torch.Tensor:
+def imbalance_ratio(text_logits: torch.Tensor, image_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Eq. 8: rho = sum_i p^0_i(y_i) / sum_i p^1_i(y_i) over the batch (p from eq. 7)."""
     p_text = torch.softmax(text_logits, dim=-1).gather(1, labels[:, None]).sum()
     p_image = torch.softmax(image_logits, dim=-1).gather(1, labels[:, None]).sum()
@@ -112,8 +110,14 @@ def prototype_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def pmr_loss(
-    text_logits: torch.Tensor, image_logits: torch.Tensor, labels: torch.Tensor, beta: float,
-    gamma: float, alpha: float, mu: float, regularise: bool,
+    text_logits: torch.Tensor,
+    image_logits: torch.Tensor,
+    labels: torch.Tensor,
+    beta: float,
+    gamma: float,
+    alpha: float,
+    mu: float,
+    regularise: bool,
 ) -> torch.Tensor:
     """The terms PMR adds to the task loss (eq. 10 and 13):
     alpha*beta*PCE^0 + alpha*gamma*PCE^1 [- mu*gamma*H^0 - mu*beta*H^1 while ``regularise``]."""
@@ -138,8 +142,7 @@ class Prototypes:
     def ready(self) -> bool:
         return all(p is not None for p in self.text)
 
-    def update(self, text_features: torch.Tensor, image_features: torch.Tensor,
-               targets: torch.Tensor) -> None:
+    def update(self, text_features: torch.Tensor, image_features: torch.Tensor, targets: torch.Tensor) -> None:
         """``targets``: [N, tasks] class indices of the subset the features were computed on."""
         for task, classes in enumerate(self.num_classes):
             labels = targets[:, task]
@@ -159,8 +162,12 @@ class PMRStep:
 
 
 def pmr_step(
-    prototypes: Prototypes, text_features: torch.Tensor, image_features: torch.Tensor,
-    targets: torch.Tensor, config: PMRConfig, epoch_index: int,
+    prototypes: Prototypes,
+    text_features: torch.Tensor,
+    image_features: torch.Tensor,
+    targets: torch.Tensor,
+    config: PMRConfig,
+    epoch_index: int,
 ) -> PMRStep:
     """PMR over every task for one batch (``epoch_index`` counts from 0; PER while < E_r).
 
@@ -175,8 +182,16 @@ def pmr_step(
         rho = float(imbalance_ratio(text_logits.detach(), image_logits.detach(), labels))
         beta, gamma = rebalance_coefficients(rho, config.hard_switch)
         if config.enabled and (beta or gamma):
-            loss = loss + pmr_loss(text_logits, image_logits, labels, beta, gamma, config.alpha,
-                                   config.mu, regularise=epoch_index < config.per_epochs)
+            loss = loss + pmr_loss(
+                text_logits,
+                image_logits,
+                labels,
+                beta,
+                gamma,
+                config.alpha,
+                config.mu,
+                regularise=epoch_index < config.per_epochs,
+            )
         rhos.append(rho)
         betas.append(beta)
         gammas.append(gamma)

@@ -18,9 +18,9 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import open_clip
@@ -38,8 +38,7 @@ from memotion.progress import progress_bar
 from training.backbone import clip_context_length, create_clip, normalise_pretrained
 from training.contrastive import CONTRASTIVE_LOSSES, contrastive_loss
 from training.data.pairs import DataRef, PairRecord, load_all_pairs, require_labels
-from training.factory import (ModelConfig, build_unimodal, prediction_branch, run_branches,
-                              save_checkpoint)
+from training.factory import ModelConfig, build_unimodal, prediction_branch, run_branches, save_checkpoint
 from training.metrics import weighted_f1
 from training.plots import plt, save_figure
 from training.recipe import preprocessing_for
@@ -95,6 +94,7 @@ class StageResult:
 
 # --- data -----------------------------------------------------------------------------------------
 
+
 class PairDataset(Dataset):
     """Pairs -> (pixels [3, S, S], text, label or -1), images decoded on access."""
 
@@ -127,8 +127,9 @@ class Collate:
 
     def __call__(self, items: list[tuple[torch.Tensor, str, int]]) -> PairBatch:
         pixels, texts, labels = zip(*items)
-        return PairBatch(self.tokenize(list(texts)).to(torch.int64), torch.stack(pixels),
-                         torch.tensor(labels, dtype=torch.int64))
+        return PairBatch(
+            self.tokenize(list(texts)).to(torch.int64), torch.stack(pixels), torch.tensor(labels, dtype=torch.int64)
+        )
 
 
 @dataclass(frozen=True)
@@ -140,22 +141,31 @@ class PairIO:
 
 
 def pair_io(clip: CLIP, clip_name: str) -> PairIO:
-    return PairIO(open_clip.get_tokenizer(clip_name, context_length=clip_context_length(clip)),
-                  preprocessing_for(clip))
+    return PairIO(open_clip.get_tokenizer(clip_name, context_length=clip_context_length(clip)), preprocessing_for(clip))
 
 
 def pair_loader(
-    records: Sequence[PairRecord], io: PairIO, batch_size: int, shuffle: bool, seed: int = 0,
-    num_workers: int = 0, drop_last: bool = False,
+    records: Sequence[PairRecord],
+    io: PairIO,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
 ) -> DataLoader:
     return DataLoader(
-        PairDataset(records, io.preprocessing), batch_size=batch_size, shuffle=shuffle,
+        PairDataset(records, io.preprocessing),
+        batch_size=batch_size,
+        shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
-        num_workers=num_workers, collate_fn=Collate(io.tokenize), drop_last=drop_last,
+        num_workers=num_workers,
+        collate_fn=Collate(io.tokenize),
+        drop_last=drop_last,
     )
 
 
 # --- stage 1: CLIP contrastive pre-training -------------------------------------------------------
+
 
 def clip_features(clip: CLIP, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Projected (not yet normalised) W_t F_cls,t and W_i F_cls,i (eq. 1-2)."""
@@ -166,8 +176,10 @@ def retrieval_accuracy(text: torch.Tensor, image: torch.Tensor) -> dict[str, flo
     """Top-1 retrieval over the whole set: each text's best image, each image's best text."""
     sim = F.normalize(text, dim=-1) @ F.normalize(image, dim=-1).T
     target = torch.arange(sim.shape[0])
-    return {"text_to_image_top1": float((sim.argmax(dim=1) == target).float().mean()),
-            "image_to_text_top1": float((sim.argmax(dim=0) == target).float().mean())}
+    return {
+        "text_to_image_top1": float((sim.argmax(dim=1) == target).float().mean()),
+        "image_to_text_top1": float((sim.argmax(dim=0) == target).float().mean()),
+    }
 
 
 def evaluate_contrastive(clip: CLIP, loader: DataLoader, config: ContrastiveConfig) -> dict[str, float]:
@@ -177,17 +189,24 @@ def evaluate_contrastive(clip: CLIP, loader: DataLoader, config: ContrastiveConf
         for batch in loader:
             text, image = clip_features(clip, batch)
             if len(text) >= 2:
-                losses.append(contrastive_loss(config.loss, text, image, clip.logit_scale,
-                                               config.temperature).item())
+                losses.append(contrastive_loss(config.loss, text, image, clip.logit_scale, config.temperature).item())
             texts.append(text)
             images.append(image)
-    return {"val_loss": float(np.mean(losses)) if losses else float("nan"),
-            **retrieval_accuracy(torch.cat(texts), torch.cat(images))}
+    return {
+        "val_loss": float(np.mean(losses)) if losses else float("nan"),
+        **retrieval_accuracy(torch.cat(texts), torch.cat(images)),
+    }
 
 
 def pretrain_clip(
-    clip: CLIP, clip_name: str, train: Sequence[PairRecord], val: Sequence[PairRecord],
-    config: ContrastiveConfig, out_dir: Path, progress: bool = True, log: Callable[[str], None] = print,
+    clip: CLIP,
+    clip_name: str,
+    train: Sequence[PairRecord],
+    val: Sequence[PairRecord],
+    config: ContrastiveConfig,
+    out_dir: Path,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> StageResult:
     """Contrastive pre-training of the whole CLIP; the best epoch (lowest validation loss, or the
     last without validation data) is written as ``out_dir/clip_pre.pt``."""
@@ -196,10 +215,16 @@ def pretrain_clip(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     io = pair_io(clip, clip_name)
-    train_loader = pair_loader(train, io, config.batch_size, True, config.seed, config.num_workers,
-                               drop_last=len(train) % config.batch_size == 1)
-    val_loader = (pair_loader(val, io, config.batch_size, False, num_workers=config.num_workers)
-                  if val else None)
+    train_loader = pair_loader(
+        train,
+        io,
+        config.batch_size,
+        True,
+        config.seed,
+        config.num_workers,
+        drop_last=len(train) % config.batch_size == 1,
+    )
+    val_loader = pair_loader(val, io, config.batch_size, False, num_workers=config.num_workers) if val else None
     optimizer = torch.optim.AdamW(clip.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = _total_steps(len(train_loader), config.epochs, config.max_steps)
     steps: list[dict[str, float]] = []
@@ -221,17 +246,28 @@ def pretrain_clip(
             optimizer.step()
             with torch.no_grad():
                 clip.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
-            steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": loss.item(),
-                          "logit_scale": float(clip.logit_scale.detach().exp())})
+            steps.append(
+                {
+                    "step": len(steps) + 1,
+                    "epoch": epoch,
+                    "loss": loss.item(),
+                    "logit_scale": float(clip.logit_scale.detach().exp()),
+                }
+            )
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", refresh=False)
-        record = {"epoch": epoch, "step": len(steps),
-                  "train_loss": float(np.mean([s["loss"] for s in steps if s["epoch"] == epoch]))}
+        record = {
+            "epoch": epoch,
+            "step": len(steps),
+            "train_loss": float(np.mean([s["loss"] for s in steps if s["epoch"] == epoch])),
+        }
         if val_loader is not None:
             record.update(evaluate_contrastive(clip, val_loader, config))
         epochs.append(record)
-        log(f"[pretrain CLIP] epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()
-                                                           if k not in ("epoch", "step")))
+        log(
+            f"[pretrain CLIP] epoch {epoch}: "
+            + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "step"))
+        )
         key = -record["val_loss"] if val_loader is not None else float(epoch)
         if best is None or key > best[0]:
             best = (key, epoch, copy.deepcopy(clip.state_dict()), record)
@@ -241,17 +277,25 @@ def pretrain_clip(
     clip.load_state_dict(state)
     checkpoint = out_dir / CLIP_PRE_FILE
     # Plain types only: open_clip loads it with torch.load(weights_only=True).
-    torch.save({"state_dict": state, "clip": clip_name, "stage": "pretrain_clip",
-                "loss": config.loss, "epoch": best_epoch}, checkpoint)
+    torch.save(
+        {"state_dict": state, "clip": clip_name, "stage": "pretrain_clip", "loss": config.loss, "epoch": best_epoch},
+        checkpoint,
+    )
     history = {"steps": steps, "epochs": epochs, "config": asdict(config)}
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
-    plot_stage_curves(steps, epochs, out_dir / "loss_curve.png",
-                      f"CLIP contrastive pre-training ({config.loss})",
-                      ("text_to_image_top1", "image_to_text_top1"), "top-1 retrieval")
+    plot_stage_curves(
+        steps,
+        epochs,
+        out_dir / "loss_curve.png",
+        f"CLIP contrastive pre-training ({config.loss})",
+        ("text_to_image_top1", "image_to_text_top1"),
+        "top-1 retrieval",
+    )
     return StageResult(checkpoint, best_epoch, scores, history, time.perf_counter() - started)
 
 
 # --- stage 2: binary pre-training of the uni-modal models -----------------------------------------
+
 
 def binary_unimodal(kind: str, clip: CLIP, config: ModelConfig) -> nn.Module:
     """CLIP-text or CLIP-image (paper Fig. 1) with one binary 'hateful' head."""
@@ -284,9 +328,17 @@ def evaluate_binary(model: nn.Module, kind: str, loader: DataLoader) -> dict[str
 
 
 def pretrain_unimodal(
-    model: nn.Module, kind: str, clip_name: str, model_config: ModelConfig, io: PairIO,
-    train: Sequence[PairRecord], val: Sequence[PairRecord], config: BinaryConfig, out_dir: Path,
-    progress: bool = True, log: Callable[[str], None] = print,
+    model: nn.Module,
+    kind: str,
+    clip_name: str,
+    model_config: ModelConfig,
+    io: PairIO,
+    train: Sequence[PairRecord],
+    val: Sequence[PairRecord],
+    config: BinaryConfig,
+    out_dir: Path,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> StageResult:
     """Binary CE training; keeps the epoch with the best validation weighted F1 (the last one
     without validation data) and writes ``out_dir/checkpoint.pt``."""
@@ -296,8 +348,7 @@ def pretrain_unimodal(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     train_loader = pair_loader(train, io, config.batch_size, True, config.seed, config.num_workers)
-    val_loader = (pair_loader(val, io, config.batch_size, False, num_workers=config.num_workers)
-                  if val else None)
+    val_loader = pair_loader(val, io, config.batch_size, False, num_workers=config.num_workers) if val else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = _total_steps(len(train_loader), config.epochs, config.max_steps)
     steps: list[dict[str, float]] = []
@@ -319,13 +370,18 @@ def pretrain_unimodal(
             steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": loss.item()})
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", refresh=False)
-        record = {"epoch": epoch, "step": len(steps),
-                  "train_loss": float(np.mean([s["loss"] for s in steps if s["epoch"] == epoch]))}
+        record = {
+            "epoch": epoch,
+            "step": len(steps),
+            "train_loss": float(np.mean([s["loss"] for s in steps if s["epoch"] == epoch])),
+        }
         if val_loader is not None:
             record.update(evaluate_binary(model, kind, val_loader))
         epochs.append(record)
-        log(f"[pretrain {kind}] epoch {epoch}: " + "  ".join(
-            f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "step")))
+        log(
+            f"[pretrain {kind}] epoch {epoch}: "
+            + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "step"))
+        )
         key = record["val_f1"] if val_loader is not None else float(epoch)
         if best is None or key > best[0]:
             best = (key, epoch, copy.deepcopy(model.state_dict()), record)
@@ -334,29 +390,55 @@ def pretrain_unimodal(
     _, best_epoch, state, scores = best
     model.load_state_dict(state)
     model.eval()
-    checkpoint = save_checkpoint(out_dir / "checkpoint.pt", model, kind, clip_name, model_config,
-                                 {"stage": "pretrain_uni", "tasks": [HATEFUL.name], "epoch": best_epoch,
-                                  "scores": scores, "train_config": asdict(config)})
+    checkpoint = save_checkpoint(
+        out_dir / "checkpoint.pt",
+        model,
+        kind,
+        clip_name,
+        model_config,
+        {
+            "stage": "pretrain_uni",
+            "tasks": [HATEFUL.name],
+            "epoch": best_epoch,
+            "scores": scores,
+            "train_config": asdict(config),
+        },
+    )
     history = {"steps": steps, "epochs": epochs, "config": asdict(config)}
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
-    plot_stage_curves(steps, epochs, out_dir / "loss_curve.png", f"{kind}: binary pre-training",
-                      ("val_accuracy", "val_f1", "val_auroc"), "validation")
+    plot_stage_curves(
+        steps,
+        epochs,
+        out_dir / "loss_curve.png",
+        f"{kind}: binary pre-training",
+        ("val_accuracy", "val_f1", "val_auroc"),
+        "validation",
+    )
     return StageResult(checkpoint, best_epoch, scores, history, time.perf_counter() - started)
 
 
 # --- stage runners (CLI and schedule) -------------------------------------------------------------
 
+
 def run_clip_pretraining(
-    train_refs: Sequence[DataRef], val_refs: Sequence[DataRef], out_dir: Path, clip_name: str,
-    pretrained: str | None, config: ContrastiveConfig, threads: int | None = None,
-    progress: bool = True, log: Callable[[str], None] = print,
+    train_refs: Sequence[DataRef],
+    val_refs: Sequence[DataRef],
+    out_dir: Path,
+    clip_name: str,
+    pretrained: str | None,
+    config: ContrastiveConfig,
+    threads: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> StageResult:
     """Stage pretrainCLIP: load the pairs, start from ``pretrained``, write ``clip_pre.pt``."""
     if threads:
         torch.set_num_threads(threads)
     train, val = load_all_pairs(train_refs), load_all_pairs(val_refs)
-    log(f"pretrain CLIP: {len(train)} train / {len(val)} val pairs from "
-        + ", ".join(f"{r.format}:{r.path}" for r in train_refs))
+    log(
+        f"pretrain CLIP: {len(train)} train / {len(val)} val pairs from "
+        + ", ".join(f"{r.format}:{r.path}" for r in train_refs)
+    )
     clip = create_clip(clip_name, normalise_pretrained(pretrained))
     result = pretrain_clip(clip, clip_name, train, val, config, out_dir, progress, log)
     log(f"CLIP_pre written to {result.checkpoint} (epoch {result.best_epoch})")
@@ -364,9 +446,16 @@ def run_clip_pretraining(
 
 
 def run_unimodal_pretraining(
-    train_refs: Sequence[DataRef], val_refs: Sequence[DataRef], out_dir: Path, clip_name: str,
-    pretrained: str | None, model_config: ModelConfig, config: BinaryConfig,
-    kinds: Sequence[str] = UNIMODAL_KINDS, threads: int | None = None, progress: bool = True,
+    train_refs: Sequence[DataRef],
+    val_refs: Sequence[DataRef],
+    out_dir: Path,
+    clip_name: str,
+    pretrained: str | None,
+    model_config: ModelConfig,
+    config: BinaryConfig,
+    kinds: Sequence[str] = UNIMODAL_KINDS,
+    threads: int | None = None,
+    progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, StageResult]:
     """Stage pretrainuni: CLIP-text and CLIP-image on CLIP_pre (``pretrained``: its checkpoint),
@@ -385,16 +474,37 @@ def run_unimodal_pretraining(
         torch.manual_seed(config.seed)
         clip = create_clip(clip_name, normalise_pretrained(pretrained))
         model = binary_unimodal(kind, clip, model_config)
-        results[kind] = pretrain_unimodal(model, kind, clip_name, model_config, pair_io(clip, clip_name),
-                                          train, val, config, out_dir / kind, progress, log)
-    (out_dir / "pretrain_uni.json").write_text(json.dumps(
-        {"clip": clip_name, "pretrained": pretrained,
-         "models": {k: {"checkpoint": f"{k}/checkpoint.pt", "best_epoch": r.best_epoch,
-                        "validation": r.scores} for k, r in results.items()}}, indent=2))
+        results[kind] = pretrain_unimodal(
+            model,
+            kind,
+            clip_name,
+            model_config,
+            pair_io(clip, clip_name),
+            train,
+            val,
+            config,
+            out_dir / kind,
+            progress,
+            log,
+        )
+    (out_dir / "pretrain_uni.json").write_text(
+        json.dumps(
+            {
+                "clip": clip_name,
+                "pretrained": pretrained,
+                "models": {
+                    k: {"checkpoint": f"{k}/checkpoint.pt", "best_epoch": r.best_epoch, "validation": r.scores}
+                    for k, r in results.items()
+                },
+            },
+            indent=2,
+        )
+    )
     return results
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
 
 def _total_steps(steps_per_epoch: int, epochs: int, max_steps: int | None) -> int:
     total = steps_per_epoch * epochs
@@ -402,15 +512,18 @@ def _total_steps(steps_per_epoch: int, epochs: int, max_steps: int | None) -> in
 
 
 def plot_stage_curves(
-    steps: Sequence[dict], epochs: Sequence[dict], path: Path, title: str,
-    metric_keys: Sequence[str], metric_label: str,
+    steps: Sequence[dict],
+    epochs: Sequence[dict],
+    path: Path,
+    title: str,
+    metric_keys: Sequence[str],
+    metric_label: str,
 ) -> Path:
     """Training loss per step (and validation loss per epoch); validation metrics per epoch."""
     fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 4))
     loss_ax.plot([s["step"] for s in steps], [s["loss"] for s in steps], lw=1, label="train loss")
     if epochs and "val_loss" in epochs[0]:
-        loss_ax.plot([e["step"] for e in epochs], [e["val_loss"] for e in epochs], marker="o",
-                     label="validation loss")
+        loss_ax.plot([e["step"] for e in epochs], [e["val_loss"] for e in epochs], marker="o", label="validation loss")
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("loss")
     loss_ax.legend()

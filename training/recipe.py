@@ -10,22 +10,36 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import open_clip
 import torch
 
-from memotion.manifest import OPENAI_MEAN, OPENAI_STD, Preprocessing
-from training.backbone import (TINY_CLIP, clip_context_length, clip_image_size, create_clip,
-                               normalise_pretrained, register_model_configs)
 from memotion.data_format import load_split
+from memotion.manifest import OPENAI_MEAN, OPENAI_STD, Preprocessing
+from training.backbone import (
+    TINY_CLIP,
+    clip_context_length,
+    clip_image_size,
+    create_clip,
+    normalise_pretrained,
+    register_model_configs,
+)
 from training.dataset import MemeTensors, build_tensors
 from training.ensemble_search import TaskBMode, all_members, ensemble_scores, search_ensemble
-from training.factory import (MODEL_KINDS, MODEL_REGISTRY, KindData, ModelConfig, build_model, build_multi,
-                              build_unimodal, model_kind)
+from training.factory import (
+    MODEL_KINDS,
+    MODEL_REGISTRY,
+    KindData,
+    ModelConfig,
+    build_model,
+    build_multi,
+    build_unimodal,
+    model_kind,
+)
 from training.oscar.config import OscarConfig, tiny_oscar_config
 from training.trainer import TrainConfig, TrainResult, train_model
 from training.warm_start import warm_start
@@ -55,10 +69,10 @@ class RecipeConfig:
 def tiny_recipe(epochs: int = 8, max_steps: int | None = None, seed: int = 0) -> RecipeConfig:
     """Tiny random-initialised CLIP for tests and the demo: trains in seconds on a CPU."""
     return RecipeConfig(
-        clip=TINY_CLIP, pretrained=None,
+        clip=TINY_CLIP,
+        pretrained=None,
         model=ModelConfig(lstm_hidden=64, head_hidden=64, attention_heads=4),
-        train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3, weight_decay=1e-2,
-                          max_steps=max_steps, seed=seed),
+        train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3, weight_decay=1e-2, max_steps=max_steps, seed=seed),
         oscar=tiny_oscar_config(),
     )
 
@@ -70,8 +84,10 @@ def preprocessing_for(clip: torch.nn.Module) -> Preprocessing:
 
 
 def ensemble_summary(
-    probabilities: dict[str, dict[str, np.ndarray]], y_true: dict[str, np.ndarray],
-    search: bool = True, task_b: TaskBMode = "from_task_c",
+    probabilities: dict[str, dict[str, np.ndarray]],
+    y_true: dict[str, np.ndarray],
+    search: bool = True,
+    task_b: TaskBMode = "from_task_c",
 ) -> dict:
     """The ensemble's voters per head and its validation weighted F1 (paper Sec. 5).
 
@@ -80,8 +96,11 @@ def ensemble_summary(
     """
     everyone = all_members(list(probabilities), task_b)
     selection = search_ensemble(probabilities, y_true, task_b) if search else everyone
-    return {**selection.to_json(), "validation": ensemble_scores(probabilities, y_true, selection),
-            "validation_all_members": ensemble_scores(probabilities, y_true, everyone)}
+    return {
+        **selection.to_json(),
+        "validation": ensemble_scores(probabilities, y_true, selection),
+        "validation_all_members": ensemble_scores(probabilities, y_true, everyone),
+    }
 
 
 @dataclass
@@ -98,7 +117,10 @@ class PreparedData:
 
 
 def prepare_data(
-    data_dir: Path, config: RecipeConfig, progress: bool = True, log: Callable[[str], None] = print,
+    data_dir: Path,
+    config: RecipeConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> PreparedData:
     """Read ``data_dir/{train,val}.csv`` and turn them into tensors for ``config.clip``."""
     train_records = load_split(data_dir / "train.csv")
@@ -117,7 +139,10 @@ def prepare_data(
 
 
 def train_recipe(
-    data_dir: Path, run_dir: Path, config: RecipeConfig, progress: bool = True,
+    data_dir: Path,
+    run_dir: Path,
+    config: RecipeConfig,
+    progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, TrainResult]:
     """Train every model in ``config.models`` on ``data_dir/{train,val}.csv``; write ``run_dir``."""
@@ -141,28 +166,55 @@ def train_recipe(
         model = build_unimodal(kind, clip, config.model)
         if config.init_from:
             warm_start(model, Path(config.init_from) / kind / "checkpoint.pt", kind)
-        results[kind] = train_model(model, kind, train, val, config.train, run_dir / kind,
-                                    config.clip, config.model, progress, log)
+        results[kind] = train_model(
+            model, kind, train, val, config.train, run_dir / kind, config.clip, config.model, progress, log
+        )
     if "clip_multi" in config.models:
         multi = build_multi(results["clip_text"].model, results["clip_image"].model, config.model)
-        results["clip_multi"] = train_model(multi, "clip_multi", train, val, config.train,
-                                            run_dir / "clip_multi", config.clip, config.model,
-                                            progress, log)
+        results["clip_multi"] = train_model(
+            multi,
+            "clip_multi",
+            train,
+            val,
+            config.train,
+            run_dir / "clip_multi",
+            config.clip,
+            config.model,
+            progress,
+            log,
+        )
     for kind in config.models:
         if kind not in MODEL_KINDS:  # any other registered kind trains from a fresh backbone
             spec = model_kind(kind)
             if spec.prepare is not None:  # inputs of its own (OSCAR: detector regions, BERT ids)
-                prepared = spec.prepare(KindData(
-                    {split: load_split(data_dir / f"{split}.csv") for split in ("train", "val")},
-                    {"train": train, "val": val}, config, run_dir / kind, progress, log))
-                results[kind] = train_model(prepared.model, kind, prepared.tensors["train"],
-                                            prepared.tensors["val"], config.train, run_dir / kind,
-                                            config.clip, prepared.model_config, progress, log)
+                prepared = spec.prepare(
+                    KindData(
+                        {split: load_split(data_dir / f"{split}.csv") for split in ("train", "val")},
+                        {"train": train, "val": val},
+                        config,
+                        run_dir / kind,
+                        progress,
+                        log,
+                    )
+                )
+                results[kind] = train_model(
+                    prepared.model,
+                    kind,
+                    prepared.tensors["train"],
+                    prepared.tensors["val"],
+                    config.train,
+                    run_dir / kind,
+                    config.clip,
+                    prepared.model_config,
+                    progress,
+                    log,
+                )
                 continue
             model = build_model(kind, config.clip, config.model, pretrained)
             trainer = spec.train or train_model  # PM+MO trains by SVI (training/fusion/train_pmmo.py)
-            results[kind] = trainer(model, kind, train, val, config.train, run_dir / kind,
-                                    config.clip, config.model, progress, log)
+            results[kind] = trainer(
+                model, kind, train, val, config.train, run_dir / kind, config.clip, config.model, progress, log
+            )
     results = {kind: results[kind] for kind in config.models}
     members = {kind: r.val_probabilities for kind, r in results.items()}
     summary = {
@@ -172,12 +224,17 @@ def train_recipe(
         "preprocessing": preprocessing.model_dump(mode="json"),
         "data": {"dir": str(data_dir), "train": len(train), "val": len(val)},
         "recipe": asdict(replace(config, pretrained=pretrained)),
-        "models": {kind: {"checkpoint": f"{kind}/checkpoint.pt", "best_epoch": r.best_epoch,
-                          "seconds": round(r.seconds, 2), "validation": r.scores,
-                          "blend_weights": r.blend_weights}
-                   for kind, r in results.items()},
-        "ensemble": ensemble_summary(members, val.target_columns(), config.ensemble_search,
-                                     config.task_b),
+        "models": {
+            kind: {
+                "checkpoint": f"{kind}/checkpoint.pt",
+                "best_epoch": r.best_epoch,
+                "seconds": round(r.seconds, 2),
+                "validation": r.scores,
+                "blend_weights": r.blend_weights,
+            }
+            for kind, r in results.items()
+        },
+        "ensemble": ensemble_summary(members, val.target_columns(), config.ensemble_search, config.task_b),
         "seconds": round(time.perf_counter() - started, 2),
     }
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))

@@ -15,9 +15,9 @@ A stage set to ``null`` is skipped (the next one starts from the schedule's ``pr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,8 +26,13 @@ from training.data.hateful_memes import write_hateful_memes
 from training.data.mami import write_mami
 from training.data.pairs import DataRef, PairFormat, memotion_pairs
 from training.factory import MODEL_KINDS, ModelConfig
-from training.pretrain import (UNIMODAL_KINDS, BinaryConfig, ContrastiveConfig, run_clip_pretraining,
-                               run_unimodal_pretraining)
+from training.pretrain import (
+    UNIMODAL_KINDS,
+    BinaryConfig,
+    ContrastiveConfig,
+    run_clip_pretraining,
+    run_unimodal_pretraining,
+)
 from training.recipe import RecipeConfig, train_recipe
 from training.trainer import TrainConfig
 
@@ -99,7 +104,10 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
 
 
 def run_schedule(
-    schedule: Schedule, data_root: Path, out_dir: Path, progress: bool = True,
+    schedule: Schedule,
+    data_root: Path,
+    out_dir: Path,
+    progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run every stage the schedule has, in order; returns (and writes) ``schedule.json``."""
@@ -110,36 +118,64 @@ def run_schedule(
         stage = schedule.pretrain_clip
         log(f"== stage pretrainCLIP ({stage.training.loss} loss)")
         result = run_clip_pretraining(
-            [d.ref(data_root) for d in stage.train], [d.ref(data_root) for d in stage.val],
-            out_dir / "pretrain_clip", schedule.clip, pretrained, stage.training, schedule.threads,
-            progress, log)
+            [d.ref(data_root) for d in stage.train],
+            [d.ref(data_root) for d in stage.val],
+            out_dir / "pretrain_clip",
+            schedule.clip,
+            pretrained,
+            stage.training,
+            schedule.threads,
+            progress,
+            log,
+        )
         pretrained = str(result.checkpoint)
-        report["stages"]["pretrain_clip"] = {"checkpoint": pretrained, "best_epoch": result.best_epoch,
-                                             "validation": result.scores}
+        report["stages"]["pretrain_clip"] = {
+            "checkpoint": pretrained,
+            "best_epoch": result.best_epoch,
+            "validation": result.scores,
+        }
     init_from = None
     if schedule.pretrain_uni is not None:
         stage = schedule.pretrain_uni
         log("== stage pretrainuni (binary hateful / misogynous)")
         results = run_unimodal_pretraining(
-            [d.ref(data_root) for d in stage.train], [d.ref(data_root) for d in stage.val],
-            out_dir / "pretrain_uni", schedule.clip, pretrained, schedule.model, stage.training,
-            stage.models, schedule.threads, progress, log)
+            [d.ref(data_root) for d in stage.train],
+            [d.ref(data_root) for d in stage.val],
+            out_dir / "pretrain_uni",
+            schedule.clip,
+            pretrained,
+            schedule.model,
+            stage.training,
+            stage.models,
+            schedule.threads,
+            progress,
+            log,
+        )
         if set(stage.models) == set(UNIMODAL_KINDS):
             init_from = str(out_dir / "pretrain_uni")
         report["stages"]["pretrain_uni"] = {
             kind: {"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch, "validation": r.scores}
-            for kind, r in results.items()}
+            for kind, r in results.items()
+        }
     if schedule.memotion is not None:
         stage = schedule.memotion
         log("== stage Memotion")
         if init_from is None and schedule.pretrain_uni is not None:
             log("pretrainuni did not train both uni-modal models: Memotion starts from CLIP_pre")
-        recipe = RecipeConfig(clip=schedule.clip, pretrained=pretrained, models=tuple(stage.models),
-                              model=schedule.model, train=stage.training, threads=schedule.threads,
-                              init_from=init_from)
+        recipe = RecipeConfig(
+            clip=schedule.clip,
+            pretrained=pretrained,
+            models=tuple(stage.models),
+            model=schedule.model,
+            train=stage.training,
+            threads=schedule.threads,
+            init_from=init_from,
+        )
         results = train_recipe(Path(data_root) / stage.data, out_dir / "memotion", recipe, progress, log)
-        report["stages"]["memotion"] = {"run": str(out_dir / "memotion"),
-                                        "validation": {k: r.scores for k, r in results.items()}}
+        report["stages"]["memotion"] = {
+            "run": str(out_dir / "memotion"),
+            "validation": {k: r.scores for k, r in results.items()},
+        }
     (out_dir / "schedule.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 

@@ -20,17 +20,22 @@ def clip_tokenizer_json(simple: SimpleTokenizer) -> Tokenizer:
     start, end = "<start_of_text>", "<end_of_text>"
     merges = sorted(simple.bpe_ranks, key=simple.bpe_ranks.get)
     bpe = models.BPE(
-        vocab=dict(simple.encoder), merges=list(merges), end_of_word_suffix="</w>",
-        continuing_subword_prefix="", unk_token=None, fuse_unk=False,
+        vocab=dict(simple.encoder),
+        merges=list(merges),
+        end_of_word_suffix="</w>",
+        continuing_subword_prefix="",
+        unk_token=None,
+        fuse_unk=False,
     )
     tokenizer = Tokenizer(bpe)
     tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip(),
-         normalizers.Lowercase()]
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip(), normalizers.Lowercase()]
     )
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(_CLIP_PATTERN), behavior="removed", invert=True),
-         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        [
+            pre_tokenizers.Split(Regex(_CLIP_PATTERN), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
     )
     tokenizer.decoder = decoders.ByteLevel()
     # open_clip matches these two literally in text too; so must we.

@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,15 +24,26 @@ from torch import nn
 from memotion.labels import ALL_TASKS, TASK_B_OUTPUT
 from memotion.progress import progress_bar
 from training.dataset import MemeTensors, class_counts
-from training.factory import (ModelConfig, has_encoder_features, prediction_branch, run_branches,
-                              run_branches_and_features, save_checkpoint)
-from training.gradient_blending import (PAPER_WEIGHTS, BlendWeightEstimator, BranchLosses,
-                                        GBMode, GradientBlendConfig, normalise_weights,
-                                        split_holdout)
+from training.factory import (
+    ModelConfig,
+    has_encoder_features,
+    prediction_branch,
+    run_branches,
+    run_branches_and_features,
+    save_checkpoint,
+)
+from training.gradient_blending import (
+    PAPER_WEIGHTS,
+    BlendWeightEstimator,
+    BranchLosses,
+    GBMode,
+    GradientBlendConfig,
+    normalise_weights,
+    split_holdout,
+)
 from training.losses import class_balanced_alpha, gradient_blend, multitask_loss
 from training.metrics import memotion_scores, per_class_report, selection_score, task_b_direct_scores
-from training.plots import (plot_blend_weights, plot_confusion_matrices, plot_imbalance_ratio,
-                            plot_training_curves)
+from training.plots import plot_blend_weights, plot_confusion_matrices, plot_imbalance_ratio, plot_training_curves
 from training.pmr import PMRConfig, Prototypes, pmr_step
 
 
@@ -56,8 +67,7 @@ class TrainConfig:
 
     @property
     def gradient_blending(self) -> GradientBlendConfig:
-        return GradientBlendConfig(self.gb_mode, dict(self.gb_weights), self.gb_holdout_fraction,
-                                   self.gb_super_epoch)
+        return GradientBlendConfig(self.gb_mode, dict(self.gb_weights), self.gb_holdout_fraction, self.gb_super_epoch)
 
 
 @dataclass
@@ -87,8 +97,11 @@ def predict_probabilities(
             batch = data.subset(slice(start, start + batch_size))
             logits = run_branches(model, kind, batch.input_ids, batch.pixel_values, batch.extras)[branch]
             for i, task_logits in enumerate(logits):
-                name, p = ((names[i], torch.softmax(task_logits, dim=-1)) if i < len(names)
-                           else (TASK_B_OUTPUT, torch.sigmoid(task_logits)))
+                name, p = (
+                    (names[i], torch.softmax(task_logits, dim=-1))
+                    if i < len(names)
+                    else (TASK_B_OUTPUT, torch.sigmoid(task_logits))
+                )
                 chunks.setdefault(name, []).append(p.numpy())
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
@@ -98,8 +111,12 @@ def argmax_labels(probabilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 
 def branch_losses(
-    model: nn.Module, kind: str, data: MemeTensors, focal_gamma: float,
-    alphas: list[torch.Tensor] | None, batch_size: int = 64,
+    model: nn.Module,
+    kind: str,
+    data: MemeTensors,
+    focal_gamma: float,
+    alphas: list[torch.Tensor] | None,
+    batch_size: int = 64,
 ) -> dict[str, float]:
     """Mean loss of every branch over ``data`` (eval mode, no gradients)."""
     model.eval()
@@ -114,9 +131,7 @@ def branch_losses(
     return {name: total / len(data) for name, total in totals.items()}
 
 
-def encoder_features(
-    model: nn.Module, data: MemeTensors, batch_size: int = 64
-) -> tuple[torch.Tensor, torch.Tensor]:
+def encoder_features(model: nn.Module, data: MemeTensors, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """The two encoders' features over ``data`` (eval mode, no gradients), for PMR's prototypes."""
     model.eval()
     text, image = [], []
@@ -130,8 +145,15 @@ def encoder_features(
 
 
 def train_model(
-    model: nn.Module, kind: str, train: MemeTensors, val: MemeTensors, config: TrainConfig,
-    out_dir: Path, clip_name: str, model_config: ModelConfig, progress: bool = True,
+    model: nn.Module,
+    kind: str,
+    train: MemeTensors,
+    val: MemeTensors,
+    config: TrainConfig,
+    out_dir: Path,
+    clip_name: str,
+    model_config: ModelConfig,
+    progress: bool = True,
     log: Callable[[str], None] = print,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
@@ -151,19 +173,25 @@ def train_model(
     estimator: BlendWeightEstimator | None = None
     weights: dict[str, float] = {}
     if mode == "estimated":
-        fit_rows, held_rows = split_holdout(len(train), blend.holdout_fraction,
-                                            torch.Generator().manual_seed(config.seed + 2))
+        fit_rows, held_rows = split_holdout(
+            len(train), blend.holdout_fraction, torch.Generator().manual_seed(config.seed + 2)
+        )
         heldout = train.subset(held_rows)
         train = train.subset(fit_rows)
         probe = train.subset(torch.arange(min(len(train), len(heldout))))  # LT on as many rows
-        branches = tuple(run_branches(model.eval(), kind, probe.input_ids[:1],
-                                      probe.pixel_values[:1]))
+        branches = tuple(run_branches(model.eval(), kind, probe.input_ids[:1], probe.pixel_values[:1]))
         estimator = BlendWeightEstimator(
-            lambda: BranchLosses(branch_losses(model, kind, probe, config.focal_gamma, alphas),
-                                 branch_losses(model, kind, heldout, config.focal_gamma, alphas)),
-            branches, blend.super_epoch)
-        log(f"[{kind}] gradient blending: OGR weights estimated every {blend.super_epoch} epoch(s) "
-            f"on {len(heldout)} held-out training memes (trained on the other {len(train)})")
+            lambda: BranchLosses(
+                branch_losses(model, kind, probe, config.focal_gamma, alphas),
+                branch_losses(model, kind, heldout, config.focal_gamma, alphas),
+            ),
+            branches,
+            blend.super_epoch,
+        )
+        log(
+            f"[{kind}] gradient blending: OGR weights estimated every {blend.super_epoch} epoch(s) "
+            f"on {len(heldout)} held-out training memes (trained on the other {len(train)})"
+        )
     elif mode == "fixed":
         weights = normalise_weights(blend.weights)
 
@@ -208,23 +236,38 @@ def train_model(
             targets = batch.targets.unbind(dim=1)
             if prototypes is not None:
                 branches, (text_z, image_z) = run_branches_and_features(
-                    model, kind, batch.input_ids, batch.pixel_values)
+                    model, kind, batch.input_ids, batch.pixel_values
+                )
             else:
                 branches = run_branches(model, kind, batch.input_ids, batch.pixel_values, batch.extras)
             if mode == "off":
                 loss = multitask_loss(branches[prediction], targets, config.focal_gamma, alphas)
             else:
-                loss = gradient_blend({name: multitask_loss(logits, targets, config.focal_gamma, alphas)
-                                       for name, logits in branches.items()}, weights)
+                loss = gradient_blend(
+                    {
+                        name: multitask_loss(logits, targets, config.focal_gamma, alphas)
+                        for name, logits in branches.items()
+                    },
+                    weights,
+                )
             if prototypes is not None:
                 rebalance = pmr_step(prototypes, text_z, image_z, batch.targets, pmr, epoch - 1)
                 loss = loss + rebalance.loss
                 epoch_rho.append(rebalance.rho)
-                rho_steps.append({"step": step + 1, "epoch": epoch,
-                                  **{key: dict(zip((t.name for t in ALL_TASKS), values))
-                                     for key, values in (("rho", rebalance.rho),
-                                                         ("beta", rebalance.beta),
-                                                         ("gamma", rebalance.gamma))}})
+                rho_steps.append(
+                    {
+                        "step": step + 1,
+                        "epoch": epoch,
+                        **{
+                            key: dict(zip((t.name for t in ALL_TASKS), values))
+                            for key, values in (
+                                ("rho", rebalance.rho),
+                                ("beta", rebalance.beta),
+                                ("gamma", rebalance.gamma),
+                            )
+                        },
+                    }
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -233,19 +276,27 @@ def train_model(
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
         probabilities = predict_probabilities(model, kind, val)
-        scores = {**memotion_scores(val.target_columns(), argmax_labels(probabilities)),
-                  **task_b_direct_scores(val.target_columns(), probabilities)}
-        entry = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
-                 **{f"val_{k}": v for k, v in scores.items()},
-                 **{f"gb_weight_{name}": w for name, w in weights.items()}}
+        scores = {
+            **memotion_scores(val.target_columns(), argmax_labels(probabilities)),
+            **task_b_direct_scores(val.target_columns(), probabilities),
+        }
+        entry = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": float(np.mean(losses)),
+            **{f"val_{k}": v for k, v in scores.items()},
+            **{f"gb_weight_{name}": w for name, w in weights.items()},
+        }
         if epoch_rho:
             # Geometric mean over the epoch's steps and the tasks: rho is a ratio.
             entry["rho_mean"] = float(np.exp(np.mean(np.log(np.clip(epoch_rho, 1e-12, None)))))
         history.append(entry)
-        log(f"[{kind}] epoch {epoch}: loss {np.mean(losses):.4f}  val F1 task A "
+        log(
+            f"[{kind}] epoch {epoch}: loss {np.mean(losses):.4f}  val F1 task A "
             f"{scores['task_a']:.3f}  task B {scores['task_b']:.3f}  task C {scores['task_c']:.3f}"
             + (f"  GB weights {_fmt(weights)}" if weights else "")
-            + (f"  rho {entry['rho_mean']:.3f}" if "rho_mean" in entry else ""))
+            + (f"  rho {entry['rho_mean']:.3f}" if "rho_mean" in entry else "")
+        )
         if on_epoch is not None:
             on_epoch(entry)
         if best is None or selection_score(scores) > best[0]:
@@ -259,11 +310,16 @@ def train_model(
     model.load_state_dict(state)
     model.eval()
     seconds = time.perf_counter() - started
-    save_checkpoint(out_dir / "checkpoint.pt", model, kind, clip_name, model_config,
-                    {"scores": scores, "epoch": best_epoch, "train_config": asdict(config)})
+    save_checkpoint(
+        out_dir / "checkpoint.pt",
+        model,
+        kind,
+        clip_name,
+        model_config,
+        {"scores": scores, "epoch": best_epoch, "train_config": asdict(config)},
+    )
     _write_outputs(out_dir, kind, history, val, probabilities, best_epoch, mode, estimator, rho_steps)
-    return TrainResult(model, kind, best_epoch, scores, history, probabilities, seconds,
-                       dict(weights), rho_steps)
+    return TrainResult(model, kind, best_epoch, scores, history, probabilities, seconds, dict(weights), rho_steps)
 
 
 def _fmt(weights: dict[str, float]) -> str:
@@ -271,36 +327,54 @@ def _fmt(weights: dict[str, float]) -> str:
 
 
 def write_validation_outputs(
-    out_dir: Path, kind: str, history: list[dict[str, float]], val: MemeTensors,
-    probabilities: dict[str, np.ndarray], best_epoch: int, how: str = "",
+    out_dir: Path,
+    kind: str,
+    history: list[dict[str, float]],
+    val: MemeTensors,
+    probabilities: dict[str, np.ndarray],
+    best_epoch: int,
+    how: str = "",
 ) -> None:
     """What every training loop leaves beside its checkpoint: history, per-class report, validation
     probabilities, training curves and confusion matrices (``how`` annotates the plot titles)."""
     labels = argmax_labels(probabilities)
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
-    (out_dir / "per_class_report.json").write_text(
-        json.dumps(per_class_report(val.target_columns(), labels), indent=2))
+    (out_dir / "per_class_report.json").write_text(json.dumps(per_class_report(val.target_columns(), labels), indent=2))
     np.savez(out_dir / "val_probabilities.npz", **probabilities)
     suffix = f", {how}" if how else ""
     plot_training_curves(history, out_dir / "training_curves.png", f"{kind}: training{suffix}")
-    plot_confusion_matrices(val.target_columns(), labels, out_dir / "confusion_matrices.png",
-                            f"{kind}: validation (epoch {best_epoch}{suffix})")
+    plot_confusion_matrices(
+        val.target_columns(),
+        labels,
+        out_dir / "confusion_matrices.png",
+        f"{kind}: validation (epoch {best_epoch}{suffix})",
+    )
 
 
 def _write_outputs(
-    out_dir: Path, kind: str, history: list[dict[str, float]], val: MemeTensors,
-    probabilities: dict[str, np.ndarray], best_epoch: int, mode: str,
-    estimator: BlendWeightEstimator | None, rho_steps: list[dict],
+    out_dir: Path,
+    kind: str,
+    history: list[dict[str, float]],
+    val: MemeTensors,
+    probabilities: dict[str, np.ndarray],
+    best_epoch: int,
+    mode: str,
+    estimator: BlendWeightEstimator | None,
+    rho_steps: list[dict],
 ) -> None:
     write_validation_outputs(out_dir, kind, history, val, probabilities, best_epoch)
     if mode != "off":
-        (out_dir / "gradient_blending.json").write_text(json.dumps(
-            {"mode": mode, "per_epoch": [{k: v for k, v in h.items() if k.startswith("gb_weight_")}
-                                         for h in history],
-             "estimates": estimator.log if estimator is not None else []}, indent=2))
-        plot_blend_weights(history, out_dir / "gradient_blending.png",
-                           f"{kind}: gradient-blending weights ({mode})")
+        (out_dir / "gradient_blending.json").write_text(
+            json.dumps(
+                {
+                    "mode": mode,
+                    "per_epoch": [{k: v for k, v in h.items() if k.startswith("gb_weight_")} for h in history],
+                    "estimates": estimator.log if estimator is not None else [],
+                },
+                indent=2,
+            )
+        )
+        plot_blend_weights(history, out_dir / "gradient_blending.png", f"{kind}: gradient-blending weights ({mode})")
     if rho_steps:
         (out_dir / "pmr_rho.json").write_text(json.dumps(rho_steps))
-        plot_imbalance_ratio(rho_steps, out_dir / "pmr_rho.png",
-                             f"{kind}: PMR imbalance ratio rho per step")
+        plot_imbalance_ratio(rho_steps, out_dir / "pmr_rho.png", f"{kind}: PMR imbalance ratio rho per step")

@@ -8,8 +8,8 @@ Task A / Task C heads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -20,8 +20,7 @@ from training.models.heads import MultiTaskHead
 
 def head_prefixes(model: nn.Module) -> tuple[str, ...]:
     """State-dict prefixes of the model's classifier heads (its ``MultiTaskHead`` modules)."""
-    return tuple(f"{name}." for name, module in model.named_modules()
-                 if name and isinstance(module, MultiTaskHead))
+    return tuple(f"{name}." for name, module in model.named_modules() if name and isinstance(module, MultiTaskHead))
 
 
 def replace_heads(model: nn.Module, tasks: Sequence[TaskSpec]) -> nn.Module:
@@ -30,8 +29,7 @@ def replace_heads(model: nn.Module, tasks: Sequence[TaskSpec]) -> nn.Module:
         if isinstance(module, MultiTaskHead):
             hidden_layer = module.heads[0].net[0]
             dropout = module.heads[0].net[2].p
-            setattr(model, name, MultiTaskHead(hidden_layer.in_features, hidden_layer.out_features,
-                                               dropout, tasks))
+            setattr(model, name, MultiTaskHead(hidden_layer.in_features, hidden_layer.out_features, dropout, tasks))
     return model
 
 
@@ -47,12 +45,16 @@ def load_body(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[
     source = {k: v for k, v in state_dict.items() if not k.startswith(heads)}
     missing = sorted(set(body) - set(source))
     if missing:
-        raise ValueError(f"the checkpoint lacks {len(missing)} of the model's weights, e.g. "
-                         f"{missing[:3]}: was it trained for another model kind?")
+        raise ValueError(
+            f"the checkpoint lacks {len(missing)} of the model's weights, e.g. "
+            f"{missing[:3]}: was it trained for another model kind?"
+        )
     wrong = [k for k in body if source[k].shape != body[k].shape]
     if wrong:
-        raise ValueError(f"shape mismatch for {wrong[:3]} (checkpoint {tuple(source[wrong[0]].shape)}, "
-                         f"model {tuple(body[wrong[0]].shape)}): another CLIP config or model size?")
+        raise ValueError(
+            f"shape mismatch for {wrong[:3]} (checkpoint {tuple(source[wrong[0]].shape)}, "
+            f"model {tuple(body[wrong[0]].shape)}): another CLIP config or model size?"
+        )
     model.load_state_dict({**target, **{k: source[k] for k in body}})
     return list(body)
 

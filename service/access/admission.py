@@ -9,7 +9,8 @@ A request that timed out keeps its place until its thread has really stopped (th
 from __future__ import annotations
 
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import anyio
 from prometheus_client import CollectorRegistry, Gauge
@@ -36,11 +37,14 @@ class Admission:
         self._threads = anyio.CapacityLimiter(self.capacity)
         self._admitted_gauge = self._running_gauge = None
         if registry is not None:
-            self._admitted_gauge = Gauge("memotion_admitted_requests",
-                                         "Classification requests accepted and not finished (running or queued).",
-                                         registry=registry)
-            self._running_gauge = Gauge("memotion_running_requests", "Classification requests running now.",
-                                        registry=registry)
+            self._admitted_gauge = Gauge(
+                "memotion_admitted_requests",
+                "Classification requests accepted and not finished (running or queued).",
+                registry=registry,
+            )
+            self._running_gauge = Gauge(
+                "memotion_running_requests", "Classification requests running now.", registry=registry
+            )
             self._capacity_gauge = Gauge("memotion_admission_capacity", "workers + max_queue.", registry=registry)
             self._capacity_gauge.set(self.capacity)
 
@@ -68,9 +72,9 @@ class Admission:
         with self._lock:
             if self._admitted >= self.capacity:
                 raise ApiError(
-                    503, "overloaded",
-                    f"the gateway is at capacity ({self.workers} classifying, {self.max_queue} waiting); "
-                    "retry shortly",
+                    503,
+                    "overloaded",
+                    f"the gateway is at capacity ({self.workers} classifying, {self.max_queue} waiting); retry shortly",
                     headers={"Retry-After": "1"},
                 )
             self._admitted += 1

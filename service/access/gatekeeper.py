@@ -40,7 +40,8 @@ class Gatekeeper:
         if client.key is None:
             return
         self.limiter.check(
-            client.name, cost,
+            client.name,
+            cost,
             client.key.rate_per_minute or self.default_rate_per_minute,
             client.key.burst or self.default_burst,
         )

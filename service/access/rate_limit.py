@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from service.core.errors import ApiError
 
@@ -62,13 +62,15 @@ class RateLimiter:
             return
         if math.isinf(wait):
             raise ApiError(
-                413, "batch_over_rate_limit",
+                413,
+                "batch_over_rate_limit",
                 f"this request holds {cost} memes but client '{client}' may send at most {burst} at once; "
                 "split it into smaller batches",
             )
         retry_after = max(1, math.ceil(wait))
         raise ApiError(
-            429, "rate_limited",
+            429,
+            "rate_limited",
             f"client '{client}' is over its limit of {rate_per_minute:g} memes per minute "
             f"(burst {burst}); retry after {retry_after} s",
             headers={"Retry-After": str(retry_after)},

@@ -5,27 +5,28 @@ Routes: ``POST /v1/classify``, ``POST /v1/classify/batch`` (service/api/classify
 """
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 
-from service.inference.backends import BackendUnavailable
-from service.access.gatekeeper import Gatekeeper
 from service.access.admission import Admission
+from service.access.gatekeeper import Gatekeeper
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.classify_routes import BATCH_ROUTE, classify_router, current_classifier
+from service.api.request_context import RequestContextMiddleware
+from service.api.schemas import ErrorResponse, HealthResponse, ReadyResponse
+from service.api.ui import mount_ui
 from service.core.errors import ApiError, GatewayStartupError, install_error_handlers
 from service.core.logging_config import configure_logging
 from service.core.metrics import GatewayMetrics
-from service.inference.classifier import MemeClassifier
-from service.api.request_context import RequestContextMiddleware
-from service.api.schemas import ErrorResponse, HealthResponse, ReadyResponse
 from service.core.settings import GatewaySettings
-from service.api.ui import mount_ui
+from service.inference.backends import BackendUnavailable
+from service.inference.classifier import MemeClassifier
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -47,8 +48,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        logger.info("loading model repository %s (backend %s, ocr %s)",
-                    settings.model_repository, settings.backend, settings.ocr)
+        logger.info(
+            "loading model repository %s (backend %s, ocr %s)",
+            settings.model_repository,
+            settings.backend,
+            settings.ocr,
+        )
         try:
             classifier = await anyio.to_thread.run_sync(MemeClassifier.from_settings, settings)
         except GatewayStartupError as err:
@@ -64,9 +69,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             logger.error("memotion gateway cannot start: a first classification failed: %s", err)
             raise GatewayStartupError(f"a first classification of a test image failed: {err}") from err
         app.state.classifier = classifier
-        logger.info("ready: repository %s version %s, members %s",
-                    settings.model_repository, classifier.manifest.repository_version,
-                    [m.name for m in classifier.members])
+        logger.info(
+            "ready: repository %s version %s, members %s",
+            settings.model_repository,
+            classifier.manifest.repository_version,
+            [m.name for m in classifier.members],
+        )
         try:
             yield
         finally:
@@ -87,13 +95,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.classifier = None
     install_error_handlers(app)
     # Added last = outermost: RequestContext (id, log, metrics) wraps CORS, which wraps the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes,
-                       per_path={BATCH_ROUTE: settings.max_batch_bytes})
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, per_path={BATCH_ROUTE: settings.max_batch_bytes}
+    )
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After"], max_age=600,
+            expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After"],
+            max_age=600,
         )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(classify_router(settings, metrics, admission, gatekeeper))
@@ -104,15 +116,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return HealthResponse()
 
     @app.get(
-        "/readyz", response_model=ReadyResponse, summary="Readiness: models and OCR loaded, backend ready",
+        "/readyz",
+        response_model=ReadyResponse,
+        summary="Readiness: models and OCR loaded, backend ready",
         responses=_error_responses(503),
     )
     async def readyz(request: Request) -> ReadyResponse:
         classifier = _classifier(request)
         if not await anyio.to_thread.run_sync(classifier.ready):
             problem = getattr(classifier.backend, "problem", "")
-            raise ApiError(503, "backend_not_ready", f"the {classifier.backend.name} inference backend is not "
-                           f"ready" + (f": {problem}" if problem else ""))
+            raise ApiError(
+                503,
+                "backend_not_ready",
+                f"the {classifier.backend.name} inference backend is not ready" + (f": {problem}" if problem else ""),
+            )
         return ReadyResponse(
             model_version=classifier.manifest.repository_version,
             backend=classifier.backend.name,

@@ -11,19 +11,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.inference.backends import BackendUnavailable
 from service.api.classification import ClassifyOptions, check_text, check_text_only, shape_response
-from service.core.errors import ApiError
-from service.inference.imaging import decode_image
-from service.inference.classifier import ClassificationCancelled, MemeClassifier
 from service.api.schemas import API_VERSION, ClassifyResponse, ErrorDetail
 from service.api.wire import decode_base64_image
+from service.core.errors import ApiError
+from service.inference.backends import BackendUnavailable
+from service.inference.classifier import ClassificationCancelled, MemeClassifier
+from service.inference.imaging import decode_image
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -41,14 +42,21 @@ class BatchItem(BaseModel):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{
-            "items": [
-                {"id": "meme-1", "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC",
-                 "text": "when the code finally compiles"},
-                {"id": "meme-2", "text": "bhai kya scene hai"},
-            ],
-            "thresholds": {"offensive": 0.3},
-        }]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": "meme-1",
+                            "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC",  # noqa: E501 (an example value)
+                            "text": "when the code finally compiles",
+                        },
+                        {"id": "meme-2", "text": "bhai kya scene hai"},
+                    ],
+                    "thresholds": {"offensive": 0.3},
+                }
+            ]
+        },
     )
 
     items: list[BatchItem] = Field(min_length=1, description="The memes; at most MEMOTION_MAX_BATCH_ITEMS.")
@@ -99,26 +107,44 @@ class BatchOutcomes:
 
     def ok(self, index: int, response: ClassifyResponse) -> None:
         with self._lock:
-            self._results.setdefault(index, BatchItemResult(index=index, id=self.ids[index], status=200, result=response))
+            self._results.setdefault(
+                index, BatchItemResult(index=index, id=self.ids[index], status=200, result=response)
+            )
 
     def fail(self, index: int, status: int, code: str, message: str) -> None:
         with self._lock:
-            self._results.setdefault(index, BatchItemResult(
-                index=index, id=self.ids[index], status=status,
-                error=ErrorDetail(code=code, message=message, status=status)))
+            self._results.setdefault(
+                index,
+                BatchItemResult(
+                    index=index,
+                    id=self.ids[index],
+                    status=status,
+                    error=ErrorDetail(code=code, message=message, status=status),
+                ),
+            )
 
     def finish(self, status: int, code: str, message: str) -> list[BatchItemResult]:
         """All items in order; any still without an outcome gets this error."""
         with self._lock:
             for index in range(len(self.ids)):
-                self._results.setdefault(index, BatchItemResult(
-                    index=index, id=self.ids[index], status=status,
-                    error=ErrorDetail(code=code, message=message, status=status)))
+                self._results.setdefault(
+                    index,
+                    BatchItemResult(
+                        index=index,
+                        id=self.ids[index],
+                        status=status,
+                        error=ErrorDetail(code=code, message=message, status=status),
+                    ),
+                )
             return [self._results[i] for i in range(len(self.ids))]
 
 
 def _prepare(
-    classifier: MemeClassifier, index: int, item: BatchItem, max_pixels: int, max_text_chars: int,
+    classifier: MemeClassifier,
+    index: int,
+    item: BatchItem,
+    max_pixels: int,
+    max_text_chars: int,
 ) -> Prepared:
     text = check_text(item.text, max_text_chars)
     if item.image is None:
@@ -131,8 +157,12 @@ def _prepare(
 
 
 def classify_prepared(
-    classifier: MemeClassifier, group: list[Prepared], options: ClassifyOptions, outcomes: OutcomeSink,
-    cancelled: Callable[[], bool], text_only: bool,
+    classifier: MemeClassifier,
+    group: list[Prepared],
+    options: ClassifyOptions,
+    outcomes: OutcomeSink,
+    cancelled: Callable[[], bool],
+    text_only: bool,
 ) -> None:
     """Classify ``group`` (all with images, or all text-only) in chunks of :data:`CHUNK_SIZE`; a chunk
     that fails is retried item by item, so one bad item fails alone."""
@@ -140,15 +170,16 @@ def classify_prepared(
 
     def run(chunk: list[Prepared]) -> None:
         start = time.perf_counter()
-        results = classifier.classify_batch([p.image for p in chunk], [p.text for p in chunk],
-                                            cancelled=cancelled, members=members)
+        results = classifier.classify_batch(
+            [p.image for p in chunk], [p.text for p in chunk], cancelled=cancelled, members=members
+        )
         elapsed = (time.perf_counter() - start) * 1000.0
         for prepared, result in zip(chunk, results):
             result.timings_ms = {**result.timings_ms, "total": elapsed}
             outcomes.ok(prepared.index, shape_response(classifier, result, options))
 
     for begin in range(0, len(group), CHUNK_SIZE):
-        chunk = group[begin:begin + CHUNK_SIZE]
+        chunk = group[begin : begin + CHUNK_SIZE]
         if cancelled():
             raise ClassificationCancelled()
         try:
@@ -156,7 +187,7 @@ def classify_prepared(
             continue
         except ClassificationCancelled:
             raise
-        except Exception as err:  # noqa: BLE001 - isolate the failing item below
+        except Exception as err:
             if len(chunk) == 1:
                 record_failure(outcomes, chunk[0].index, err)
                 continue
@@ -168,7 +199,7 @@ def classify_prepared(
                 run([prepared])
             except ClassificationCancelled:
                 raise
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 record_failure(outcomes, prepared.index, err)
 
 
@@ -179,13 +210,23 @@ def record_failure(outcomes: OutcomeSink, index: int, err: Exception) -> None:
         outcomes.fail(index, 503, "backend_unavailable", f"{err}; retry shortly")
     else:
         logger.error("batch item %d failed", index, exc_info=err)
-        outcomes.fail(index, 500, "internal_error", "classifying this item failed inside the gateway (a bug); "
-                      "the other items are unaffected")
+        outcomes.fail(
+            index,
+            500,
+            "internal_error",
+            "classifying this item failed inside the gateway (a bug); the other items are unaffected",
+        )
 
 
 def run_batch(
-    classifier: MemeClassifier, items: Sequence[BatchItem], outcomes: BatchOutcomes, options: ClassifyOptions,
-    *, max_pixels: int, max_text_chars: int, cancelled: Callable[[], bool],
+    classifier: MemeClassifier,
+    items: Sequence[BatchItem],
+    outcomes: BatchOutcomes,
+    options: ClassifyOptions,
+    *,
+    max_pixels: int,
+    max_text_chars: int,
+    cancelled: Callable[[], bool],
 ) -> None:
     """Validate and decode every item, then classify the good ones (images first, then text-only)."""
     with_image: list[Prepared] = []

@@ -24,9 +24,9 @@ def _format_bytes(count: int) -> str:
 class BodyTooLarge(ApiError):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(
-            413, "payload_too_large",
-            f"the request body is larger than the {_format_bytes(max_bytes)} allowed; "
-            "send a smaller image",
+            413,
+            "payload_too_large",
+            f"the request body is larger than the {_format_bytes(max_bytes)} allowed; send a smaller image",
             headers={"Connection": "close"},
         )
 

@@ -4,13 +4,14 @@ and batch) and the in-process ``classify_file``, so all give the same answers an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from service.core.errors import ApiError
-from service.inference.imaging import decode_image
-from service.inference.classifier import ClassifyResult, MemeClassifier
 from service.api.schemas import ClassifyResponse, classify_response
+from service.core.errors import ApiError
+from service.inference.classifier import ClassifyResult, MemeClassifier
+from service.inference.imaging import decode_image
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ def check_text(text: str | None, max_chars: int) -> str | None:
         return None
     if len(text) > max_chars:
         raise ApiError(
-            422, "text_too_long",
+            422,
+            "text_too_long",
             f"field 'text' has {len(text)} characters; at most {max_chars} are allowed",
         )
     return text
@@ -38,20 +40,22 @@ def check_text_only(classifier: MemeClassifier) -> None:
     """A request without an image needs a member that reads only text."""
     if not classifier.text_only_members:
         raise ApiError(
-            422, "image_required",
+            422,
+            "image_required",
             "this model repository has no text-only model (every ensemble member reads the image); "
             "send an image as well",
         )
 
 
 def shape_response(
-    classifier: MemeClassifier, result: ClassifyResult, options: ClassifyOptions,
+    classifier: MemeClassifier,
+    result: ClassifyResult,
+    options: ClassifyOptions,
 ) -> ClassifyResponse:
     explain: dict[str, Any] | None = None
     if options.explain:
         processor = classifier.text_processor
-        explain = {"text_config": processor.describe() if processor is not None else {},
-                   "members": list(result.votes)}
+        explain = {"text_config": processor.describe() if processor is not None else {}, "members": list(result.votes)}
     return classify_response(
         result,
         model_version=classifier.manifest.repository_version,
@@ -66,8 +70,14 @@ def shape_response(
 
 
 def classify_upload(
-    classifier: MemeClassifier, data: bytes | None, text: str | None, *, max_pixels: int, max_text_chars: int,
-    cancelled: Callable[[], bool] | None = None, options: ClassifyOptions | None = None,
+    classifier: MemeClassifier,
+    data: bytes | None,
+    text: str | None,
+    *,
+    max_pixels: int,
+    max_text_chars: int,
+    cancelled: Callable[[], bool] | None = None,
+    options: ClassifyOptions | None = None,
 ) -> tuple[ClassifyResponse, dict[str, float]]:
     """Decode, classify and shape the answer. Returns it with the per-stage timings (ms).
 
@@ -81,8 +91,9 @@ def classify_upload(
         if request_text is None:
             raise ApiError(422, "missing_field", "send an 'image', a 'text', or both")
         check_text_only(classifier)
-        result = classifier.classify_batch([None], [request_text], cancelled=cancelled,
-                                           members=classifier.text_only_members)[0]
+        result = classifier.classify_batch(
+            [None], [request_text], cancelled=cancelled, members=classifier.text_only_members
+        )[0]
         timings = {**result.timings_ms, "total": (time.perf_counter() - start) * 1000.0}
     else:
         image = decode_image(data, max_pixels)

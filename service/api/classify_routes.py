@@ -5,7 +5,6 @@ Both authenticate (API key), charge the client's rate limit (one token per meme)
 work to :class:`~service.access.admission.Admission` (worker threads, bounded queue, time limit).
 """
 
-
 import time
 from typing import Annotated, Any
 
@@ -14,24 +13,26 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from service.access.gatekeeper import Gatekeeper
 from service.access.admission import Admission
+from service.access.gatekeeper import Gatekeeper
 from service.access.keys import Client
-from service.inference.backends import BackendUnavailable
 from service.api.batch import BatchOutcomes, BatchRequest, BatchResponse, run_batch
 from service.api.classification import ClassifyOptions, check_text, classify_upload
+from service.api.schemas import ClassifyResponse, ErrorResponse
+from service.api.wire import decode_base64_image, parse_thresholds_field
 from service.core.errors import REQUEST_ID_SCOPE_KEY, ApiError, validation_message
 from service.core.metrics import GatewayMetrics
-from service.inference.classifier import MemeClassifier
-from service.api.schemas import ClassifyResponse, ErrorResponse
 from service.core.settings import GatewaySettings
+from service.inference.backends import BackendUnavailable
+from service.inference.classifier import MemeClassifier
 from service.inference.thresholds import ThresholdError, resolve_thresholds
-from service.api.wire import decode_base64_image, parse_thresholds_field
 
 CLASSIFY_ROUTE = "/v1/classify"
 BATCH_ROUTE = "/v1/classify/batch"
-FORM_HINT = ("send multipart/form-data with an 'image' file and optional 'text' and 'thresholds' fields, "
-             "or JSON {\"image\": <base64>, \"text\": ...}")
+FORM_HINT = (
+    "send multipart/form-data with an 'image' file and optional 'text' and 'thresholds' fields, "
+    'or JSON {"image": <base64>, "text": ...}'
+)
 
 
 class ClassifyJsonRequest(BaseModel):
@@ -40,28 +41,46 @@ class ClassifyJsonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: str | None = Field(default=None, description="The meme image, base64 (or a data:image/...;base64, URL).")
-    text: str | None = Field(default=None, description="The meme's text. Without an image: classified by the "
-                             "text-only models. With an image but no text: read by OCR.")
-    thresholds: dict[str, float] | None = Field(default=None, description="Task B thresholds, e.g. {\"offensive\": 0.3}.")
+    text: str | None = Field(
+        default=None,
+        description="The meme's text. Without an image: classified by the "
+        "text-only models. With an image but no text: read by OCR.",
+    )
+    thresholds: dict[str, float] | None = Field(default=None, description='Task B thresholds, e.g. {"offensive": 0.3}.')
 
 
 _MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["image"],
     "properties": {
-        "image": {"type": "string", "format": "binary", "description": "The meme image (JPEG, PNG, GIF, WebP, BMP or TIFF)."},
-        "text": {"type": "string", "description": "The meme's text; if absent or blank it is read from the image by OCR."},
-        "thresholds": {"type": "string", "description": "Task B thresholds as a JSON object, e.g. {\"offensive\": 0.3}."},
+        "image": {
+            "type": "string",
+            "format": "binary",
+            "description": "The meme image (JPEG, PNG, GIF, WebP, BMP or TIFF).",
+        },
+        "text": {
+            "type": "string",
+            "description": "The meme's text; if absent or blank it is read from the image by OCR.",
+        },
+        "thresholds": {"type": "string", "description": 'Task B thresholds as a JSON object, e.g. {"offensive": 0.3}.'},
     },
 }
 _JSON_EXAMPLES = {
-    "image_and_text": {"summary": "image (base64) and its text", "value": {
-        "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC",
-        "text": "when the code finally compiles"}},
+    "image_and_text": {
+        "summary": "image (base64) and its text",
+        "value": {
+            "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC",
+            "text": "when the code finally compiles",
+        },
+    },
     "text_only": {"summary": "text only (text-only models vote)", "value": {"text": "bhai kya scene hai"}},
-    "thresholds": {"summary": "flag offensive from P >= 0.3", "value": {
-        "image": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC",
-        "thresholds": {"offensive": 0.3}}},
+    "thresholds": {
+        "summary": "flag offensive from P >= 0.3",
+        "value": {
+            "image": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC",  # noqa: E501 (an example value)
+            "thresholds": {"offensive": 0.3},
+        },
+    },
 }
 _CLASSIFY_BODY_DOC = {
     "requestBody": {
@@ -81,7 +100,9 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def current_classifier(request: Request) -> MemeClassifier:
     classifier: MemeClassifier | None = request.app.state.classifier
     if classifier is None:
-        raise ApiError(503, "not_ready", "the models are not loaded (the gateway is starting or stopping); retry shortly")
+        raise ApiError(
+            503, "not_ready", "the models are not loaded (the gateway is starting or stopping); retry shortly"
+        )
     return classifier
 
 
@@ -92,7 +113,9 @@ async def _read_form(request: Request, max_text_chars: int) -> tuple[bytes, str 
         if image is None:
             raise ApiError(422, "missing_field", f"field 'image' is required ({FORM_HINT})")
         if not isinstance(image, UploadFile):
-            raise ApiError(422, "invalid_request", f"field 'image' must be a file upload, not a plain form value ({FORM_HINT})")
+            raise ApiError(
+                422, "invalid_request", f"field 'image' must be a file upload, not a plain form value ({FORM_HINT})"
+            )
         text = form.get("text")
         if text is not None and not isinstance(text, str):
             raise ApiError(422, "invalid_request", "field 'text' must be a plain form value, not a file")
@@ -117,13 +140,19 @@ async def _read_json(request: Request, max_text_chars: int) -> tuple[bytes | Non
 
 
 def classify_router(
-    settings: GatewaySettings, metrics: GatewayMetrics, admission: Admission, gatekeeper: Gatekeeper,
+    settings: GatewaySettings,
+    metrics: GatewayMetrics,
+    admission: Admission,
+    gatekeeper: Gatekeeper,
 ) -> APIRouter:
     router = APIRouter()
-    bearer = HTTPBearer(auto_error=False, description="An API key: 'Authorization: Bearer <key>' (when keys are configured).")
+    bearer = HTTPBearer(
+        auto_error=False, description="An API key: 'Authorization: Bearer <key>' (when keys are configured)."
+    )
 
     def authenticate(
-        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
     ) -> Client:
         return gatekeeper.authenticate(request)
 
@@ -152,7 +181,9 @@ def classify_router(
         request: Request,
         response: Response,
         client: Annotated[Client, Depends(authenticate)],
-        explain: Annotated[bool, Query(description="Add the text path (each step and its text) to the answer.")] = False,
+        explain: Annotated[
+            bool, Query(description="Add the text path (each step and its text) to the answer.")
+        ] = False,
     ) -> ClassifyResponse:
         classifier = current_classifier(request)
         gatekeeper.charge(client, 1)
@@ -163,17 +194,26 @@ def classify_router(
         elif content_type == "application/json" or content_type.endswith("+json"):
             data, text, thresholds = await _read_json(request, settings.max_text_chars)
         else:
-            raise ApiError(415, "unsupported_media_type",
-                           f"Content-Type {content_type or '(none)'} is not accepted; {FORM_HINT}")
+            raise ApiError(
+                415, "unsupported_media_type", f"Content-Type {content_type or '(none)'} is not accepted; {FORM_HINT}"
+            )
         chosen = options(request, classifier, thresholds, explain)
 
         def work(cancelled: Any) -> tuple[ClassifyResponse, dict[str, float]]:
-            return classify_upload(classifier, data, text, max_pixels=settings.max_image_pixels,
-                                   max_text_chars=settings.max_text_chars, cancelled=cancelled, options=chosen)
+            return classify_upload(
+                classifier,
+                data,
+                text,
+                max_pixels=settings.max_image_pixels,
+                max_text_chars=settings.max_text_chars,
+                cancelled=cancelled,
+                options=chosen,
+            )
 
         try:
             result, timings = await admission.run(
-                work, timeout_s=settings.request_timeout_s,
+                work,
+                timeout_s=settings.request_timeout_s,
                 timeout_message=f"classifying this meme took longer than the {settings.request_timeout_s:g} s "
                 "allowed; retry later, or send the text to skip OCR",
             )
@@ -188,7 +228,7 @@ def classify_router(
         response_model=BatchResponse,
         response_model_exclude_none=True,
         summary="Classify many memes; a status per item",
-        description=f"JSON `{{\"items\": [{{\"id\", \"image\" (base64), \"text\"}}, ...]}}`, at most "
+        description=f'JSON `{{"items": [{{"id", "image" (base64), "text"}}, ...]}}`, at most '
         f"{settings.max_batch_items} items. The answer is 200 whenever the batch itself is well formed: each "
         "item carries its own `status` and either `result` (the single endpoint's answer) or `error`. Items "
         "not finished within the batch time limit come back as 504, the finished ones are kept.",
@@ -204,20 +244,31 @@ def classify_router(
         classifier = current_classifier(request)
         count = len(body.items)
         if count > settings.max_batch_items:
-            raise ApiError(413, "too_many_items",
-                           f"the batch has {count} items; at most {settings.max_batch_items} are allowed per request")
+            raise ApiError(
+                413,
+                "too_many_items",
+                f"the batch has {count} items; at most {settings.max_batch_items} are allowed per request",
+            )
         gatekeeper.charge(client, count)
         chosen = options(request, classifier, body.thresholds, explain)
         outcomes = BatchOutcomes([item.id if item.id is not None else str(i) for i, item in enumerate(body.items)])
         start = time.perf_counter()
-        timeout_message = (f"the batch did not reach this item within its {settings.batch_timeout_s:g} s limit; "
-                           "send it again")
+        timeout_message = (
+            f"the batch did not reach this item within its {settings.batch_timeout_s:g} s limit; send it again"
+        )
         try:
             await admission.run(
-                lambda cancelled: run_batch(classifier, body.items, outcomes, chosen,
-                                            max_pixels=settings.max_image_pixels,
-                                            max_text_chars=settings.max_text_chars, cancelled=cancelled),
-                timeout_s=settings.batch_timeout_s, timeout_message=timeout_message,
+                lambda cancelled: run_batch(
+                    classifier,
+                    body.items,
+                    outcomes,
+                    chosen,
+                    max_pixels=settings.max_image_pixels,
+                    max_text_chars=settings.max_text_chars,
+                    cancelled=cancelled,
+                ),
+                timeout_s=settings.batch_timeout_s,
+                timeout_message=timeout_message,
             )
         except ApiError as err:
             if err.status != 504:
@@ -230,8 +281,12 @@ def classify_router(
                 metrics.observe_stages(item.result.timings_ms)
         return BatchResponse(
             model_version=classifier.manifest.repository_version,
-            request_id=chosen.request_id, count=count, succeeded=succeeded, failed=count - succeeded,
-            items=items, timings_ms={"total": (time.perf_counter() - start) * 1000.0},
+            request_id=chosen.request_id,
+            count=count,
+            succeeded=succeeded,
+            failed=count - succeeded,
+            items=items,
+            timings_ms={"total": (time.perf_counter() - start) * 1000.0},
         )
 
     return router

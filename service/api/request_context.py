@@ -14,9 +14,9 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.errors import ERROR_CODE_SCOPE_KEY, REQUEST_ID_SCOPE_KEY
+from service.core.metrics import GatewayMetrics
 
 CLIENT_SCOPE_KEY = "memotion.client"  # the API key's name, set by service.access.gatekeeper
-from service.core.metrics import GatewayMetrics
 
 access_logger = logging.getLogger("memotion.gateway.access")
 
@@ -89,9 +89,23 @@ class RequestContextMiddleware:
             client = scope.get(CLIENT_SCOPE_KEY, "-")
             access_logger.info(
                 "%s %s %s %d %.1fms in=%dB%s",
-                request_id, method, path, status, seconds * 1000.0, received,
+                request_id,
+                method,
+                path,
+                status,
+                seconds * 1000.0,
+                received,
                 f" error={code}" if status >= 400 else "",
-                extra={"event": "request", "request_id": request_id, "method": method, "path": path,
-                       "route": route, "status": status, "duration_ms": round(seconds * 1000.0, 2),
-                       "bytes_in": received, "client": client, "error": code if status >= 400 else None},
+                extra={
+                    "event": "request",
+                    "request_id": request_id,
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000.0, 2),
+                    "bytes_in": received,
+                    "client": client,
+                    "error": code if status >= 400 else None,
+                },
             )

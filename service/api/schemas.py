@@ -5,7 +5,8 @@ Label names and head names are keys taken from the manifest at run time; nothing
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,17 +34,23 @@ class TextUsed(BaseModel):
 
 
 class TextStepBody(BaseModel):
-    step: str = Field(description="input, clean, language, transliterate, translate.en-hi or translate.hi-en",
-                      examples=["clean"])
+    step: str = Field(
+        description="input, clean, language, transliterate, translate.en-hi or translate.hi-en", examples=["clean"]
+    )
     text: str = Field(description="The text after this step.")
-    detail: dict[str, Any] = Field(default_factory=dict,
-                                   description="What the step found or removed (language scores, URLs, errors).")
+    detail: dict[str, Any] = Field(
+        default_factory=dict, description="What the step found or removed (language scores, URLs, errors)."
+    )
 
 
 class Explanation(BaseModel):
-    text_steps: list[TextStepBody] = Field(description="The text path, in order; the last text is what the models read.")
+    text_steps: list[TextStepBody] = Field(
+        description="The text path, in order; the last text is what the models read."
+    )
     text_config: dict[str, Any] = Field(description="Which text steps are on and which translator is used.")
-    members: list[str] = Field(description="The ensemble members that ran (text-only requests: those that read only text).")
+    members: list[str] = Field(
+        description="The ensemble members that ran (text-only requests: those that read only text)."
+    )
 
 
 class ClassifyResponse(BaseModel):
@@ -53,12 +60,25 @@ class ClassifyResponse(BaseModel):
                 "model_version": "2024.1",
                 "task_a": {"label": "positive", "scores": {"negative": 0.1, "neutral": 0.3, "positive": 0.6}},
                 "task_b": {"humorous": True, "sarcastic": False, "offensive": False, "motivational": False},
-                "task_c": {"humour": {"label": "funny", "code": "F",
-                                      "scores": {"not_funny": 0.2, "funny": 0.5, "very_funny": 0.2, "hilarious": 0.1}}},
+                "task_c": {
+                    "humour": {
+                        "label": "funny",
+                        "code": "F",
+                        "scores": {"not_funny": 0.2, "funny": 0.5, "very_funny": 0.2, "hilarious": 0.1},
+                    }
+                },
                 "text": {"value": "when the code finally compiles", "source": "ocr"},
                 "votes": {"clip_text": {"sentiment": "positive", "humour": "funny"}},
-                "timings_ms": {"decode": 2.1, "ocr": 900.0, "tokenize": 0.2, "preprocess": 3.0,
-                               "inference.clip_text": 4.0, "inference": 4.0, "vote": 0.1, "total": 910.0},
+                "timings_ms": {
+                    "decode": 2.1,
+                    "ocr": 900.0,
+                    "tokenize": 0.2,
+                    "preprocess": 3.0,
+                    "inference.clip_text": 4.0,
+                    "inference": 4.0,
+                    "vote": 0.1,
+                    "total": 910.0,
+                },
                 "notice": "",
                 "api_version": "1",
                 "request_id": "3f2a9c0d5e6b4a1f8c7d2e1b0a9f8e7d",
@@ -87,14 +107,21 @@ class ClassifyResponse(BaseModel):
     api_version: str = Field(default=API_VERSION, description="Version of this response format.")
     request_id: str | None = Field(default=None, description="The request's id (also in the X-Request-ID header).")
     language: str | None = Field(
-        default=None, description="Language of the text: en, hi (Devanagari), hi-Latn (romanised Hindi / "
-        "Hindi-English mix), other, unknown. Absent when language identification is off.")
+        default=None,
+        description="Language of the text: en, hi (Devanagari), hi-Latn (romanised Hindi / "
+        "Hindi-English mix), other, unknown. Absent when language identification is off.",
+    )
     task_b_scores: dict[str, float] = Field(
-        default_factory=dict, description="P(emotion present) = 1 - P(lowest Task C intensity), per emotion.")
+        default_factory=dict, description="P(emotion present) = 1 - P(lowest Task C intensity), per emotion."
+    )
     thresholds: dict[str, float] = Field(
-        default_factory=dict, description="Task B thresholds applied (emotion present iff its score >= threshold); "
-        "emotions not listed use the voted intensity.")
-    explain: Explanation | None = Field(default=None, description="Only with ?explain=true: the text path step by step.")
+        default_factory=dict,
+        description="Task B thresholds applied (emotion present iff its score >= threshold); "
+        "emotions not listed use the voted intensity.",
+    )
+    explain: Explanation | None = Field(
+        default=None, description="Only with ?explain=true: the text path step by step."
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -128,9 +155,16 @@ def _intensity(prediction: TaskPrediction) -> IntensityPrediction:
 
 
 def classify_response(
-    result: ClassifyResult, *, model_version: str, task_a: str, task_c: list[str], notice: str,
-    task_b_names: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
-    request_id: str | None = None, explain: dict[str, Any] | None = None,
+    result: ClassifyResult,
+    *,
+    model_version: str,
+    task_a: str,
+    task_c: list[str],
+    notice: str,
+    task_b_names: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    request_id: str | None = None,
+    explain: dict[str, Any] | None = None,
 ) -> ClassifyResponse:
     """The response body. ``task_b_names`` (head -> emotion) enables ``task_b_scores`` and
     ``thresholds``; ``explain`` (text_config, members) adds the text steps."""
@@ -145,7 +179,8 @@ def classify_response(
     if explain is not None:
         explanation = Explanation(
             text_steps=[TextStepBody(step=s.step, text=s.text, detail=s.detail) for s in result.text_steps],
-            text_config=explain.get("text_config", {}), members=list(explain.get("members", result.votes)),
+            text_config=explain.get("text_config", {}),
+            members=list(explain.get("members", result.votes)),
         )
     return ClassifyResponse(
         model_version=model_version,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import binascii
 import base64
+import binascii
 import json
 import re
 from typing import Any
@@ -24,7 +24,8 @@ def decode_base64_image(value: str, field: str = "image") -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as err:
         raise ApiError(
-            422, "invalid_base64",
+            422,
+            "invalid_base64",
             f"field '{field}' is not valid base64 ({err}); send the image file's bytes base64-encoded "
             "(optionally as a data:image/...;base64, URL)",
         ) from err
@@ -39,8 +40,9 @@ def parse_thresholds_field(value: Any) -> dict[str, float] | None:
     try:
         parsed = json.loads(value)
     except ValueError as err:
-        raise ApiError(422, "invalid_thresholds", f"field 'thresholds' is not JSON ({err}); "
-                       'send e.g. {"offensive": 0.3}') from err
+        raise ApiError(
+            422, "invalid_thresholds", f"field 'thresholds' is not JSON ({err}); send e.g. {{\"offensive\": 0.3}}"
+        ) from err
     if not isinstance(parsed, dict):
-        raise ApiError(422, "invalid_thresholds", 'field \'thresholds\' must be a JSON object, e.g. {"offensive": 0.3}')
+        raise ApiError(422, "invalid_thresholds", "field 'thresholds' must be a JSON object, e.g. {\"offensive\": 0.3}")
     return parsed

@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,7 +48,11 @@ def error_body(status: int, code: str, message: str) -> dict[str, Any]:
 
 
 def error_response(
-    status: int, code: str, message: str, *, scope: dict[str, Any] | None = None,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    scope: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """The JSON error answer; records ``code`` in the ASGI scope for the access log and metrics."""
@@ -85,7 +90,10 @@ def code_for_status(status: int) -> str:
 
 def _http_message(request: Request, exc: StarletteHTTPException) -> str:
     if exc.status_code == 404:
-        return f"no such route: {request.url.path}; see /docs for the API (POST /v1/classify, GET /healthz, /readyz, /metrics)"
+        return (
+            f"no such route: {request.url.path}; see /docs for the API "
+            "(POST /v1/classify, GET /healthz, /readyz, /metrics)"
+        )
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
         suffix = f"; allowed: {allowed}" if allowed else ""
@@ -93,8 +101,10 @@ def _http_message(request: Request, exc: StarletteHTTPException) -> str:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 400:
         # Starlette / FastAPI failing to parse the body (broken multipart, bad encoding).
-        return (f"the request body could not be parsed ({detail.rstrip('.')}); send multipart/form-data "
-                "with an 'image' file field and an optional 'text' field")
+        return (
+            f"the request body could not be parsed ({detail.rstrip('.')}); send multipart/form-data "
+            "with an 'image' file field and an optional 'text' field"
+        )
     return detail
 
 
@@ -104,7 +114,8 @@ def _field_path(loc: Sequence[Any]) -> str:
 
 
 def validation_message(
-    errors: Sequence[dict[str, Any]], hint: str = " (see /docs for the request formats)",
+    errors: Sequence[dict[str, Any]],
+    hint: str = " (see /docs for the request formats)",
 ) -> tuple[str, str]:
     """(code, message) for FastAPI validation errors, naming each offending field."""
     problems = []
@@ -127,8 +138,11 @@ async def http_exception_handler(request: Request, exc: Exception) -> JSONRespon
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers) if exc.headers else None
     return error_response(
-        exc.status_code, code_for_status(exc.status_code), _http_message(request, exc),
-        scope=request.scope, headers=headers,
+        exc.status_code,
+        code_for_status(exc.status_code),
+        _http_message(request, exc),
+        scope=request.scope,
+        headers=headers,
     )
 
 
@@ -141,14 +155,15 @@ async def validation_exception_handler(request: Request, exc: Exception) -> JSON
 async def unhandled_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     """Last resort: a bug, not bad input. Logged with its traceback; the client gets 500 JSON."""
     request_id = request.scope.get(REQUEST_ID_SCOPE_KEY, "-")
-    logger.error("unhandled error in %s %s (request %s)", request.method, request.url.path, request_id,
-                 exc_info=exc)
+    logger.error("unhandled error in %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc)
     headers = {"X-Request-ID": request_id} if request_id != "-" else None
     return error_response(
-        500, "internal_error",
+        500,
+        "internal_error",
         f"the gateway failed while handling this request (request id {request_id}); this is a bug, "
         "please report it with the request id",
-        scope=request.scope, headers=headers,
+        scope=request.scope,
+        headers=headers,
     )
 
 

@@ -15,7 +15,11 @@ from typing import Any
 
 _HANDLER_MARK = "_memotion_gateway_handler"
 MAX_FIELD_CHARS = 2000
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def _bounded(value: Any) -> Any:
@@ -67,14 +71,17 @@ def uvicorn_log_config(level: str = "info", log_format: str = "json") -> dict[st
     """``uvicorn.run(log_config=...)``: uvicorn's own messages in the same format (its access log is
     off; the gateway writes its own)."""
     formatter: dict[str, Any] = (
-        {"()": f"{__name__}.JsonFormatter"} if log_format == "json"
+        {"()": f"{__name__}.JsonFormatter"}
+        if log_format == "json"
         else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     )
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"gateway": formatter},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "gateway", "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "gateway", "stream": "ext://sys.stderr"}
+        },
         "loggers": {
             "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
             "uvicorn.error": {"level": level.upper()},

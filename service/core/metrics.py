@@ -14,23 +14,36 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "memotion_requests_total", "HTTP requests answered.", ["route", "method", "status"],
+            "memotion_requests_total",
+            "HTTP requests answered.",
+            ["route", "method", "status"],
             registry=self.registry,
         )
         self.request_seconds = Histogram(
-            "memotion_request_seconds", "Time to answer an HTTP request.", ["route"],
-            buckets=_REQUEST_BUCKETS, registry=self.registry,
+            "memotion_request_seconds",
+            "Time to answer an HTTP request.",
+            ["route"],
+            buckets=_REQUEST_BUCKETS,
+            registry=self.registry,
         )
         self.stage_seconds = Histogram(
-            "memotion_stage_seconds", "Time spent per classification stage.", ["stage"],
-            buckets=_STAGE_BUCKETS, registry=self.registry,
+            "memotion_stage_seconds",
+            "Time spent per classification stage.",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
         )
         self.errors = Counter(
-            "memotion_errors_total", "Error answers, by error code.", ["code"], registry=self.registry,
+            "memotion_errors_total",
+            "Error answers, by error code.",
+            ["code"],
+            registry=self.registry,
         )
         self.backend_ready = Gauge(
-            "memotion_backend_ready", "1 if the inference backend (and, for Triton, every model) is ready.",
-            ["backend"], registry=self.registry,
+            "memotion_backend_ready",
+            "1 if the inference backend (and, for Triton, every model) is ready.",
+            ["backend"],
+            registry=self.registry,
         )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:

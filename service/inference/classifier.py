@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -20,10 +21,10 @@ from memotion.manifest import Manifest, ManifestError, ModelEntry, TaskEntry, lo
 from memotion.preprocess import images_to_batch
 from memotion.tokenizer import ClipTokenizer
 from memotion.voting import majority_vote, presence_probabilities
-from service.inference.backends import InferenceBackend, create_backend
 from service.core.errors import GatewayStartupError
-from service.inference.ocr import OcrEngine, create_ocr
 from service.core.settings import GatewaySettings
+from service.inference.backends import InferenceBackend, create_backend
+from service.inference.ocr import OcrEngine, create_ocr
 from service.text.processing import TextProcessor, TextStep, text_config_from_settings
 from service.text.translation import TranslationError
 
@@ -81,7 +82,11 @@ class StageTimer:
 
 class MemeClassifier:
     def __init__(
-        self, manifest: Manifest, repository_root: Path, backend: InferenceBackend, ocr: OcrEngine,
+        self,
+        manifest: Manifest,
+        repository_root: Path,
+        backend: InferenceBackend,
+        ocr: OcrEngine,
         text_processor: TextProcessor | None = None,
     ) -> None:
         self.manifest = manifest
@@ -117,11 +122,11 @@ class MemeClassifier:
         tokenizer_path = self.repository_root / manifest.tokenizer.file
         try:
             self.tokenizer = ClipTokenizer(tokenizer_path, manifest.tokenizer.context_length, manifest.tokenizer.pad_id)
-        except Exception as err:  # noqa: BLE001 - tokenizers raises plain Exceptions on bad JSON
+        except Exception as err:
             raise ManifestError(f"{tokenizer_path}: not a usable CLIP tokenizer: {err}") from err
 
     @classmethod
-    def from_settings(cls, settings: GatewaySettings) -> "MemeClassifier":
+    def from_settings(cls, settings: GatewaySettings) -> MemeClassifier:
         """Load the manifest, the backend and OCR as ``settings`` say; GatewayStartupError if unusable."""
         root = Path(settings.model_repository)
         try:
@@ -160,7 +165,11 @@ class MemeClassifier:
             self.text_processor.close()
 
     def classify(
-        self, image: Image.Image, text: str | None = None, *, cancelled: Callable[[], bool] | None = None,
+        self,
+        image: Image.Image,
+        text: str | None = None,
+        *,
+        cancelled: Callable[[], bool] | None = None,
     ) -> ClassifyResult:
         return self.classify_batch([image], [text], cancelled=cancelled)[0]
 
@@ -237,8 +246,9 @@ class MemeClassifier:
                 outputs = self.backend.infer(member, tensors)
             probabilities[member.name] = {task.name: softmax(outputs[task.name]) for task in self.tasks}
             if member.task_b_output is not None and member.task_b_output in outputs:
-                task_b_heads[member.name] = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(
-                    outputs[member.task_b_output], dtype=np.float64)))  # sigmoid
+                task_b_heads[member.name] = 0.5 * (
+                    1.0 + np.tanh(0.5 * np.asarray(outputs[member.task_b_output], dtype=np.float64))
+                )  # sigmoid
         timer.ms["inference"] = sum(timer.ms[f"inference.{m.name}"] for m in members)
 
         def voters(names: Sequence[str]) -> list[str]:  # the chosen voters among the members that ran
@@ -257,13 +267,15 @@ class MemeClassifier:
                 for task in self.tasks
             }
             mean_scores = {
-                task.name: np.mean([probabilities[m][task.name] for m in voters(ensemble.members_for(task.name))], axis=0)
+                task.name: np.mean(
+                    [probabilities[m][task.name] for m in voters(ensemble.members_for(task.name))], axis=0
+                )
                 for task in self.tasks
             }
             present = {  # Task B per Task C head: from the voted intensity, or voted directly
-                task.name: voted[task.name] > 0 if ensemble.task_b != "direct" else majority_vote([
-                    presence(m, task) for m in voters(ensemble.task_b_members_for(task.name))
-                ]) == 1
+                task.name: voted[task.name] > 0
+                if ensemble.task_b != "direct"
+                else majority_vote([presence(m, task) for m in voters(ensemble.task_b_members_for(task.name))]) == 1
                 for task in self.task_c
             }
         timer.ms["total"] = (time.perf_counter() - start) * 1000.0
@@ -276,14 +288,23 @@ class MemeClassifier:
             }
             task_b = {self.manifest.task_b_names[task.name]: bool(present[task.name][row]) for task in self.task_c}
             votes = {
-                m.name: {task.name: task.labels[int(np.argmax(probabilities[m.name][task.name][row]))] for task in self.tasks}
+                m.name: {
+                    task.name: task.labels[int(np.argmax(probabilities[m.name][task.name][row]))] for task in self.tasks
+                }
                 for m in members
             }
-            results.append(ClassifyResult(
-                resolved[row], sources[row], predictions, task_b, votes, dict(timer.ms),
-                language=processed[row].language if processed is not None else None,
-                text_steps=processed[row].steps if processed is not None else [],
-            ))
+            results.append(
+                ClassifyResult(
+                    resolved[row],
+                    sources[row],
+                    predictions,
+                    task_b,
+                    votes,
+                    dict(timer.ms),
+                    language=processed[row].language if processed is not None else None,
+                    text_steps=processed[row].steps if processed is not None else [],
+                )
+            )
         return results
 
     @staticmethod
@@ -291,7 +312,9 @@ class MemeClassifier:
         if len(scores) != len(task.labels):
             raise ValueError(f"head {task.name}: model gave {len(scores)} scores for {len(task.labels)} labels")
         return TaskPrediction(
-            task=task.name, index=index, label=task.labels[index], code=task.codes[index],
+            task=task.name,
+            index=index,
+            label=task.labels[index],
+            code=task.codes[index],
             scores={label: float(score) for label, score in zip(task.labels, scores)},
         )
-

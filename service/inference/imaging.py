@@ -43,7 +43,8 @@ def _looks_like_allowed_image(data: bytes) -> bool:
 
 def _too_large(width: int, height: int, max_pixels: int) -> ApiError:
     return ApiError(
-        413, "image_too_large",
+        413,
+        "image_too_large",
         f"the image is {width}x{height} = {width * height} pixels; at most {max_pixels} pixels are "
         "allowed, resize it first",
     )
@@ -51,7 +52,8 @@ def _too_large(width: int, height: int, max_pixels: int) -> ApiError:
 
 def _corrupt(reason: str) -> ApiError:
     return ApiError(
-        400, "corrupt_image",
+        400,
+        "corrupt_image",
         f"the image file is damaged or incomplete ({reason}); upload the complete {ALLOWED_DESCRIPTION} file",
     )
 
@@ -64,17 +66,19 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ApiError(
-            413, "image_too_large",
+            413,
+            "image_too_large",
             f"the image has too many pixels to decode safely ({err}); at most {max_pixels} pixels are allowed",
         ) from err
     except UnidentifiedImageError as err:
         if _looks_like_allowed_image(data):
             raise _corrupt("its header cannot be read") from err
         raise ApiError(
-            415, "unsupported_image",
+            415,
+            "unsupported_image",
             f"the upload is not an image in a supported format; upload a {ALLOWED_DESCRIPTION} file",
         ) from err
-    except Exception as err:  # noqa: BLE001 - any parser failure on a header is a bad file
+    except Exception as err:
         raise _corrupt(f"{type(err).__name__}: {err}") from err
 
     width, height = image.size
@@ -91,7 +95,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             oriented = image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise _too_large(width, height, max_pixels) from err
-    except Exception as err:  # noqa: BLE001 - truncated data, broken chunks, decoder errors
+    except Exception as err:
         logger.debug("image decode failed", exc_info=err)
         raise _corrupt(str(err) or type(err).__name__) from err
 
@@ -99,9 +103,10 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         if oriented.mode in ("P", "PA") or "transparency" in oriented.info:
             oriented = oriented.convert("RGBA")
         return oriented.convert("RGB")
-    except Exception as err:  # noqa: BLE001 - pixel formats PIL cannot turn into RGB
+    except Exception as err:
         raise ApiError(
-            415, "unsupported_image",
+            415,
+            "unsupported_image",
             f"the image's pixel format ({oriented.mode}) cannot be converted to RGB; upload an 8-bit "
             f"{ALLOWED_DESCRIPTION} file",
         ) from err

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -49,7 +50,7 @@ class TextBox:
     text: str
 
     @classmethod
-    def from_points(cls, points: Sequence[Sequence[float]], text: str) -> "TextBox":
+    def from_points(cls, points: Sequence[Sequence[float]], text: str) -> TextBox:
         xs = [float(p[0]) for p in points]
         ys = [float(p[1]) for p in points]
         return cls(min(xs), min(ys), max(xs), max(ys), text)
@@ -115,10 +116,14 @@ class EasyOcrEngine:
             ) from err
         try:
             self._reader = easyocr.Reader(
-                ["en"], gpu=False, model_storage_directory=str(directory),
-                user_network_directory=str(directory), download_enabled=False, verbose=False,
+                ["en"],
+                gpu=False,
+                model_storage_directory=str(directory),
+                user_network_directory=str(directory),
+                download_enabled=False,
+                verbose=False,
             )
-        except Exception as err:  # noqa: BLE001 - any failure here makes OCR unusable
+        except Exception as err:
             raise GatewayStartupError(f"EasyOCR could not load its weights from {directory}: {err}") from err
         self.model_dir = directory
         self.canvas_size = canvas_size
@@ -130,7 +135,12 @@ class EasyOcrEngine:
         with self._lock:
             horizontal, free = self._reader.detect(rgb, canvas_size=self.canvas_size, reformat=False)
             results: list[Any] = self._reader.recognize(
-                grey, horizontal[0], free[0], detail=1, paragraph=False, reformat=False,
+                grey,
+                horizontal[0],
+                free[0],
+                detail=1,
+                paragraph=False,
+                reformat=False,
             )
         boxes = [TextBox.from_points(points, str(text)) for points, text, *_ in results]
         return join_text(boxes)

@@ -8,7 +8,7 @@ probabilities: a trust-and-safety team can flag ``offensive`` at 0.3 and ``motiv
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class ThresholdError(ValueError):
@@ -21,7 +21,9 @@ def presence_probability(scores: Mapping[str, float], absent_label: str) -> floa
 
 
 def resolve_thresholds(
-    requested: Mapping[str, float] | None, defaults: Mapping[str, float], task_b_names: Mapping[str, str],
+    requested: Mapping[str, float] | None,
+    defaults: Mapping[str, float],
+    task_b_names: Mapping[str, str],
 ) -> dict[str, float]:
     """Thresholds by Task B emotion name: the configured ``defaults`` overridden by ``requested``.
 
@@ -45,8 +47,11 @@ def resolve_thresholds(
 
 
 def decide_task_b(
-    voted: Mapping[str, bool], presence: Mapping[str, float], thresholds: Mapping[str, float],
+    voted: Mapping[str, bool],
+    presence: Mapping[str, float],
+    thresholds: Mapping[str, float],
 ) -> dict[str, bool]:
     """Task B flags: ``presence >= threshold`` where a threshold is set, else the voted answer."""
-    return {name: (presence[name] >= thresholds[name]) if name in thresholds else bool(flag)
-            for name, flag in voted.items()}
+    return {
+        name: (presence[name] >= thresholds[name]) if name in thresholds else bool(flag) for name, flag in voted.items()
+    }

@@ -39,8 +39,12 @@ class GatewayProcess:
     """``with GatewayProcess(repo) as base_url:`` starts `memotion serve`, waits for /readyz."""
 
     def __init__(
-        self, repository: Path, host: str = "127.0.0.1", port: int = 0,
-        env: dict[str, str] | None = None, ready_timeout_s: float = 180.0,
+        self,
+        repository: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        env: dict[str, str] | None = None,
+        ready_timeout_s: float = 180.0,
         log_path: Path | None = None,
     ) -> None:
         self.repository = Path(repository)
@@ -61,12 +65,25 @@ class GatewayProcess:
             return "<no log>"
 
     def start(self) -> str:
-        command = [sys.executable, "-m", "service", "serve", "--repository",
-                   str(self.repository), "--host", self.host, "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "service",
+            "serve",
+            "--repository",
+            str(self.repository),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env}, start_new_session=True,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+                start_new_session=True,
             )
         deadline = time.monotonic() + self.ready_timeout_s
         last = "none yet"
@@ -86,8 +103,8 @@ class GatewayProcess:
         log = self.log_text()[-4000:]
         self.stop()
         raise GatewayStartError(
-            f"gateway at {self.base_url} not ready after {self.ready_timeout_s:.0f} s "
-            f"(last answer: {last}):\n{log}")
+            f"gateway at {self.base_url} not ready after {self.ready_timeout_s:.0f} s (last answer: {last}):\n{log}"
+        )
 
     def stop(self, timeout_s: float = 15.0) -> int | None:
         """SIGTERM (graceful: in-flight requests finish), then SIGKILL after ``timeout_s``."""
@@ -109,7 +126,9 @@ class GatewayProcess:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()

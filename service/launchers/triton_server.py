@@ -12,6 +12,7 @@ instead (see model_repository/README.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,16 +21,16 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Sequence
 
 import httpx
 
 from memotion.manifest import ManifestError, load_manifest
-from service.launchers.gateway_process import free_port
 from memotion.triton_repository import missing_triton_files
+from service.launchers.gateway_process import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRITON_VENV = PROJECT_ROOT / ".venv-triton"
@@ -67,25 +68,33 @@ class TritonInstall:
         libraries = [str(self.libdir), str(self.site_packages / "nvidia_pytriton.libs")]
         if os.environ.get("LD_LIBRARY_PATH"):
             libraries.append(os.environ["LD_LIBRARY_PATH"])
-        return {**os.environ, "LD_LIBRARY_PATH": ":".join(libraries),
-                "PATH": f"{self.python.parent}:{os.environ.get('PATH', '')}"}
+        return {
+            **os.environ,
+            "LD_LIBRARY_PATH": ":".join(libraries),
+            "PATH": f"{self.python.parent}:{os.environ.get('PATH', '')}",
+        }
 
 
 def find_triton_install(python: Path | None = None) -> TritonInstall:
     """The tritonserver install: ``python`` if given, else $MEMOTION_TRITON_PYTHON, else
     ``<project>/.venv-triton/bin/python``. TritonServerError says how to make one if none is there."""
-    candidate = python or (Path(os.environ[TRITON_PYTHON_ENV]) if os.environ.get(TRITON_PYTHON_ENV)
-                           else TRITON_VENV / "bin" / "python")
+    candidate = python or (
+        Path(os.environ[TRITON_PYTHON_ENV]) if os.environ.get(TRITON_PYTHON_ENV) else TRITON_VENV / "bin" / "python"
+    )
     if not Path(candidate).is_file():
         raise TritonServerError(
             f"no Triton server environment at {candidate}: run `make .venv-triton` (a venv with "
             f"nvidia-pytriton, numpy<2 and onnxruntime), or set {TRITON_PYTHON_ENV} to the python "
-            "of such an environment")
-    probe = ("import json, sys, sysconfig; print(json.dumps({'purelib': sysconfig.get_paths()['purelib'], "
-             "'libdir': sysconfig.get_config_var('LIBDIR'), 'version': '%d.%d' % sys.version_info[:2]}))")
+            "of such an environment"
+        )
+    probe = (
+        "import json, sys, sysconfig; print(json.dumps({'purelib': sysconfig.get_paths()['purelib'], "
+        "'libdir': sysconfig.get_config_var('LIBDIR'), 'version': '%d.%d' % sys.version_info[:2]}))"
+    )
     try:
-        out = subprocess.run([str(candidate), "-c", probe], capture_output=True, text=True, check=True,
-                             timeout=60).stdout
+        out = subprocess.run(
+            [str(candidate), "-c", probe], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
     except (OSError, subprocess.SubprocessError) as err:
         raise TritonServerError(f"cannot run the Triton server environment's python {candidate}: {err}") from err
     info = json.loads(out)
@@ -93,7 +102,8 @@ def find_triton_install(python: Path | None = None) -> TritonInstall:
     for needed in (install.binary, install.stub):
         if not needed.is_file():
             raise TritonServerError(
-                f"{needed} is missing: is nvidia-pytriton installed in {candidate}? (`make .venv-triton`)")
+                f"{needed} is missing: is nvidia-pytriton installed in {candidate}? (`make .venv-triton`)"
+            )
     return install
 
 
@@ -131,10 +141,18 @@ class TritonServerProcess:
     """
 
     def __init__(
-        self, repository: Path, *, models: Sequence[str] | None = None, host: str = "127.0.0.1",
-        http_port: int = 0, grpc_port: int = 0, metrics_port: int = 0,
+        self,
+        repository: Path,
+        *,
+        models: Sequence[str] | None = None,
+        host: str = "127.0.0.1",
+        http_port: int = 0,
+        grpc_port: int = 0,
+        metrics_port: int = 0,
         install: TritonInstall | None = None,
-        ready_timeout_s: float = 120.0, log_path: Path | None = None, log_verbose: int = 0,
+        ready_timeout_s: float = 120.0,
+        log_path: Path | None = None,
+        log_verbose: int = 0,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.host = host
@@ -187,32 +205,42 @@ class TritonServerProcess:
         known = {m.name for m in manifest.models}
         unknown = [name for name in names if name not in known]
         if unknown:
-            raise TritonServerError(f"models {unknown} are not in {self.repository}/manifest.json "
-                                    f"(it lists {sorted(known)})")
-        missing = [path for path in missing_triton_files(self.repository, manifest)
-                   if path.split("/")[0] in names]
+            raise TritonServerError(
+                f"models {unknown} are not in {self.repository}/manifest.json (it lists {sorted(known)})"
+            )
+        missing = [path for path in missing_triton_files(self.repository, manifest) if path.split("/")[0] in names]
         if missing:
             models = sorted({path.split("/")[0] for path in missing})
             raise TritonServerError(
                 f"model repository {self.repository} lacks what Triton needs for model(s) "
                 f"{', '.join(models)}: missing {', '.join(missing)} (re-run `memotion export`, which "
-                "writes the Triton configs)")
+                "writes the Triton configs)"
+            )
         return names
 
     def command(self, install: TritonInstall, workdir: Path) -> list[str]:
         command = [
-            str(install.binary), f"--model-repository={self.repository}",
-            f"--backend-directory={workdir / 'backends'}", f"--cache-directory={workdir / 'caches'}",
-            f"--http-address={self.host}", f"--http-port={self.http_port}",
-            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-            "--allow-metrics=true", "--allow-gpu-metrics=false",
-            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
-            "--model-control-mode=explicit", "--strict-readiness=true", "--exit-on-error=true",
-            "--exit-timeout-secs=5", f"--log-verbose={self.log_verbose}",
+            str(install.binary),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={workdir / 'backends'}",
+            f"--cache-directory={workdir / 'caches'}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--model-control-mode=explicit",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            "--exit-timeout-secs=5",
+            f"--log-verbose={self.log_verbose}",
         ]
         return command + [f"--load-model={name}" for name in self.models()]
 
-    def start(self) -> "TritonServerProcess":
+    def start(self) -> TritonServerProcess:
         if self._process is not None:
             raise TritonServerError("this tritonserver is already running")
         self.models()  # a clear error naming missing models before anything starts
@@ -221,8 +249,12 @@ class TritonServerProcess:
         self.log_path = self.log_path or _temporary_log()
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                self.command(install, self._workdir), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=install.environment(), cwd=self._workdir,
+                self.command(install, self._workdir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=install.environment(),
+                cwd=self._workdir,
                 start_new_session=True,
             )
         self._wait_ready()
@@ -239,7 +271,8 @@ class TritonServerProcess:
                 failures = failed_models(log)
                 reason = ("; ".join(failures) + "\n") if failures else ""
                 raise TritonServerError(
-                    f"tritonserver exited with status {code} before it was ready: {reason}{log[-4000:]}")
+                    f"tritonserver exited with status {code} before it was ready: {reason}{log[-4000:]}"
+                )
             try:
                 response = httpx.get(f"{self.http_url}/v2/health/ready", timeout=2)
                 if response.status_code == 200:
@@ -252,14 +285,13 @@ class TritonServerProcess:
         self.stop()
         raise TritonServerError(
             f"tritonserver at {self.http_url} not ready after {self.ready_timeout_s:.0f} s "
-            f"(last answer: {last}):\n{log[-4000:]}")
+            f"(last answer: {last}):\n{log[-4000:]}"
+        )
 
     def _signal_group(self, signum: int) -> None:
         assert self._process is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signum)  # the server and the stubs it started (own session)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """SIGKILL the server and its stubs at once (a crash, for fault tests); restartable."""
@@ -277,10 +309,8 @@ class TritonServerProcess:
         if process is not None:
             if process.poll() is None:
                 self._signal_group(signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    pass
             self._signal_group(signal.SIGKILL)  # stubs left behind, or a server that hung
             process.wait()
             code = process.returncode
@@ -293,10 +323,13 @@ class TritonServerProcess:
             self.log_path = None
         return code
 
-    def __enter__(self) -> "TritonServerProcess":
+    def __enter__(self) -> TritonServerProcess:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -18,9 +18,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from memotion.manifest import Manifest
 from memotion.progress import progress_bar
@@ -52,8 +53,10 @@ def _table_items(path: Path, ignore_text: bool) -> list[ScoreItem]:
     columns, rows = read_rows(path)
     id_column, image_column, text_column = (find_column(name, columns) for name in ("id", "image", "text"))
     if id_column is None and image_column is None:
-        raise ValueError(f"{path}: needs an image column (image, image_path, image_url, image_name) or an id "
-                         f"column with images at image/{path.stem}/<id>.jpg; columns found: {columns}")
+        raise ValueError(
+            f"{path}: needs an image column (image, image_path, image_url, image_name) or an id "
+            f"column with images at image/{path.stem}/<id>.jpg; columns found: {columns}"
+        )
     items = []
     for number, row in rows:
         image_value = cell(row, image_column)
@@ -66,8 +69,12 @@ def _table_items(path: Path, ignore_text: bool) -> list[ScoreItem]:
 
 
 def _dataset_files(folder: Path) -> list[Path]:
-    return [folder / f"{split}{suffix}" for split in SPLITS for suffix in (".csv", ".tsv", ".jsonl", ".json")
-            if (folder / f"{split}{suffix}").is_file()]
+    return [
+        folder / f"{split}{suffix}"
+        for split in SPLITS
+        for suffix in (".csv", ".tsv", ".jsonl", ".json")
+        if (folder / f"{split}{suffix}").is_file()
+    ]
 
 
 def discover_items(source: Path, ignore_text: bool = False) -> list[ScoreItem]:
@@ -83,8 +90,11 @@ def discover_items(source: Path, ignore_text: bool = False) -> list[ScoreItem]:
             per_split = {table.stem: _table_items(table, ignore_text) for table in tables}
             ids = [item.id for split_items in per_split.values() for item in split_items]
             clash = len(set(ids)) != len(ids)
-            items = [ScoreItem(f"{split}/{item.id}" if clash else item.id, item.image, item.text)
-                     for split, split_items in per_split.items() for item in split_items]
+            items = [
+                ScoreItem(f"{split}/{item.id}" if clash else item.id, item.image, item.text)
+                for split, split_items in per_split.items()
+                for item in split_items
+            ]
         else:
             images = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             items = [ScoreItem(p.relative_to(source).as_posix(), str(p), None) for p in images]
@@ -103,9 +113,19 @@ def discover_items(source: Path, ignore_text: bool = False) -> list[ScoreItem]:
 
 def record_columns(manifest: Manifest) -> dict[str, str]:
     """Column -> type (string, double, bool) of a flat record, from the manifest's tasks."""
-    columns = {"id": "string", "source": "string", "status": "string", "error_code": "string",
-               "error_message": "string", "model_version": "string", "text": "string", "text_source": "string",
-               "language": "string", "sentiment": "string", "sentiment_score": "double"}
+    columns = {
+        "id": "string",
+        "source": "string",
+        "status": "string",
+        "error_code": "string",
+        "error_message": "string",
+        "model_version": "string",
+        "text": "string",
+        "text_source": "string",
+        "language": "string",
+        "sentiment": "string",
+        "sentiment_score": "double",
+    }
     for emotion in manifest.task_b_names.values():
         columns[f"b_{emotion}"] = "bool"
         columns[f"b_{emotion}_score"] = "double"
@@ -118,9 +138,15 @@ def record_columns(manifest: Manifest) -> dict[str, str]:
 def flatten_response(item_id: str, source: str | None, response: dict[str, Any]) -> dict[str, Any]:
     """The API's answer as one flat record (the dashboard's batch viewer reads the same shape)."""
     record: dict[str, Any] = {
-        "id": item_id, "source": source, "status": "ok", "error_code": None, "error_message": None,
-        "model_version": response["model_version"], "text": response["text"]["value"],
-        "text_source": response["text"]["source"], "language": response.get("language"),
+        "id": item_id,
+        "source": source,
+        "status": "ok",
+        "error_code": None,
+        "error_message": None,
+        "model_version": response["model_version"],
+        "text": response["text"]["value"],
+        "text_source": response["text"]["source"],
+        "language": response.get("language"),
         "sentiment": response["task_a"]["label"],
         "sentiment_score": response["task_a"]["scores"][response["task_a"]["label"]],
     }
@@ -153,8 +179,14 @@ class _Collect:
         self.records[index] = error_record(item.id, item.image, code, message)
 
 
-def score_chunk(classifier: Any, items: Sequence[ScoreItem], *, max_pixels: int, max_text_chars: int,
-                thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
+def score_chunk(
+    classifier: Any,
+    items: Sequence[ScoreItem],
+    *,
+    max_pixels: int,
+    max_text_chars: int,
+    thresholds: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """Classify ``items`` (one model call for the good ones) into flat records, in order."""
     from service.api.batch import Prepared, classify_prepared
     from service.api.classification import ClassifyOptions, check_text, check_text_only
@@ -254,7 +286,9 @@ class ParquetSink:
     def done_ids(self) -> set[str]:
         import pyarrow.parquet as pq
 
-        return {str(i) for path in self._existing() for i in pq.read_table(path, columns=["id"]).column("id").to_pylist()}
+        return {
+            str(i) for path in self._existing() for i in pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        }
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
         import pyarrow as pa
@@ -312,19 +346,28 @@ class ScoreSummary:
     def line(self) -> str:
         rate = self.scored / self.seconds if self.seconds > 0 else 0.0
         codes = ", ".join(f"{c}: {n}" for c, n in sorted(self.error_codes.items()))
-        return (f"{self.total} memes: {self.skipped} already done, {self.scored} scored now "
-                f"({self.errors} errors{': ' + codes if codes else ''}) in {self.seconds:.1f} s "
-                f"({rate:.1f} memes/s) -> {self.out}")
+        return (
+            f"{self.total} memes: {self.skipped} already done, {self.scored} scored now "
+            f"({self.errors} errors{': ' + codes if codes else ''}) in {self.seconds:.1f} s "
+            f"({rate:.1f} memes/s) -> {self.out}"
+        )
 
 
 def chunks(items: Sequence[ScoreItem], size: int) -> Iterator[list[ScoreItem]]:
     for start in range(0, len(items), size):
-        yield list(items[start:start + size])
+        yield list(items[start : start + size])
 
 
 def score(
-    source: Path, out: Path, settings: GatewaySettings, *, chunk_size: int = DEFAULT_CHUNK,
-    ignore_text: bool = False, ray_address: str | None = None, ray_actors: int = 2, progress: bool = True,
+    source: Path,
+    out: Path,
+    settings: GatewaySettings,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    ignore_text: bool = False,
+    ray_address: str | None = None,
+    ray_actors: int = 2,
+    progress: bool = True,
 ) -> ScoreSummary:
     """Score every meme of ``source`` not yet in ``out``; returns what was done."""
     from memotion.manifest import load_manifest
@@ -341,13 +384,15 @@ def score(
     pending = [item for item in items if item.id not in done]
     summary = ScoreSummary(Path(out), len(items), len(items) - len(pending))
     start = time.perf_counter()
-    with progress_bar(total=len(items), initial=summary.skipped, unit="meme", desc="scoring",
-                      disable=not progress) as bar:
+    with progress_bar(
+        total=len(items), initial=summary.skipped, unit="meme", desc="scoring", disable=not progress
+    ) as bar:
         if ray_address is not None:
             from service.scoring.ray_cluster import score_records_with_ray
 
-            batches = score_records_with_ray(pending, settings, ray_address, chunk_size=chunk_size,
-                                             actors=ray_actors, thresholds=thresholds)
+            batches = score_records_with_ray(
+                pending, settings, ray_address, chunk_size=chunk_size, actors=ray_actors, thresholds=thresholds
+            )
         else:
             batches = _score_local(pending, settings, chunk_size, thresholds)
         for records in batches:
@@ -364,7 +409,10 @@ def score(
 
 
 def _score_local(
-    pending: Sequence[ScoreItem], settings: GatewaySettings, chunk_size: int, thresholds: dict[str, float],
+    pending: Sequence[ScoreItem],
+    settings: GatewaySettings,
+    chunk_size: int,
+    thresholds: dict[str, float],
 ) -> Iterator[list[dict[str, Any]]]:
     if not pending:
         return
@@ -373,7 +421,12 @@ def _score_local(
     classifier = MemeClassifier.from_settings(settings)
     try:
         for chunk in chunks(pending, chunk_size):
-            yield score_chunk(classifier, chunk, max_pixels=settings.max_image_pixels,
-                              max_text_chars=settings.max_text_chars, thresholds=thresholds)
+            yield score_chunk(
+                classifier,
+                chunk,
+                max_pixels=settings.max_image_pixels,
+                max_text_chars=settings.max_text_chars,
+                thresholds=thresholds,
+            )
     finally:
         classifier.close()

@@ -13,10 +13,11 @@ ADDRESS: ``local`` starts a Ray instance on this machine; anything else (``auto`
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from service.scoring.local import ScoreItem, score_chunk
 from service.core.settings import GatewaySettings
+from service.scoring.local import ScoreItem, score_chunk
 
 
 class RayScorer:
@@ -34,8 +35,13 @@ class RayScorer:
             ScoreItem(str(i), None if image in (None, "") else str(image), None if text is None else str(text))
             for i, image, text in zip(batch["id"], batch["image"], batch["text"])
         ]
-        records = score_chunk(self.classifier, items, max_pixels=self.settings.max_image_pixels,
-                              max_text_chars=self.settings.max_text_chars, thresholds=self.thresholds)
+        records = score_chunk(
+            self.classifier,
+            items,
+            max_pixels=self.settings.max_image_pixels,
+            max_text_chars=self.settings.max_text_chars,
+            thresholds=self.thresholds,
+        )
         # One JSON string per record: the schema stays fixed whatever the tasks are called.
         return {"record": [json.dumps(r, ensure_ascii=False) for r in records]}
 
@@ -46,14 +52,24 @@ def init_ray(address: str, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address == "local":
-        ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=1 << 30,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            object_store_memory=1 << 30,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     else:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
 
 
 def score_records_with_ray(
-    pending: Sequence[ScoreItem], settings: GatewaySettings, address: str, *, chunk_size: int, actors: int,
+    pending: Sequence[ScoreItem],
+    settings: GatewaySettings,
+    address: str,
+    *,
+    chunk_size: int,
+    actors: int,
     thresholds: dict[str, float],
 ) -> Iterator[list[dict[str, Any]]]:
     """Flat records of ``pending``, in batches as the actors finish them."""
@@ -71,7 +87,10 @@ def score_records_with_ray(
     scored = dataset.map_batches(
         RayScorer,
         fn_constructor_kwargs={"settings_json": settings.model_dump_json(), "thresholds": dict(thresholds)},
-        batch_size=chunk_size, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, batch_format="numpy",
+        batch_size=chunk_size,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=1,
+        batch_format="numpy",
     )
     for batch in scored.iter_batches(batch_size=chunk_size, batch_format="numpy"):
         yield [json.loads(str(record)) for record in batch["record"]]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 # Watermarks meme generators and aggregator sites stamp on images (matched case-insensitively,
 # as whole words). Extra patterns come from the ``MEMOTION_TEXT_WATERMARKS`` setting.
@@ -66,8 +66,9 @@ def clean_ocr_text(text: str, extra_watermarks: Sequence[str] = ()) -> CleanedTe
     text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
     text = "".join(ch if unicodedata.category(ch)[0] != "C" or ch in "\n\t\u200c\u200d" else " " for ch in text)
     text = join_lines(text)
-    watermarks = _compile_watermarks([*DEFAULT_WATERMARKS, *extra_watermarks]) if extra_watermarks \
-        else _DEFAULT_WATERMARK_RE
+    watermarks = (
+        _compile_watermarks([*DEFAULT_WATERMARKS, *extra_watermarks]) if extra_watermarks else _DEFAULT_WATERMARK_RE
+    )
     for pattern in (_URL, _HANDLE, watermarks):
         removed.extend(m.group(0) for m in pattern.finditer(text))
         text = pattern.sub(" ", text)

@@ -88,8 +88,11 @@ class LanguageIdentifier:
                 return LanguageGuess("other", score, script, {"fasttext": dict(top)})
             return LanguageGuess("hi", max(score, 0.5) if language == "hi" else 0.5, script, {"fasttext": dict(top)})
         share, hindi, english = hinglish_share(text)
-        detail: dict[str, object] = {"hindi_word_share": round(share, 3), "hindi_words": hindi,
-                                     "english_words": english}
+        detail: dict[str, object] = {
+            "hindi_word_share": round(share, 3),
+            "hindi_words": hindi,
+            "english_words": english,
+        }
         if hindi >= MIN_HINDI_WORDS and share >= HINGLISH_SHARE:
             # Code-mixed or all-Hindi: Latin script either way; back-translation handles both.
             return LanguageGuess("hi-Latn", min(1.0, 0.5 + share), script, detail)

@@ -9,9 +9,10 @@ untranslated text is used.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from service.text.cleaning import clean_ocr_text
 from service.text.language import LanguageGuess, LanguageIdentifier
@@ -59,14 +60,19 @@ def create_translator(config: TextConfig) -> Translator | None:
     if config.translator == "online":
         return OnlineTranslator(config.translator_provider, config.translator_timeout_s)
     if config.translator_model_dir is None:
-        raise TranslationError("MEMOTION_TRANSLATOR=ctranslate2 needs MEMOTION_TRANSLATOR_MODEL_DIR "
-                               "(a folder with en-hi/ and hi-en/ CTranslate2 models)")
+        raise TranslationError(
+            "MEMOTION_TRANSLATOR=ctranslate2 needs MEMOTION_TRANSLATOR_MODEL_DIR "
+            "(a folder with en-hi/ and hi-en/ CTranslate2 models)"
+        )
     return CTranslate2Translator(config.translator_model_dir, threads=config.translator_threads)
 
 
 class TextProcessor:
     def __init__(
-        self, config: TextConfig, *, identifier: LanguageIdentifier | None = None,
+        self,
+        config: TextConfig,
+        *,
+        identifier: LanguageIdentifier | None = None,
         translator: Translator | None = None,
     ) -> None:
         self.config = config
@@ -96,16 +102,26 @@ class TextProcessor:
             for i, text in enumerate(current):
                 cleaned = clean_ocr_text(text, self.config.extra_watermarks)
                 current[i] = cleaned.text
-                steps[i].append(TextStep("clean", cleaned.text, {"removed": cleaned.removed} if cleaned.removed else {}))
+                steps[i].append(
+                    TextStep("clean", cleaned.text, {"removed": cleaned.removed} if cleaned.removed else {})
+                )
         guesses: list[LanguageGuess | None] = [None] * len(current)
         if self.identifier is not None:
             for i, text in enumerate(current):
                 guess = self.identifier.identify(text)
                 guesses[i] = guess
-                steps[i].append(TextStep("language", text, {
-                    "language": guess.language, "confidence": round(guess.confidence, 3), "script": guess.script,
-                    **guess.detail,
-                }))
+                steps[i].append(
+                    TextStep(
+                        "language",
+                        text,
+                        {
+                            "language": guess.language,
+                            "confidence": round(guess.confidence, 3),
+                            "script": guess.script,
+                            **guess.detail,
+                        },
+                    )
+                )
         final = list(current)
         if self.translator is not None:
             final = self._back_translate(current, guesses, steps)
@@ -115,7 +131,10 @@ class TextProcessor:
         ]
 
     def _back_translate(
-        self, texts: list[str], guesses: list[LanguageGuess | None], steps: list[list[TextStep]],
+        self,
+        texts: list[str],
+        guesses: list[LanguageGuess | None],
+        steps: list[list[TextStep]],
     ) -> list[str]:
         """Hindi first (English is translated to it, romanised Hindi transliterated, Devanagari kept),
         then Hindi -> English. Text identified as neither (other, unknown, empty) is left alone."""
@@ -160,7 +179,7 @@ class TextProcessor:
         return out
 
 
-def text_config_from_settings(settings: "GatewaySettings") -> TextConfig:
+def text_config_from_settings(settings: GatewaySettings) -> TextConfig:
     """The text-path part of the gateway settings."""
     return TextConfig(
         clean=settings.text_clean,

@@ -16,8 +16,9 @@ Backends:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -37,8 +38,7 @@ class Translator(Protocol):
         ``auto`` where the backend detects it). Raises :class:`TranslationError`."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 # --- online: the translators package ---------------------------------------------------------
@@ -58,7 +58,11 @@ def translators_transport(provider: str = "google", timeout_s: float = 10.0) -> 
                 "the online translator needs the 'translators' package: pip install 'memotion[translate-online]'"
             ) from err
         result = translators.translate_text(
-            text, translator=provider, from_language=source, to_language=target, timeout=timeout_s,
+            text,
+            translator=provider,
+            from_language=source,
+            to_language=target,
+            timeout=timeout_s,
         )
         return str(result)
 
@@ -83,7 +87,7 @@ class OnlineTranslator:
                 translated = self._transport(text, source, target)
             except TranslationError:
                 raise
-            except Exception as err:  # noqa: BLE001 - web APIs fail in many ways
+            except Exception as err:
                 raise TranslationError(f"{self.name} could not translate {source}->{target}: {err}") from err
             if not isinstance(translated, str):
                 raise TranslationError(f"{self.name} returned {type(translated).__name__}, not text")
@@ -104,13 +108,16 @@ class _Direction:
 
         missing = [name for name in ("model.bin", "source.spm", "target.spm") if not (directory / name).is_file()]
         if missing:
-            raise TranslationError(f"{directory} lacks {missing}: expected a CTranslate2 model with source.spm and target.spm")
+            raise TranslationError(
+                f"{directory} lacks {missing}: expected a CTranslate2 model with source.spm and target.spm"
+            )
         try:
-            self.translator = ctranslate2.Translator(str(directory), device="cpu", inter_threads=1,
-                                                     intra_threads=threads)
+            self.translator = ctranslate2.Translator(
+                str(directory), device="cpu", inter_threads=1, intra_threads=threads
+            )
             self.source = sentencepiece.SentencePieceProcessor(model_file=str(directory / "source.spm"))
             self.target = sentencepiece.SentencePieceProcessor(model_file=str(directory / "target.spm"))
-        except Exception as err:  # noqa: BLE001 - ctranslate2/sentencepiece raise RuntimeError and others
+        except Exception as err:
             raise TranslationError(f"cannot load the translation model in {directory}: {err}") from err
 
 
@@ -120,8 +127,13 @@ class CTranslate2Translator:
     name = "ctranslate2"
 
     def __init__(
-        self, model_dir: Path, directions: Sequence[tuple[str, str]] = BACK_TRANSLATION_DIRECTIONS,
-        *, threads: int = 1, beam_size: int = 2, max_decoding_length: int = 256,
+        self,
+        model_dir: Path,
+        directions: Sequence[tuple[str, str]] = BACK_TRANSLATION_DIRECTIONS,
+        *,
+        threads: int = 1,
+        beam_size: int = 2,
+        max_decoding_length: int = 256,
     ) -> None:
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
@@ -133,8 +145,10 @@ class CTranslate2Translator:
     def translate(self, texts: Sequence[str], source: str, target: str) -> list[str]:
         direction = self._directions.get((source, target))
         if direction is None:
-            raise TranslationError(f"no {source}-{target} model in {self.model_dir} "
-                                   f"(has {sorted(f'{s}-{t}' for s, t in self._directions)})")
+            raise TranslationError(
+                f"no {source}-{target} model in {self.model_dir} "
+                f"(has {sorted(f'{s}-{t}' for s, t in self._directions)})"
+            )
         todo = [i for i, text in enumerate(texts) if text.strip()]
         out = list(texts)
         if not todo:
@@ -143,9 +157,11 @@ class CTranslate2Translator:
         try:
             # ctranslate2.Translator is thread-safe: concurrent calls queue inside it.
             results = direction.translator.translate_batch(
-                batch, beam_size=self.beam_size, max_decoding_length=self.max_decoding_length,
+                batch,
+                beam_size=self.beam_size,
+                max_decoding_length=self.max_decoding_length,
             )
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise TranslationError(f"ctranslate2 {source}-{target} failed: {err}") from err
         for i, result in zip(todo, results):
             out[i] = direction.target.decode([t for t in result.hypotheses[0] if t != "</s>"])

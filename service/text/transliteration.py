@@ -17,7 +17,13 @@ _TOKEN = re.compile(r"[A-Za-z]+|[^A-Za-z]+")
 _VIRAMA = "\u094d"
 # Casual spelling -> ITRANS, applied in this order to a lower-cased word.
 _CASUAL_TO_ITRANS: tuple[tuple[str, str], ...] = (
-    ("ee", "I"), ("oo", "U"), ("aa", "A"), ("w", "v"), ("z", "j"), ("q", "k"), ("x", "ks"),
+    ("ee", "I"),
+    ("oo", "U"),
+    ("aa", "A"),
+    ("w", "v"),
+    ("z", "j"),
+    ("q", "k"),
+    ("x", "ks"),
 )
 _CONSONANT_BEFORE_FINAL_A = re.compile(r"(?<=[bcdfghjklmnpqrstvwxyz])a$")
 
@@ -48,9 +54,8 @@ def romanised_to_devanagari(text: str, keep_english: bool = True) -> str:
     out = []
     for token in _TOKEN.findall(text):
         lower = token.lower()
-        if not token.isascii() or not token.isalpha():
-            out.append(token)
-        elif keep_english and lower in ENGLISH_WORDS and lower not in ROMAN_HINDI_WORDS:
+        english = keep_english and lower in ENGLISH_WORDS and lower not in ROMAN_HINDI_WORDS
+        if not token.isascii() or not token.isalpha() or english:
             out.append(token)
         else:
             out.append(word_to_devanagari(token))

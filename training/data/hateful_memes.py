@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from training.data.pairs import PairRecord
 
@@ -32,11 +32,15 @@ def load_hateful_memes(path: str | Path) -> list[PairRecord]:
         image_path = path.parent / str(item["img"])
         if not image_path.is_file():
             raise FileNotFoundError(f"{path}: line {number}: image {image_path} not found")
-        records.append(PairRecord(
-            id=str(item.get("id", Path(item["img"]).stem)), image_path=image_path,
-            text=str(item["text"]), label=None if label is None else int(label),
-            source=f"hateful_memes:{path.name}",
-        ))
+        records.append(
+            PairRecord(
+                id=str(item.get("id", Path(item["img"]).stem)),
+                image_path=image_path,
+                text=str(item["text"]),
+                label=None if label is None else int(label),
+                source=f"hateful_memes:{path.name}",
+            )
+        )
     return records
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from training.data.pairs import PairRecord
 
-MAMI_COLUMNS = ("file_name", "misogynous", "shaming", "stereotype", "objectification", "violence",
-                "Text Transcription")
+MAMI_COLUMNS = ("file_name", "misogynous", "shaming", "stereotype", "objectification", "violence", "Text Transcription")
 
 
 def load_mami(path: str | Path, image_root: Path | None = None) -> list[PairRecord]:
@@ -25,8 +24,10 @@ def load_mami(path: str | Path, image_root: Path | None = None) -> list[PairReco
         columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
         for needed in ("file_name", "text transcription"):
             if needed not in columns:
-                raise ValueError(f"{path}: missing column {needed!r} (MAMI files are tab-separated "
-                                 f"with {list(MAMI_COLUMNS)}); found {reader.fieldnames}")
+                raise ValueError(
+                    f"{path}: missing column {needed!r} (MAMI files are tab-separated "
+                    f"with {list(MAMI_COLUMNS)}); found {reader.fieldnames}"
+                )
         label_column = columns.get("misogynous")
         records = []
         for number, row in enumerate(reader, start=1):
@@ -39,11 +40,15 @@ def load_mami(path: str | Path, image_root: Path | None = None) -> list[PairReco
             image_path = root / name
             if not image_path.is_file():
                 raise FileNotFoundError(f"{path}: row {number}: image {image_path} not found")
-            records.append(PairRecord(
-                id=Path(name).stem, image_path=image_path,
-                text=(row[columns["text transcription"]] or "").strip(),
-                label=int(raw) if raw else None, source=f"mami:{path.name}",
-            ))
+            records.append(
+                PairRecord(
+                    id=Path(name).stem,
+                    image_path=image_path,
+                    text=(row[columns["text transcription"]] or "").strip(),
+                    label=int(raw) if raw else None,
+                    source=f"mami:{path.name}",
+                )
+            )
     return records
 
 

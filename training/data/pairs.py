@@ -8,9 +8,10 @@ only; the binary uni-modal stage needs the label. ``DataRef`` names a data set b
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 PairFormat = Literal["memotion", "hateful_memes", "mami"]
 PAIR_FORMATS: tuple[str, ...] = ("memotion", "hateful_memes", "mami")
@@ -32,7 +33,7 @@ class DataRef:
     format: PairFormat
     path: Path
 
-    def resolved(self, root: Path | None) -> "DataRef":
+    def resolved(self, root: Path | None) -> DataRef:
         path = self.path if self.path.is_absolute() or root is None else root / self.path
         return DataRef(self.format, path)
 
@@ -48,8 +49,7 @@ def detect_format(path: Path) -> PairFormat:
         with path.open(encoding="utf-8-sig") as handle:
             header = handle.readline().lower()
         return "mami" if "file_name" in header else "memotion"
-    raise ValueError(f"cannot tell the format of {path}; write FORMAT:PATH with FORMAT one of "
-                     f"{list(PAIR_FORMATS)}")
+    raise ValueError(f"cannot tell the format of {path}; write FORMAT:PATH with FORMAT one of {list(PAIR_FORMATS)}")
 
 
 def parse_data_ref(spec: str) -> DataRef:
@@ -90,12 +90,16 @@ def memotion_pairs(path: Path) -> list[PairRecord]:
     from memotion.data_format import load_split
 
     split = path / "train.csv" if path.is_dir() else path
-    return [PairRecord(r.id, r.image_path, r.text, int(r.offensive > 0), f"memotion:{split.name}")
-            for r in load_split(split)]
+    return [
+        PairRecord(r.id, r.image_path, r.text, int(r.offensive > 0), f"memotion:{split.name}")
+        for r in load_split(split)
+    ]
 
 
 def require_labels(records: list[PairRecord], what: str) -> None:
     missing = sum(r.label is None for r in records)
     if missing:
-        raise ValueError(f"{what}: {missing} of {len(records)} memes have no binary label "
-                         "(the binary pre-training stage needs labelled Hateful Memes / MAMI data)")
+        raise ValueError(
+            f"{what}: {missing} of {len(records)} memes have no binary label "
+            "(the binary pre-training stage needs labelled Hateful Memes / MAMI data)"
+        )

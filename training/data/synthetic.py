@@ -27,10 +27,10 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from memotion.progress import progress_bar
 
-from memotion.labels import ALL_TASKS
 from memotion.data_format import MemeRecord, write_split
+from memotion.labels import ALL_TASKS
+from memotion.progress import progress_bar
 
 FONT_PATH = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 TEXT_FACTORS = ("polarity", "joke", "insult", "motivation", "twist")
@@ -43,12 +43,18 @@ _SUBJECTS: Lexicon = (
     ("BHAI", "YAAR", "MERA DOST", "MUMMY", "JAB", "APUN", "DEKHO", "BHAI LOG"),
 )
 _POLARITY: dict[int, Lexicon] = {
-    1: (("BEST DAY EVER", "LOVE THIS", "SO HAPPY", "AWESOME", "GREAT NEWS", "PERFECT"),
-        ("MAST", "EKDUM BADHIYA", "KYA BAAT HAI", "MAZAA AA GAYA", "ZABARDAST", "DIL KHUSH")),
-    0: (("GOES TO WORK", "CHECKS PHONE", "EATS LUNCH", "WAITS FOR BUS", "OPENS LAPTOP"),
-        ("OFFICE JA RAHA", "PHONE DEKH RAHA", "KHANA KHA RAHA", "BUS KA WAIT", "AAJ PHIR SE")),
-    -1: (("WORST DAY", "HATE THIS", "SO SAD", "TERRIBLE", "TOTAL DISASTER", "RUINED"),
-         ("BAKWAS", "BEKAAR", "DUKH HUA", "BARBAAD", "GHATIYA", "SAB KHATAM")),
+    1: (
+        ("BEST DAY EVER", "LOVE THIS", "SO HAPPY", "AWESOME", "GREAT NEWS", "PERFECT"),
+        ("MAST", "EKDUM BADHIYA", "KYA BAAT HAI", "MAZAA AA GAYA", "ZABARDAST", "DIL KHUSH"),
+    ),
+    0: (
+        ("GOES TO WORK", "CHECKS PHONE", "EATS LUNCH", "WAITS FOR BUS", "OPENS LAPTOP"),
+        ("OFFICE JA RAHA", "PHONE DEKH RAHA", "KHANA KHA RAHA", "BUS KA WAIT", "AAJ PHIR SE"),
+    ),
+    -1: (
+        ("WORST DAY", "HATE THIS", "SO SAD", "TERRIBLE", "TOTAL DISASTER", "RUINED"),
+        ("BAKWAS", "BEKAAR", "DUKH HUA", "BARBAAD", "GHATIYA", "SAB KHATAM"),
+    ),
 }
 _JOKES: Lexicon = (
     ("LOL", "LMAO", "HAHAHA", "ROFL", "XD"),
@@ -94,23 +100,22 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.dominant not in ("none", "text", "image"):
             raise ValueError(f"dominant must be none, text or image, not {self.dominant!r}")
-        if not (0 <= self.label_noise <= 1 and 0 <= self.hinglish_fraction <= 1
-                and 0 <= self.dominant_coverage <= 1):
+        if not (0 <= self.label_noise <= 1 and 0 <= self.hinglish_fraction <= 1 and 0 <= self.dominant_coverage <= 1):
             raise ValueError("label_noise, hinglish_fraction and dominant_coverage must lie in [0, 1]")
         if min(self.n_train, self.n_val) < 0 or self.image_size < 64:
             raise ValueError("counts must be >= 0 and image_size >= 64")
 
 
-def make_synthetic_dataset(
-    out_dir: Path, config: SyntheticConfig, progress: bool = False
-) -> dict[str, Path]:
+def make_synthetic_dataset(out_dir: Path, config: SyntheticConfig, progress: bool = False) -> dict[str, Path]:
     """Write ``train.csv``, ``val.csv``, ``image/{split}/{id}.jpg`` and ``latents.jsonl``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     splits = {"train": config.n_train, "val": config.n_val}
     paths: dict[str, Path] = {}
-    with progress_bar(total=sum(splits.values()), disable=not progress, unit="meme") as bar, \
-            (out_dir / "latents.jsonl").open("w", encoding="utf-8") as latents:
+    with (
+        progress_bar(total=sum(splits.values()), disable=not progress, unit="meme") as bar,
+        (out_dir / "latents.jsonl").open("w", encoding="utf-8") as latents,
+    ):
         for split_code, (split, count) in enumerate(splits.items()):
             image_dir = out_dir / "image" / split
             image_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +170,7 @@ def render_meme(
     shown = [painter for painter, present in symbols if present]
     slots = _slots(rng, size, layout.free_top, layout.free_bottom)
     clutter = min(int(rng.integers(0, 3)), len(slots) - len(shown))
-    for cx, cy in slots[len(shown):len(shown) + clutter]:  # uninformative, behind the symbols
+    for cx, cy in slots[len(shown) : len(shown) + clutter]:  # uninformative, behind the symbols
         _DECOYS[int(rng.integers(len(_DECOYS)))](draw, cx, cy, size, rng=rng)
     for painter, (cx, cy) in zip(shown, slots):
         painter(draw, cx, cy, size)
@@ -174,6 +179,7 @@ def render_meme(
 
 
 # --- hidden factors, labels and captions -------------------------------------------------------
+
 
 def _sample_factors(rng: np.random.Generator) -> dict[str, int]:
     return {
@@ -206,25 +212,34 @@ def _sample_meme(rng: np.random.Generator, config: SyntheticConfig) -> dict:
     image = {k: factors[k] for k in IMAGE_FACTORS}
     if config.dominant != "none":
         own, other = (TEXT_FACTORS, IMAGE_FACTORS) if config.dominant == "text" else (IMAGE_FACTORS, TEXT_FACTORS)
-        covered = set(other) if config.dominant_coverage >= 1 else {
-            k for k in other if rng.random() < config.dominant_coverage}
+        covered = (
+            set(other)
+            if config.dominant_coverage >= 1
+            else {k for k in other if rng.random() < config.dominant_coverage}
+        )
         strong = {k: factors[k] for k in (*own, *other) if k in own or k in covered}
         weak = {k: decoy[k] if k in covered else factors[k] for k in other}
         text, image = (strong, weak) if config.dominant == "text" else (weak, strong)
     hinglish = bool(rng.random() < config.hinglish_fraction)
     clean = _clean_labels(factors)
     labels = {
-        spec.name: int(rng.integers(spec.num_classes))
-        if rng.random() < config.label_noise else clean[spec.name]
+        spec.name: int(rng.integers(spec.num_classes)) if rng.random() < config.label_noise else clean[spec.name]
         for spec in ALL_TASKS
     }
     caption = _caption(text, hinglish, rng)
-    return {"hinglish": hinglish, "caption": caption, "factors": factors, "text": text,
-            "image": image, "clean_labels": clean, "labels": labels}
+    return {
+        "hinglish": hinglish,
+        "caption": caption,
+        "factors": factors,
+        "text": text,
+        "image": image,
+        "clean_labels": clean,
+        "labels": labels,
+    }
 
 
 def _caption(text: dict[str, int], hinglish: bool, rng: np.random.Generator) -> str:
-    """"TOP\\nBOTTOM" caption rendering the text factors (and image factors present in ``text``)."""
+    """ "TOP\\nBOTTOM" caption rendering the text factors (and image factors present in ``text``)."""
 
     def pick(lexicon: Lexicon, count: int = 1) -> list[str]:
         pool = lexicon[1] if hinglish and rng.random() < 0.8 else lexicon[0]
@@ -283,8 +298,11 @@ def _sunny(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> No
     r = size * rng.uniform(0.08, 0.11)
     for angle in np.linspace(0, 2 * np.pi, 10, endpoint=False):
         dx, dy = np.cos(angle), np.sin(angle)
-        draw.line((cx + dx * r * 1.2, cy + dy * r * 1.2, cx + dx * r * 1.7, cy + dy * r * 1.7),
-                  fill=(255, 200, 40), width=max(2, size // 80))
+        draw.line(
+            (cx + dx * r * 1.2, cy + dy * r * 1.2, cx + dx * r * 1.7, cy + dy * r * 1.7),
+            fill=(255, 200, 40),
+            width=max(2, size // 80),
+        )
     draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(255, 215, 50))
     for _ in range(int(rng.integers(1, 3))):
         _cloud(draw, rng, size, (250, 250, 252))
@@ -293,16 +311,15 @@ def _sunny(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> No
 def _office(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> None:
     x0, y0 = size * rng.uniform(0.08, 0.55), size * rng.uniform(0.1, 0.2)
     w, h = size * 0.35, size * 0.25
-    draw.rectangle((x0, y0, x0 + w, y0 + h), fill=(192, 200, 208), outline=(125, 125, 125),
-                   width=max(2, size // 64))
+    draw.rectangle((x0, y0, x0 + w, y0 + h), fill=(192, 200, 208), outline=(125, 125, 125), width=max(2, size // 64))
     draw.line((x0 + w / 2, y0, x0 + w / 2, y0 + h), fill=(125, 125, 125), width=max(1, size // 128))
     desk_y = size * rng.uniform(0.62, 0.7)
     draw.rectangle((size * 0.05, desk_y, size * 0.95, desk_y + size * 0.05), fill=(112, 102, 92))
     mx = size * rng.uniform(0.15, 0.65)
-    draw.rectangle((mx, desk_y - size * 0.16, mx + size * 0.22, desk_y - size * 0.02),
-                   fill=(60, 60, 65))
-    draw.rectangle((mx + size * 0.015, desk_y - size * 0.145, mx + size * 0.205,
-                    desk_y - size * 0.035), fill=(100, 112, 126))
+    draw.rectangle((mx, desk_y - size * 0.16, mx + size * 0.22, desk_y - size * 0.02), fill=(60, 60, 65))
+    draw.rectangle(
+        (mx + size * 0.015, desk_y - size * 0.145, mx + size * 0.205, desk_y - size * 0.035), fill=(100, 112, 126)
+    )
 
 
 def _storm(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> None:
@@ -310,8 +327,15 @@ def _storm(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> No
         _cloud(draw, rng, size, (58, 56, 68))
     x, y = size * rng.uniform(0.2, 0.8), size * 0.2
     s = size * 0.05
-    bolt = [(x, y), (x - s, y + 2 * s), (x, y + 2 * s), (x - 1.2 * s, y + 4.5 * s),
-            (x + 1.2 * s, y + 1.6 * s), (x + 0.2 * s, y + 1.6 * s), (x + s, y)]
+    bolt = [
+        (x, y),
+        (x - s, y + 2 * s),
+        (x, y + 2 * s),
+        (x - 1.2 * s, y + 4.5 * s),
+        (x + 1.2 * s, y + 1.6 * s),
+        (x + 0.2 * s, y + 1.6 * s),
+        (x + s, y),
+    ]
     draw.polygon(bolt, fill=(250, 240, 150))
     for _ in range(25):
         rx, ry = size * rng.uniform(0, 1), size * rng.uniform(0.25, 1)
@@ -321,15 +345,13 @@ def _storm(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> No
 _SCENE_PAINTERS = {1: _sunny, 0: _office, -1: _storm}
 
 
-def _slots(rng: np.random.Generator, size: int, free_top: float, free_bottom: float
-           ) -> list[tuple[float, float]]:
+def _slots(rng: np.random.Generator, size: int, free_top: float, free_bottom: float) -> list[tuple[float, float]]:
     """Eight object centres: first a shuffled row of four across the band between the captions,
     then a row above or below it (partly under a caption when the band is narrow)."""
     middle = float(np.clip((free_top + free_bottom) / 2, 0.3 * size, 0.7 * size))
     second = middle + (0.24 if free_bottom - middle > middle - free_top else -0.24) * size
     return [
-        (size * ((0.15, 0.38, 0.62, 0.85)[i] + rng.uniform(-0.03, 0.03)),
-         y + size * rng.uniform(-0.03, 0.03))
+        (size * ((0.15, 0.38, 0.62, 0.85)[i] + rng.uniform(-0.03, 0.03)), y + size * rng.uniform(-0.03, 0.03))
         for y in (middle, float(np.clip(second, 0.15 * size, 0.85 * size)))
         for i in rng.permutation(4)
     ]
@@ -339,8 +361,7 @@ def _outline(size: int) -> int:
     return max(2, size // 110)
 
 
-def _funny_face(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int,
-                rng: np.random.Generator) -> None:
+def _funny_face(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int, rng: np.random.Generator) -> None:
     r, w = size * 0.13, _outline(size)
     draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(250, 210, 60), outline="black", width=w)
     for side, er in ((-1, 0.045), (1, 0.035)):  # googly eyes of unequal size
@@ -350,8 +371,7 @@ def _funny_face(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int,
         draw.ellipse((px - p, py - p, px + p, py + p), fill="black")
     mouth = (cx - 0.08 * size, cy - 0.02 * size, cx + 0.08 * size, cy + 0.1 * size)
     draw.pieslice(mouth, 0, 180, fill=(120, 20, 30), outline="black", width=w // 2)
-    draw.ellipse((cx - 0.03 * size, cy + 0.05 * size, cx + 0.03 * size, cy + 0.095 * size),
-                 fill=(240, 110, 130))
+    draw.ellipse((cx - 0.03 * size, cy + 0.05 * size, cx + 0.03 * size, cy + 0.095 * size), fill=(240, 110, 130))
 
 
 def _angry_symbol(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int) -> None:
@@ -407,15 +427,17 @@ def _row(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int, count: int,
 
 def _trophy(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int) -> None:
     s, gold, w = 0.07 * size, (230, 180, 40), max(1, size // 150)
-    draw.polygon([(cx - s, cy - s), (cx + s, cy - s), (cx + 0.5 * s, cy + 0.4 * s),
-                  (cx - 0.5 * s, cy + 0.4 * s)], fill=gold, outline="black", width=w)
+    draw.polygon(
+        [(cx - s, cy - s), (cx + s, cy - s), (cx + 0.5 * s, cy + 0.4 * s), (cx - 0.5 * s, cy + 0.4 * s)],
+        fill=gold,
+        outline="black",
+        width=w,
+    )
     draw.rectangle((cx - 0.15 * s, cy + 0.4 * s, cx + 0.15 * s, cy + 0.9 * s), fill=gold)
-    draw.rectangle((cx - 0.6 * s, cy + 0.9 * s, cx + 0.6 * s, cy + 1.15 * s), fill=gold,
-                   outline="black", width=w)
+    draw.rectangle((cx - 0.6 * s, cy + 0.9 * s, cx + 0.6 * s, cy + 1.15 * s), fill=gold, outline="black", width=w)
 
 
-def _stick_figure(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int,
-                  rng: np.random.Generator) -> None:
+def _stick_figure(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int, rng: np.random.Generator) -> None:
     s, w = 0.05 * size, max(2, size // 90)
     draw.ellipse((cx - 0.6 * s, cy - 2.2 * s, cx + 0.6 * s, cy - s), outline="black", width=w)
     draw.line((cx, cy - s, cx, cy + s), fill="black", width=w)
@@ -424,23 +446,22 @@ def _stick_figure(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int,
     draw.line(legs, fill="black", width=w)
 
 
-def _house(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int,
-           rng: np.random.Generator) -> None:
+def _house(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int, rng: np.random.Generator) -> None:
     s = 0.07 * size
     draw.rectangle((cx - s, cy - 0.2 * s, cx + s, cy + s), fill=_jitter(rng, (200, 170, 130), 30))
-    draw.polygon([(cx - 1.2 * s, cy - 0.2 * s), (cx, cy - 1.2 * s), (cx + 1.2 * s, cy - 0.2 * s)],
-                 fill=_jitter(rng, (120, 80, 60), 20))
+    draw.polygon(
+        [(cx - 1.2 * s, cy - 0.2 * s), (cx, cy - 1.2 * s), (cx + 1.2 * s, cy - 0.2 * s)],
+        fill=_jitter(rng, (120, 80, 60), 20),
+    )
 
 
-def _tree(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int,
-          rng: np.random.Generator) -> None:
+def _tree(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int, rng: np.random.Generator) -> None:
     s = 0.06 * size
     draw.rectangle((cx - 0.2 * s, cy, cx + 0.2 * s, cy + 1.5 * s), fill=(110, 75, 45))
     draw.ellipse((cx - s, cy - 1.6 * s, cx + s, cy + 0.3 * s), fill=_jitter(rng, (60, 140, 60), 25))
 
 
-def _ball(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int,
-          rng: np.random.Generator) -> None:
+def _ball(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: int, rng: np.random.Generator) -> None:
     r = 0.045 * size
     fill = ((240, 240, 240), (90, 160, 220), (150, 110, 200), (240, 150, 60))[int(rng.integers(4))]
     draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill, outline="black", width=1)
@@ -480,8 +501,7 @@ class _CaptionLayout:
     def draw(self, draw: ImageDraw.ImageDraw) -> None:
         for text, y in self.lines:
             x = (self.size - self.font.getlength(text)) / 2
-            draw.text((x, y), text, font=self.font, fill="white", stroke_width=self.stroke,
-                      stroke_fill="black")
+            draw.text((x, y), text, font=self.font, fill="white", stroke_width=self.stroke, stroke_fill="black")
 
 
 def _layout_caption(caption: str, size: int) -> _CaptionLayout:
@@ -491,8 +511,7 @@ def _layout_caption(caption: str, size: int) -> _CaptionLayout:
     margin = 0.04 * size
     for pixels in range(round(0.11 * size), round(0.08 * size) - 1, -1):
         font, stroke = _font(pixels), max(2, pixels // 9)
-        top_lines, bottom_lines = (_wrap(part, font, size - 2 * margin - 2 * stroke)
-                                   for part in (top, bottom))
+        top_lines, bottom_lines = (_wrap(part, font, size - 2 * margin - 2 * stroke) for part in (top, bottom))
         if max(len(top_lines), len(bottom_lines)) <= 3:
             break
     step = round(pixels * 1.15)

@@ -17,18 +17,18 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import open_clip
 import torch
 
+from memotion.data_format import load_split
 from memotion.labels import ALL_TASKS, TASK_A, TASK_B_OUTPUT
 from memotion.progress import progress_bar
 from training.backbone import TINY_CLIP, clip_context_length, create_clip
-from memotion.data_format import load_split
 from training.data.synthetic import SyntheticConfig, make_synthetic_dataset
 from training.dataset import MemeTensors, build_tensors
 from training.factory import ModelConfig
@@ -41,18 +41,37 @@ from training.models.encoders import ClipImageEncoder, ClipTextEncoder
 from training.recipe import preprocessing_for
 
 LABELS = {
-    "fusion_concat": "Concatenation", "fusion_sum": "Addition", "fusion_product": "Multiplication",
-    "fusion_max": "Maximum", "fusion_attention": "Attention", "fusion_gated": "Gated",
-    "fusion_bilinear": "Bilinear", "fusion_factorised_bilinear": "Factorised bilinear",
-    "gmu": "GMU baseline", "pmmo": "PM+MO (λKL + L2)",
-    "pmmo:elbo_v1": "PM+MO (ELBOv1)", "pmmo:elbo_v1_l2": "PM+MO (ELBOv1 + L2)",
-    "pmmo:elbo_v2": "PM+MO (ELBOv2)", "pmmo:elbo_v2_l2": "PM+MO (ELBOv2 + L2)",
-    "pmmo:lambda_kl": "PM+MO (λKL)", "pmmo:lambda_kl_l1": "PM+MO (λKL + L1)",
+    "fusion_concat": "Concatenation",
+    "fusion_sum": "Addition",
+    "fusion_product": "Multiplication",
+    "fusion_max": "Maximum",
+    "fusion_attention": "Attention",
+    "fusion_gated": "Gated",
+    "fusion_bilinear": "Bilinear",
+    "fusion_factorised_bilinear": "Factorised bilinear",
+    "gmu": "GMU baseline",
+    "pmmo": "PM+MO (λKL + L2)",
+    "pmmo:elbo_v1": "PM+MO (ELBOv1)",
+    "pmmo:elbo_v1_l2": "PM+MO (ELBOv1 + L2)",
+    "pmmo:elbo_v2": "PM+MO (ELBOv2)",
+    "pmmo:elbo_v2_l2": "PM+MO (ELBOv2 + L2)",
+    "pmmo:lambda_kl": "PM+MO (λKL)",
+    "pmmo:lambda_kl_l1": "PM+MO (λKL + L1)",
     "pmmo:lambda_kl_l2": "PM+MO (λKL + L2)",
 }
-METRICS = ("test_loss", "accuracy_task_a", "f1_task_a", "f1_task_c", "f1_task_b",
-           "f1_task_b_direct", "task_b_direct_micro", "task_b_direct_macro", "task_b_direct_weighted",
-           "task_b_direct_samples", "seconds_per_epoch")
+METRICS = (
+    "test_loss",
+    "accuracy_task_a",
+    "f1_task_a",
+    "f1_task_c",
+    "f1_task_b",
+    "f1_task_b_direct",
+    "task_b_direct_micro",
+    "task_b_direct_macro",
+    "task_b_direct_weighted",
+    "task_b_direct_samples",
+    "seconds_per_epoch",
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +90,11 @@ class FusionExperimentConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     focal_gamma: float = 2.0
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(
-        head_hidden=64, fusion_dim=64, attention_heads=4, dropout=0.1, task_b_direct=True))
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(
+            head_hidden=64, fusion_dim=64, attention_heads=4, dropout=0.1, task_b_direct=True
+        )
+    )
     pmmo: PmmoConfig = field(default_factory=PmmoConfig)
     clip: str = TINY_CLIP
 
@@ -80,8 +102,9 @@ class FusionExperimentConfig:
         for kind in self.kinds:
             base, _, variant = kind.partition(":")
             if base not in FUSION_KINDS or (variant and (base != "pmmo" or variant not in PMMO_VARIANTS)):
-                raise ValueError(f"unknown fusion experiment row {kind!r}; use {FUSION_KINDS} or "
-                                 f"pmmo:<{'|'.join(PMMO_VARIANTS)}>")
+                raise ValueError(
+                    f"unknown fusion experiment row {kind!r}; use {FUSION_KINDS} or pmmo:<{'|'.join(PMMO_VARIANTS)}>"
+                )
         if not self.seeds or min(self.n_train, self.n_val, self.n_test, self.epochs) < 1:
             raise ValueError("need at least one seed, epoch and meme per split")
 
@@ -96,30 +119,40 @@ class Split:
 
 
 def synthetic_splits(
-    work_dir: Path, config: FusionExperimentConfig, progress: bool = True,
+    work_dir: Path,
+    config: FusionExperimentConfig,
+    progress: bool = True,
 ) -> dict[str, list]:
     """Train / val / test records of one synthetic data set (made once, reused when it exists)."""
     data_dir = work_dir / "data"
-    synthetic = SyntheticConfig(n_train=config.n_train, n_val=config.n_val + config.n_test,
-                                seed=config.data_seed, image_size=config.image_size)
+    synthetic = SyntheticConfig(
+        n_train=config.n_train, n_val=config.n_val + config.n_test, seed=config.data_seed, image_size=config.image_size
+    )
     stamp = data_dir / "synthetic_config.json"
     if not stamp.is_file() or json.loads(stamp.read_text()) != json.loads(json.dumps(asdict(synthetic))):
         make_synthetic_dataset(data_dir, synthetic, progress=progress)
     held_out = load_split(data_dir / "val.csv")
-    return {"train": load_split(data_dir / "train.csv"), "val": held_out[:config.n_val],
-            "test": held_out[config.n_val:]}
+    return {
+        "train": load_split(data_dir / "train.csv"),
+        "val": held_out[: config.n_val],
+        "test": held_out[config.n_val :],
+    }
 
 
 @torch.no_grad()
 def frozen_features(
-    tensors: dict[str, MemeTensors], clip: torch.nn.Module, batch_size: int = 128,
+    tensors: dict[str, MemeTensors],
+    clip: torch.nn.Module,
+    batch_size: int = 128,
 ) -> dict[str, Split]:
     """Every split through the (frozen) CLIP text and image encoders, once."""
     text, image = ClipTextEncoder(clip).eval(), ClipImageEncoder(clip).eval()
     splits = {}
     for name, data in tensors.items():
-        parts = [encode(text, image, data.input_ids[i:i + batch_size], data.pixel_values[i:i + batch_size])
-                 for i in range(0, len(data), batch_size)]
+        parts = [
+            encode(text, image, data.input_ids[i : i + batch_size], data.pixel_values[i : i + batch_size])
+            for i in range(0, len(data), batch_size)
+        ]
         splits[name] = Split(Encoded(*(torch.cat(t) for t in zip(*parts))), data.targets)
     return splits
 
@@ -140,15 +173,21 @@ def test_metrics(probabilities: dict[str, np.ndarray], targets: torch.Tensor) ->
     y_true = {t.name: targets[:, i].numpy() for i, t in enumerate(ALL_TASKS)}
     y_pred = {t.name: probabilities[t.name].argmax(axis=-1) for t in ALL_TASKS}
     # Test loss: cross-entropy of the five heads, summed (the course report's categorical CE).
-    loss = sum(-np.log(np.clip(probabilities[t.name][np.arange(len(targets)), y_true[t.name]], 1e-12, None)).mean()
-               for t in ALL_TASKS)
+    loss = sum(
+        -np.log(np.clip(probabilities[t.name][np.arange(len(targets)), y_true[t.name]], 1e-12, None)).mean()
+        for t in ALL_TASKS
+    )
     scores = memotion_scores(y_true, y_pred)
     direct = task_b_direct_scores(y_true, probabilities)
-    return {"test_loss": float(loss),
-            "accuracy_task_a": float((y_pred[TASK_A.name] == y_true[TASK_A.name]).mean()),
-            "f1_task_a": scores["task_a"], "f1_task_c": scores["task_c"], "f1_task_b": scores["task_b"],
-            **({"f1_task_b_direct": direct["task_b_direct"]} if direct else {}),
-            **{k: v for k, v in direct.items() if k != "task_b_direct"}}
+    return {
+        "test_loss": float(loss),
+        "accuracy_task_a": float((y_pred[TASK_A.name] == y_true[TASK_A.name]).mean()),
+        "f1_task_a": scores["task_a"],
+        "f1_task_c": scores["task_c"],
+        "f1_task_b": scores["task_b"],
+        **({"f1_task_b_direct": direct["task_b_direct"]} if direct else {}),
+        **{k: v for k, v in direct.items() if k != "task_b_direct"},
+    }
 
 
 StepFn = Callable[[Encoded, torch.Tensor], object]
@@ -169,7 +208,10 @@ def adamw_step(head: torch.nn.Module, config: FusionExperimentConfig) -> StepFn:
 
 
 def run_head(
-    row: str, splits: dict[str, Split], seed: int, config: FusionExperimentConfig,
+    row: str,
+    splits: dict[str, Split],
+    seed: int,
+    config: FusionExperimentConfig,
 ) -> dict[str, float]:
     """Train one head on one seed's features; the test metrics of its best validation epoch."""
     kind, _, variant = row.partition(":")
@@ -180,9 +222,14 @@ def run_head(
     train = splits["train"]
     steps_per_epoch = -(-len(train) // config.batch_size)
     if kind == "pmmo":
-        step: StepFn = PmmoStep(head, PMMO_VARIANTS[variant] if variant else config.pmmo, len(train),
-                                config.epochs * steps_per_epoch, weight_decay=config.weight_decay,
-                                focal_gamma=config.focal_gamma)
+        step: StepFn = PmmoStep(
+            head,
+            PMMO_VARIANTS[variant] if variant else config.pmmo,
+            len(train),
+            config.epochs * steps_per_epoch,
+            weight_decay=config.weight_decay,
+            focal_gamma=config.focal_gamma,
+        )
     else:
         step = adamw_step(head, config)
     generator = torch.Generator().manual_seed(seed)
@@ -193,31 +240,36 @@ def run_head(
         order = torch.randperm(len(train), generator=generator)
         started = time.perf_counter()
         for start in range(0, len(train), config.batch_size):
-            rows = order[start:start + config.batch_size]
+            rows = order[start : start + config.batch_size]
             step(train.encoded.subset(rows), train.targets[rows])
         train_seconds += time.perf_counter() - started
         probabilities = head_probabilities(head, splits["val"])
-        score = selection_score(memotion_scores(
-            y_val, {t.name: probabilities[t.name].argmax(axis=-1) for t in ALL_TASKS}))
+        score = selection_score(
+            memotion_scores(y_val, {t.name: probabilities[t.name].argmax(axis=-1) for t in ALL_TASKS})
+        )
         if best is None or score > best[0]:
             best = (score, epoch, copy.deepcopy(head.state_dict()))
     assert best is not None
     head.load_state_dict(best[2])
-    return {**test_metrics(head_probabilities(head, splits["test"]), splits["test"].targets),
-            "seconds_per_epoch": train_seconds / config.epochs, "best_epoch": best[1],
-            "val_selection_score": best[0]}
+    return {
+        **test_metrics(head_probabilities(head, splits["test"]), splits["test"].targets),
+        "seconds_per_epoch": train_seconds / config.epochs,
+        "best_epoch": best[1],
+        "val_selection_score": best[0],
+    }
 
 
 def run_experiment(
-    work_dir: Path, config: FusionExperimentConfig, progress: bool = True,
+    work_dir: Path,
+    config: FusionExperimentConfig,
+    progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train every row on every seed; the per-run and aggregated results (JSON-ready)."""
     records = synthetic_splits(work_dir, config, progress)
     log(f"data: {', '.join(f'{len(r)} {n}' for n, r in records.items())} synthetic memes in {work_dir / 'data'}")
     runs: list[dict] = []
-    bar = progress_bar(total=len(config.seeds) * len(config.kinds), desc="fusion zoo", unit="run",
-                       disable=not progress)
+    bar = progress_bar(total=len(config.seeds) * len(config.kinds), desc="fusion zoo", unit="run", disable=not progress)
     for seed in config.seeds:
         torch.manual_seed(seed)
         clip = create_clip(config.clip)
@@ -227,9 +279,11 @@ def run_experiment(
         for row in config.kinds:
             result = run_head(row, splits, seed, config)
             runs.append({"row": row, "seed": seed, **result})
-            log(f"seed {seed} {LABELS.get(row, row)}: test loss {result['test_loss']:.3f}, "
+            log(
+                f"seed {seed} {LABELS.get(row, row)}: test loss {result['test_loss']:.3f}, "
                 f"Task A acc {result['accuracy_task_a']:.3f}, weighted F1 A {result['f1_task_a']:.3f} "
-                f"C {result['f1_task_c']:.3f}, {result['seconds_per_epoch']:.2f} s/epoch")
+                f"C {result['f1_task_c']:.3f}, {result['seconds_per_epoch']:.2f} s/epoch"
+            )
             bar.update(1)
     bar.close()
     return {"config": asdict(config), "runs": runs, "summary": summarise(runs, config.kinds)}
@@ -252,17 +306,22 @@ def summarise(runs: Sequence[dict], rows: Sequence[str]) -> list[dict]:
 def markdown_table(summary: Sequence[dict]) -> str:
     """Course-report Table 1 / PM+MO Tables 1-2 style: one row per head, mean ± std over seeds;
     the best mean per column in bold (lowest for loss and time)."""
-    columns = [("test_loss", "Test loss", min), ("accuracy_task_a", "Task A acc.", max),
-               ("f1_task_a", "Task A w-F1", max), ("f1_task_c", "Task C w-F1", max),
-               ("f1_task_b", "Task B w-F1 (from C)", max), ("f1_task_b_direct", "Task B w-F1 (direct)", max),
-               ("task_b_direct_micro", "B direct micro", max),
-               ("task_b_direct_macro", "B direct macro", max),
-               ("task_b_direct_weighted", "B direct weighted", max),
-               ("task_b_direct_samples", "B direct samples", max), ("seconds_per_epoch", "s / epoch", min)]
+    columns = [
+        ("test_loss", "Test loss", min),
+        ("accuracy_task_a", "Task A acc.", max),
+        ("f1_task_a", "Task A w-F1", max),
+        ("f1_task_c", "Task C w-F1", max),
+        ("f1_task_b", "Task B w-F1 (from C)", max),
+        ("f1_task_b_direct", "Task B w-F1 (direct)", max),
+        ("task_b_direct_micro", "B direct micro", max),
+        ("task_b_direct_macro", "B direct macro", max),
+        ("task_b_direct_weighted", "B direct weighted", max),
+        ("task_b_direct_samples", "B direct samples", max),
+        ("seconds_per_epoch", "s / epoch", min),
+    ]
     columns = [c for c in columns if any(c[0] in e for e in summary)]
     best = {key: pick(e[key]["mean"] for e in summary if key in e) for key, _, pick in columns}
-    lines = ["| Fusion | " + " | ".join(title for _, title, _ in columns) + " |",
-             "|---|" + "---|" * len(columns)]
+    lines = ["| Fusion | " + " | ".join(title for _, title, _ in columns) + " |", "|---|" + "---|" * len(columns)]
     for entry in summary:
         cells = []
         for key, _, _ in columns:
@@ -284,8 +343,14 @@ def plot_summary(summary: Sequence[dict], path: Path, title: str) -> Path:
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(labels)), 4.5))
     for offset, key, name in ((-0.2, "f1_task_a", "Task A"), (0.2, "f1_task_c", "Task C")):
-        ax.bar(x + offset, [e[key]["mean"] for e in summary], 0.4, yerr=[e[key]["std"] for e in summary],
-               capsize=3, label=f"{name} weighted F1")
+        ax.bar(
+            x + offset,
+            [e[key]["mean"] for e in summary],
+            0.4,
+            yerr=[e[key]["std"] for e in summary],
+            capsize=3,
+            label=f"{name} weighted F1",
+        )
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("test weighted F1 (mean ± std over seeds)")

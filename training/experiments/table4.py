@@ -4,7 +4,8 @@ blending and PMR on and off, mean and spread over seeds (``memotion experiment``
 For every data setting (synthetic memes, one of them with a dominant modality) and seed: train
 CLIP-text and CLIP-image, then five CLIP-multi models initialised from them (no GB, GB with
 OGR-estimated weights, GB with the authors' fixed weights; each of the first two also with PMR), then
-two majority-vote ensembles searched per head on validation (the paper's three models; all seven). Every row is scored on a held-out test split that nothing was selected on (checkpoints and
+two majority-vote ensembles searched per head on validation (the paper's three models; all seven). Every row
+is scored on a held-out test split that nothing was selected on (checkpoints and
 ensemble voters are chosen on validation). Diagnostics per CLIP-multi: PMR's rho over the last epoch
 (> 1: the text learns faster), the final blend weights, and how well each encoder's features alone
 classify the test memes (nearest class prototype, the PMR paper's measure of an under-trained
@@ -16,16 +17,17 @@ from __future__ import annotations
 import json
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
+from memotion.data_format import load_split
 from memotion.labels import ALL_TASKS
 from memotion.progress import progress_bar
-from memotion.data_format import load_split
+from training.backbone import create_clip
 from training.data.synthetic import SyntheticConfig, make_synthetic_dataset
 from training.dataset import MemeTensors, build_tensors
 from training.ensemble_search import TaskBMode, ensemble_scores, search_ensemble
@@ -35,7 +37,6 @@ from training.metrics import memotion_scores
 from training.pmr import PMRConfig, class_prototypes, prototype_logits
 from training.recipe import RecipeConfig, prepare_data, tiny_recipe
 from training.trainer import TrainResult, argmax_labels, encoder_features, predict_probabilities, train_model
-from training.backbone import create_clip
 
 TABLE_FILE = "table4"
 
@@ -49,16 +50,20 @@ class DataSetting:
 
 DATA_SETTINGS: dict[str, DataSetting] = {
     "balanced": DataSetting(
-        "balanced", "labels need both the caption and the picture (dominant=none)",
-        {"dominant": "none"}),
+        "balanced", "labels need both the caption and the picture (dominant=none)", {"dominant": "none"}
+    ),
     "text-dominant": DataSetting(
-        "text-dominant", "the caption also renders each picture factor with probability 0.7; the "
+        "text-dominant",
+        "the caption also renders each picture factor with probability 0.7; the "
         "picture is needed for the rest (dominant=text, dominant_coverage=0.7)",
-        {"dominant": "text", "dominant_coverage": 0.7}),
+        {"dominant": "text", "dominant_coverage": 0.7},
+    ),
     "text-only": DataSetting(
-        "text-only", "the caption renders every factor, the picture shows unrelated ones "
+        "text-only",
+        "the caption renders every factor, the picture shows unrelated ones "
         "(dominant=text): nothing for a rebalancing method to recover",
-        {"dominant": "text"}),
+        {"dominant": "text"},
+    ),
 }
 
 UNIMODAL = {"CLIP-text": "clip_text", "CLIP-image": "clip_image"}
@@ -76,9 +81,15 @@ ENSEMBLES = {
     "Ensemble (all seven)": (*UNIMODAL, *MULTI_VARIANTS),
 }
 # Table 4's columns: Task A ("Overall"), the Task C emotions, then the Memotion 3 averages.
-COLUMNS = {"task_a": "Task A", "task_c_humour": "Humour", "task_c_motivational": "Motivation",
-           "task_c_offensive": "Offensive", "task_c_sarcasm": "Sarcasm", "task_b": "Task B",
-           "task_c": "Task C"}
+COLUMNS = {
+    "task_a": "Task A",
+    "task_c_humour": "Humour",
+    "task_c_motivational": "Motivation",
+    "task_c_offensive": "Offensive",
+    "task_c_sarcasm": "Sarcasm",
+    "task_b": "Task B",
+    "task_c": "Task C",
+}
 
 
 @dataclass(frozen=True)
@@ -112,8 +123,16 @@ class ExperimentConfig:
 
 def quick_config() -> ExperimentConfig:
     """A few-second version (tests): one setting, two seeds, tiny data, one epoch each."""
-    return ExperimentConfig(settings=("text-dominant",), seeds=(0, 1), n_train=48, n_val=24,
-                            n_test=24, image_size=64, unimodal_epochs=1, multi_epochs=1)
+    return ExperimentConfig(
+        settings=("text-dominant",),
+        seeds=(0, 1),
+        n_train=48,
+        n_val=24,
+        n_test=24,
+        image_size=64,
+        unimodal_epochs=1,
+        multi_epochs=1,
+    )
 
 
 def _tensors(directory: Path, split: str, data) -> MemeTensors:
@@ -124,9 +143,10 @@ def make_data(out: Path, config: ExperimentConfig, setting: DataSetting) -> tupl
     """(train/val data set, test data set): the test memes come from another generator seed."""
     base = dict(image_size=config.image_size, **setting.synthetic)
     data_dir, test_dir = out / "data" / setting.name, out / "data" / f"{setting.name}-test"
-    for directory, sizes in ((data_dir, dict(n_train=config.n_train, n_val=config.n_val,
-                                             seed=config.data_seed)),
-                             (test_dir, dict(n_train=0, n_val=config.n_test, seed=config.data_seed + 1))):
+    for directory, sizes in (
+        (data_dir, dict(n_train=config.n_train, n_val=config.n_val, seed=config.data_seed)),
+        (test_dir, dict(n_train=0, n_val=config.n_test, seed=config.data_seed + 1)),
+    ):
         synthetic = SyntheticConfig(**sizes, **base)
         marker = directory / "synthetic_config.json"
         if not (marker.is_file() and json.loads(marker.read_text()) == asdict(synthetic)):
@@ -160,12 +180,18 @@ def _last_epoch_rho(result: TrainResult) -> float | None:
 
 
 def _log_model(log: Callable[[str], None], seed: int, name: str, result: TrainResult) -> None:
-    log(f"seed {seed}: {name} trained in {result.seconds:.0f} s, best epoch {result.best_epoch}, "
-        f"validation task A {result.scores['task_a']:.3f}, task C {result.scores['task_c']:.3f}")
+    log(
+        f"seed {seed}: {name} trained in {result.seconds:.0f} s, best epoch {result.best_epoch}, "
+        f"validation task A {result.scores['task_a']:.3f}, task C {result.scores['task_c']:.3f}"
+    )
 
 
 def run_seed(
-    data, test: MemeTensors, run_dir: Path, config: ExperimentConfig, seed: int,
+    data,
+    test: MemeTensors,
+    run_dir: Path,
+    config: ExperimentConfig,
+    seed: int,
     log: Callable[[str], None],
 ) -> dict:
     """Train the seven models of one seed; score them and the ensembles on validation and test."""
@@ -176,38 +202,58 @@ def run_seed(
     results: dict[str, TrainResult] = {}
     for name, kind in UNIMODAL.items():
         model = build_unimodal(kind, create_clip(recipe.clip, data.pretrained), recipe.model)
-        results[name] = train_model(model, kind, data.train, data.val,
-                                    replace(base, epochs=config.unimodal_epochs), run_dir / kind,
-                                    recipe.clip, recipe.model, False, quiet)
+        results[name] = train_model(
+            model,
+            kind,
+            data.train,
+            data.val,
+            replace(base, epochs=config.unimodal_epochs),
+            run_dir / kind,
+            recipe.clip,
+            recipe.model,
+            False,
+            quiet,
+        )
         _log_model(log, seed, name, results[name])
     diagnostics = {}
     for name, (gb_mode, pmr) in MULTI_VARIANTS.items():
-        train_config = replace(base, epochs=config.multi_epochs, gb_mode=gb_mode,
-                               pmr=replace(config.pmr, enabled=pmr))
+        train_config = replace(base, epochs=config.multi_epochs, gb_mode=gb_mode, pmr=replace(config.pmr, enabled=pmr))
         multi = build_multi(results["CLIP-text"].model, results["CLIP-image"].model, recipe.model)
         folder = run_dir / name.lower().replace(" +", "_").replace("-", "_")
-        results[name] = result = train_model(multi, "clip_multi", data.train, data.val, train_config,
-                                             folder, recipe.clip, recipe.model, False, quiet)
+        results[name] = result = train_model(
+            multi, "clip_multi", data.train, data.val, train_config, folder, recipe.clip, recipe.model, False, quiet
+        )
         _log_model(log, seed, name, result)
-        diagnostics[name] = {"rho_last_epoch": _last_epoch_rho(result),
-                             "blend_weights": result.blend_weights,
-                             "encoder_probe": encoder_probe_scores(result.model, data.train, test)}
+        diagnostics[name] = {
+            "rho_last_epoch": _last_epoch_rho(result),
+            "blend_weights": result.blend_weights,
+            "encoder_probe": encoder_probe_scores(result.model, data.train, test),
+        }
     val_truth, test_truth = data.val.target_columns(), test.target_columns()
     val_probabilities = {name: r.val_probabilities for name, r in results.items()}
     test_probabilities = {name: predict_probabilities(r.model, r.kind, test) for name, r in results.items()}
-    rows = {name: {"validation": r.scores,
-                   "test": memotion_scores(test_truth, argmax_labels(test_probabilities[name]))}
-            for name, r in results.items()}
+    rows = {
+        name: {"validation": r.scores, "test": memotion_scores(test_truth, argmax_labels(test_probabilities[name]))}
+        for name, r in results.items()
+    }
     for name, members in ENSEMBLES.items():
         selection = search_ensemble({m: val_probabilities[m] for m in members}, val_truth, config.task_b)
-        rows[name] = {"validation": ensemble_scores(val_probabilities, val_truth, selection),
-                      "test": ensemble_scores(test_probabilities, test_truth, selection),
-                      "selection": selection.to_json()}
-    log(f"seed {seed}: test task A / C " + ", ".join(
-        f"{name} {row['test']['task_a']:.3f}/{row['test']['task_c']:.3f}" for name, row in rows.items()))
+        rows[name] = {
+            "validation": ensemble_scores(val_probabilities, val_truth, selection),
+            "test": ensemble_scores(test_probabilities, test_truth, selection),
+            "selection": selection.to_json(),
+        }
+    log(
+        f"seed {seed}: test task A / C "
+        + ", ".join(f"{name} {row['test']['task_a']:.3f}/{row['test']['task_c']:.3f}" for name, row in rows.items())
+    )
     rho = {name: [s["rho"] for s in results[name].rho_steps] for name in MULTI_VARIANTS}
-    return {"rows": rows, "diagnostics": diagnostics, "rho_steps": rho,
-            "seconds": {name: round(r.seconds, 1) for name, r in results.items()}}
+    return {
+        "rows": rows,
+        "diagnostics": diagnostics,
+        "rho_steps": rho,
+        "seconds": {name: round(r.seconds, 1) for name, r in results.items()},
+    }
 
 
 def aggregate(per_seed: list[dict], split: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -217,8 +263,10 @@ def aggregate(per_seed: list[dict], split: str) -> dict[str, dict[str, dict[str,
         table[name] = {}
         for key in COLUMNS:
             values = np.array([seed["rows"][name][split][key] for seed in per_seed])
-            table[name][key] = {"mean": float(values.mean()),
-                                "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+            table[name][key] = {
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            }
     return table
 
 
@@ -230,16 +278,18 @@ def aggregate_diagnostics(per_seed: list[dict]) -> dict[str, dict]:
         weights = [e["blend_weights"] for e in entries if e["blend_weights"]]
         out[name] = {
             "rho_last_epoch": float(np.exp(np.mean(np.log(rhos)))) if rhos else None,
-            "blend_weights": ({b: float(np.mean([w[b] for w in weights])) for b in weights[0]}
-                              if weights else {}),
-            "encoder_probe": {m: {k: float(np.mean([e["encoder_probe"][m][k] for e in entries]))
-                                  for k in ("task_a", "task_c")} for m in ("text", "image")},
+            "blend_weights": ({b: float(np.mean([w[b] for w in weights])) for b in weights[0]} if weights else {}),
+            "encoder_probe": {
+                m: {k: float(np.mean([e["encoder_probe"][m][k] for e in entries])) for k in ("task_a", "task_c")}
+                for m in ("text", "image")
+            },
         }
     return out
 
 
-def run_job(out: Path, config: ExperimentConfig, setting_name: str, seed: int,
-            log: Callable[[str], None] = print) -> dict:
+def run_job(
+    out: Path, config: ExperimentConfig, setting_name: str, seed: int, log: Callable[[str], None] = print
+) -> dict:
     """One (setting, seed): its seven models, ensembles and diagnostics (data already made)."""
     threads = torch.get_num_threads()
     if config.threads:
@@ -249,8 +299,14 @@ def run_job(out: Path, config: ExperimentConfig, setting_name: str, seed: int,
         data_dir, test_dir = make_data(out, config, setting)
         data = prepare_data(data_dir, config.recipe, progress=False, log=lambda _: None)
         test = _tensors(test_dir, "val", data)
-        return run_seed(data, test, out / "runs" / setting.name / f"seed{seed}", config, seed,
-                        lambda line: log(f"[{setting.name}] {line}"))
+        return run_seed(
+            data,
+            test,
+            out / "runs" / setting.name / f"seed{seed}",
+            config,
+            seed,
+            lambda line: log(f"[{setting.name}] {line}"),
+        )
     finally:
         torch.set_num_threads(threads)
 
@@ -260,7 +316,10 @@ def _flushed_print(line: str) -> None:
 
 
 def run_experiment(
-    out: Path, config: ExperimentConfig, progress: bool = True, log: Callable[[str], None] = print,
+    out: Path,
+    config: ExperimentConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Run every setting and seed; write ``table4.md``, ``table4.json`` and ``rho.png``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -270,8 +329,7 @@ def run_experiment(
     for name in config.settings:
         setting = DATA_SETTINGS[name]
         make_data(out, config, setting)
-        log(f"[{name}] {setting.description}: {config.n_train} train / {config.n_val} val / "
-            f"{config.n_test} test memes")
+        log(f"[{name}] {setting.description}: {config.n_train} train / {config.n_val} val / {config.n_test} test memes")
     bar = progress_bar(total=len(jobs), desc="experiment", disable=not progress, unit="run")
     results: dict[tuple[str, int], dict] = {}
     if config.workers == 1:
@@ -283,8 +341,9 @@ def run_experiment(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_job, out, config, name, seed, _flushed_print): (name, seed)
-                       for name, seed in jobs}
+            futures = {
+                pool.submit(run_job, out, config, name, seed, _flushed_print): (name, seed) for name, seed in jobs
+            }
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 bar.update(1)
@@ -302,8 +361,7 @@ def run_experiment(
         report["settings"][setting.name]["rho_steps"] = per_seed[0]["rho_steps"]
     report["seconds"] = round(time.perf_counter() - started, 1)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    report["cpu_seconds"] = round(time.process_time() - cpu_started + children.ru_utime
-                                  + children.ru_stime, 1)
+    report["cpu_seconds"] = round(time.process_time() - cpu_started + children.ru_utime + children.ru_stime, 1)
     write_report(out, report, config)
     return report
 
@@ -323,8 +381,7 @@ def _cell(stats: dict[str, float]) -> str:
 def markdown(report: dict, config: ExperimentConfig) -> str:
     seeds = len(config.seeds)
     lines = [
-        "# Table 4 on synthetic memes: weighted F1, mean ± std over "
-        f"{seeds} seed{'s' if seeds > 1 else ''}",
+        f"# Table 4 on synthetic memes: weighted F1, mean ± std over {seeds} seed{'s' if seeds > 1 else ''}",
         "",
         f"Tiny random-initialised CLIP (`{config.recipe.clip}`); {config.n_train} train / "
         f"{config.n_val} validation / {config.n_test} test memes per setting; uni-modal models "
@@ -335,29 +392,47 @@ def markdown(report: dict, config: ExperimentConfig) -> str:
         f"(alpha {config.pmr.alpha}, mu {config.pmr.mu}, E_r {config.pmr.per_epochs}, "
         f"{'hard switch' if config.pmr.hard_switch else 'continuous coefficients'}). "
         "Scores on the held-out test split; checkpoints and ensemble voters were chosen on "
-        "validation. Task B is from Task C" + (" (voted directly)" if config.task_b == "direct" else "")
+        "validation. Task B is from Task C"
+        + (" (voted directly)" if config.task_b == "direct" else "")
         + f". Run time {report['seconds'] / 60:.1f} min ({report['cpu_seconds'] / 60:.1f} CPU-min, "
         f"{config.workers} worker process{'es' if config.workers > 1 else ''}).",
     ]
     for name, setting in report["settings"].items():
-        lines += ["", f"## {name}: {setting['description']}", "",
-                  "| model | " + " | ".join(COLUMNS.values()) + " |",
-                  "|---|" + "---|" * len(COLUMNS)]
+        lines += [
+            "",
+            f"## {name}: {setting['description']}",
+            "",
+            "| model | " + " | ".join(COLUMNS.values()) + " |",
+            "|---|" + "---|" * len(COLUMNS),
+        ]
         for row, cells in setting["test"].items():
             lines.append(f"| {row} | " + " | ".join(_cell(cells[k]) for k in COLUMNS) + " |")
-        lines += ["", "| CLIP-multi | rho, last epoch | blend weights text/image/multi | "
-                  "text encoder alone (A / C) | image encoder alone (A / C) |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| CLIP-multi | rho, last epoch | blend weights text/image/multi | "
+            "text encoder alone (A / C) | image encoder alone (A / C) |",
+            "|---|---|---|---|---|",
+        ]
         for row, d in setting["diagnostics"].items():
             rho = f"{d['rho_last_epoch']:.2f}" if d["rho_last_epoch"] is not None else "-"
-            weights = "/".join(f"{d['blend_weights'][b]:.2f}" for b in ("text", "image", "multi")) \
-                if d["blend_weights"] else "-"
+            weights = (
+                "/".join(f"{d['blend_weights'][b]:.2f}" for b in ("text", "image", "multi"))
+                if d["blend_weights"]
+                else "-"
+            )
             probe = d["encoder_probe"]
-            lines.append(f"| {row} | {rho} | {weights} | {probe['text']['task_a']:.3f} / "
-                         f"{probe['text']['task_c']:.3f} | {probe['image']['task_a']:.3f} / "
-                         f"{probe['image']['task_c']:.3f} |")
-    lines += ["", "rho > 1: the text's prototypes fit the labels better than the image's (eq. 8). "
-              "Encoder alone: nearest-class-prototype weighted F1 of that encoder's features inside "
-              "the trained CLIP-multi (Task A / Task C average).", ""]
+            lines.append(
+                f"| {row} | {rho} | {weights} | {probe['text']['task_a']:.3f} / "
+                f"{probe['text']['task_c']:.3f} | {probe['image']['task_a']:.3f} / "
+                f"{probe['image']['task_c']:.3f} |"
+            )
+    lines += [
+        "",
+        "rho > 1: the text's prototypes fit the labels better than the image's (eq. 8). "
+        "Encoder alone: nearest-class-prototype weighted F1 of that encoder's features inside "
+        "the trained CLIP-multi (Task A / Task C average).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from memotion.progress import progress_bar
 from training.plots import plt, save_figure
@@ -85,15 +86,25 @@ def param_space(settings: TuneSettings) -> dict[str, Any]:
 def asha_scheduler(settings: TuneSettings):
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="training_iteration", metric=SCORE, mode="max",
-                         max_t=settings.epochs, grace_period=min(settings.grace_period, settings.epochs),
-                         reduction_factor=settings.reduction_factor)
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric=SCORE,
+        mode="max",
+        max_t=settings.epochs,
+        grace_period=min(settings.grace_period, settings.epochs),
+        reduction_factor=settings.reduction_factor,
+    )
 
 
 def epoch_metrics(entry: dict[str, float]) -> dict[str, float]:
     """What a trial reports per epoch: the selection score (mean of Task A and Task C F1)."""
-    return {SCORE: 0.5 * (entry["val_task_a"] + entry["val_task_c"]), "task_a": entry["val_task_a"],
-            "task_c": entry["val_task_c"], "train_loss": entry["train_loss"], "epoch": entry["epoch"]}
+    return {
+        SCORE: 0.5 * (entry["val_task_a"] + entry["val_task_c"]),
+        "task_a": entry["val_task_a"],
+        "task_c": entry["val_task_c"],
+        "train_loss": entry["train_loss"],
+        "epoch": entry["epoch"],
+    }
 
 
 def _trial(params: dict[str, float], *, train, val, settings: TuneSettings) -> None:
@@ -112,10 +123,19 @@ def _trial(params: dict[str, float], *, train, val, settings: TuneSettings) -> N
     model = build_model(settings.model, recipe.clip, recipe.model, normalise_pretrained(recipe.pretrained))
     if recipe.init_from and settings.model in ("clip_text", "clip_image"):
         warm_start(model, Path(recipe.init_from) / settings.model / "checkpoint.pt", settings.model)
-    train_model(model, settings.model, train, val, config,
-                Path(tune.get_context().get_trial_dir()) / settings.model, recipe.clip, recipe.model,
-                progress=False, log=lambda _: None,
-                on_epoch=lambda entry: tune.report(epoch_metrics(entry)))
+    train_model(
+        model,
+        settings.model,
+        train,
+        val,
+        config,
+        Path(tune.get_context().get_trial_dir()) / settings.model,
+        recipe.clip,
+        recipe.model,
+        progress=False,
+        log=lambda _: None,
+        on_epoch=lambda entry: tune.report(epoch_metrics(entry)),
+    )
 
 
 def _progress_callback(total: int, enabled: bool):
@@ -153,7 +173,10 @@ def _progress_callback(total: int, enabled: bool):
 
 
 def tune_hyperparameters(
-    data_dir: Path, out_dir: Path, settings: TuneSettings, progress: bool = True,
+    data_dir: Path,
+    out_dir: Path,
+    settings: TuneSettings,
+    progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Search, write the results into ``out_dir`` and return the summary (``tune_results.json``)."""
@@ -161,8 +184,8 @@ def tune_hyperparameters(
     import ray
     from ray import tune
 
-    from training.backbone import clip_context_length, create_clip, normalise_pretrained
     from memotion.data_format import load_split
+    from training.backbone import clip_context_length, create_clip, normalise_pretrained
     from training.dataset import build_tensors
     from training.factory import model_kind
     from training.recipe import preprocessing_for
@@ -176,24 +199,36 @@ def tune_hyperparameters(
     preprocessing = preprocessing_for(probe)
     train = build_tensors(load_split(data_dir / "train.csv"), tokenize, preprocessing, progress, "preprocess train")
     val = build_tensors(load_split(data_dir / "val.csv"), tokenize, preprocessing, progress, "preprocess val")
-    log(f"tune {settings.model}: {len(train)} train / {len(val)} val memes, {settings.trial_count()} "
+    log(
+        f"tune {settings.model}: {len(train)} train / {len(val)} val memes, {settings.trial_count()} "
         f"trials ({settings.search}), ASHA max {settings.epochs} epochs, grace {settings.grace_period}, "
-        f"reduction {settings.reduction_factor}, {settings.num_cpus} CPUs")
+        f"reduction {settings.reduction_factor}, {settings.num_cpus} CPUs"
+    )
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(num_cpus=settings.num_cpus, include_dashboard=False,
-                 object_store_memory=settings.object_store_bytes, log_to_driver=False,
-                 configure_logging=False, _node_ip_address="127.0.0.1")  # loopback only
+        ray.init(
+            num_cpus=settings.num_cpus,
+            include_dashboard=False,
+            object_store_memory=settings.object_store_bytes,
+            log_to_driver=False,
+            configure_logging=False,
+            _node_ip_address="127.0.0.1",
+        )  # loopback only
     started = time.perf_counter()
     try:
         trainable = tune.with_resources(
-            tune.with_parameters(_trial, train=train, val=val, settings=settings),
-            {"cpu": settings.cpus_per_trial})
+            tune.with_parameters(_trial, train=train, val=val, settings=settings), {"cpu": settings.cpus_per_trial}
+        )
         tuner = tune.Tuner(
-            trainable, param_space=param_space(settings),
+            trainable,
+            param_space=param_space(settings),
             tune_config=tune.TuneConfig(scheduler=asha_scheduler(settings), num_samples=settings.num_samples),
-            run_config=tune.RunConfig(name="ray", storage_path=str(out_dir), verbose=0,
-                                      callbacks=[_progress_callback(settings.trial_count(), progress)]),
+            run_config=tune.RunConfig(
+                name="ray",
+                storage_path=str(out_dir),
+                verbose=0,
+                callbacks=[_progress_callback(settings.trial_count(), progress)],
+            ),
         )
         grid = tuner.fit()
     finally:
@@ -203,26 +238,34 @@ def tune_hyperparameters(
     for result in grid:
         frame = result.metrics_dataframe
         scores = [] if frame is None or SCORE not in frame else [float(s) for s in frame[SCORE]]
-        trials.append({
-            "config": {k: result.config[k] for k in TUNED},
-            "epochs": len(scores), "scores": scores,
-            "best_score": max(scores) if scores else None,
-            "last_score": scores[-1] if scores else None,
-            "error": None if result.error is None else str(result.error).splitlines()[0],
-        })
+        trials.append(
+            {
+                "config": {k: result.config[k] for k in TUNED},
+                "epochs": len(scores),
+                "scores": scores,
+                "best_score": max(scores) if scores else None,
+                "last_score": scores[-1] if scores else None,
+                "error": None if result.error is None else str(result.error).splitlines()[0],
+            }
+        )
     finished = [t for t in trials if t["best_score"] is not None]
     if not finished:
         raise RuntimeError("no trial reported a score: " + "; ".join(str(t["error"]) for t in trials))
     best = max(finished, key=lambda t: t["best_score"])
     summary = {
-        "model": settings.model, "search": settings.search, "metric": "mean of Task A and Task C "
-        "validation weighted F1", "settings": asdict(replace(settings, recipe=None)),
-        "recipe": asdict(recipe), "seconds": round(time.perf_counter() - started, 1),
-        "best": best, "trials": trials,
+        "model": settings.model,
+        "search": settings.search,
+        "metric": "mean of Task A and Task C validation weighted F1",
+        "settings": asdict(replace(settings, recipe=None)),
+        "recipe": asdict(recipe),
+        "seconds": round(time.perf_counter() - started, 1),
+        "best": best,
+        "trials": trials,
     }
     (out_dir / "tune_results.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out_dir / "best_config.json").write_text(json.dumps(
-        {**best["config"], "epochs": best["epochs"], "score": best["best_score"]}, indent=2))
+    (out_dir / "best_config.json").write_text(
+        json.dumps({**best["config"], "epochs": best["epochs"], "score": best["best_score"]}, indent=2)
+    )
     plot_trials(trials, out_dir / "tune_trials.png", f"Ray Tune + ASHA: {settings.model}")
     return summary
 
@@ -235,8 +278,9 @@ def format_table(trials: list[dict]) -> str:
         c = t["config"]
         best = f"{t['best_score']:.4f}" if t["best_score"] is not None else "error"
         last = f"{t['last_score']:.4f}" if t["last_score"] is not None else ""
-        lines.append(f"{c['lr']:>8.0e} {c['weight_decay']:>7g} {c['focal_gamma']:>5g} "
-                     f"{t['epochs']:>6} {best:>7} {last:>7}")
+        lines.append(
+            f"{c['lr']:>8.0e} {c['weight_decay']:>7g} {c['focal_gamma']:>5g} {t['epochs']:>6} {best:>7} {last:>7}"
+        )
     return "\n".join(lines)
 
 
@@ -245,8 +289,13 @@ def plot_trials(trials: list[dict], path: Path, title: str) -> Path:
     for t in trials:
         if t["scores"]:
             c = t["config"]
-            ax.plot(range(1, len(t["scores"]) + 1), t["scores"], marker="o", lw=1,
-                    label=f"lr {c['lr']:.0e} wd {c['weight_decay']:g} gamma {c['focal_gamma']:g}")
+            ax.plot(
+                range(1, len(t["scores"]) + 1),
+                t["scores"],
+                marker="o",
+                lw=1,
+                label=f"lr {c['lr']:.0e} wd {c['weight_decay']:g} gamma {c['focal_gamma']:g}",
+            )
     ax.set_xlabel("epoch (trials ASHA stopped end early)")
     ax.set_ylabel("validation score (Task A + Task C F1) / 2")
     ax.set_title(title)

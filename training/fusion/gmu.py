@@ -40,8 +40,14 @@ class GMUHead(nn.Module):
     """GMU over (F_cls,t, F_cls,i), then the maxout classifier; one output per task (+ Task B)."""
 
     def __init__(
-        self, text_width: int, image_width: int, dim: int, hidden: int, dropout: float,
-        task_b_direct: bool = False, bound: float | None = DEFAULT_MAX_NORM,
+        self,
+        text_width: int,
+        image_width: int,
+        dim: int,
+        hidden: int,
+        dropout: float,
+        task_b_direct: bool = False,
+        bound: float | None = DEFAULT_MAX_NORM,
     ) -> None:
         super().__init__()
         self.task_b_direct = task_b_direct

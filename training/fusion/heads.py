@@ -11,7 +11,8 @@ the report's formula when a sequence has one token (then attention is a plain li
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,7 @@ class Modality(NamedTuple):
 
 
 # --- the formulas ------------------------------------------------------------------------------
+
 
 def concat_fusion(f_img: torch.Tensor, f_txt: torch.Tensor) -> torch.Tensor:
     return torch.cat([f_img, f_txt], dim=-1)  # f = [f_img, f_aud]
@@ -48,7 +50,10 @@ AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def cross_attention_fusion(
-    attend: AttendFn, norm: Callable[[torch.Tensor], torch.Tensor], image: Modality, text: Modality,
+    attend: AttendFn,
+    norm: Callable[[torch.Tensor], torch.Tensor],
+    image: Modality,
+    text: Modality,
 ) -> torch.Tensor:
     """f = LayerNorm(MhA(f_img, f_aud, f_aud) + MhA(f_aud, f_img, f_img)), one MhA both ways.
 
@@ -60,7 +65,10 @@ def cross_attention_fusion(
 
 
 def gated_fusion(
-    f_img: torch.Tensor, f_txt: torch.Tensor, w_img: torch.Tensor, w_txt: torch.Tensor,
+    f_img: torch.Tensor,
+    f_txt: torch.Tensor,
+    w_img: torch.Tensor,
+    w_txt: torch.Tensor,
     w_0: torch.Tensor,
 ) -> torch.Tensor:
     """f_0 = [σ(f_img W_img) ⊙ f_img, σ(f_aud W_aud) ⊙ f_aud];  f = σ(f_0 W_0) ⊙ f_0."""
@@ -74,7 +82,10 @@ def bilinear_fusion(f_img: torch.Tensor, f_txt: torch.Tensor, w: torch.Tensor) -
 
 
 def factorised_bilinear_fusion(
-    f_img: torch.Tensor, f_txt: torch.Tensor, w_img: torch.Tensor, w_txt: torch.Tensor,
+    f_img: torch.Tensor,
+    f_txt: torch.Tensor,
+    w_img: torch.Tensor,
+    w_txt: torch.Tensor,
     w_f: torch.Tensor,
 ) -> torch.Tensor:
     """f = ((f_img W_img) ⊙ (f_aud W_aud)) W_f, W_img [n_i, h], W_aud [n_a, h], W_f [h, n_f]."""
@@ -82,6 +93,7 @@ def factorised_bilinear_fusion(
 
 
 # --- modules -----------------------------------------------------------------------------------
+
 
 class FusionOp(nn.Module):
     """A fusion operation: ``forward(image, text) -> [B, out_dim]``."""

@@ -8,7 +8,8 @@ classifier's hidden or maxout layer), ``dropout``, ``attention_heads``, ``task_b
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -27,25 +28,34 @@ FUSION_KINDS = FUSION_HEAD_KINDS + ("gmu", "pmmo")
 __all__ = ["BRANCH", "FUSION_KINDS", "build_head", "builder", "trainer"]
 
 
-def build_head(kind: str, text_width: int, image_width: int, config: "ModelConfig") -> nn.Module:
+def build_head(kind: str, text_width: int, image_width: int, config: ModelConfig) -> nn.Module:
     """The head of ``kind`` over features of the given widths (an :class:`Encoded` batch in)."""
     if kind in FUSION_HEAD_KINDS:
-        return FusionHead(kind.removeprefix("fusion_"), text_width, image_width, config.fusion_dim,
-                          config.head_hidden, config.dropout, config.attention_heads,
-                          config.task_b_direct)
+        return FusionHead(
+            kind.removeprefix("fusion_"),
+            text_width,
+            image_width,
+            config.fusion_dim,
+            config.head_hidden,
+            config.dropout,
+            config.attention_heads,
+            config.task_b_direct,
+        )
     if kind == "gmu":
-        return GMUHead(text_width, image_width, config.fusion_dim, config.head_hidden,
-                       config.dropout, config.task_b_direct)
+        return GMUHead(
+            text_width, image_width, config.fusion_dim, config.head_hidden, config.dropout, config.task_b_direct
+        )
     if kind == "pmmo":
-        return PmmoHead(text_width, image_width, config.fusion_dim, config.head_hidden,
-                        config.dropout, config.task_b_direct)
+        return PmmoHead(
+            text_width, image_width, config.fusion_dim, config.head_hidden, config.dropout, config.task_b_direct
+        )
     raise ValueError(f"{kind!r} is not a fusion kind; choose from {FUSION_KINDS}")
 
 
-def builder(kind: str) -> Callable[[str, "ModelConfig", "str | None"], MultimodalClassifier]:
+def builder(kind: str) -> Callable[[str, ModelConfig, str | None], MultimodalClassifier]:
     """``ModelKind.build`` for ``kind``: both encoders from one CLIP, then the head."""
 
-    def build(clip_name: str, config: "ModelConfig", pretrained: str | None) -> MultimodalClassifier:
+    def build(clip_name: str, config: ModelConfig, pretrained: str | None) -> MultimodalClassifier:
         clip = create_clip(clip_name, pretrained)
         text, image = ClipTextEncoder(clip), ClipImageEncoder(clip)
         return MultimodalClassifier(text, image, build_head(kind, text.width, image.width, config))

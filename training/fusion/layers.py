@@ -4,7 +4,7 @@ dropout."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,8 +52,7 @@ class BatchNorm1d(nn.BatchNorm1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.shape[0] == 1:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                False, 0.0, self.eps)
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return super().forward(x)
 
 
@@ -72,13 +71,16 @@ class MaxoutMLP(nn.Module):
     ``forward(x [B, in_dim]) -> tuple of [B, classes] per entry of ``outputs``."""
 
     def __init__(
-        self, in_dim: int, hidden: int, outputs: Sequence[int], dropout: float, pieces: int = 2,
+        self,
+        in_dim: int,
+        hidden: int,
+        outputs: Sequence[int],
+        dropout: float,
+        pieces: int = 2,
         bound: float | None = DEFAULT_MAX_NORM,
     ) -> None:
         super().__init__()
-        self.hidden = nn.Sequential(
-            Maxout(in_dim, hidden, pieces, bound), BatchNorm1d(hidden), nn.Dropout(dropout)
-        )
+        self.hidden = nn.Sequential(Maxout(in_dim, hidden, pieces, bound), BatchNorm1d(hidden), nn.Dropout(dropout))
         self.outputs = nn.ModuleList(max_norm_linear(hidden, n, bound) for n in outputs)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -31,7 +31,7 @@ class Encoded(NamedTuple):
     image_tokens: torch.Tensor  # [B, 1 + p, d_i]
     image_feature: torch.Tensor  # [B, d_i]: F_cls,i
 
-    def subset(self, index: torch.Tensor | slice) -> "Encoded":
+    def subset(self, index: torch.Tensor | slice) -> Encoded:
         return Encoded(*(t[index] for t in self))
 
 
@@ -42,12 +42,13 @@ def task_output_sizes(task_b_direct: bool) -> list[int]:
 
 def output_probabilities(logits: TaskLogits) -> list[torch.Tensor]:
     """Softmax for the task heads, sigmoid for a direct Task B output after them."""
-    return [torch.softmax(x, dim=-1) if i < len(ALL_TASKS) else torch.sigmoid(x)
-            for i, x in enumerate(logits)]
+    return [torch.softmax(x, dim=-1) if i < len(ALL_TASKS) else torch.sigmoid(x) for i, x in enumerate(logits)]
 
 
 def encode(
-    text_encoder: ClipTextEncoder, image_encoder: ClipImageEncoder, input_ids: torch.Tensor,
+    text_encoder: ClipTextEncoder,
+    image_encoder: ClipImageEncoder,
+    input_ids: torch.Tensor,
     pixel_values: torch.Tensor,
 ) -> Encoded:
     text_tokens, text_feature = text_encoder(input_ids)
@@ -106,8 +107,15 @@ class FusionHead(nn.Module):
     with the project's usual head (FC -> GELU -> dropout -> output per task)."""
 
     def __init__(
-        self, fusion: str, text_width: int, image_width: int, dim: int, head_hidden: int,
-        dropout: float, attention_heads: int = 4, task_b_direct: bool = False,
+        self,
+        fusion: str,
+        text_width: int,
+        image_width: int,
+        dim: int,
+        head_hidden: int,
+        dropout: float,
+        attention_heads: int = 4,
+        task_b_direct: bool = False,
     ) -> None:
         super().__init__()
         self.fusion_name = fusion
@@ -116,8 +124,9 @@ class FusionHead(nn.Module):
         self.fusion: FusionOp = build_fusion(fusion, dim, attention_heads)
         self.classifier = MultiTaskHead(self.fusion.out_dim, head_hidden, dropout)
         self.task_b_direct = task_b_direct
-        self.task_b = (Classifier(self.fusion.out_dim, head_hidden, len(TASK_B_NAMES), dropout)
-                       if task_b_direct else None)
+        self.task_b = (
+            Classifier(self.fusion.out_dim, head_hidden, len(TASK_B_NAMES), dropout) if task_b_direct else None
+        )
 
     def _modality(
         self, projection: Projection, feature: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor
@@ -128,12 +137,9 @@ class FusionHead(nn.Module):
         return Modality(projected, projection(tokens), valid)
 
     def fused(self, encoded: Encoded) -> torch.Tensor:
-        text = self._modality(self.text_projection, encoded.text_feature, encoded.text_tokens,
-                              encoded.text_valid)
-        image_valid = torch.ones(encoded.image_tokens.shape[:2], dtype=torch.bool,
-                                 device=encoded.image_tokens.device)
-        image = self._modality(self.image_projection, encoded.image_feature, encoded.image_tokens,
-                               image_valid)
+        text = self._modality(self.text_projection, encoded.text_feature, encoded.text_tokens, encoded.text_valid)
+        image_valid = torch.ones(encoded.image_tokens.shape[:2], dtype=torch.bool, device=encoded.image_tokens.device)
+        image = self._modality(self.image_projection, encoded.image_feature, encoded.image_tokens, image_valid)
         return self.fusion(image, text)
 
     def forward(self, encoded: Encoded) -> TaskLogits:

@@ -16,7 +16,7 @@ Pure torch: nothing here imports Pyro.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -52,8 +52,10 @@ class LaplaceLinear(nn.Module):
 
     def posterior(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Site -> (loc, scale) of q."""
-        return {"weight": (self.weight_loc, F.softplus(self.weight_rho)),
-                "bias": (self.bias_loc, F.softplus(self.bias_rho))}
+        return {
+            "weight": (self.weight_loc, F.softplus(self.weight_rho)),
+            "bias": (self.bias_loc, F.softplus(self.bias_rho)),
+        }
 
 
 class FusionModuleA(nn.Module):
@@ -63,11 +65,13 @@ class FusionModuleA(nn.Module):
 
     def __init__(self, text_width: int, image_width: int, dim: int, outputs: list[int]) -> None:
         super().__init__()
-        self.layers = nn.ModuleDict({
-            "text": LaplaceLinear(text_width, dim),
-            "image": LaplaceLinear(image_width, dim),
-            "gate": LaplaceLinear(2 * dim, dim),
-        })
+        self.layers = nn.ModuleDict(
+            {
+                "text": LaplaceLinear(text_width, dim),
+                "image": LaplaceLinear(image_width, dim),
+                "gate": LaplaceLinear(2 * dim, dim),
+            }
+        )
         self.outputs = list(outputs)
         self.readout = nn.Linear(dim, sum(outputs))
 
@@ -89,7 +93,10 @@ class FusionModuleA(nn.Module):
         return weights
 
     def fuse(
-        self, x_text: torch.Tensor, x_image: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None,
+        self,
+        x_text: torch.Tensor,
+        x_image: torch.Tensor,
+        weights: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """z for the weights θ given (the posterior mean by default)."""
         w = weights if weights is not None else self.posterior_mean()
@@ -107,8 +114,14 @@ class PmmoHead(nn.Module):
     """Module A then module C. ``forward`` is the deterministic posterior-mean path."""
 
     def __init__(
-        self, text_width: int, image_width: int, dim: int, hidden: int, dropout: float,
-        task_b_direct: bool = False, bound: float | None = DEFAULT_MAX_NORM,
+        self,
+        text_width: int,
+        image_width: int,
+        dim: int,
+        hidden: int,
+        dropout: float,
+        task_b_direct: bool = False,
+        bound: float | None = DEFAULT_MAX_NORM,
     ) -> None:
         super().__init__()
         self.task_b_direct = task_b_direct
@@ -122,7 +135,10 @@ class PmmoHead(nn.Module):
 
 @torch.no_grad()
 def predict_with_samples(
-    head: PmmoHead, encoded: Encoded, samples: int, seed: int = 0,
+    head: PmmoHead,
+    encoded: Encoded,
+    samples: int,
+    seed: int = 0,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Mean and standard deviation over ``samples`` posterior draws of each output's probabilities:
     the prediction and its uncertainty (module C in eval mode)."""
@@ -130,7 +146,6 @@ def predict_with_samples(
         raise ValueError("samples must be >= 1")
     head.eval()
     generator = torch.Generator(device=encoded.text_feature.device).manual_seed(seed)
-    draws = [output_probabilities(head(encoded, head.module_a.sample_weights(generator)))
-             for _ in range(samples)]
+    draws = [output_probabilities(head(encoded, head.module_a.sample_weights(generator))) for _ in range(samples)]
     stacked = [torch.stack(per_output) for per_output in zip(*draws)]
     return [s.mean(dim=0) for s in stacked], [s.std(dim=0, unbiased=False) for s in stacked]

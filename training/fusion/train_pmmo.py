@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -36,8 +37,7 @@ from training.fusion.models import Encoded, MultimodalClassifier
 from training.fusion.pmmo import FusionModuleA, PmmoHead, predict_with_samples
 from training.losses import class_balanced_alpha, multitask_loss, task_b_targets
 from training.metrics import memotion_scores, selection_score, task_b_direct_scores
-from training.trainer import (TrainConfig, TrainResult, argmax_labels, predict_probabilities,
-                              write_validation_outputs)
+from training.trainer import TrainConfig, TrainResult, argmax_labels, predict_probabilities, write_validation_outputs
 
 ElboKind = Literal["trace", "tracegraph"]
 Penalty = Literal["none", "l1", "l2"]
@@ -115,8 +115,14 @@ def make_elbo(kind: ElboKind):
 
 
 def pyro_model(
-    module_a: FusionModuleA, x_text: torch.Tensor, x_image: torch.Tensor, targets: torch.Tensor,
-    kl_scale: float, data_scale: float, prior: tuple[float, float], captured: dict,
+    module_a: FusionModuleA,
+    x_text: torch.Tensor,
+    x_image: torch.Tensor,
+    targets: torch.Tensor,
+    kl_scale: float,
+    data_scale: float,
+    prior: tuple[float, float],
+    captured: dict,
 ) -> None:
     """p(θ) p(y | x, θ): Laplace priors on A's weights, the labels' likelihood through A's read-out.
     The fused z of this run is left in ``captured["z"]`` for module C."""
@@ -128,8 +134,9 @@ def pyro_model(
     with poutine.scale(scale=kl_scale):
         for name, loc, _ in module_a.sites():
             weights[name] = pyro.sample(
-                name, dist.Laplace(loc.new_tensor(prior[0]), loc.new_tensor(prior[1]))
-                .expand(loc.shape).to_event(loc.dim()))
+                name,
+                dist.Laplace(loc.new_tensor(prior[0]), loc.new_tensor(prior[1])).expand(loc.shape).to_event(loc.dim()),
+            )
     z = module_a.fuse(x_text, x_image, weights)
     captured["z"] = z
     logits = module_a.readout_logits(z)
@@ -137,13 +144,22 @@ def pyro_model(
         for i, spec in enumerate(ALL_TASKS):
             pyro.sample(f"y.{spec.name}", dist.Categorical(logits=logits[i]), obs=targets[:, i])
         if len(logits) > len(ALL_TASKS):
-            pyro.sample("y.task_b", dist.Bernoulli(logits=logits[len(ALL_TASKS)]).to_event(1),
-                        obs=task_b_targets(targets).to(logits[0].dtype))
+            pyro.sample(
+                "y.task_b",
+                dist.Bernoulli(logits=logits[len(ALL_TASKS)]).to_event(1),
+                obs=task_b_targets(targets).to(logits[0].dtype),
+            )
 
 
 def pyro_guide(
-    module_a: FusionModuleA, x_text: torch.Tensor, x_image: torch.Tensor, targets: torch.Tensor,
-    kl_scale: float, data_scale: float, prior: tuple[float, float], captured: dict,
+    module_a: FusionModuleA,
+    x_text: torch.Tensor,
+    x_image: torch.Tensor,
+    targets: torch.Tensor,
+    kl_scale: float,
+    data_scale: float,
+    prior: tuple[float, float],
+    captured: dict,
 ) -> None:
     """q(θ) = Π Laplace(μ, b) over A's weights and biases (eq. 4-5: the family Q)."""
     import pyro
@@ -159,9 +175,15 @@ class PmmoStep:
     """One PM+MO training step on an encoded batch; owns the three optimisers."""
 
     def __init__(
-        self, head: PmmoHead, config: PmmoConfig, train_size: int, total_steps: int,
-        encoder_params: Iterable[nn.Parameter] = (), encoder_lr: float = 2e-5,
-        weight_decay: float = 1e-2, focal_gamma: float = 2.0,
+        self,
+        head: PmmoHead,
+        config: PmmoConfig,
+        train_size: int,
+        total_steps: int,
+        encoder_params: Iterable[nn.Parameter] = (),
+        encoder_lr: float = 2e-5,
+        weight_decay: float = 1e-2,
+        focal_gamma: float = 2.0,
         alphas: list[torch.Tensor] | None = None,
     ) -> None:
         from pyro.optim.clipped_adam import ClippedAdam
@@ -176,22 +198,28 @@ class PmmoStep:
         ]
         encoder_params = [p for p in encoder_params if p.requires_grad]
         if encoder_params:
-            self.optimizers.append(torch.optim.AdamW(encoder_params, lr=encoder_lr,
-                                                     weight_decay=weight_decay))
+            self.optimizers.append(torch.optim.AdamW(encoder_params, lr=encoder_lr, weight_decay=weight_decay))
         self.step_index = 0
 
-    def __call__(self, encoded: Encoded, targets: torch.Tensor,
-                 extra_loss: torch.Tensor | None = None) -> dict[str, float]:
+    def __call__(
+        self, encoded: Encoded, targets: torch.Tensor, extra_loss: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """Train on one batch; returns the ELBO loss, module C's loss and the KL weight used."""
         from pyro.infer import TraceGraph_ELBO
 
         self.head.train()
-        lam = kl_weight(self.step_index, self.total_steps, self.config.kl_start,
-                        self.config.kl_anneal_fraction)
+        lam = kl_weight(self.step_index, self.total_steps, self.config.kl_start, self.config.kl_anneal_fraction)
         captured: dict = {}
-        args = (self.head.module_a, encoded.text_feature, encoded.image_feature, targets,
-                lam / self.train_size, 1.0 / len(targets),
-                (self.config.prior_loc, self.config.prior_scale), captured)
+        args = (
+            self.head.module_a,
+            encoded.text_feature,
+            encoded.image_feature,
+            targets,
+            lam / self.train_size,
+            1.0 / len(targets),
+            (self.config.prior_loc, self.config.prior_scale),
+            captured,
+        )
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         if isinstance(self.elbo, TraceGraph_ELBO):
@@ -200,10 +228,8 @@ class PmmoStep:
         else:
             rest = self.elbo.differentiable_loss(pyro_model, pyro_guide, *args)
             elbo_value = rest.item()
-        c_loss = multitask_loss(self.head.module_c(captured["z"]), targets.unbind(dim=1),
-                                self.focal_gamma, self.alphas)
-        rest = rest + c_loss + weight_penalty(self.head.module_a, self.config.penalty,
-                                              self.config.penalty_coef)
+        c_loss = multitask_loss(self.head.module_c(captured["z"]), targets.unbind(dim=1), self.focal_gamma, self.alphas)
+        rest = rest + c_loss + weight_penalty(self.head.module_a, self.config.penalty, self.config.penalty_coef)
         if extra_loss is not None:
             rest = rest + extra_loss
         rest.backward()
@@ -214,9 +240,17 @@ class PmmoStep:
 
 
 def train_pmmo(
-    model: MultimodalClassifier, kind: str, train: MemeTensors, val: MemeTensors,
-    config: TrainConfig, out_dir: Path, clip_name: str, model_config: ModelConfig,
-    progress: bool = True, log: Callable[[str], None] = print, pmmo: PmmoConfig = PmmoConfig(),
+    model: MultimodalClassifier,
+    kind: str,
+    train: MemeTensors,
+    val: MemeTensors,
+    config: TrainConfig,
+    out_dir: Path,
+    clip_name: str,
+    model_config: ModelConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    pmmo: PmmoConfig = PmmoConfig(),
 ) -> TrainResult:
     """``train_model``'s contract for PM+MO: the same files in ``out_dir`` (checkpoint.pt with the
     posterior means, history.json, val_probabilities.npz, per_class_report.json, plots) and the same
@@ -236,10 +270,10 @@ def train_pmmo(
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     encoders = list(model.text_encoder.parameters()) + list(model.image_encoder.parameters())
-    step_fn = PmmoStep(model.head, pmmo, len(train), total_steps, encoders, config.lr,
-                       config.weight_decay, config.focal_gamma, alphas)
-    prototypes = Prototypes([t.num_classes for t in ALL_TASKS], config.pmr.momentum) \
-        if config.pmr.enabled else None
+    step_fn = PmmoStep(
+        model.head, pmmo, len(train), total_steps, encoders, config.lr, config.weight_decay, config.focal_gamma, alphas
+    )
+    prototypes = Prototypes([t.num_classes for t in ALL_TASKS], config.pmr.momentum) if config.pmr.enabled else None
     pmr_generator = torch.Generator().manual_seed(config.seed + 1)
     history: list[dict[str, float]] = []
     best = None
@@ -250,8 +284,11 @@ def train_pmmo(
         if step >= total_steps:
             break
         if prototypes is not None:
-            subset = train.subset(torch.randperm(len(train), generator=pmr_generator)[
-                :max(1, round(config.pmr.subset_fraction * len(train)))])
+            subset = train.subset(
+                torch.randperm(len(train), generator=pmr_generator)[
+                    : max(1, round(config.pmr.subset_fraction * len(train)))
+                ]
+            )
             prototypes.update(*encoder_features(model, subset), subset.targets)
         model.train()
         order = torch.randperm(len(train), generator=generator)
@@ -259,48 +296,63 @@ def train_pmmo(
         for start in range(0, len(train), config.batch_size):
             if step >= total_steps:
                 break
-            batch = train.subset(order[start:start + config.batch_size])
+            batch = train.subset(order[start : start + config.batch_size])
             encoded = model.encode(batch.input_ids, batch.pixel_values)
             extra = None
             if prototypes is not None:
-                extra = pmr_step(prototypes, encoded.text_feature, encoded.image_feature,
-                                 batch.targets, config.pmr, epoch - 1).loss
+                extra = pmr_step(
+                    prototypes, encoded.text_feature, encoded.image_feature, batch.targets, config.pmr, epoch - 1
+                ).loss
             stats.append(step_fn(encoded, batch.targets, extra))
             step += 1
             bar.update(1)
             bar.set_postfix(epoch=epoch, elbo=f"{stats[-1]['elbo']:.3f}", refresh=False)
         probabilities = predict_probabilities(model, kind, val)
-        scores = {**memotion_scores(val.target_columns(), argmax_labels(probabilities)),
-                  **task_b_direct_scores(val.target_columns(), probabilities)}
-        entry = {"epoch": epoch, "step": step,
-                 "train_loss": float(np.mean([s["c_loss"] for s in stats])),
-                 "train_elbo": float(np.mean([s["elbo"] for s in stats])),
-                 "kl_weight": stats[-1]["kl_weight"], **{f"val_{k}": v for k, v in scores.items()}}
+        scores = {
+            **memotion_scores(val.target_columns(), argmax_labels(probabilities)),
+            **task_b_direct_scores(val.target_columns(), probabilities),
+        }
+        entry = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": float(np.mean([s["c_loss"] for s in stats])),
+            "train_elbo": float(np.mean([s["elbo"] for s in stats])),
+            "kl_weight": stats[-1]["kl_weight"],
+            **{f"val_{k}": v for k, v in scores.items()},
+        }
         history.append(entry)
-        log(f"[{kind}] epoch {epoch}: ELBO loss {entry['train_elbo']:.4f}  C loss "
+        log(
+            f"[{kind}] epoch {epoch}: ELBO loss {entry['train_elbo']:.4f}  C loss "
             f"{entry['train_loss']:.4f}  KL weight {entry['kl_weight']:.2f}  val F1 task A "
-            f"{scores['task_a']:.3f}  task B {scores['task_b']:.3f}  task C {scores['task_c']:.3f}")
+            f"{scores['task_a']:.3f}  task B {scores['task_b']:.3f}  task C {scores['task_c']:.3f}"
+        )
         if best is None or selection_score(scores) > best[0]:
-            best = (selection_score(scores), epoch, copy.deepcopy(model.state_dict()), scores,
-                    probabilities)
+            best = (selection_score(scores), epoch, copy.deepcopy(model.state_dict()), scores, probabilities)
     bar.close()
     assert best is not None, "no epoch ran"
     _, best_epoch, state, scores, probabilities = best
     model.load_state_dict(state)
     model.eval()
     seconds = time.perf_counter() - started
-    save_checkpoint(out_dir / "checkpoint.pt", model, kind, clip_name, model_config,
-                    {"scores": scores, "epoch": best_epoch, "train_config": asdict(config),
-                     "pmmo_config": asdict(pmmo)})
-    write_validation_outputs(out_dir, kind, history, val, probabilities, best_epoch,
-                             "SVI, posterior mean")
+    save_checkpoint(
+        out_dir / "checkpoint.pt",
+        model,
+        kind,
+        clip_name,
+        model_config,
+        {"scores": scores, "epoch": best_epoch, "train_config": asdict(config), "pmmo_config": asdict(pmmo)},
+    )
+    write_validation_outputs(out_dir, kind, history, val, probabilities, best_epoch, "SVI, posterior mean")
     if pmmo.samples:
         np.savez(out_dir / "val_uncertainty.npz", **posterior_spread(model, val, pmmo.samples))
     return TrainResult(model, kind, best_epoch, scores, history, probabilities, seconds)
 
 
 def posterior_spread(
-    model: MultimodalClassifier, data: MemeTensors, samples: int, batch_size: int = 64,
+    model: MultimodalClassifier,
+    data: MemeTensors,
+    samples: int,
+    batch_size: int = 64,
 ) -> dict[str, np.ndarray]:
     """Per output, the standard deviation of the probabilities over ``samples`` posterior draws."""
     chunks: list[list[np.ndarray]] = []
@@ -308,8 +360,9 @@ def posterior_spread(
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             batch = data.subset(slice(start, start + batch_size))
-            _, spread = predict_with_samples(model.head, model.encode(batch.input_ids, batch.pixel_values),
-                                             samples, seed=start)
+            _, spread = predict_with_samples(
+                model.head, model.encode(batch.input_ids, batch.pixel_values), samples, seed=start
+            )
             chunks.append([s.numpy() for s in spread])
     names = [t.name for t in ALL_TASKS] + (["task_b"] if model.task_b_direct else [])
     return {name: np.concatenate([c[i] for c in chunks]) for i, name in enumerate(names)}

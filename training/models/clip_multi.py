@@ -41,8 +41,14 @@ class AttentionBlock(nn.Module):
 
 class ClipMultiClassifier(nn.Module):
     def __init__(
-        self, text: ClipTextClassifier, image: ClipImageClassifier, blocks: int = 6, heads: int = 8,
-        head_hidden: int = 512, dropout: float = 0.1, residual: bool = False,
+        self,
+        text: ClipTextClassifier,
+        image: ClipImageClassifier,
+        blocks: int = 6,
+        heads: int = 8,
+        head_hidden: int = 512,
+        dropout: float = 0.1,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.text = text
@@ -52,9 +58,7 @@ class ClipMultiClassifier(nn.Module):
         self.blocks = nn.ModuleList(AttentionBlock(width, heads, residual) for _ in range(blocks))
         self.head = MultiTaskHead(2 * width, head_hidden, dropout)
 
-    def forward_branches(
-        self, input_ids: torch.Tensor, pixel_values: torch.Tensor
-    ) -> dict[str, TaskLogits]:
+    def forward_branches(self, input_ids: torch.Tensor, pixel_values: torch.Tensor) -> dict[str, TaskLogits]:
         """Logits of the text, image and multi-modal branches (for gradient blending)."""
         return self.forward_branches_and_features(input_ids, pixel_values)[0]
 

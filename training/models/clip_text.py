@@ -12,20 +12,19 @@ from training.models.heads import MultiTaskHead, TaskLogits, add_logits
 
 class ClipTextClassifier(nn.Module):
     def __init__(
-        self, encoder: ClipTextEncoder, lstm_hidden: int = 512, head_hidden: int = 512,
+        self,
+        encoder: ClipTextEncoder,
+        lstm_hidden: int = 512,
+        head_hidden: int = 512,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.cls_head = MultiTaskHead(encoder.width, head_hidden, dropout)
-        self.lstm = nn.LSTM(
-            encoder.width, lstm_hidden, num_layers=2, bidirectional=True, batch_first=True
-        )
+        self.lstm = nn.LSTM(encoder.width, lstm_hidden, num_layers=2, bidirectional=True, batch_first=True)
         self.seq_head = MultiTaskHead(2 * lstm_hidden, head_hidden, dropout)
 
-    def logits_from_features(
-        self, states: torch.Tensor, cls: torch.Tensor, lengths: torch.Tensor
-    ) -> TaskLogits:
+    def logits_from_features(self, states: torch.Tensor, cls: torch.Tensor, lengths: torch.Tensor) -> TaskLogits:
         # Packed, so the backward direction starts at each text's last real token, not at padding.
         packed = pack_padded_sequence(states, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h_n, _) = self.lstm(packed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -28,9 +28,7 @@ class Classifier(nn.Module):
 class MultiTaskHead(nn.Module):
     """One Classifier per task (Task A and the four Task C heads) over a shared feature."""
 
-    def __init__(
-        self, in_dim: int, hidden: int, dropout: float = 0.1, tasks: Sequence[TaskSpec] = ALL_TASKS
-    ) -> None:
+    def __init__(self, in_dim: int, hidden: int, dropout: float = 0.1, tasks: Sequence[TaskSpec] = ALL_TASKS) -> None:
         super().__init__()
         self.task_names = [t.name for t in tasks]
         self.heads = nn.ModuleList(Classifier(in_dim, hidden, t.num_classes, dropout) for t in tasks)

@@ -103,7 +103,7 @@ class OscarArchitecture:
     regions: int = DEFAULT_REGIONS
 
     @classmethod
-    def coerce(cls, value: "OscarArchitecture | dict[str, Any] | None") -> "OscarArchitecture | None":
+    def coerce(cls, value: OscarArchitecture | dict[str, Any] | None) -> OscarArchitecture | None:
         """From a checkpoint's ``asdict`` form (a dict) back to the dataclass."""
         if value is None or isinstance(value, OscarArchitecture):
             return value

@@ -16,17 +16,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models import detection
+from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, FasterRCNN, TwoMLPHead
 from torchvision.models.detection.rpn import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
 from training.oscar.config import BOX_GEOMETRY_DIM, DetectorConfig
 
 # torchvision's COCO category names (index = class id; 0 is the background, "N/A" unused ids).
-COCO_CATEGORIES: tuple[str, ...] = tuple(
-    detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]
-)
+COCO_CATEGORIES: tuple[str, ...] = tuple(detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
 
 _NAMED_WEIGHTS = {
     "fasterrcnn_resnet50_fpn": detection.FasterRCNN_ResNet50_FPN_Weights,
@@ -51,8 +49,10 @@ def detector_categories(config: DetectorConfig) -> tuple[str, ...]:
     if config.arch == "tiny":
         return COCO_CATEGORIES[: config.num_classes]
     if config.num_classes != len(COCO_CATEGORIES):
-        raise ValueError(f"{config.arch} with {config.num_classes} classes needs category names "
-                         "(--detector-categories FILE, one name per line, background first)")
+        raise ValueError(
+            f"{config.arch} with {config.num_classes} classes needs category names "
+            "(--detector-categories FILE, one name per line, background first)"
+        )
     return COCO_CATEGORIES
 
 
@@ -60,19 +60,27 @@ def _tiny_fasterrcnn(config: DetectorConfig) -> FasterRCNN:
     """Three strided convolutions as the backbone: a real Faster R-CNN, small enough for tests."""
     c = TINY_CHANNELS
     backbone = nn.Sequential(
-        nn.Conv2d(3, c, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(3, c, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(c, c, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(c, c, 3, stride=2, padding=1),
+        nn.ReLU(),
     )
     backbone.out_channels = c
     model = FasterRCNN(
-        backbone, num_classes=None,
+        backbone,
+        num_classes=None,
         rpn_anchor_generator=AnchorGenerator(sizes=((16, 32, 64),), aspect_ratios=((0.5, 1.0, 2.0),)),
         box_roi_pool=MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2),
         box_head=TwoMLPHead(c * 7 * 7, TINY_REPRESENTATION),
         box_predictor=FastRCNNPredictor(TINY_REPRESENTATION, config.num_classes),
-        min_size=160, max_size=256, rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=60,
-        box_detections_per_img=config.regions, box_score_thresh=config.score_threshold,
+        min_size=160,
+        max_size=256,
+        rpn_pre_nms_top_n_test=200,
+        rpn_post_nms_top_n_test=60,
+        box_detections_per_img=config.regions,
+        box_score_thresh=config.score_threshold,
     )
     # torchvision starts the RPN at std 0.01, so a random RPN scores every anchor almost alike and
     # its top-k would be decided by rounding (PyTorch and ONNX Runtime would keep different boxes).
@@ -106,8 +114,11 @@ def build_detector(config: DetectorConfig, state_dict: dict[str, torch.Tensor] |
                 "--detector-weights PATH (a random detector finds nothing useful)"
             )
         model = getattr(detection, config.arch)(
-            weights=None, weights_backbone=None, num_classes=config.num_classes,
-            box_detections_per_img=config.regions, box_score_thresh=config.score_threshold,
+            weights=None,
+            weights_backbone=None,
+            num_classes=config.num_classes,
+            box_detections_per_img=config.regions,
+            box_score_thresh=config.score_threshold,
         )
     if state_dict is None and config.weights is not None:
         state_dict = read_state_dict(config.weights)
@@ -119,8 +130,7 @@ def build_detector(config: DetectorConfig, state_dict: dict[str, torch.Tensor] |
 def box_geometry(boxes: torch.Tensor, height: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
     """[N, 4] xyxy pixel boxes -> [N, 6] (x1/w, y1/h, x2/w, y2/h, bw/w, bh/h), Oscar's box features."""
     x1, y1, x2, y2 = boxes.unbind(dim=1)
-    return torch.stack([x1 / width, y1 / height, x2 / width, y2 / height,
-                        (x2 - x1) / width, (y2 - y1) / height], dim=1)
+    return torch.stack([x1 / width, y1 / height, x2 / width, y2 / height, (x2 - x1) / width, (y2 - y1) / height], dim=1)
 
 
 def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
@@ -145,7 +155,7 @@ class RegionDetector(nn.Module):
         self.regions = regions
         self.eval()
 
-    def train(self, mode: bool = True) -> "RegionDetector":
+    def train(self, mode: bool = True) -> RegionDetector:
         # A frozen feature extractor: always in inference mode (torchvision's detector needs
         # targets in training mode), whatever a caller or the ONNX exporter asks for.
         return super().train(False)
@@ -167,8 +177,7 @@ class RegionDetector(nn.Module):
         # nor pads (zero padding gives exactly tied scores, which runtimes break differently).
         normalized = det.transform.normalize(image)
         size = normalized.shape[-2:]
-        images = ImageList(det.transform.batch_images([normalized], det.transform.size_divisible),
-                           [(size[0], size[1])])
+        images = ImageList(det.transform.batch_images([normalized], det.transform.size_divisible), [(size[0], size[1])])
         features = det.backbone(images.tensors)
         if isinstance(features, torch.Tensor):
             features = OrderedDict([("0", features)])
@@ -180,5 +189,8 @@ class RegionDetector(nn.Module):
         height, width = (torch._shape_as_tensor(image)[1:].to(torch.float32)).unbind(0)
         regions = torch.cat([box_features, box_geometry(boxes, height, width)], dim=1)
         mask = torch.ones_like(detections[0]["scores"], dtype=torch.int64)
-        return (pad_rows(regions, self.regions), pad_rows(mask, self.regions),
-                pad_rows(detections[0]["labels"], self.regions))
+        return (
+            pad_rows(regions, self.regions),
+            pad_rows(mask, self.regions),
+            pad_rows(detections[0]["labels"], self.regions),
+        )

@@ -20,10 +20,10 @@ import onnxruntime as ort
 import torch
 
 from training.export import OPSET
-
-RELATIVE_TOLERANCE = 1e-3
 from training.oscar.detector import RegionDetector
 from training.oscar.inputs import DETECTOR_INPUT, DETECTOR_OUTPUTS
+
+RELATIVE_TOLERANCE = 1e-3
 
 
 class DetectorExportError(RuntimeError):
@@ -63,14 +63,18 @@ def export_detector(detector: RegionDetector, path: Path) -> float:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings: the parity check below covers them
         torch.onnx.export(
-            detector, (torch.from_numpy(images[0]),), str(path), input_names=[DETECTOR_INPUT],
-            output_names=list(DETECTOR_OUTPUTS), opset_version=OPSET,
-            dynamic_axes={DETECTOR_INPUT: {1: "height", 2: "width"}}, dynamo=False,
+            detector,
+            (torch.from_numpy(images[0]),),
+            str(path),
+            input_names=[DETECTOR_INPUT],
+            output_names=list(DETECTOR_OUTPUTS),
+            opset_version=OPSET,
+            dynamic_axes={DETECTOR_INPUT: {1: "height", 2: "width"}},
+            dynamo=False,
         )
     onnx.checker.check_model(str(path))
     error = detector_parity_error(detector, path, images)
     if error > RELATIVE_TOLERANCE:
         path.unlink()
-        raise DetectorExportError(f"the detector's ONNX graph differs from PyTorch (relative max "
-                                  f"|diff| {error:.2e})")
+        raise DetectorExportError(f"the detector's ONNX graph differs from PyTorch (relative max |diff| {error:.2e})")
     return error

@@ -43,7 +43,7 @@ def sample_images() -> list[Image.Image]:
     return images
 
 
-def export_oscar_model(job: "KindExport", kind_dir: Path) -> ModelEntry:
+def export_oscar_model(job: KindExport, kind_dir: Path) -> ModelEntry:
     from training.export import PARITY_TOLERANCE, SAMPLE_TEXTS, ExportError, export_onnx, parity_error
 
     settings = json.loads((kind_dir / SETTINGS_FILE).read_text())
@@ -57,31 +57,51 @@ def export_oscar_model(job: "KindExport", kind_dir: Path) -> ModelEntry:
     (job.repository / tokenizer_file).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(kind_dir / TOKENIZER_FILE, job.repository / tokenizer_file)
 
-    detector = OnnxRegionDetector(target, min_size=settings["min_size"], max_size=settings["max_size"],
-                                  size_divisor=settings["size_divisor"])
+    detector = OnnxRegionDetector(
+        target, min_size=settings["min_size"], max_size=settings["max_size"], size_divisor=settings["size_divisor"]
+    )
     categories = tuple(settings["detector"]["categories"])
     regions = [detector.detect(image) for image in sample_images()]
     texts = list(SAMPLE_TEXTS)
-    feeds = oscar_feeds(texts, [regions[i % len(regions)] for i in range(len(texts))],
-                        PairTokenizer(job.repository / tokenizer_file, settings["max_length"]), categories)
+    feeds = oscar_feeds(
+        texts,
+        [regions[i % len(regions)] for i in range(len(texts))],
+        PairTokenizer(job.repository / tokenizer_file, settings["max_length"]),
+        categories,
+    )
     model_file = f"{job.kind}/{job.version}/model.onnx"
     inputs = {name: feeds[name] for name in OSCAR_INPUTS}
     export_onnx(job.model, inputs, job.repository / model_file)
     error = parity_error(job.model, job.repository / model_file, inputs)
     if error > PARITY_TOLERANCE:
         raise ExportError(f"{job.kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
-    job.log(f"exported {job.kind} -> {model_file} + {detector_file} + {tokenizer_file} "
-            f"(ONNX Runtime vs PyTorch max |diff| {error:.1e})")
+    job.log(
+        f"exported {job.kind} -> {model_file} + {detector_file} + {tokenizer_file} "
+        f"(ONNX Runtime vs PyTorch max |diff| {error:.1e})"
+    )
     detector_options = settings["detector"]
     return ModelEntry(
-        name=job.kind, kind="oscar", version=job.version, file=model_file, inputs=OSCAR_INPUTS,
-        outputs=tuple(t.name for t in ALL_TASKS), validation=job.validation,
-        backbone={"bert": settings["bert"], "detector": detector_options["arch"],
-                  "detector_weights": detector_options["weights"]},
+        name=job.kind,
+        kind="oscar",
+        version=job.version,
+        file=model_file,
+        inputs=OSCAR_INPUTS,
+        outputs=tuple(t.name for t in ALL_TASKS),
+        validation=job.validation,
+        backbone={
+            "bert": settings["bert"],
+            "detector": detector_options["arch"],
+            "detector_weights": detector_options["weights"],
+        },
         text_tokenizer=WordPieceTokenizerEntry(file=tokenizer_file, max_length=settings["max_length"]),
         detector=RegionDetectorEntry(
-            file=detector_file, arch=detector_options["arch"], min_size=settings["min_size"],
-            max_size=settings["max_size"], size_divisor=settings["size_divisor"],
-            regions=detector_options["regions"], feature_dim=settings["feature_dim"], categories=categories,
+            file=detector_file,
+            arch=detector_options["arch"],
+            min_size=settings["min_size"],
+            max_size=settings["max_size"],
+            size_divisor=settings["size_divisor"],
+            regions=detector_options["regions"],
+            feature_dim=settings["feature_dim"],
+            categories=categories,
         ),
     )

@@ -8,9 +8,9 @@ sizes, modification times), so a changed detector or data set never reuses stale
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -51,7 +51,9 @@ def images_fingerprint(paths: Sequence[Path]) -> str:
 
 
 def detect_regions(
-    detector: OnnxRegionDetector, image_paths: Sequence[Path], progress: bool = False,
+    detector: OnnxRegionDetector,
+    image_paths: Sequence[Path],
+    progress: bool = False,
     desc: str = "regions",
 ) -> SplitRegions:
     """Run ``detector`` on every image (scaled as the gateway scales them)."""
@@ -65,8 +67,12 @@ def detect_regions(
 
 
 def cached_regions(
-    detector: OnnxRegionDetector, detector_hash: str, image_paths: Sequence[Path], cache_dir: Path,
-    progress: bool = False, desc: str = "regions",
+    detector: OnnxRegionDetector,
+    detector_hash: str,
+    image_paths: Sequence[Path],
+    cache_dir: Path,
+    progress: bool = False,
+    desc: str = "regions",
 ) -> SplitRegions:
     """``detect_regions``, read from ``cache_dir`` when this detector already saw these images."""
     path = cache_dir / f"regions-{detector_hash[:16]}-{images_fingerprint(image_paths)}.npz"

@@ -12,8 +12,9 @@ detected regions (features + box geometry).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -37,8 +38,10 @@ def scaled_size(width: int, height: int, min_size: int, max_size: int, divisor: 
     """torchvision's detection resize rule (shorter side to ``min_size`` unless the longer side would
     pass ``max_size``), each side then rounded to a multiple of ``divisor``; returns (width, height)."""
     scale = min(min_size / min(width, height), max_size / max(width, height))
-    return tuple(max(divisor, int(round(side * scale / divisor)) * divisor)  # type: ignore[return-value]
-                 for side in (width, height))
+    return tuple(
+        max(divisor, int(round(side * scale / divisor)) * divisor)  # type: ignore[return-value]
+        for side in (width, height)
+    )
 
 
 def detector_image(image: Image.Image, min_size: int, max_size: int, divisor: int) -> np.ndarray:
@@ -80,14 +83,18 @@ class PairTokenizer:
         if len(texts) != len(tags):
             raise ValueError(f"{len(texts)} texts but {len(tags)} tag strings")
         encodings = self._tokenizer.encode_batch(list(zip(texts, tags)))
-        arrays = [np.array([getattr(e, field) for e in encodings], dtype=np.int64).reshape(-1, self.max_length)
-                  for field in ("ids", "type_ids", "attention_mask")]
+        arrays = [
+            np.array([getattr(e, field) for e in encodings], dtype=np.int64).reshape(-1, self.max_length)
+            for field in ("ids", "type_ids", "attention_mask")
+        ]
         return dict(zip(TEXT_INPUTS, arrays))
 
 
 def oscar_feeds(
-    texts: Sequence[str], regions: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-    tokenizer: PairTokenizer, categories: Sequence[str],
+    texts: Sequence[str],
+    regions: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    tokenizer: PairTokenizer,
+    categories: Sequence[str],
 ) -> dict[str, np.ndarray]:
     """Texts and each image's detector outputs -> the OSCAR model's five inputs."""
     tags = [tag_text(labels, mask, categories) for _, mask, labels in regions]
@@ -111,15 +118,21 @@ class OnnxRegionDetector:
     """
 
     def __init__(
-        self, detector_file: str | Path, *, min_size: int, max_size: int, size_divisor: int,
+        self,
+        detector_file: str | Path,
+        *,
+        min_size: int,
+        max_size: int,
+        size_divisor: int,
         providers: Sequence[str] | None = None,
     ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(detector_file), sess_options=options,
-                                             providers=list(providers or available_providers()))
+        self._session = ort.InferenceSession(
+            str(detector_file), sess_options=options, providers=list(providers or available_providers())
+        )
         self.min_size, self.max_size, self.size_divisor = min_size, max_size, size_divisor
 
     def run(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,15 +151,18 @@ class OscarFeeder:
     entry says (its ``detector`` and ``text_tokenizer``; ``repository`` holds their files).
     """
 
-    def __init__(self, entry: "ModelEntry", repository: str | Path, providers: Sequence[str] | None = None) -> None:
+    def __init__(self, entry: ModelEntry, repository: str | Path, providers: Sequence[str] | None = None) -> None:
         if entry.detector is None or entry.text_tokenizer is None:
             raise ValueError(f"model {entry.name} has no detector / text_tokenizer stage")
         spec = entry.detector
-        self.detector = OnnxRegionDetector(Path(repository) / spec.file, min_size=spec.min_size,
-                                           max_size=spec.max_size, size_divisor=spec.size_divisor,
-                                           providers=providers)
-        self.tokenizer = PairTokenizer(Path(repository) / entry.text_tokenizer.file,
-                                       entry.text_tokenizer.max_length)
+        self.detector = OnnxRegionDetector(
+            Path(repository) / spec.file,
+            min_size=spec.min_size,
+            max_size=spec.max_size,
+            size_divisor=spec.size_divisor,
+            providers=providers,
+        )
+        self.tokenizer = PairTokenizer(Path(repository) / entry.text_tokenizer.file, entry.text_tokenizer.max_length)
         self.categories = spec.categories
 
     def __call__(self, images: Sequence[Image.Image], texts: Sequence[str]) -> dict[str, np.ndarray]:

@@ -35,13 +35,15 @@ SETTINGS_FILE = "oscar.json"
 __all__ = ["OSCAR_INPUTS", "build_oscar", "prepare_oscar", "export_oscar"]
 
 
-def build_oscar(clip_name: str, config: "ModelConfig", pretrained: str | None) -> "nn.Module":
+def build_oscar(clip_name: str, config: ModelConfig, pretrained: str | None) -> nn.Module:
     """A random-initialised OSCAR of ``config.oscar`` (``load_checkpoint`` then loads the weights)."""
     from training.oscar.model import OscarClassifier
 
     if config.oscar is None:
-        raise ValueError("an OSCAR model needs ModelConfig.oscar (its BERT config and region size); "
-                         "`memotion train --models oscar` sets it")
+        raise ValueError(
+            "an OSCAR model needs ModelConfig.oscar (its BERT config and region size); "
+            "`memotion train --models oscar` sets it"
+        )
     return OscarClassifier.from_architecture(config.oscar, config.head_hidden, config.dropout)
 
 
@@ -50,13 +52,16 @@ def _bert_config(options: OscarConfig, vocab_size: int) -> dict:
 
     tiny = options.tiny_bert
     return BertConfig(
-        vocab_size=vocab_size, hidden_size=tiny.hidden_size, num_hidden_layers=tiny.num_hidden_layers,
-        num_attention_heads=tiny.num_attention_heads, intermediate_size=tiny.intermediate_size,
+        vocab_size=vocab_size,
+        hidden_size=tiny.hidden_size,
+        num_hidden_layers=tiny.num_hidden_layers,
+        num_attention_heads=tiny.num_attention_heads,
+        intermediate_size=tiny.intermediate_size,
         max_position_embeddings=max(64, options.max_length),
     ).to_dict()
 
 
-def prepare_oscar(data: "KindData") -> "PreparedKind":
+def prepare_oscar(data: KindData) -> PreparedKind:
     """Export the detector, detect regions once per image, tokenize text + tags, make the model."""
     import torch
 
@@ -76,17 +81,25 @@ def prepare_oscar(data: "KindData") -> "PreparedKind":
     torch.save(detector.detector.state_dict(), out / DETECTOR_FILE)
     error = export_detector(detector, out / DETECTOR_ONNX_FILE)
     min_size, max_size, divisor = detector.image_scaling
-    onnx_detector = OnnxRegionDetector(out / DETECTOR_ONNX_FILE, min_size=min_size, max_size=max_size,
-                                       size_divisor=divisor)
+    onnx_detector = OnnxRegionDetector(
+        out / DETECTOR_ONNX_FILE, min_size=min_size, max_size=max_size, size_divisor=divisor
+    )
     detector_hash = file_sha256(out / DETECTOR_ONNX_FILE)
-    data.log(f"[oscar] {options.detector.arch} detector exported to ONNX (vs PyTorch relative max "
-             f"|diff| {error:.1e}); detecting regions")
+    data.log(
+        f"[oscar] {options.detector.arch} detector exported to ONNX (vs PyTorch relative max "
+        f"|diff| {error:.1e}); detecting regions"
+    )
     cache = Path(options.region_cache) if options.region_cache else out / "regions"
-    regions = {split: cached_regions(onnx_detector, detector_hash, [r.image_path for r in records],
-                                     cache, data.progress, f"regions {split}")
-               for split, records in data.records.items()}
-    data.log("[oscar] mean regions per image: " + ", ".join(
-        f"{split} {float(r.mask.sum(axis=1).mean()):.1f}" for split, r in regions.items()))
+    regions = {
+        split: cached_regions(
+            onnx_detector, detector_hash, [r.image_path for r in records], cache, data.progress, f"regions {split}"
+        )
+        for split, records in data.records.items()
+    }
+    data.log(
+        "[oscar] mean regions per image: "
+        + ", ".join(f"{split} {float(r.mask.sum(axis=1).mean()):.1f}" for split, r in regions.items())
+    )
 
     if options.bert is not None:
         tokenizer = bert_tokenizer(options.bert)
@@ -98,8 +111,7 @@ def prepare_oscar(data: "KindData") -> "PreparedKind":
     tensors = {}
     for split, records in data.records.items():
         feeds = oscar_feeds([r.text for r in records], regions[split].per_image(), pair, categories)
-        tensors[split] = data.tensors[split].with_extras(
-            {name: torch.from_numpy(feeds[name]) for name in OSCAR_INPUTS})
+        tensors[split] = data.tensors[split].with_extras({name: torch.from_numpy(feeds[name]) for name in OSCAR_INPUTS})
 
     bert = None
     if options.bert is not None:
@@ -107,26 +119,34 @@ def prepare_oscar(data: "KindData") -> "PreparedKind":
 
         bert = BertModel.from_pretrained(options.bert, local_files_only=True)
         if bert.config.vocab_size < pair.vocab_size or bert.config.max_position_embeddings < options.max_length:
-            raise ValueError(f"{options.bert}: vocabulary {bert.config.vocab_size} / positions "
-                             f"{bert.config.max_position_embeddings} too small for its tokenizer "
-                             f"({pair.vocab_size}) / max length {options.max_length}")
+            raise ValueError(
+                f"{options.bert}: vocabulary {bert.config.vocab_size} / positions "
+                f"{bert.config.max_position_embeddings} too small for its tokenizer "
+                f"({pair.vocab_size}) / max length {options.max_length}"
+            )
     arch = OscarArchitecture(
         bert_config=bert.config.to_dict() if bert is not None else _bert_config(options, pair.vocab_size),
-        region_dim=detector.feature_dim, max_length=options.max_length, regions=options.detector.regions,
+        region_dim=detector.feature_dim,
+        max_length=options.max_length,
+        regions=options.detector.regions,
     )
     model_config = replace(data.recipe.model, oscar=arch)
     model = OscarClassifier.from_architecture(arch, model_config.head_hidden, model_config.dropout, bert)
     settings = {
         "detector": {**asdict(options.detector), "categories": list(categories)},
         "detector_sha256": detector_hash,
-        "min_size": min_size, "max_size": max_size, "size_divisor": divisor,
-        "feature_dim": detector.feature_dim, "max_length": options.max_length, "bert": options.bert,
+        "min_size": min_size,
+        "max_size": max_size,
+        "size_divisor": divisor,
+        "feature_dim": detector.feature_dim,
+        "max_length": options.max_length,
+        "bert": options.bert,
     }
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
     return PreparedKind(model, model_config, tensors)
 
 
-def export_oscar(job: "KindExport") -> "ModelEntry":
+def export_oscar(job: KindExport) -> ModelEntry:
     from training.oscar.export import export_oscar_model
 
     return export_oscar_model(job, job.run_dir / job.kind)

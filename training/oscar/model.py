@@ -27,15 +27,20 @@ class OscarClassifier(nn.Module):
         self.bert = bert
         hidden = bert.config.hidden_size
         self.region_embedding = nn.Sequential(
-            nn.Linear(region_dim, hidden), nn.LayerNorm(hidden, eps=bert.config.layer_norm_eps),
+            nn.Linear(region_dim, hidden),
+            nn.LayerNorm(hidden, eps=bert.config.layer_norm_eps),
             nn.Dropout(bert.config.hidden_dropout_prob),
         )
         self.head = MultiTaskHead(hidden, head_hidden, dropout)
 
     @classmethod
     def from_architecture(
-        cls, arch: OscarArchitecture, head_hidden: int, dropout: float, bert: nn.Module | None = None,
-    ) -> "OscarClassifier":
+        cls,
+        arch: OscarArchitecture,
+        head_hidden: int,
+        dropout: float,
+        bert: nn.Module | None = None,
+    ) -> OscarClassifier:
         """A model of ``arch``; its BERT random-initialised unless ``bert`` (pre-trained) is given."""
         from transformers import BertConfig, BertModel
 
@@ -44,8 +49,12 @@ class OscarClassifier(nn.Module):
         return cls(bert, arch.region_dim, head_hidden, dropout)
 
     def encode(
-        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor,
-        region_features: torch.Tensor, region_mask: torch.Tensor,
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        region_features: torch.Tensor,
+        region_mask: torch.Tensor,
     ) -> torch.Tensor:
         """The pooled [CLS] state [B, hidden] over text, tags and regions."""
         tokens = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
@@ -56,8 +65,13 @@ class OscarClassifier(nn.Module):
         return self.bert.pooler(states.last_hidden_state)
 
     def forward(
-        self, oscar_input_ids: torch.Tensor, oscar_token_type_ids: torch.Tensor,
-        oscar_attention_mask: torch.Tensor, region_features: torch.Tensor, region_mask: torch.Tensor,
+        self,
+        oscar_input_ids: torch.Tensor,
+        oscar_token_type_ids: torch.Tensor,
+        oscar_attention_mask: torch.Tensor,
+        region_features: torch.Tensor,
+        region_mask: torch.Tensor,
     ) -> TaskLogits:
-        return self.head(self.encode(oscar_input_ids, oscar_token_type_ids, oscar_attention_mask,
-                                     region_features, region_mask))
+        return self.head(
+            self.encode(oscar_input_ids, oscar_token_type_ids, oscar_attention_mask, region_features, region_mask)
+        )

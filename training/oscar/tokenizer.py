@@ -6,8 +6,8 @@ the tiny random BERT, a WordPiece vocabulary trained on the training texts and t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Tokenizer, processors
 
@@ -29,13 +29,15 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     from tokenizers.implementations import BertWordPieceTokenizer
 
     wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1,
-                                  special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    wordpiece.train_from_iterator(
+        list(texts), vocab_size=vocab_size, min_frequency=1, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+    )
     tokenizer: Tokenizer = wordpiece._tokenizer  # the underlying Tokenizer
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     # BERT's template (what BertTokenizerFast has): [CLS] A [SEP] B [SEP], B with token type 1.
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
     )
     return tokenizer

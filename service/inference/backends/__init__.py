@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from memotion.manifest import Manifest
-from service.inference.backends.base import BackendError, BackendUnavailable, InferenceBackend
 from service.core.errors import GatewayStartupError
 from service.core.settings import GatewaySettings
+from service.inference.backends.base import BackendError, BackendUnavailable, InferenceBackend
 
 __all__ = ["BackendError", "BackendUnavailable", "InferenceBackend", "create_backend"]
 
@@ -21,15 +21,18 @@ def create_backend(settings: GatewaySettings, manifest: Manifest, repository_roo
             # Triton down now is not fatal (the gateway is not ready until it is up); Triton up
             # without a manifest model is (the error names the model).
             protocol, address = triton_endpoint(settings)
-            return TritonBackend(address, manifest.members(), protocol=protocol,
-                                 timeout_s=settings.triton_timeout_s,
-                                 metrics_url=triton_metrics_url(settings))
+            return TritonBackend(
+                address,
+                manifest.members(),
+                protocol=protocol,
+                timeout_s=settings.triton_timeout_s,
+                metrics_url=triton_metrics_url(settings),
+            )
         except (BackendError, ValueError) as err:
             raise GatewayStartupError(f"model repository {repository_root}: {err}") from err
     from service.inference.backends.ort_backend import OnnxRuntimeBackend
 
     try:
-        return OnnxRuntimeBackend(repository_root, manifest.members(),
-                                  intra_op_threads=settings.ort_intra_op_threads)
+        return OnnxRuntimeBackend(repository_root, manifest.members(), intra_op_threads=settings.ort_intra_op_threads)
     except BackendError as err:
         raise GatewayStartupError(f"model repository {repository_root}: {err}") from err

@@ -6,7 +6,8 @@ backend finds a model (ONNX file, Triton model name and version) is its own busi
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -50,15 +50,16 @@ class OnnxRuntimeBackend:
             path = Path(repository_root) / model.file
             try:
                 session = ort.InferenceSession(str(path), sess_options=options, providers=self._providers)
-            except Exception as err:  # noqa: BLE001 - onnxruntime raises several exception types
+            except Exception as err:
                 raise BackendError(f"model {model.name}: onnxruntime cannot load {path}: {err}") from err
             self._check_signature(model, session, path)
             self._sessions[model.name] = session
-            logger.info("loaded model %s v%d from %s (%s)", model.name, model.version, path,
-                        ", ".join(session.get_providers()))
+            logger.info(
+                "loaded model %s v%d from %s (%s)", model.name, model.version, path, ", ".join(session.get_providers())
+            )
 
     @staticmethod
-    def _check_signature(model: ModelEntry, session: "object", path: Path) -> None:
+    def _check_signature(model: ModelEntry, session: object, path: Path) -> None:
         inputs = {i.name for i in session.get_inputs()}  # type: ignore[attr-defined]
         outputs = {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
         missing_in = [name for name in model.inputs if name not in inputs]

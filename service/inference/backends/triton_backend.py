@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import httpx
 import numpy as np
@@ -45,8 +46,13 @@ class TritonBackend:
     name = "triton"
 
     def __init__(
-        self, url: str, models: Sequence[ModelEntry], *, protocol: Protocol = "grpc",
-        timeout_s: float = 30.0, metrics_url: str | None = None,
+        self,
+        url: str,
+        models: Sequence[ModelEntry],
+        *,
+        protocol: Protocol = "grpc",
+        timeout_s: float = 30.0,
+        metrics_url: str | None = None,
     ) -> None:
         if protocol not in ("grpc", "http"):
             raise BackendError(f"unknown Triton protocol {protocol!r}; use grpc or http")
@@ -79,20 +85,24 @@ class TritonBackend:
 
                     # tritonclient's defaults, plus a short reconnect back-off so that a Triton
                     # that restarts is used again within about a second.
-                    self._grpc_client = grpcclient.InferenceServerClient(self.url, channel_args=[
-                        ("grpc.max_send_message_length", _INT32_MAX),
-                        ("grpc.max_receive_message_length", _INT32_MAX),
-                        ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS // 2),
-                        ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS // 2),
-                        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
-                    ])
+                    self._grpc_client = grpcclient.InferenceServerClient(
+                        self.url,
+                        channel_args=[
+                            ("grpc.max_send_message_length", _INT32_MAX),
+                            ("grpc.max_receive_message_length", _INT32_MAX),
+                            ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS // 2),
+                            ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS // 2),
+                            ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+                        ],
+                    )
                 return self._grpc_client
         client = getattr(self._local, "client", None)
         if client is None:
             import tritonclient.http as httpclient
 
             client = httpclient.InferenceServerClient(
-                self.url, connection_timeout=HEALTH_TIMEOUT_S, network_timeout=self.timeout_s)
+                self.url, connection_timeout=HEALTH_TIMEOUT_S, network_timeout=self.timeout_s
+            )
             self._local.client = client
             with self._lock:
                 self._http_clients.append(client)
@@ -114,7 +124,7 @@ class TritonBackend:
             raise
         except BackendError:
             raise
-        except Exception as err:  # noqa: BLE001 - HTTP transport: socket, gevent, timeout errors
+        except Exception as err:
             if self.protocol != "http":
                 raise
             self._local.client = None  # a fresh connection next time (the old one is closed on close())
@@ -135,19 +145,22 @@ class TritonBackend:
 
         # Not ready (strict readiness: its own models still loading) is "not yet", not a mismatch.
         if not self._call("health", lambda c: c.is_server_ready(**self._timeout_kw(HEALTH_TIMEOUT_S))):
-            raise BackendUnavailable(f"Triton at {self.protocol}://{self.url} is up but not ready "
-                                     "(loading models?)")
+            raise BackendUnavailable(f"Triton at {self.protocol}://{self.url} is up but not ready (loading models?)")
         for model in self.models:
             version = str(model.version)
             try:
                 metadata = self._call(
                     f"metadata of {model.name}",
-                    lambda c: c.get_model_metadata(model.name, version, **self._timeout_kw(HEALTH_TIMEOUT_S)))
+                    lambda c, name=model.name, v=version: c.get_model_metadata(
+                        name, v, **self._timeout_kw(HEALTH_TIMEOUT_S)
+                    ),
+                )
             except InferenceServerException as err:
                 raise TritonModelMismatch(
                     f"Triton at {self.protocol}://{self.url} does not serve model {model.name} version "
                     f"{version}, which the manifest names: {err.message() or err}. Is it in Triton's "
-                    f"model repository and loaded (tritonserver --load-model={model.name})?") from err
+                    f"model repository and loaded (tritonserver --load-model={model.name})?"
+                ) from err
             if self.protocol == "grpc":
                 inputs = [t.name for t in metadata.inputs]
                 outputs = [t.name for t in metadata.outputs]
@@ -158,7 +171,8 @@ class TritonBackend:
                 raise TritonModelMismatch(
                     f"Triton's model {model.name} version {version} does not match the manifest: inputs "
                     f"{inputs}, outputs {outputs}; manifest inputs {list(model.inputs)}, outputs "
-                    f"{model.served_outputs()}")
+                    f"{model.served_outputs()}"
+                )
         self._verified = True
 
     def _timeout_kw(self, seconds: float) -> dict[str, float]:
@@ -182,14 +196,22 @@ class TritonBackend:
         names = model.served_outputs()
         outputs = [client_module.InferRequestedOutput(name) for name in names]
         try:
-            result = self._call(f"inference of {model.name}", lambda c: c.infer(
-                model.name, tensors, model_version=str(model.version), outputs=outputs,
-                **self._timeout_kw(self.timeout_s)))
+            result = self._call(
+                f"inference of {model.name}",
+                lambda c: c.infer(
+                    model.name,
+                    tensors,
+                    model_version=str(model.version),
+                    outputs=outputs,
+                    **self._timeout_kw(self.timeout_s),
+                ),
+            )
         except InferenceServerException as err:
             # Triton is up but cannot run the model now (not loaded, restarting, failed in execute).
             raise BackendUnavailable(
                 f"Triton at {self.protocol}://{self.url} could not run model {model.name} version "
-                f"{model.version}: {err.message() or err}") from err
+                f"{model.version}: {err.message() or err}"
+            ) from err
         return {name: np.asarray(result.as_numpy(name)) for name in names}
 
     # --- health and metrics ----------------------------------------------------------------
@@ -205,10 +227,16 @@ class TritonBackend:
                 self.problem = f"Triton at {self.protocol}://{self.url} is up but not ready (loading models?)"
                 return False
             for model in self.models:
-                if not self._call(f"readiness of {model.name}", lambda c: c.is_model_ready(
-                        model.name, str(model.version), **self._timeout_kw(HEALTH_TIMEOUT_S))):
-                    self.problem = f"Triton at {self.protocol}://{self.url}: model {model.name} " \
-                                   f"version {model.version} is not ready"
+                if not self._call(
+                    f"readiness of {model.name}",
+                    lambda c, name=model.name, v=str(model.version): c.is_model_ready(
+                        name, v, **self._timeout_kw(HEALTH_TIMEOUT_S)
+                    ),
+                ):
+                    self.problem = (
+                        f"Triton at {self.protocol}://{self.url}: model {model.name} "
+                        f"version {model.version} is not ready"
+                    )
                     return False
         except (BackendError, InferenceServerException) as err:
             self.problem = str(err)
@@ -236,5 +264,5 @@ class TritonBackend:
         for client in clients:
             try:
                 client.close()
-            except Exception as err:  # noqa: BLE001 - closing a broken connection
+            except Exception as err:
                 logger.debug("closing a Triton client: %s", err)

@@ -16,8 +16,9 @@ def triton_endpoint(settings: GatewaySettings) -> tuple[Protocol, str]:
     if scheme == "grpc" or scheme == "http":
         return scheme, address.rstrip("/")
     if scheme:
-        raise ValueError(f"MEMOTION_TRITON_URL={settings.triton_url!r}: use host:port, grpc://host:port "
-                         "or http://host:port")
+        raise ValueError(
+            f"MEMOTION_TRITON_URL={settings.triton_url!r}: use host:port, grpc://host:port or http://host:port"
+        )
     return settings.triton_protocol, address.rstrip("/")
 
 
