@@ -27,7 +27,7 @@ import tomllib
 import yaml
 
 from service.core.settings import GatewaySettings
-from service.launchers.gateway_process import free_port
+from service.launchers.child_process import free_port
 from tests.tooling import tool_missing
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,8 @@ import pytest
 
 from service.classify_file import ClassifyError, classify_file
 from service.core.settings import GatewaySettings
-from service.launchers.gateway_process import GatewayProcess, GatewayStartError, free_port
+from service.launchers.child_process import free_port
+from service.launchers.gateway_process import GatewayProcess, GatewayStartError
 from tests.gateway_fixtures import photo_jpeg, start_gateway
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,8 @@ from service.inference.backends.ort_backend import OnnxRuntimeBackend
 from service.inference.backends.triton_backend import TritonBackend
 from service.inference.classifier import MemeClassifier
 from service.inference.ocr import NoOcr
-from service.launchers.gateway_process import GatewayProcess, GatewayStartError, free_port
+from service.launchers.child_process import free_port
+from service.launchers.gateway_process import GatewayProcess, GatewayStartError
 from service.launchers.triton_server import TritonServerError, TritonServerProcess
 from tests.gateway_fixtures import photo_jpeg, render_meme
 

@@ -8,34 +8,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from service.launchers.child_process import StoppedOnExit, free_port, read_log, temporary_log
 
 
 class GatewayStartError(RuntimeError):
     """The gateway process died or was not ready in time; the message carries its output."""
 
 
-def _temporary_log() -> Path:
-    handle, name = tempfile.mkstemp(prefix="memotion-gateway-", suffix=".log")
-    os.close(handle)
-    return Path(name)
-
-
-class GatewayProcess:
+class GatewayProcess(StoppedOnExit):
     """``with GatewayProcess(repo) as base_url:`` starts `memotion serve`, waits for /readyz."""
 
     def __init__(
@@ -56,13 +43,10 @@ class GatewayProcess:
         self._process: subprocess.Popen[bytes] | None = None
         # The server's output: kept at ``log_path`` when given, else a temporary file removed on stop.
         self._keep_log = log_path is not None
-        self.log_path = Path(log_path) if log_path is not None else _temporary_log()
+        self.log_path = Path(log_path) if log_path is not None else temporary_log("memotion-gateway-")
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return "<no log>"
+        return read_log(self.log_path)
 
     def start(self) -> str:
         command = [
@@ -77,21 +61,26 @@ class GatewayProcess:
             "--port",
             str(self.port),
         ]
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(
+        with open(self.log_path, "wb") as log_file:
+            process = subprocess.Popen(
                 command,
-                stdout=log,
+                stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                 start_new_session=True,
             )
+        self._process = process
+        return self._wait_ready(process)
+
+    def _wait_ready(self, process: subprocess.Popen[bytes]) -> str:
+        """Poll /readyz until 200; GatewayStartError with the server's output if it dies or times out."""
         deadline = time.monotonic() + self.ready_timeout_s
         last = "none yet"
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                code, log = self._process.returncode, self.log_text()[-4000:]
+            if process.poll() is not None:
+                code, output = process.returncode, self.log_text()[-4000:]
                 self.stop()
-                raise GatewayStartError(f"gateway exited with status {code} before it was ready:\n{log}")
+                raise GatewayStartError(f"gateway exited with status {code} before it was ready:\n{output}")
             try:
                 response = httpx.get(f"{self.base_url}/readyz", timeout=2)
                 if response.status_code == 200:
@@ -100,10 +89,10 @@ class GatewayProcess:
             except httpx.HTTPError as err:
                 last = repr(err)
             time.sleep(0.25)
-        log = self.log_text()[-4000:]
+        output = self.log_text()[-4000:]
         self.stop()
         raise GatewayStartError(
-            f"gateway at {self.base_url} not ready after {self.ready_timeout_s:.0f} s (last answer: {last}):\n{log}"
+            f"gateway at {self.base_url} not ready after {self.ready_timeout_s:.0f} s (last answer: {last}):\n{output}"
         )
 
     def stop(self, timeout_s: float = 15.0) -> int | None:
@@ -124,11 +113,3 @@ class GatewayProcess:
 
     def __enter__(self) -> str:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -24,13 +24,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from memotion.manifest import ManifestError, load_manifest
 from memotion.triton_repository import missing_triton_files
-from service.launchers.gateway_process import free_port
+from service.launchers.child_process import StoppedOnExit, free_port, read_log, temporary_log
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRITON_VENV = PROJECT_ROOT / ".venv-triton"
@@ -107,12 +106,6 @@ def find_triton_install(python: Path | None = None) -> TritonInstall:
     return install
 
 
-def _temporary_log() -> Path:
-    handle, name = tempfile.mkstemp(prefix="memotion-triton-", suffix=".log")
-    os.close(handle)
-    return Path(name)
-
-
 _FAILED_LOAD = re.compile(r"(failed to load '[^']+'|Poll failed for model directory '[^']+')[^\n]*")
 
 
@@ -131,7 +124,7 @@ def prepare_server_dir(install: TritonInstall) -> Path:
     return workdir
 
 
-class TritonServerProcess:
+class TritonServerProcess(StoppedOnExit):
     """``with TritonServerProcess(repo) as server:`` starts tritonserver, waits for /v2/health/ready.
 
     ``models``: the models to load (default: every model in the repository's manifest); Triton runs
@@ -190,10 +183,7 @@ class TritonServerProcess:
         return self._process is not None and self._process.poll() is not None
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace") if self.log_path else "<no log>"
-        except OSError:
-            return "<no log>"
+        return read_log(self.log_path)
 
     def models(self) -> list[str]:
         """The models this server loads; TritonServerError naming any whose files are missing."""
@@ -246,7 +236,7 @@ class TritonServerProcess:
         self.models()  # a clear error naming missing models before anything starts
         install = self._install = self._install or find_triton_install()
         self._workdir = self._workdir or prepare_server_dir(install)
-        self.log_path = self.log_path or _temporary_log()
+        self.log_path = self.log_path or temporary_log("memotion-triton-")
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 self.command(install, self._workdir),
@@ -325,11 +315,3 @@ class TritonServerProcess:
 
     def __enter__(self) -> TritonServerProcess:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
