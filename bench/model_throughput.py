@@ -18,7 +18,9 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,7 +64,7 @@ def time_forward(
     return (time.perf_counter() - started) / calls, calls
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", default=TINY_CLIP, help="open_clip model config (default: the tiny test config)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -74,57 +76,82 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per row")
     parser.add_argument("--matmul-size", type=int, default=None, help="default 8192 on CUDA, 1024 on CPU")
     parser.add_argument("--out", type=Path, default=Path("bench/results/model_throughput.json"))
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+@dataclass(frozen=True)
+class Setup:
+    """What every row of one run shares: the input shapes, precisions, batch sizes and matmul rates."""
+
+    context_length: int
+    image_size: int
+    vocab: int
+    dtypes: list[str]
+    batches: list[int]
+    rates: dict[str, float]
+    matmul_size: int
+
+
+def prepare(args: argparse.Namespace) -> Setup:
     register_model_configs()
     torch.backends.cuda.matmul.allow_tf32 = False
-    config = tiny_recipe().model if args.clip == TINY_CLIP else ModelConfig()
     probe = create_clip(args.clip, None)
-    context_length, image_size = clip_context_length(probe), clip_image_size(probe)
-    vocab = probe.vocab_size
-    batches = [int(b) for b in args.batches.split(",")]
     dtypes = (args.dtypes or ("fp32,bf16" if args.device.startswith("cuda") else "fp32")).split(",")
     size = args.matmul_size or (8192 if args.device.startswith("cuda") else 1024)
-    rates = {d: matmul_rate(args.device, size, dtype=DTYPES[d]) for d in dtypes}
+    return Setup(
+        context_length=clip_context_length(probe),
+        image_size=clip_image_size(probe),
+        vocab=probe.vocab_size,
+        dtypes=dtypes,
+        batches=[int(b) for b in args.batches.split(",")],
+        rates={d: matmul_rate(args.device, size, dtype=DTYPES[d]) for d in dtypes},
+        matmul_size=size,
+    )
 
-    rows, flops = [], {}
-    for kind in [k for k in args.kinds.split(",") if k]:
-        model = build_model(kind, args.clip, config, None).eval()
-        one = sample_inputs(1, context_length, image_size, vocab, "cpu")
-        with torch.inference_mode():
-            flops[kind] = count_flops(lambda m=model, x=one, k=kind: m(*(x[name] for name in model_inputs(k))))
-        model = model.to(args.device)
-        baseline = None
-        for dtype in dtypes:
-            for batch in batches:
-                inputs = sample_inputs(batch, context_length, image_size, vocab, args.device)
-                seconds, calls = time_forward(
-                    model, [inputs[n] for n in model_inputs(kind)], DTYPES[dtype], args.device, args.seconds
-                )
-                memes_per_s = batch / seconds
-                baseline = baseline or memes_per_s
-                achieved = memes_per_s * flops[kind]
-                rows.append(
-                    {
-                        "model": kind,
-                        "dtype": dtype,
-                        "batch": batch,
-                        "calls": calls,
-                        "ms_per_batch": seconds * 1000,
-                        "memes_per_s": memes_per_s,
-                        "speedup_vs_fp32_batch1": memes_per_s / baseline,
-                        "achieved_tflops": achieved / 1e12,
-                        "of_matmul_rate": achieved / rates[dtype],
-                    }
-                )
-                print(f"{kind:<11} {dtype:<5} batch {batch:>4}: {memes_per_s:10.1f} memes/s", flush=True)
-        del model
-        if args.device.startswith("cuda"):
-            torch.cuda.empty_cache()
 
-    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor()
+def measure_kind(kind: str, args: argparse.Namespace, setup: Setup) -> tuple[float, list[dict[str, Any]]]:
+    """FLOPs per meme of one model kind and a row per precision and batch size."""
+    config = tiny_recipe().model if args.clip == TINY_CLIP else ModelConfig()
+    model = build_model(kind, args.clip, config, None).eval()
+    one = sample_inputs(1, setup.context_length, setup.image_size, setup.vocab, "cpu")
+    with torch.inference_mode():
+        flops = count_flops(lambda: model(*(one[name] for name in model_inputs(kind))))
+    model = model.to(args.device)
+    rows: list[dict[str, Any]] = []
+    baseline = None
+    for dtype in setup.dtypes:
+        for batch in setup.batches:
+            inputs = sample_inputs(batch, setup.context_length, setup.image_size, setup.vocab, args.device)
+            seconds, calls = time_forward(
+                model, [inputs[n] for n in model_inputs(kind)], DTYPES[dtype], args.device, args.seconds
+            )
+            memes_per_s = batch / seconds
+            baseline = baseline or memes_per_s
+            achieved = memes_per_s * flops
+            rows.append(
+                {
+                    "model": kind,
+                    "dtype": dtype,
+                    "batch": batch,
+                    "calls": calls,
+                    "ms_per_batch": seconds * 1000,
+                    "memes_per_s": memes_per_s,
+                    "speedup_vs_fp32_batch1": memes_per_s / baseline,
+                    "achieved_tflops": achieved / 1e12,
+                    "of_matmul_rate": achieved / setup.rates[dtype],
+                }
+            )
+            print(f"{kind:<11} {dtype:<5} batch {batch:>4}: {memes_per_s:10.1f} memes/s", flush=True)
+    return flops, rows
+
+
+def print_table(args: argparse.Namespace, setup: Setup, device_name: str, flops: dict[str, float], rows: list) -> None:
     print(f"\n{args.clip} on {args.device} ({device_name}), torch {torch.__version__}")
-    print("matmul rate " + ", ".join(f"{d} {r / 1e12:.2f} TFLOP/s" for d, r in rates.items()) + f" ({size}^3)")
+    print(
+        "matmul rate "
+        + ", ".join(f"{d} {r / 1e12:.2f} TFLOP/s" for d, r in setup.rates.items())
+        + f" ({setup.matmul_size}^3)"
+    )
     print("FLOPs per meme " + ", ".join(f"{k} {f / 1e9:.2f} G" for k, f in flops.items()))
     print("\n| model | dtype | batch | ms/batch | memes/s | x fp32 b1 | TFLOP/s | of matmul rate |")
     print("|---|---|---|---|---|---|---|---|")
@@ -133,12 +160,26 @@ def main() -> None:
             f"| {r['model']} | {r['dtype']} | {r['batch']} | {r['ms_per_batch']:.2f} | {r['memes_per_s']:.1f} "
             f"| {r['speedup_vs_fp32_batch1']:.1f} | {r['achieved_tflops']:.2f} | {100 * r['of_matmul_rate']:.1f}% |"
         )
+
+
+def main() -> None:
+    args = parse_args()
+    setup = prepare(args)
+    rows: list[dict[str, Any]] = []
+    flops: dict[str, float] = {}
+    for kind in [k for k in args.kinds.split(",") if k]:
+        flops[kind], kind_rows = measure_kind(kind, args, setup)
+        rows += kind_rows
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor()
+    print_table(args, setup, device_name, flops, rows)
     report = {
         "clip": args.clip,
         "device": args.device,
         "device_name": device_name,
         "torch": torch.__version__,
-        "matmul": {"size": size, "flops_per_s": rates},
+        "matmul": {"size": setup.matmul_size, "flops_per_s": setup.rates},
         "flops_per_meme": flops,
         "rows": rows,
     }
