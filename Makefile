@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TRITON_VENV ?= .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean deploy-lint browser $(TRITON_VENV)
+.PHONY: install demo test bench clean deploy-lint browser system-packages $(TRITON_VENV)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,9 @@ $(TRITON_VENV): $(TRITON_STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/memotion demo
 
-test: $(STAMP) $(TRITON_STAMP)
+test: $(STAMP) $(TRITON_STAMP) system-packages
+	@for tool in chromium redis-server; do command -v $$tool >/dev/null 2>&1 \
+		|| echo "make test: $$tool is not installed, so the tests needing it will be skipped; run 'make system-packages' once (as root)"; done
 	MEMOTION_TRITON_PYTHON=$(abspath $(TRITON_VENV))/bin/python $(BIN)/python -m pytest
 
 # Deployment files: Dockerfiles (hadolint), entry points (shellcheck), compose files (compose-spec
@@ -45,15 +47,21 @@ deploy-lint: $(STAMP)
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml docker/compose.gpu.yaml
 	$(BIN)/python k8s/validate.py
 
-# Headless Chromium for tests/test_ui.py (Debian's package; Playwright drives it, downloads nothing).
-# Idempotent; where apt cannot run the UI test skips with a message saying so.
-browser:
-	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(chromium --version 2>/dev/null)"; \
+# The system packages some tests start for real (Debian's; nothing is downloaded at test time):
+# chromium for the 3 dashboard tests (tests/test_ui.py, Playwright drives it) and redis-server for the
+# shared result cache (tests/test_result_cache.py, tests/test_scaling.py). Idempotent; where apt
+# cannot run, the tests that need them skip with a message saying so (and fail under CI).
+SYSTEM_PACKAGES := chromium redis-server
+system-packages:
+	@missing=""; for tool in chromium redis-server; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then echo "system packages: $(SYSTEM_PACKAGES) present"; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
-		  && echo "chromium: $$(chromium --version 2>/dev/null)"; } \
-		|| echo "make browser: apt-get could not install chromium: tests/test_ui.py is skipped (and fails in CI)"; \
-	else echo "make browser: cannot install chromium (no apt-get, or not root): tests/test_ui.py is skipped (and fails in CI)"; fi
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+		  && echo "system packages: installed$$missing"; } \
+		|| echo "make system-packages: apt-get could not install$$missing: the tests needing them skip (and fail in CI)"; \
+	else echo "make system-packages: cannot install$$missing (no apt-get, or not root): the tests needing them skip (and fail in CI)"; fi
+
+browser: system-packages  # the older name
 
 clean:
 	rm -rf demo-run .pytest_cache test-artifacts

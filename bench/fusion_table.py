@@ -36,8 +36,8 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def main(argv: list[str] | None = None) -> int:
-    defaults = FusionExperimentConfig()
+def _parse_args(argv: list[str] | None, defaults: FusionExperimentConfig) -> argparse.Namespace:
+    """The command-line options, defaulting to ``defaults``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", type=_names, default=FUSION_KINDS, help="comma-separated fusion kinds")
     parser.add_argument(
@@ -64,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("bench/results/fusion_table"),
         help="output path without extension (.json, .md, .png)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    config = replace(
+
+def _config(args: argparse.Namespace, defaults: FusionExperimentConfig) -> FusionExperimentConfig:
+    """The experiment's configuration: ``defaults`` with the options applied."""
+    return replace(
         defaults,
         kinds=args.kinds + tuple(f"pmmo:{v}" for v in args.pmmo_variants),
         seeds=tuple(args.seeds),
@@ -76,23 +78,42 @@ def main(argv: list[str] | None = None) -> int:
         n_test=args.test,
         epochs=args.epochs,
     )
-    started = time.perf_counter()
-    result = run_experiment(args.work_dir, config, progress=True, log=lambda line: print(line, flush=True))
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    result["machine"] = {
+
+
+def _machine(threads: int) -> dict[str, object]:
+    """Python, torch, thread count and processor of this run."""
+    return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "threads": args.threads,
+        "threads": threads,
         "processor": platform.processor() or platform.machine(),
     }
-    table = markdown_table(result["summary"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    caption = (
+
+
+def _caption(config: FusionExperimentConfig) -> str:
+    """The paragraph above the Markdown table: what was trained and how it is scored."""
+    return (
         f"Test metrics, mean ± std over seeds {list(config.seeds)}; {config.n_train} train / "
         f"{config.n_val} val / {config.n_test} test synthetic memes, frozen tiny random-init CLIP "
         f"features, {config.epochs} epochs, best validation epoch. Bold: best mean per column.\n\n"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fusion experiment, then write and print its table."""
+    defaults = FusionExperimentConfig()
+    args = _parse_args(argv, defaults)
+
+    torch.set_num_threads(args.threads)
+    config = _config(args, defaults)
+    started = time.perf_counter()
+    result = run_experiment(args.work_dir, config, progress=True, log=lambda line: print(line, flush=True))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["machine"] = _machine(args.threads)
+    table = markdown_table(result["summary"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    caption = _caption(config)
     args.out.with_suffix(".md").write_text(caption + table)
     plot_summary(result["summary"], args.out.with_suffix(".png"), "Fusion heads on synthetic memes")
     print()

@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,75 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+@dataclass
+class _DriveState:
+    """Counters shared by the clients of one load phase."""
+
+    deadline: float
+    max_requests: int
+    peak_rss: float
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    error_codes: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+
+    def running(self) -> bool:
+        """Whether time and request budget are both left."""
+        return time.monotonic() < self.deadline and self.sent < self.max_requests
+
+
+async def _client(
+    http: httpx.AsyncClient, state: _DriveState, make_request: Callable[[int], dict[str, Any]], headers: dict[str, str]
+) -> None:
+    """One client: send requests back to back and count what they got until the phase ends."""
+    while state.running():
+        number = state.sent
+        state.sent += 1
+        started = time.perf_counter()
+        try:
+            response = await http.post("/v1/classify", headers=headers, **make_request(number))
+            key = str(response.status_code)
+            if response.status_code == 200:
+                state.latencies.append((time.perf_counter() - started) * 1000.0)
+            else:
+                code = response.json().get("error", {}).get("code", "?")
+                state.error_codes[code] = state.error_codes.get(code, 0) + 1
+        except httpx.HTTPError as err:
+            key = type(err).__name__
+        state.statuses[key] = state.statuses.get(key, 0) + 1
+
+
+async def _sample_memory(state: _DriveState, pid: int) -> None:
+    """Track the server's peak resident memory every half second while the phase runs."""
+    while state.running():
+        state.peak_rss = max(state.peak_rss, rss_mib(pid))
+        await asyncio.sleep(0.5)
+
+
+def _phase_summary(state: _DriveState, concurrency: int, elapsed: float) -> dict[str, Any]:
+    """A finished phase as JSON: counts, statuses, throughput, latency percentiles, peak RSS."""
+    ordered = sorted(state.latencies)
+    ok = state.statuses.get("200", 0)
+    return {
+        "seconds": round(elapsed, 2),
+        "concurrency": concurrency,
+        "requests": state.sent,
+        "ok": ok,
+        "non_200": state.sent - ok,
+        "statuses": state.statuses,
+        "error_codes": state.error_codes,
+        "memes_per_s": round(ok / elapsed, 2),
+        "latency_ms": {
+            "mean": round(statistics.fmean(ordered), 1) if ordered else None,
+            "p50": round(percentile(ordered, 0.50), 1),
+            "p90": round(percentile(ordered, 0.90), 1),
+            "p99": round(percentile(ordered, 0.99), 1),
+            "max": round(ordered[-1], 1) if ordered else None,
+        },
+        "peak_rss_mib": round(state.peak_rss, 1),
+    }
+
+
 async def drive(
     url: str,
     duration_s: float,
@@ -59,63 +129,17 @@ async def drive(
     pid: int,
 ) -> dict[str, Any]:
     """``concurrency`` clients send requests back to back until the time or request budget is spent."""
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    error_codes: dict[str, int] = {}
-    sent = 0
     peak_rss = rss_mib(pid)
-    deadline = time.monotonic() + duration_s
+    state = _DriveState(deadline=time.monotonic() + duration_s, max_requests=max_requests, peak_rss=peak_rss)
     headers = {"Authorization": f"Bearer {LOAD_KEY}"}
-
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal sent
-        while time.monotonic() < deadline and sent < max_requests:
-            number = sent
-            sent += 1
-            started = time.perf_counter()
-            try:
-                response = await http.post("/v1/classify", headers=headers, **make_request(number))
-                key = str(response.status_code)
-                if response.status_code == 200:
-                    latencies.append((time.perf_counter() - started) * 1000.0)
-                else:
-                    code = response.json().get("error", {}).get("code", "?")
-                    error_codes[code] = error_codes.get(code, 0) + 1
-            except httpx.HTTPError as err:
-                key = type(err).__name__
-            statuses[key] = statuses.get(key, 0) + 1
-
-    async def sample_memory() -> None:
-        nonlocal peak_rss
-        while time.monotonic() < deadline and sent < max_requests:
-            peak_rss = max(peak_rss, rss_mib(pid))
-            await asyncio.sleep(0.5)
-
     started = time.perf_counter()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as http:
-        await asyncio.gather(sample_memory(), *(client(http) for _ in range(concurrency)))
+        await asyncio.gather(
+            _sample_memory(state, pid), *(_client(http, state, make_request, headers) for _ in range(concurrency))
+        )
     elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
-    ok = statuses.get("200", 0)
-    return {
-        "seconds": round(elapsed, 2),
-        "concurrency": concurrency,
-        "requests": sent,
-        "ok": ok,
-        "non_200": sent - ok,
-        "statuses": statuses,
-        "error_codes": error_codes,
-        "memes_per_s": round(ok / elapsed, 2),
-        "latency_ms": {
-            "mean": round(statistics.fmean(ordered), 1) if ordered else None,
-            "p50": round(percentile(ordered, 0.50), 1),
-            "p90": round(percentile(ordered, 0.90), 1),
-            "p99": round(percentile(ordered, 0.99), 1),
-            "max": round(ordered[-1], 1) if ordered else None,
-        },
-        "peak_rss_mib": round(peak_rss, 1),
-    }
+    return _phase_summary(state, concurrency, elapsed)
 
 
 def meme_payloads(ocr_share: float) -> Callable[[int], dict[str, Any]]:
@@ -162,40 +186,61 @@ def _animated_gif() -> bytes:
     return buffer.getvalue()
 
 
-def bad_inputs(url: str, max_upload_bytes: int) -> list[dict[str, Any]]:
-    key = {"Authorization": f"Bearer {LOAD_KEY}"}
-    jpeg = photo_jpeg()
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+_Case = tuple[str, str, str, dict[str, Any]]
 
-    def multipart(data: bytes, text: str | None = "x", name: str = "upload.bin") -> dict[str, Any]:
-        return {
-            "files": {"image": (name, data, "application/octet-stream")},
-            **({"data": {"text": text}} if text else {}),
-        }
 
-    def chunked_body() -> Any:
-        boundary = "b"
-        head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n\r\n'.encode()
-        payload = head + b"\xff" * (max_upload_bytes + 1000) + f"\r\n--{boundary}--\r\n".encode()
-        return {
-            "content": (payload[i : i + 65536] for i in range(0, len(payload), 65536)),
-            "headers": {**key, "content-type": f"multipart/form-data; boundary={boundary}"},
-        }
+def _load_auth() -> dict[str, str]:
+    """The load-test key's Authorization header."""
+    return {"Authorization": f"Bearer {LOAD_KEY}"}
 
-    cases: list[tuple[str, str, str, dict[str, Any]]] = [
-        ("empty file", "POST", "/v1/classify", multipart(b"")),
-        ("text file named .jpg", "POST", "/v1/classify", multipart(b"hello, not an image\n" * 20, name="x.jpg")),
-        ("truncated JPEG", "POST", "/v1/classify", multipart(truncated_jpeg())),
-        ("PNG bomb 20000x20000 (small on the wire)", "POST", "/v1/classify", multipart(png_bomb())),
-        ("PNG bomb with garbage pixel data", "POST", "/v1/classify", multipart(png_bomb(corrupt_pixels=True))),
+
+def _b64(data: bytes) -> str:
+    """Base64 text of ``data``."""
+    return base64.b64encode(data).decode()
+
+
+def _multipart(data: bytes, text: str | None = "x", name: str = "upload.bin") -> dict[str, Any]:
+    """Request arguments for a multipart upload of ``data`` (with ``text`` unless it is empty)."""
+    return {
+        "files": {"image": (name, data, "application/octet-stream")},
+        **({"data": {"text": text}} if text else {}),
+    }
+
+
+def _chunked_body(max_upload_bytes: int) -> Any:
+    """Request arguments for a chunked multipart upload (no Content-Length) over the size limit."""
+    boundary = "b"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n\r\n'.encode()
+    payload = head + b"\xff" * (max_upload_bytes + 1000) + f"\r\n--{boundary}--\r\n".encode()
+    return {
+        "content": (payload[i : i + 65536] for i in range(0, len(payload), 65536)),
+        "headers": {**_load_auth(), "content-type": f"multipart/form-data; boundary={boundary}"},
+    }
+
+
+def _upload_cases(jpeg: bytes, max_upload_bytes: int) -> list[_Case]:
+    """Broken, hostile or oversized uploads."""
+    return [
+        ("empty file", "POST", "/v1/classify", _multipart(b"")),
+        ("text file named .jpg", "POST", "/v1/classify", _multipart(b"hello, not an image\n" * 20, name="x.jpg")),
+        ("truncated JPEG", "POST", "/v1/classify", _multipart(truncated_jpeg())),
+        ("PNG bomb 20000x20000 (small on the wire)", "POST", "/v1/classify", _multipart(png_bomb())),
+        ("PNG bomb with garbage pixel data", "POST", "/v1/classify", _multipart(png_bomb(corrupt_pixels=True))),
         (
             "upload over the size limit (Content-Length)",
             "POST",
             "/v1/classify",
-            multipart(b"\xff\xd8\xff" + b"0" * (max_upload_bytes + 10)),
+            _multipart(b"\xff\xd8\xff" + b"0" * (max_upload_bytes + 10)),
         ),
-        ("chunked upload over the size limit", "POST", "/v1/classify", chunked_body()),
-        ("text over 2000 characters", "POST", "/v1/classify", multipart(jpeg, text="x" * 5000)),
+        ("chunked upload over the size limit", "POST", "/v1/classify", _chunked_body(max_upload_bytes)),
+        ("text over 2000 characters", "POST", "/v1/classify", _multipart(jpeg, text="x" * 5000)),
+    ]
+
+
+def _body_cases() -> list[_Case]:
+    """Malformed request bodies: wrong fields, broken multipart or JSON, odd content types."""
+    key = _load_auth()
+    return [
         ("missing image field", "POST", "/v1/classify", {"data": {"text": "no image"}}),
         ("image sent as a plain form field", "POST", "/v1/classify", {"data": {"image": "not a file"}}),
         (
@@ -206,7 +251,7 @@ def bad_inputs(url: str, max_upload_bytes: int) -> list[dict[str, Any]]:
         ),
         ("JSON without image or text", "POST", "/v1/classify", {"json": {}}),
         ("JSON image not base64", "POST", "/v1/classify", {"json": {"image": "%%% not base64 %%%"}}),
-        ("JSON base64 of a text file", "POST", "/v1/classify", {"json": {"image": b64(b"plain text here")}}),
+        ("JSON base64 of a text file", "POST", "/v1/classify", {"json": {"image": _b64(b"plain text here")}}),
         ("JSON image as a number", "POST", "/v1/classify", {"json": {"image": 12345}}),
         ("JSON unknown field", "POST", "/v1/classify", {"json": {"text": "x", "colour": "red"}}),
         (
@@ -222,6 +267,12 @@ def bad_inputs(url: str, max_upload_bytes: int) -> list[dict[str, Any]]:
             {"content": b"hello", "headers": {**key, "content-type": "text/plain"}},
         ),
         ("no Content-Type at all", "POST", "/v1/classify", {"content": b"hello"}),
+    ]
+
+
+def _option_cases(jpeg: bytes) -> list[_Case]:
+    """Bad options and batches: unknown or out-of-range thresholds, odd query values, batch limits."""
+    return [
         (
             "threshold for an unknown task",
             "POST",
@@ -236,8 +287,14 @@ def bad_inputs(url: str, max_upload_bytes: int) -> list[dict[str, Any]]:
             "batch: good, corrupt, empty item",
             "POST",
             "/v1/classify/batch",
-            {"json": {"items": [{"image": b64(jpeg), "text": "ok"}, {"image": b64(truncated_jpeg())}, {}]}},
+            {"json": {"items": [{"image": _b64(jpeg), "text": "ok"}, {"image": _b64(truncated_jpeg())}, {}]}},
         ),
+    ]
+
+
+def _auth_and_route_cases() -> list[_Case]:
+    """Missing or wrong credentials, a forged request id, wrong method and unknown route."""
+    return [
         ("no API key", "POST", "/v1/classify", {"json": {"text": "x"}, "headers": {}}),
         (
             "wrong API key",
@@ -255,23 +312,33 @@ def bad_inputs(url: str, max_upload_bytes: int) -> list[dict[str, Any]]:
             "forged X-Request-ID (tab, space)",
             "POST",
             "/v1/classify",
-            {"json": {"text": "x"}, "headers": {**key, "X-Request-ID": "a b\tc"}},
+            {"json": {"text": "x"}, "headers": {**_load_auth(), "X-Request-ID": "a b\tc"}},
         ),
         ("GET on the classify route", "GET", "/v1/classify", {}),
         ("unknown route", "GET", "/v2/classify", {}),
-        # Odd but valid inputs: must be answered, not crash.
-        ("1x1 PNG", "POST", "/v1/classify", multipart(_png("RGB", (1, 1)))),
-        ("16-bit greyscale PNG", "POST", "/v1/classify", multipart(_png("I;16"))),
-        ("CMYK JPEG", "POST", "/v1/classify", multipart(_cmyk_jpeg())),
-        ("animated GIF", "POST", "/v1/classify", multipart(_animated_gif())),
+    ]
+
+
+def _odd_valid_cases(jpeg: bytes) -> list[_Case]:
+    """Odd but valid inputs: must be answered, not crash."""
+    return [
+        ("1x1 PNG", "POST", "/v1/classify", _multipart(_png("RGB", (1, 1)))),
+        ("16-bit greyscale PNG", "POST", "/v1/classify", _multipart(_png("I;16"))),
+        ("CMYK JPEG", "POST", "/v1/classify", _multipart(_cmyk_jpeg())),
+        ("animated GIF", "POST", "/v1/classify", _multipart(_animated_gif())),
         (
             "text with NUL, emoji, RTL and Devanagari",
             "POST",
             "/v1/classify",
-            multipart(jpeg, text="nul\x00 😂 مرحبا मेरा दोस्त imgflip.com"),
+            _multipart(jpeg, text="nul\x00 😂 مرحبا मेरा दोस्त imgflip.com"),
         ),
         ("text-only JSON (romanised Hindi)", "POST", "/v1/classify", {"json": {"text": "bhai kya scene hai"}}),
     ]
+
+
+def _send_cases(url: str, cases: list[_Case]) -> list[dict[str, Any]]:
+    """Spend the limited key's burst, then send each case and record what it got."""
+    key = _load_auth()
     results = []
     with httpx.Client(base_url=url, timeout=60.0) as http:
         for _ in range(4):  # spend the limited key's burst of 3, so the 4th is over its limit
@@ -287,6 +354,23 @@ def bad_inputs(url: str, max_upload_bytes: int) -> list[dict[str, Any]]:
                 continue
             results.append(_outcome(name, response))
     return results
+
+
+def _bad_cases(max_upload_bytes: int) -> list[_Case]:
+    """The bad-input catalogue: (name, method, path, request arguments), in the order they are sent."""
+    jpeg = photo_jpeg()
+    return [
+        *_upload_cases(jpeg, max_upload_bytes),
+        *_body_cases(),
+        *_option_cases(jpeg),
+        *_auth_and_route_cases(),
+        *_odd_valid_cases(jpeg),
+    ]
+
+
+def bad_inputs(url: str, max_upload_bytes: int) -> list[dict[str, Any]]:
+    """Send the bad-input catalogue (and a rate-limit burst) and return what each got."""
+    return _send_cases(url, _bad_cases(max_upload_bytes))
 
 
 def _outcome(name: str, response: httpx.Response) -> dict[str, Any]:
@@ -320,7 +404,8 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
         print(line.format(*(str(c) for c in row)))
 
 
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of steady load (default 60)")
@@ -334,14 +419,16 @@ def main() -> int:
     parser.add_argument("--overload-duration", type=float, default=10.0)
     parser.add_argument("--overload-concurrency", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("bench/results/load_test.json"))
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def _gateway_env(args: argparse.Namespace, max_upload: int) -> dict[str, str]:
+    """The gateway's environment: the two API keys, OCR, workers, queue, log level, upload limit."""
     keys = [
         {"name": "loadtest", "sha256": hash_key(LOAD_KEY), "rate_per_minute": 1e9, "burst": 100_000},
         {"name": "limited", "sha256": hash_key(LIMITED_KEY), "rate_per_minute": 1, "burst": 3},
     ]
-    max_upload = 10 * 1024 * 1024
-    env = {
+    return {
         "MEMOTION_API_KEYS": json.dumps(keys),
         "MEMOTION_OCR": "easyocr" if args.ocr_share > 0 else "none",
         "MEMOTION_WORKERS": str(args.workers),
@@ -349,28 +436,44 @@ def main() -> int:
         "MEMOTION_LOG_LEVEL": "warning",
         "MEMOTION_MAX_UPLOAD_BYTES": str(max_upload),
     }
-    gateway = GatewayProcess(args.repository, env=env)
-    url = gateway.start()
-    try:
-        assert gateway._process is not None
-        pid = gateway._process.pid
-        make = meme_payloads(args.ocr_share)
-        asyncio.run(drive(url, 3.0, 2, 20, make, pid))  # warm the connection pools and allocator
-        rss_before = rss_mib(pid)
-        steady = asyncio.run(drive(url, args.duration, args.concurrency, args.max_requests, make, pid))
-        rss_after_steady = rss_mib(pid)
-        overload = asyncio.run(
-            drive(url, args.overload_duration, args.overload_concurrency, args.max_requests, make, pid)
-        )
-        rss_after_overload = rss_mib(pid)
-        bad = bad_inputs(url, max_upload)
-        health = httpx.get(f"{url}/readyz").status_code
-        metrics = httpx.get(f"{url}/metrics").text
-        rss_end = rss_mib(pid)
-    finally:
-        exit_code = gateway.stop()
 
-    report = {
+
+@dataclass
+class _Measurements:
+    """What the phases measured on the running gateway."""
+
+    rss_before: float
+    steady: dict[str, Any]
+    rss_after_steady: float
+    overload: dict[str, Any]
+    rss_after_overload: float
+    bad: list[dict[str, Any]]
+    health: int
+    metrics: str
+    rss_end: float
+
+
+def _measure(url: str, pid: int, args: argparse.Namespace, max_upload: int) -> _Measurements:
+    """Warm up, then run the steady, overload and bad-input phases, reading RSS between them."""
+    make = meme_payloads(args.ocr_share)
+    asyncio.run(drive(url, 3.0, 2, 20, make, pid))  # warm the connection pools and allocator
+    rss_before = rss_mib(pid)
+    steady = asyncio.run(drive(url, args.duration, args.concurrency, args.max_requests, make, pid))
+    rss_after_steady = rss_mib(pid)
+    overload = asyncio.run(drive(url, args.overload_duration, args.overload_concurrency, args.max_requests, make, pid))
+    rss_after_overload = rss_mib(pid)
+    bad = bad_inputs(url, max_upload)
+    health = httpx.get(f"{url}/readyz").status_code
+    metrics = httpx.get(f"{url}/metrics").text
+    rss_end = rss_mib(pid)
+    return _Measurements(
+        rss_before, steady, rss_after_steady, overload, rss_after_overload, bad, health, metrics, rss_end
+    )
+
+
+def _build_report(args: argparse.Namespace, m: _Measurements, exit_code: int | None) -> dict[str, Any]:
+    """The JSON report: machine, settings, memory, phases, bad inputs and the gateway's health."""
+    return {
         "machine": {
             "python": platform.python_version(),
             "cpus": __import__("os").cpu_count(),
@@ -378,64 +481,86 @@ def main() -> int:
         },
         "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"repository": str(args.repository)},
         "memory_mib": {
-            "before": round(rss_before, 1),
-            "after_steady": round(rss_after_steady, 1),
-            "after_overload": round(rss_after_overload, 1),
-            "after_bad_inputs": round(rss_end, 1),
-            "peak": max(steady["peak_rss_mib"], overload["peak_rss_mib"]),
+            "before": round(m.rss_before, 1),
+            "after_steady": round(m.rss_after_steady, 1),
+            "after_overload": round(m.rss_after_overload, 1),
+            "after_bad_inputs": round(m.rss_end, 1),
+            "peak": max(m.steady["peak_rss_mib"], m.overload["peak_rss_mib"]),
         },
-        "steady": steady,
-        "overload": overload,
-        "bad_inputs": bad,
-        "ready_after": health,
-        "internal_errors_in_metrics": 'code="internal_error"' in metrics,
+        "steady": m.steady,
+        "overload": m.overload,
+        "bad_inputs": m.bad,
+        "ready_after": m.health,
+        "internal_errors_in_metrics": 'code="internal_error"' in m.metrics,
         "exit_code_after_sigterm": exit_code,
     }
+
+
+_PHASE_HEADER = [
+    "phase",
+    "clients",
+    "s",
+    "requests",
+    "200",
+    "memes/s",
+    "p50 ms",
+    "p99 ms",
+    "non-200",
+    "error codes",
+    "peak RSS MiB",
+]
+
+
+def _phase_row(name: str, phase: dict[str, Any]) -> list[Any]:
+    """One load phase as a row of the phase table."""
+    lat = phase["latency_ms"]
+    return [
+        name,
+        phase["concurrency"],
+        phase["seconds"],
+        phase["requests"],
+        phase["ok"],
+        phase["memes_per_s"],
+        lat["p50"],
+        lat["p99"],
+        phase["non_200"],
+        json.dumps(phase["error_codes"]),
+        phase["peak_rss_mib"],
+    ]
+
+
+def _print_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """Print the phase table, the memory and health line, and the bad-input table."""
     print(
         f"\nmemotion gateway load test on loopback ({args.repository}, {platform.python_version()}, "
         f"{report['machine']['cpus']} CPUs)\n"
     )
-    rows = []
-    for name, phase in (("steady", steady), ("overload", overload)):
-        lat = phase["latency_ms"]
-        rows.append(
-            [
-                name,
-                phase["concurrency"],
-                phase["seconds"],
-                phase["requests"],
-                phase["ok"],
-                phase["memes_per_s"],
-                lat["p50"],
-                lat["p99"],
-                phase["non_200"],
-                json.dumps(phase["error_codes"]),
-                phase["peak_rss_mib"],
-            ]
-        )
-    print_table(
-        rows,
-        [
-            "phase",
-            "clients",
-            "s",
-            "requests",
-            "200",
-            "memes/s",
-            "p50 ms",
-            "p99 ms",
-            "non-200",
-            "error codes",
-            "peak RSS MiB",
-        ],
-    )
+    rows = [_phase_row(name, report[name]) for name in ("steady", "overload")]
+    print_table(rows, _PHASE_HEADER)
     memory = report["memory_mib"]
     print(
         f"\nserver RSS MiB: before {memory['before']}, after steady {memory['after_steady']}, after overload "
-        f"{memory['after_overload']}, after bad inputs {memory['after_bad_inputs']}; ready afterwards: {health}; "
-        f"internal errors: {report['internal_errors_in_metrics']}; exit code after SIGTERM: {exit_code}\n"
+        f"{memory['after_overload']}, after bad inputs {memory['after_bad_inputs']}; ready afterwards: "
+        f"{report['ready_after']}; internal errors: {report['internal_errors_in_metrics']}; exit code after "
+        f"SIGTERM: {report['exit_code_after_sigterm']}\n"
     )
-    print_table([[b["input"], b["status"], b["code"]] for b in bad], ["bad input", "status", "answer"])
+    print_table([[b["input"], b["status"], b["code"]] for b in report["bad_inputs"]], ["bad input", "status", "answer"])
+
+
+def main() -> int:
+    """Start the gateway, run every phase against it, stop it, then print and write the report."""
+    args = _parse_args()
+    max_upload = 10 * 1024 * 1024
+    gateway = GatewayProcess(args.repository, env=_gateway_env(args, max_upload))
+    url = gateway.start()
+    try:
+        assert gateway._process is not None
+        measured = _measure(url, gateway._process.pid, args, max_upload)
+    finally:
+        exit_code = gateway.stop()
+
+    report = _build_report(args, measured, exit_code)
+    _print_report(args, report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwrote {args.out}")

@@ -1,18 +1,28 @@
-"""Serving throughput and latency: (a) PyTorch eager, (b) embedded ONNX Runtime, (c) Triton with
-dynamic batching -- the same models, exported in this run, behind the same gateway pipeline.
+"""Serving throughput and latency, side by side: the embedded ONNX Runtime backend without
+batching (as before issue 13) and with dynamic batching, and Triton with its dynamic batcher (and
+PyTorch eager on request) -- the same models, exported in this run, behind the same pipeline.
 
     python bench/serving.py                                   # tiny random-init models, CPU
     python bench/serving.py --run runs/tiny                   # the models of a `memotion train` run
     python bench/serving.py --clip ViT-B-32 --device cuda \\
         --triton-url 127.0.0.1:8001                           # a GPU Triton (see below)
 
-Each of 1, 8, 32 concurrent clients (threads) sends memes through ``MemeClassifier`` -- decode,
-[OCR], tokenize, preprocess, one inference per ensemble member, vote -- with the backend under test;
-the text is sent along (OCR excluded) or read from the image (OCR included; fewer requests, OCR is
-seconds per meme on a CPU). Reports memes/s and p50/p95/p99 latency, the models' FLOPs per meme
+Each of 1, 8, 32, 64 concurrent clients (threads) sends memes through ``MemeClassifier`` -- decode,
+[OCR], tokenize, preprocess, one inference per ensemble member, vote -- with the backend under test,
+the text sent along. Then, with no text sent, 1, 8 and 32 clients have the memes read by OCR
+(real memes from ../shared/data/cm-off-meme-sample when present): EasyOCR, the gateway's OCR before
+issue 12 (PyTorch under a process-wide lock; on the unbatched embedded backend only, with fewer
+requests: seconds per real meme), and PP-OCR from the model repository, run by each backend under
+test (and batched by it). The batched backend is the gateway's own (``create_backend``:
+each model's batching settings from its config.pbtxt, the ones Triton reads). A repost trace
+(Zipf-distributed image ids, about a third of the requests repeats) runs with the result cache off
+and on, as the gateway uses it. Reports memes/s and p50/p95/p99 latency, the models' FLOPs per meme
 (counted on PyTorch, batch 1) and the machine's measured fp32 matmul rate, so that achieved FLOP/s
 over that rate -- the fraction of the physical limit in use -- is visible. Prints a table, writes
 JSON (default bench/results/serving.json).
+
+Not measured here: HTTP and the gateway's admission (``MEMOTION_WORKERS`` classifications at once;
+with batching, set it at least to the batch size you want, README "Scaling").
 
 Without --run the models are random-initialised (``--clip``, default the tiny test config):
 speed does not depend on the weights. Triton: without --triton-url a local tritonserver (python
@@ -24,8 +34,12 @@ run wrote it, or ``--prepare-only``) and pass --triton-url.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import os
 import platform
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,12 +54,16 @@ from memotion.manifest import Manifest, ModelEntry, load_manifest
 from memotion.preprocess import images_to_batch
 from memotion.progress import progress_bar
 from memotion.tokenizer import ClipTokenizer
+from service.core.settings import GatewaySettings
+from service.inference.backends import create_backend
 from service.inference.backends.base import InferenceBackend
-from service.inference.backends.ort_backend import OnnxRuntimeBackend
 from service.inference.backends.triton_backend import TritonBackend
+from service.inference.batching import BatchingBackend
 from service.inference.classifier import MemeClassifier
 from service.inference.imaging import decode_image
 from service.inference.ocr import NoOcr, OcrEngine
+from service.inference.ocr.factory import create_ocr
+from service.inference.result_cache import CacheUse, MemoryResultCache, cached_classification
 from service.launchers.triton_server import TritonServerProcess
 from training.backbone import TINY_CLIP, clip_context_length, create_clip, register_model_configs
 from training.compute import count_flops, matmul_rate
@@ -54,6 +72,7 @@ from training.factory import MODEL_KINDS, ModelConfig, build_model, load_checkpo
 from training.recipe import SUMMARY_FILE, preprocessing_for, read_summary, tiny_recipe
 
 MAX_PIXELS = 36_000_000
+REAL_MEMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cm-off-meme-sample"
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -190,6 +209,7 @@ def bench_backend(
     requests: int,
     with_ocr: bool,
     label: str,
+    at_least_clients: bool = True,
 ) -> list[LoadResult]:
     def classify(i: int) -> None:
         image = decode_image(payloads[i % len(payloads)], MAX_PIXELS)
@@ -197,10 +217,171 @@ def bench_backend(
 
     results = []
     for clients in progress_bar(levels, desc=label, unit="level"):
-        count = max(requests, clients)
+        count = max(requests, clients) if at_least_clients else requests
         run_load(classify, clients, min(count, clients * 2) if not with_ocr else 1)  # warm-up
         results.append(run_load(classify, clients, count))
     return results
+
+
+# --- the repost trace and the result cache -------------------------------------------------------
+
+
+def zipf_trace(requests: int, repeat_share: float, seed: int = 0) -> list[int]:
+    """Image ids drawn from a Zipf law (P(rank k) ~ 1/k^s over many ids), ``s`` chosen so that
+    about ``repeat_share`` of the requests repeat an id seen before."""
+    rng = np.random.default_rng(seed)
+    ranks = np.arange(1, 20 * requests + 1)
+    best: list[int] = []
+    for s in np.arange(0.2, 2.5, 0.02):
+        p = ranks ** (-s)
+        ids = [int(i) for i in np.random.default_rng(seed).choice(ranks, size=requests, p=p / p.sum())]
+        if not best or abs(repeats(ids) - repeat_share) < abs(repeats(best) - repeat_share):
+            best = ids
+    order = rng.permutation(sorted(set(best)))  # rank -> a random meme, not the first ones
+    mapping = {rank: int(i) for i, rank in enumerate(order)}
+    return [mapping[i] for i in best]
+
+
+def repeats(ids: Sequence[int]) -> float:
+    return 1.0 - len(set(ids)) / len(ids)
+
+
+def distinct_payloads(payloads: list[bytes], count: int) -> list[bytes]:
+    """``count`` different image files (one pixel changed per copy): a repost is the same bytes."""
+    from PIL import Image
+
+    out = []
+    for i in range(count):
+        image = Image.open(io.BytesIO(payloads[i % len(payloads)])).convert("RGB")
+        image.putpixel((i // len(payloads) % image.width, 0), (i % 256, 0, 0))
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def bench_cache(
+    classifier: MemeClassifier, payloads: list[bytes], texts: list[str], trace: list[int], clients: int
+) -> dict[str, dict]:
+    """The trace with the cache off and on (a fresh in-process cache, as the gateway's default)."""
+    results = {}
+    for label, cache in (("off", None), ("on", MemoryResultCache(100_000, 1 << 30))):
+        lookups: list[str] = []
+
+        def classify(i: int, cache: MemoryResultCache | None = cache, lookups: list[str] = lookups) -> None:
+            meme = trace[i]
+            data, text = payloads[meme], texts[meme % len(texts)]
+            cached_classification(
+                cache,
+                CacheUse(),
+                classifier,
+                data,
+                text,
+                lambda: classifier.classify(decode_image(data, MAX_PIXELS), text),
+                lookups.append,
+            )
+
+        result = asdict(run_load(classify, clients, len(trace)))
+        results[label] = {**result, "hits": lookups.count("hit"), "misses": lookups.count("miss")}
+    return results
+
+
+# --- backends ----------------------------------------------------------------------------------
+
+BACKENDS = ("pytorch", "onnxruntime", "batched", "triton")
+
+
+def served_models(settings: GatewaySettings, manifest: Manifest) -> list:
+    """What the gateway's backend serves: the members, their stage models and the OCR models."""
+    from service.inference.ocr.factory import repository_ocr_models
+
+    members = manifest.members()
+    return [*members, *manifest.stage_models(members), *repository_ocr_models(settings, manifest)]
+
+
+def make_backend(
+    name: str, repository: Path, manifest: Manifest, run_dir: Path, args: argparse.Namespace, notes: list[str]
+) -> tuple[InferenceBackend, TritonServerProcess | None]:
+    """The backend under test (and the tritonserver started for it, if any)."""
+    members = manifest.members()
+    if name == "pytorch":
+        return TorchBackend(run_dir, members, args.device), None
+    ocr = "onnx" if manifest.ocr is not None else "none"
+    settings = GatewaySettings(model_repository=repository, batching=name == "batched", ocr=ocr)
+    if name in ("onnxruntime", "batched"):
+        backend = create_backend(settings, manifest, repository, served_models(settings, manifest))
+        if not isinstance(backend, BatchingBackend):
+            notes.append("onnxruntime: embedded, no batching, ONNX Runtime threads spinning (the gateway before #13)")
+        else:
+            policy = next(iter(backend.policies.values()))
+            notes.append(
+                "batched: embedded ONNX Runtime (threads not spinning), dynamic batching from config.pbtxt "
+                f"(max {policy.max_batch_size}, "
+                f"preferred {list(policy.preferred_batch_sizes)}, queue delay {policy.max_queue_delay_us} us)"
+            )
+        return backend, None
+    if name != "triton":
+        raise SystemExit(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    server = None
+    url = args.triton_url
+    if url is None:
+        server = TritonServerProcess(repository).start()
+        url = server.grpc_url
+        notes.append(
+            "triton: local tritonserver (nvidia-pytriton), python backend running ONNX Runtime on the CPU, "
+            "dynamic batching from the same config.pbtxt"
+        )
+    else:
+        notes.append(f"triton: external server at {url}")
+    return TritonBackend(url, served_models(settings, manifest)), server
+
+
+def ocr_engines(
+    name: str, backend: InferenceBackend, manifest: Manifest, repository: Path, args: argparse.Namespace
+) -> dict[str, OcrEngine]:
+    """The OCR engines measured on this backend: EasyOCR (the gateway before #12, PyTorch in the
+    gateway whatever the backend) once, on the unbatched embedded backend; PP-OCR from the model
+    repository (run by the backend under test) on every backend."""
+    engines: dict[str, OcrEngine] = {}
+    if not args.ocr_clients or args.ocr_requests <= 0 or name == "pytorch":
+        return engines
+    if "easyocr" in args.ocr_engines and name == "onnxruntime":
+        from service.inference.ocr.easyocr_engine import EasyOcrEngine
+
+        engines["easyocr"] = EasyOcrEngine()
+    if "ppocr" in args.ocr_engines and manifest.ocr is not None:
+        settings = GatewaySettings(model_repository=repository, ocr="onnx")
+        engines["ppocr"] = create_ocr(settings, manifest, backend, repository)
+    return engines
+
+
+def bench_one(
+    name: str,
+    backend: InferenceBackend,
+    manifest: Manifest,
+    repository: Path,
+    memes: tuple[list[bytes], list[str]],
+    ocr_memes: list[bytes],
+    args: argparse.Namespace,
+) -> dict[str, list[dict]]:
+    """Text given at every client level; then each OCR engine reading the memes (no text sent)."""
+    payloads, texts = memes
+    plain = MemeClassifier(manifest, repository, backend, NoOcr())
+    out = {
+        "ocr_excluded": [
+            asdict(r)
+            for r in bench_backend(plain, payloads, texts, args.clients, args.requests, False, f"{name}, text given")
+        ]
+    }
+    for engine, ocr in ocr_engines(name, backend, manifest, repository, args).items():
+        with_ocr = MemeClassifier(manifest, repository, backend, ocr)
+        slow = engine == "easyocr"  # seconds per real meme: fewer requests (its lock serialises them anyway)
+        requests = args.easyocr_requests if slow else args.ocr_requests
+        levels = bench_backend(
+            with_ocr, ocr_memes, texts, args.ocr_clients, requests, True, f"{name}, {engine}", not slow
+        )
+        out[f"ocr_{engine}"] = [asdict(r) for r in levels]
+    return out
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -218,41 +399,122 @@ def sample_memes(data: Path | None, workdir: Path, count: int) -> tuple[list[byt
     return [r.image_path.read_bytes() for r in records], [r.text for r in records]
 
 
+def real_memes(root: Path | None, count: int) -> list[bytes]:
+    """Up to ``count`` real meme files (a seeded sample of a labels.csv folder), or none."""
+    if root is None or not (root / "labels.csv").is_file():
+        return []
+    with (root / "labels.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    random.Random(0).shuffle(rows)
+    return [(root / r["image_path"]).read_bytes() for r in rows[:count]]
+
+
 def parse_levels(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="a `memotion train` run (default: random-init models)")
-    parser.add_argument(
-        "--clip", default=TINY_CLIP, help=f"open_clip config for random-init models (default {TINY_CLIP})"
-    )
+    parser.add_argument("--clip", default=TINY_CLIP, help=f"open_clip config for random-init models ({TINY_CLIP})")
     parser.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
-        help="PyTorch device for (a) and the matmul rate (default: cuda if available)",
+        help="PyTorch device for the pytorch backend and the matmul rate (default: cuda if available)",
     )
     parser.add_argument("--workdir", type=Path, default=Path("bench/results/serving-work"))
     parser.add_argument("--data", type=Path, help="folder with val.csv (default: synthetic memes)")
     parser.add_argument("--memes", type=int, default=32, help="distinct memes cycled through")
-    parser.add_argument("--clients", type=parse_levels, default=[1, 8, 32], help="concurrency levels")
-    parser.add_argument("--requests", type=int, default=96, help="requests per level, OCR excluded")
+    parser.add_argument("--clients", type=parse_levels, default=[1, 8, 32, 64], help="concurrency levels")
+    parser.add_argument("--requests", type=int, default=128, help="requests per level, OCR excluded")
+    parser.add_argument("--ocr-clients", type=parse_levels, default=[1, 8, 32], help="concurrency levels with OCR")
+    parser.add_argument("--ocr-requests", type=int, default=32, help="requests per level with OCR")
     parser.add_argument(
-        "--ocr-clients",
-        type=parse_levels,
-        default=[1, 8],
-        help="concurrency levels with OCR (default 1,8; OCR is seconds per meme on a CPU)",
+        "--ocr-engines",
+        default="easyocr,ppocr",
+        help="easyocr (before #12; on the onnxruntime backend only) and/or ppocr (the repository's OCR models)",
     )
-    parser.add_argument("--ocr-requests", type=int, default=8, help="requests per level with OCR")
-    parser.add_argument("--backends", default="pytorch,onnxruntime,triton")
+    parser.add_argument(
+        "--ocr-data",
+        type=Path,
+        default=REAL_MEMES if REAL_MEMES.is_dir() else None,
+        help=f"real memes read by OCR (a folder with labels.csv; default {REAL_MEMES} when present)",
+    )
+    parser.add_argument(
+        "--easyocr-requests", type=int, default=8, help="requests per level with EasyOCR (at most that many in flight)"
+    )
+    parser.add_argument("--ocr-memes", type=int, default=32, help="distinct memes read by OCR")
+    parser.add_argument("--backends", default="onnxruntime,batched,triton", help=f"of {', '.join(BACKENDS)}")
+    parser.add_argument("--trace-requests", type=int, default=192, help="repost trace length (0: none)")
+    parser.add_argument("--trace-clients", type=int, default=32, help="clients replaying the repost trace")
     parser.add_argument("--triton-url", help="an external Triton's gRPC host:port (default: start one here)")
     parser.add_argument("--matmul-size", type=int, default=None, help="default 1024 on CPU, 8192 on CUDA")
     parser.add_argument("--prepare-only", action="store_true", help="build and export the models, then stop")
     parser.add_argument("--out", type=Path, default=Path("bench/results/serving.json"))
-    args = parser.parse_args()
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    return parser.parse_args()
 
+
+def measure_flops(
+    run_dir: Path, repository: Path, manifest: Manifest, memes: tuple[list[bytes], list[str]], args: argparse.Namespace
+) -> tuple[dict[str, float], float, int]:
+    payloads, texts = memes
+    tokenizer = ClipTokenizer(
+        repository / manifest.tokenizer.file, manifest.tokenizer.context_length, manifest.tokenizer.pad_id
+    )
+    samples = {
+        "input_ids": tokenizer(texts[:8]),
+        "pixel_values": images_to_batch([decode_image(p, MAX_PIXELS) for p in payloads[:8]], manifest.preprocessing),
+    }
+    flops = flops_per_meme(run_dir, manifest.members(), samples)
+    matmul_size = args.matmul_size or (8192 if args.device.startswith("cuda") else 1024)
+    rate = matmul_rate(args.device, matmul_size)
+    print(
+        f"FLOPs per meme: {sum(flops.values()) / 1e9:.3f} GFLOP "
+        f"({', '.join(f'{k} {v / 1e9:.3f}' for k, v in flops.items())}); "
+        f"measured fp32 matmul on {args.device} ({matmul_size}^3): {rate / 1e9:.1f} GFLOP/s"
+    )
+    return flops, rate, matmul_size
+
+
+def run_backends(
+    backends: list[str],
+    repository: Path,
+    manifest: Manifest,
+    run_dir: Path,
+    memes: tuple[list[bytes], list[str]],
+    args: argparse.Namespace,
+    notes: list[str],
+) -> tuple[dict[str, dict[str, list[dict]]], dict[str, dict]]:
+    """Every backend's load levels, and the repost trace (cache off/on) on the batched one."""
+    ocr_memes = real_memes(args.ocr_data, args.ocr_memes) or memes[0]
+    notes.append(
+        f"OCR rows read {len(ocr_memes)} "
+        + ("real memes from " + str(args.ocr_data) if ocr_memes is not memes[0] else "synthetic memes")
+        + " (no text sent)"
+    )
+    results: dict[str, dict[str, list[dict]]] = {}
+    cache: dict[str, dict] = {}
+    for name in backends:
+        backend, server = make_backend(name, repository, manifest, run_dir, args, notes)
+        try:
+            results[name] = bench_one(name, backend, manifest, repository, memes, ocr_memes, args)
+            if args.trace_requests > 0 and name == ("batched" if "batched" in backends else backends[-1]):
+                trace = zipf_trace(args.trace_requests, 1 / 3)
+                payloads = distinct_payloads(memes[0], max(trace) + 1)
+                classifier = MemeClassifier(manifest, repository, backend, NoOcr())
+                cache = {"backend": name, "clients": args.trace_clients, "requests": len(trace)}
+                cache["repeats"] = repeats(trace)
+                cache.update(bench_cache(classifier, payloads, memes[1], trace, args.trace_clients))
+        finally:
+            backend.close()
+            if server is not None:
+                server.stop()
+    return results, cache
+
+
+def main() -> None:
+    args = parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     run_dir = args.run or random_run(args.clip, workdir / "run", print)
@@ -261,84 +523,15 @@ def main() -> None:
         print(f"model repository ready at {repository}")
         return
     manifest: Manifest = load_manifest(repository)
-    members = manifest.members()
-    payloads, texts = sample_memes(args.data, workdir, args.memes)
-
-    tokenizer = ClipTokenizer(
-        repository / manifest.tokenizer.file, manifest.tokenizer.context_length, manifest.tokenizer.pad_id
-    )
-    samples = {
-        "input_ids": tokenizer(texts[:8]),
-        "pixel_values": images_to_batch([decode_image(p, MAX_PIXELS) for p in payloads[:8]], manifest.preprocessing),
-    }
-    flops = flops_per_meme(run_dir, members, samples)
-    total_flops = sum(flops.values())
-    matmul_size = args.matmul_size or (8192 if args.device.startswith("cuda") else 1024)
-    rate = matmul_rate(args.device, matmul_size)
-    print(
-        f"FLOPs per meme: {total_flops / 1e9:.3f} GFLOP ({', '.join(f'{k} {v / 1e9:.3f}' for k, v in flops.items())}); "
-        f"measured fp32 matmul on {args.device} ({matmul_size}^3): {rate / 1e9:.1f} GFLOP/s"
-    )
-
-    ocr: OcrEngine | None = None
-    if args.ocr_clients and args.ocr_requests > 0:
-        from service.inference.ocr import EasyOcrEngine
-
-        ocr = EasyOcrEngine()
-    triton_server: TritonServerProcess | None = None
-    results: dict[str, dict[str, list[dict]]] = {}
-    notes = []
-    try:
-        for name in backends:
-            if name == "pytorch":
-                backend: InferenceBackend = TorchBackend(run_dir, members, args.device)
-            elif name == "onnxruntime":
-                backend = OnnxRuntimeBackend(repository, members)
-                notes.append(f"onnxruntime providers: {backend._providers}")
-            elif name == "triton":
-                url = args.triton_url
-                if url is None:
-                    triton_server = TritonServerProcess(repository).start()
-                    url = triton_server.grpc_url
-                    notes.append(
-                        "triton: local tritonserver (nvidia-pytriton), python backend running "
-                        "ONNX Runtime on the CPU, dynamic batching (preferred 8, 2 ms queue delay)"
-                    )
-                else:
-                    notes.append(f"triton: external server at {url}")
-                backend = TritonBackend(url, members)
-            else:
-                raise SystemExit(f"unknown backend {name!r}")
-            results[name] = {}
-            try:
-                plain = MemeClassifier(manifest, repository, backend, NoOcr())
-                results[name]["ocr_excluded"] = [
-                    asdict(r)
-                    for r in bench_backend(
-                        plain, payloads, texts, args.clients, args.requests, False, f"{name}, text given"
-                    )
-                ]
-                if ocr is not None:
-                    with_ocr = MemeClassifier(manifest, repository, backend, ocr)
-                    results[name]["ocr_included"] = [
-                        asdict(r)
-                        for r in bench_backend(
-                            with_ocr, payloads, texts, args.ocr_clients, args.ocr_requests, True, f"{name}, OCR"
-                        )
-                    ]
-            finally:
-                backend.close()
-                if triton_server is not None:
-                    triton_server.stop()
-                    triton_server = None
-    finally:
-        if triton_server is not None:
-            triton_server.stop()
-
+    memes = sample_memes(args.data, workdir, args.memes)
+    flops, rate, matmul_size = measure_flops(run_dir, repository, manifest, memes, args)
+    notes: list[str] = []
+    results, cache = run_backends(backends, repository, manifest, run_dir, memes, args, notes)
     report = {
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
+            "cores": len(os.sched_getaffinity(0)),
             "device": args.device,
             "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
@@ -347,19 +540,24 @@ def main() -> None:
             "clip": read_summary(run_dir)["clip"],
             "run": str(run_dir),
             "repository": str(repository),
-            "members": [m.name for m in members],
+            "members": [m.name for m in manifest.members()],
         },
-        "flops_per_meme": {"total": total_flops, **flops},
+        "flops_per_meme": {"total": sum(flops.values()), **flops},
         "matmul_flops_per_s": rate,
         "matmul_size": matmul_size,
-        "memes": len(payloads),
+        "memes": len(memes[0]),
         "results": results,
+        "repost_trace": cache,
         "notes": notes,
     }
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nwritten {args.out}")
+
+
+def mode_order(mode: str) -> tuple[int, str]:
+    return (0 if mode == "ocr_excluded" else 1 if mode == "ocr_easyocr" else 2, mode)
 
 
 def print_table(report: dict) -> None:
@@ -370,19 +568,34 @@ def print_table(report: dict) -> None:
         f"{total / 1e9:.3f} GFLOP per meme; matmul limit {rate / 1e9:.1f} GFLOP/s on {report['machine']['device']}"
     )
     header = (
-        f"{'OCR':<9}{'backend':<13}{'clients':>8}{'requests':>9}{'memes/s':>10}"
+        f"{'text by':<9}{'backend':<13}{'clients':>8}{'requests':>9}{'memes/s':>10}"
         f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'of limit':>10}"
     )
     print(header)
     print("-" * len(header))
-    for mode, label in (("ocr_excluded", "excluded"), ("ocr_included", "included")):
-        for backend, modes in report["results"].items():
-            for row in modes.get(mode, []):
-                used = row["memes_per_s"] * total / rate
-                print(
-                    f"{label:<9}{backend:<13}{row['clients']:>8}{row['requests']:>9}{row['memes_per_s']:>10.1f}"
-                    f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{used:>10.2%}"
-                )
+    results = report["results"]
+    for mode in sorted({m for per_backend in results.values() for m in per_backend}, key=mode_order):
+        label = "text" if mode == "ocr_excluded" else mode.removeprefix("ocr_")
+        rows = [(backend, r) for backend, per_backend in results.items() for r in per_backend.get(mode, [])]
+        for backend, row in sorted(rows, key=lambda item: item[1]["clients"]):
+            used = row["memes_per_s"] * total / rate
+            print(
+                f"{label:<9}{backend:<13}{row['clients']:>8}{row['requests']:>9}{row['memes_per_s']:>10.1f}"
+                f"{row['p50_ms']:>9.1f}{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{used:>10.2%}"
+            )
+    trace = report.get("repost_trace") or {}
+    if trace:
+        print(
+            f"\nrepost trace: {trace['requests']} requests, {trace['repeats']:.0%} repeats (Zipf), "
+            f"{trace['clients']} clients, backend {trace['backend']}, text given"
+        )
+        for label in ("off", "on"):
+            row = trace[label]
+            print(
+                f"  cache {label:<4}{row['memes_per_s']:>9.1f} memes/s  p50 {row['p50_ms']:>7.1f} ms  "
+                f"p99 {row['p99_ms']:>7.1f} ms  hits {row['hits']:>4}  misses {row['misses']:>4}"
+            )
+        print(f"  speed-up with the cache: {trace['on']['memes_per_s'] / trace['off']['memes_per_s']:.2f}x")
     for note in report["notes"]:
         print(f"note: {note}")
 

@@ -81,14 +81,38 @@ def http_round_trips(repository: Path, payloads: list[bytes], texts: list[str | 
     return summarise(samples)
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--data", type=Path, default=Path("demo-run/data"), help="folder with val.csv")
     parser.add_argument("--memes", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("bench/results/stage_costs.json"))
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def _print_results(results: dict, memes: int) -> None:
+    """Print the per-stage table, the HTTP ratio and the batch-1 vs batch-32 inference costs."""
+    print(f"\nper-meme stage costs over {memes} memes (in-process, ms)")
+    print(f"{'stage':<26}{'with OCR':>12}{'text given':>12}")
+    for stage in results["with_ocr"]:
+        text_given = results["with_text"].get(stage, {}).get("mean_ms")
+        print(
+            f"{stage:<26}{results['with_ocr'][stage]['mean_ms']:>12.1f}"
+            f"{(f'{text_given:.1f}' if text_given is not None else '-'):>12}"
+        )
+    http = results["http_with_text"]["mean_ms"]
+    local = results["with_text"]["total"]["mean_ms"]
+    print(f"{'HTTP round trip (text)':<26}{'':>12}{http:>12.1f}   x{http / local:.2f} of in-process")
+    print("\ninference per meme (ms), batch 1 vs batch 32")
+    for member, ms in results["inference_ms_per_meme"]["batch_1"].items():
+        b32 = results["inference_ms_per_meme"]["batch_32"][member]
+        print(f"  {member:<14}{ms:>8.2f}{b32:>8.2f}   batch-32 speed-up x{ms / b32:.1f}")
+
+
+def main() -> None:
+    """Measure every stage in process, batched inference and the HTTP round trip; print and write them."""
+    args = _parse_args()
     records = load_split(args.data / "val.csv")[: args.memes]
     payloads = [r.image_path.read_bytes() for r in records]
     captions = [r.text for r in records]
@@ -107,22 +131,7 @@ def main() -> None:
         f"batch_{b}": batched_inference(classifier, images, captions, b) for b in (1, 32)
     }
     results["http_with_text"] = http_round_trips(args.repository, payloads, captions)
-
-    print(f"\nper-meme stage costs over {len(records)} memes (in-process, ms)")
-    print(f"{'stage':<26}{'with OCR':>12}{'text given':>12}")
-    for stage in results["with_ocr"]:
-        text_given = results["with_text"].get(stage, {}).get("mean_ms")
-        print(
-            f"{stage:<26}{results['with_ocr'][stage]['mean_ms']:>12.1f}"
-            f"{(f'{text_given:.1f}' if text_given is not None else '-'):>12}"
-        )
-    http = results["http_with_text"]["mean_ms"]
-    local = results["with_text"]["total"]["mean_ms"]
-    print(f"{'HTTP round trip (text)':<26}{'':>12}{http:>12.1f}   x{http / local:.2f} of in-process")
-    print("\ninference per meme (ms), batch 1 vs batch 32")
-    for member, ms in results["inference_ms_per_meme"]["batch_1"].items():
-        b32 = results["inference_ms_per_meme"]["batch_32"][member]
-        print(f"  {member:<14}{ms:>8.2f}{b32:>8.2f}   batch-32 speed-up x{ms / b32:.1f}")
+    _print_results(results, len(records))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten {args.out}")

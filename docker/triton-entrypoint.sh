@@ -12,7 +12,7 @@
 #   TRITON_MODEL_CONFIG_NAME   empty (default): each model's config.pbtxt (CPU python backend);
 #                              e.g. `gpu`: <model>/configs/gpu.pbtxt (onnxruntime_onnx on the GPU).
 #   TRITON_MODELS              the models to load, comma-separated (default: those the repository's
-#                              manifest.json lists). Triton runs in explicit model-control mode and
+#                              manifest.json lists, OSCAR detectors and OCR networks included). Triton runs in explicit model-control mode and
 #                              loads just these: the repository also holds folders that are not
 #                              models (tokenizer/), which Triton's load-everything mode refuses.
 #                              An object-store repository needs TRITON_MODELS (no manifest to read here).
@@ -36,7 +36,9 @@ case "$repository" in
                 echo "triton-entrypoint: no manifest.json in $repository (set TRITON_MODELS)" >&2
                 exit 2
             fi
-            models=$(python3 -c 'import json, sys; print(",".join(m["name"] for m in json.load(open(sys.argv[1]))["models"]))' "$repository/manifest.json")
+            # The classifiers, their stages (OSCAR's region detector: <name>/<version>/model.onnx),
+            # and the OCR networks when the repository has them (manifest "ocr").
+            models=$(python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); o = m.get("ocr") or {}; s = [x["detector"]["file"].split("/")[0] for x in m["models"] if x.get("detector")]; print(",".join(dict.fromkeys([x["name"] for x in m["models"]] + s + [o[k]["name"] for k in ("detector", "recognizer") if k in o])))' "$repository/manifest.json")
         fi
         ;;
 esac

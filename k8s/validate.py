@@ -163,28 +163,44 @@ def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def reference_errors(objects: list[Object], external: set[tuple[str, str]] = EXTERNAL) -> list[str]:
     """Broken references between the rendered objects ([] when all hold)."""
-    errors: list[str] = []
-    present = {(o["kind"], _name(o)) for o in objects} | external
     by_kind: dict[str, list[Object]] = {}
     for obj in objects:
         by_kind.setdefault(obj["kind"], []).append(obj)
+    return [
+        *_pod_reference_errors(objects, {(o["kind"], _name(o)) for o in objects} | external),
+        *_service_errors(by_kind),
+        *_service_monitor_errors(by_kind),
+        *_scaling_errors(by_kind),
+        *_triton_url_errors(objects, by_kind),
+    ]
 
-    for obj in objects:
-        for pod in pod_templates(obj):
-            for kind, name, optional in used_objects(pod):
-                if not optional and (kind, name) not in present:
-                    errors.append(f"{obj['kind']}/{_name(obj)} uses {kind}/{name}, which is not rendered")
 
-    def pods_of(selector: dict[str, str]) -> list[Object]:
-        return [
-            o["spec"]["template"]
-            for o in by_kind.get("Deployment", [])
-            if _labels_match(selector, o["spec"]["template"]["metadata"].get("labels", {}))
-        ]
+def _pod_reference_errors(objects: list[Object], present: set[tuple[str, str]]) -> list[str]:
+    """ConfigMaps, Secrets, ServiceAccounts and the like a pod template uses but nothing renders."""
+    return [
+        f"{obj['kind']}/{_name(obj)} uses {kind}/{name}, which is not rendered"
+        for obj in objects
+        for pod in pod_templates(obj)
+        for kind, name, optional in used_objects(pod)
+        if not optional and (kind, name) not in present
+    ]
 
+
+def _pods_of(by_kind: dict[str, list[Object]], selector: dict[str, str]) -> list[Object]:
+    """The pod templates of the Deployments whose labels ``selector`` matches."""
+    return [
+        o["spec"]["template"]
+        for o in by_kind.get("Deployment", [])
+        if _labels_match(selector, o["spec"]["template"]["metadata"].get("labels", {}))
+    ]
+
+
+def _service_errors(by_kind: dict[str, list[Object]]) -> list[str]:
+    """Services selecting no pods, or targeting a port name no selected container has."""
+    errors = []
     for service in by_kind.get("Service", []):
         selector = service["spec"].get("selector", {})
-        pods = pods_of(selector)
+        pods = _pods_of(by_kind, selector)
         if not pods:
             errors.append(f"Service/{_name(service)} selects no Deployment's pods ({selector})")
         for port in service["spec"].get("ports", []):
@@ -193,23 +209,31 @@ def reference_errors(objects: list[Object], external: set[tuple[str, str]] = EXT
                 p.get("name") == target for pod in pods for c in pod["spec"]["containers"] for p in c.get("ports", [])
             ):
                 errors.append(f"Service/{_name(service)} targets port {target!r}, which no selected container names")
+    return errors
 
+
+def _service_monitor_errors(by_kind: dict[str, list[Object]]) -> list[str]:
+    """ServiceMonitors selecting no Service, or scraping a port name no selected Service has."""
+    errors = []
     for monitor in by_kind.get("ServiceMonitor", []):
         selector = monitor["spec"]["selector"].get("matchLabels", {})
         services = [s for s in by_kind.get("Service", []) if _labels_match(selector, s["metadata"].get("labels", {}))]
         if not services:
             errors.append(f"ServiceMonitor/{_name(monitor)} selects no rendered Service ({selector})")
         for endpoint in monitor["spec"]["endpoints"]:
+            port = endpoint.get("port")
             if (
-                "port" in endpoint
+                port is not None
                 and services
-                and not any(p.get("name") == endpoint["port"] for s in services for p in s["spec"]["ports"])
+                and not any(p.get("name") == port for s in services for p in s["spec"]["ports"])
             ):
-                errors.append(
-                    f"ServiceMonitor/{_name(monitor)} scrapes port {endpoint['port']!r}, "
-                    "which no selected Service names"
-                )
+                errors.append(f"ServiceMonitor/{_name(monitor)} scrapes port {port!r}, which no selected Service names")
+    return errors
 
+
+def _scaling_errors(by_kind: dict[str, list[Object]]) -> list[str]:
+    """HPAs scaling nothing rendered (or fighting a fixed replica count), PDBs selecting no pods."""
+    errors = []
     deployments = {_name(d): d for d in by_kind.get("Deployment", [])}
     for hpa in by_kind.get("HorizontalPodAutoscaler", []):
         target = hpa["spec"]["scaleTargetRef"]
@@ -220,10 +244,8 @@ def reference_errors(objects: list[Object], external: set[tuple[str, str]] = EXT
         elif "replicas" in deployments[target["name"]]["spec"]:
             errors.append(f"Deployment/{target['name']} sets replicas although an HPA owns them")
     for pdb in by_kind.get("PodDisruptionBudget", []):
-        if not pods_of(pdb["spec"]["selector"].get("matchLabels", {})):
+        if not _pods_of(by_kind, pdb["spec"]["selector"].get("matchLabels", {})):
             errors.append(f"PodDisruptionBudget/{_name(pdb)} selects no Deployment's pods")
-
-    errors += _triton_url_errors(objects, by_kind)
     return errors
 
 

@@ -55,7 +55,7 @@ class WordPieceTokenizerEntry(_Strict):
 
     ``[CLS] text [SEP] tags [SEP]``, token types 0 / 1, truncated longest-first and padded with
     [PAD] to ``max_length``; gives ``oscar_input_ids``, ``oscar_token_type_ids``,
-    ``oscar_attention_mask`` (int64 [B, max_length]). See ``training/oscar/inputs.py``.
+    ``oscar_attention_mask`` (int64 [B, max_length]). See ``memotion/oscar_inputs.py``.
     """
 
     type: Literal["bert_wordpiece_pair"] = "bert_wordpiece_pair"
@@ -68,7 +68,7 @@ class RegionDetectorEntry(_Strict):
 
     ONNX ``file``: input ``image`` float32 [3, H, W], RGB in [0, 1], scaled (bilinear) so the
     shorter side is ``min_size`` unless the longer would pass ``max_size``, each side then rounded
-    to a multiple of ``size_divisor`` (``training/oscar/inputs.py: detector_image``); outputs
+    to a multiple of ``size_divisor`` (``memotion/oscar_inputs.py: detector_image``); outputs
     ``region_features`` [regions, feature_dim] float32 (detector feature + 6 box-geometry values),
     ``region_mask`` [regions] int64 (1: a detected box, 0: padding), ``region_labels`` [regions]
     int64 (indices into ``categories``). The tags are the names of the detected labels in order,
@@ -85,6 +85,39 @@ class RegionDetectorEntry(_Strict):
     regions: int = Field(gt=0)
     feature_dim: int = Field(gt=0)
     categories: tuple[str, ...]
+
+    def served_model(self) -> StageModelEntry:
+        """The detector as a model the backend runs; name and version from ``<name>/<version>/model.onnx``."""
+        parts = Path(self.file).parts
+        name = parts[0] if len(parts) == 3 else Path(self.file).stem
+        version = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 1
+        return StageModelEntry(
+            name=name,
+            kind="region_detector",
+            version=version,
+            file=self.file,
+            inputs=(self.input,),
+            outputs=self.outputs,
+        )
+
+
+class StageModelEntry(_Strict):
+    """A network a model runs before itself (OSCAR's region detector), served by the backend like
+    the models. One item per call: its tensors have no batch axis (Triton ``max_batch_size: 0``, no
+    dynamic batching). Not written in the manifest: made from the stage's entry (``served_model``)."""
+
+    name: str
+    kind: Literal["region_detector"]
+    version: int = Field(ge=1)
+    file: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    def served_outputs(self) -> list[str]:
+        return list(self.outputs)
+
+    def files(self) -> list[str]:
+        return [self.file]
 
 
 ModelInput = Literal[
@@ -161,10 +194,79 @@ class ModelEntry(_Strict):
             return [self.detector.regions]
         return None
 
+    def stage_models(self) -> list[StageModelEntry]:
+        """The networks the backend runs for this model before it (OSCAR: its region detector)."""
+        return [self.detector.served_model()] if self.detector is not None else []
+
     def files(self) -> list[str]:
         """Every repository file this model needs (ONNX graph, its stages' files)."""
         stages = [stage.file for stage in (self.text_tokenizer, self.detector) if stage is not None]
         return [self.file, *stages]
+
+
+class OcrModelEntry(_Strict):
+    """One OCR network, served like the classifiers: ONNX in the repository, run by the backend
+    (in-process ONNX Runtime or Triton). ``inputs`` / ``outputs``: the graph's tensor names; the
+    first axis of each is the batch axis. ``sha256`` and ``source``: where the graph came from."""
+
+    name: str
+    kind: Literal["ocr_detector", "ocr_recognizer"]
+    version: int = Field(default=1, ge=1)
+    file: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    source: str = ""
+    sha256: str = ""
+
+    def served_outputs(self) -> list[str]:
+        return list(self.outputs)
+
+    def files(self) -> list[str]:
+        return [self.file]
+
+
+class OcrEntry(_Strict):
+    """OCR as served models: a text detector and a recogniser (``engine`` names their pre- and
+    post-processing; the gateway's ``service/inference/ocr``).
+
+    ``ppocr``: PaddleOCR's PP-OCR. Detector: BGR image scaled so its ``det_limit_type`` side
+    ("min": shorter, "max": longer) is ``det_limit_side_len`` (sides rounded to multiples of 32),
+    normalised with ``det_mean``/``det_std`` -> probability map [B, 1, H, W], boxes by DB
+    post-processing (``det_thresh``, ``det_box_thresh``, ``det_unclip_ratio``). Recogniser: every
+    box of a meme cropped, resized to height ``rec_height`` (width padded to the batch's widest,
+    at least ``rec_min_width``, rounded up to ``rec_width_step``), all in one batch -> CTC
+    probabilities [B, T, classes] over ``characters_file`` (one per line; blank first and space
+    last are added by the decoder); lines below ``min_score`` are dropped.
+    """
+
+    engine: Literal["ppocr"] = "ppocr"
+    detector: OcrModelEntry
+    recognizer: OcrModelEntry
+    characters_file: str
+    # "max" 960: memes are read at their own size (scaled down only past 960 px); measured on real
+    # memes (bench/ocr.py) faster than rapidocr's "min" 736 and more accurate than "min" 480.
+    det_limit_side_len: int = Field(default=960, gt=0)
+    det_limit_type: Literal["min", "max"] = "max"
+    det_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    det_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    det_thresh: float = Field(default=0.3, gt=0, lt=1)
+    det_box_thresh: float = Field(default=0.5, gt=0, lt=1)
+    det_unclip_ratio: float = Field(default=1.6, gt=0)
+    rec_height: int = Field(default=48, gt=0)
+    rec_min_width: int = Field(default=320, gt=0)
+    rec_width_step: int = Field(default=64, gt=0)
+    rec_max_batch: int = Field(default=32, gt=0)
+    min_score: float = Field(default=0.5, ge=0, le=1)
+
+    def models(self) -> list[OcrModelEntry]:
+        return [self.detector, self.recognizer]
+
+    def files(self) -> list[str]:
+        return [self.detector.file, self.recognizer.file, self.characters_file]
+
+
+# Anything a backend runs: a classifier (ensemble member), a stage before one, or an OCR network.
+ServedModel = ModelEntry | StageModelEntry | OcrModelEntry
 
 
 class EnsembleEntry(_Strict):
@@ -193,6 +295,23 @@ class EnsembleEntry(_Strict):
         return self.task_b_members.get(head, self.members_for(head))
 
 
+class EvaluationEntry(_Strict):
+    """How the served models were measured, so a moderation team can see it (``GET /v1/model-card``).
+
+    ``scores``: measure (``macro_f1``: SemEval-2020 Task 8, ``weighted_f1``: Memotion 3) -> task
+    (``task_a``, ``task_b``, ``task_c``, a Task C head, or a binary task such as ``sarcastic``) -> F1.
+    ``model``: a model in ``models``, ``ensemble``, or another row of the experiment that measured it.
+    """
+
+    dataset: str
+    split: str  # validation, test, ...
+    model: str
+    scores: dict[str, dict[str, float]]
+    seeds: int = Field(default=1, ge=1)  # scores are the mean over this many training seeds
+    memes: int | None = None
+    note: str = ""
+
+
 class Manifest(_Strict):
     schema_version: int = SCHEMA_VERSION
     repository_version: str
@@ -205,6 +324,10 @@ class Manifest(_Strict):
     ensemble: EnsembleEntry
     training: dict[str, object] = Field(default_factory=dict)
     notice: str = ""
+    # OCR as served models (None: the gateway falls back to its own OCR, or none).
+    ocr: OcrEntry | None = None
+    # Quality numbers: what the models (or the experiment that chose them) scored, on which data.
+    evaluation: tuple[EvaluationEntry, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -233,6 +356,13 @@ class Manifest(_Strict):
         for head in self.task_b_names:
             if head not in task_names:
                 raise ValueError(f"task_b_names names unknown head {head!r}")
+        ocr_names = [m.name for m in self.ocr.models()] if self.ocr else []
+        clash = [name for name in ocr_names if name in names]
+        if clash:
+            raise ValueError(f"OCR models {clash} have the names of classifiers")
+        clash = [stage.name for stage in self.stage_models() if stage.name in [*names, *ocr_names]]
+        if clash:
+            raise ValueError(f"stage models {clash} have the names of classifiers or OCR models")
         return self
 
     def model(self, name: str) -> ModelEntry:
@@ -243,6 +373,17 @@ class Manifest(_Strict):
 
     def members(self) -> list[ModelEntry]:
         return [self.model(name) for name in self.ensemble.members]
+
+    def stage_models(self, models: list[ModelEntry] | None = None) -> list[StageModelEntry]:
+        """The stage networks of ``models`` (default: every model), each once."""
+        stages: dict[str, StageModelEntry] = {}
+        for model in models if models is not None else self.models:
+            stages.update((stage.name, stage) for stage in model.stage_models())
+        return list(stages.values())
+
+    def served_models(self) -> list[ServedModel]:
+        """Everything a Triton serving this repository loads: models, their stages, OCR networks."""
+        return [*self.models, *self.stage_models(), *(self.ocr.models() if self.ocr is not None else [])]
 
 
 class ManifestError(RuntimeError):
@@ -261,7 +402,8 @@ def load_manifest(repository: str | Path) -> Manifest:
         manifest = Manifest.model_validate(json.loads(path.read_text()))
     except (ValueError, TypeError) as err:
         raise ManifestError(f"{path}: invalid manifest: {err}") from err
-    for relative in [manifest.tokenizer.file, *(f for m in manifest.models for f in m.files())]:
+    ocr_files = manifest.ocr.files() if manifest.ocr is not None else []
+    for relative in [manifest.tokenizer.file, *(f for m in manifest.models for f in m.files()), *ocr_files]:
         if not (root / relative).is_file():
             raise ManifestError(f"{path} names {relative}, which is missing from {root}")
     return manifest

@@ -21,9 +21,10 @@ class ClipTokenizer:
         self._tokenizer.no_truncation()
         self.context_length = context_length
         self.pad_id = pad_id
-        self.eot_id = self._tokenizer.token_to_id("<end_of_text>")
-        if self.eot_id is None:
+        eot_id = self._tokenizer.token_to_id("<end_of_text>")
+        if eot_id is None:
             raise ValueError(f"{tokenizer_file}: no <end_of_text> token")
+        self.eot_id: int = eot_id
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> int64 [len(texts), context_length]."""

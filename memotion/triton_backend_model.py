@@ -1,5 +1,6 @@
 """The Triton python-backend model memotion writes into every model version (as model.py): runs
-model.onnx of this version with ONNX Runtime on the CPU. The GPU configs (configs/*.pbtxt) use Triton's native
+model.onnx of this version with ONNX Runtime on the CPU. A model with max_batch_size 0 (a stage
+model: one item per call, no batch axis) runs each request alone. The GPU configs (configs/*.pbtxt) use Triton's native
 onnxruntime backend on the same model.onnx instead."""
 
 import json
@@ -21,22 +22,30 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
         self.inputs = [tensor["name"] for tensor in config["input"]]
         self.outputs = [tensor["name"] for tensor in config["output"]]
+        self.batched = int(config.get("max_batch_size", 1)) > 0
+
+    def _run(self, feeds):
+        """The outputs per request: the requests as one batch, or (unbatched) each alone."""
+        if not self.batched:
+            return [self.session.run(self.outputs, dict(zip(self.inputs, tensors))) for tensors in feeds]
+        sizes = [tensors[0].shape[0] for tensors in feeds]
+        batch = {name: np.concatenate([tensors[i] for tensors in feeds]) for i, name in enumerate(self.inputs)}
+        results = self.session.run(self.outputs, batch)
+        bounds = np.cumsum([0, *sizes])
+        return [[value[bounds[i] : bounds[i + 1]] for value in results] for i in range(len(sizes))]
 
     def execute(self, requests):
         try:
             feeds = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs] for r in requests]
-            sizes = [tensors[0].shape[0] for tensors in feeds]
-            batch = {name: np.concatenate([tensors[i] for tensors in feeds]) for i, name in enumerate(self.inputs)}
-            results = self.session.run(self.outputs, batch)
+            results = self._run(feeds)
         except Exception as err:  # every request of the batch gets the error
             error = pb_utils.TritonError(f"{type(err).__name__}: {err}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
-        responses, start = [], 0
-        for size in sizes:
-            tensors = [
-                pb_utils.Tensor(name, np.ascontiguousarray(value[start : start + size]))
-                for name, value in zip(self.outputs, results)
-            ]
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            start += size
-        return responses
+        return [
+            pb_utils.InferenceResponse(
+                output_tensors=[
+                    pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in zip(self.outputs, values)
+                ]
+            )
+            for values in results
+        ]

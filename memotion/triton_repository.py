@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from memotion.manifest import Manifest, ModelEntry
+from memotion.manifest import Manifest, ServedModel, StageModelEntry
 
 Variant = Literal["cpu", "gpu", "gpu_tensorrt"]
 VARIANTS: tuple[Variant, ...] = ("cpu", "gpu", "gpu_tensorrt")
@@ -59,10 +59,11 @@ class TensorSpec:
     dims: tuple[int, ...]
 
 
-def onnx_tensors(path: Path, model: ModelEntry) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def onnx_tensors(path: Path, model: ServedModel, batched: bool = True) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs of ``model`` (the ones the manifest names) read from its ONNX graph.
 
-    The first axis of every tensor must be the batch axis (export makes it dynamic)."""
+    ``batched``: the first axis of every tensor must be the batch axis (export makes it dynamic)
+    and is left out of the dims; otherwise the dims are the whole shape (Triton max_batch_size 0)."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -80,6 +81,8 @@ def onnx_tensors(path: Path, model: ModelEntry) -> tuple[list[TensorSpec], list[
                 "which Triton configs here do not cover"
             )
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+        if not batched:
+            return TensorSpec(name, _ONNX_TO_TRITON[tensor.elem_type], tuple(dims))
         if not dims or (dims[0] != -1 and dims[0] != 1):
             raise ValueError(f"model {model.name}: tensor {name!r} has no batch axis first (dims {dims})")
         return TensorSpec(name, _ONNX_TO_TRITON[tensor.elem_type], tuple(dims[1:]))
@@ -91,7 +94,8 @@ def onnx_tensors(path: Path, model: ModelEntry) -> tuple[list[TensorSpec], list[
 class TritonBatching:
     """Triton's batching settings, shared by every variant.
 
-    ``max_batch_size``: the largest batch Triton builds (the ONNX graphs have a dynamic batch axis).
+    ``max_batch_size``: the largest batch Triton builds (the ONNX graphs have a dynamic batch axis);
+    0: no batching, one item per call and no batch axis (``NO_BATCHING``: a stage model's).
     ``preferred_batch_sizes``: the dynamic batcher sends a batch as soon as it reaches one of these;
     otherwise it waits at most ``max_queue_delay_us`` for more requests.
     """
@@ -104,13 +108,58 @@ class TritonBatching:
     intra_op_threads: int = 0  # 0: ONNX Runtime decides
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.max_batch_size < 0:
+            raise ValueError(f"max_batch_size must be >= 0, got {self.max_batch_size}")
         bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
         if bad:
             raise ValueError(f"preferred batch sizes {bad} not in 1..max_batch_size={self.max_batch_size}")
         if self.max_queue_delay_us < 0 or self.cpu_instances < 1 or self.gpu_instances < 1:
             raise ValueError("queue delay must be >= 0 and instance counts >= 1")
+
+
+# A model that takes one item per call (a stage model: OSCAR's region detector).
+NO_BATCHING = TritonBatching(max_batch_size=0, preferred_batch_sizes=(), max_queue_delay_us=0)
+
+
+def default_batching(model: ServedModel) -> TritonBatching:
+    """Batching for ``model`` when nothing else says: none for a stage model, the defaults otherwise."""
+    return NO_BATCHING if isinstance(model, StageModelEntry) else TritonBatching()
+
+
+def batching_from_config(text: str) -> TritonBatching:
+    """The batching settings a config.pbtxt written by ``model_config`` states (defaults for the rest).
+
+    The embedded ONNX Runtime batcher (service/inference/batching.py) reads them from the same file
+    Triton reads, so both backends batch alike."""
+    import re
+
+    def number(field: str) -> int | None:
+        match = re.search(rf"^\s*{field}\s*:\s*(-?\d+)", text, re.MULTILINE)
+        return int(match.group(1)) if match else None
+
+    default = TritonBatching()
+    preferred = re.search(r"^\s*preferred_batch_size\s*:\s*\[([^\]]*)\]", text, re.MULTILINE)
+    single = number("preferred_batch_size")
+    sizes = default.preferred_batch_sizes
+    if preferred is not None:
+        sizes = tuple(int(v) for v in preferred.group(1).replace(",", " ").split())
+    elif single is not None:
+        sizes = (single,)
+    max_batch = number("max_batch_size")
+    delay = number("max_queue_delay_microseconds")
+    return TritonBatching(
+        max_batch_size=max(0, max_batch) if max_batch is not None else default.max_batch_size,
+        preferred_batch_sizes=sizes if "dynamic_batching" in text else (),
+        max_queue_delay_us=delay
+        if delay is not None
+        else (default.max_queue_delay_us if "dynamic_batching" in text else 0),
+    )
+
+
+def model_batching(repository: Path, model: ServedModel) -> TritonBatching:
+    """``model``'s batching settings: its CPU config.pbtxt's, or its defaults when there is none."""
+    path = config_path(Path(repository) / model.name, "cpu")
+    return batching_from_config(path.read_text()) if path.is_file() else default_batching(model)
 
 
 class Enum(str):
@@ -152,7 +201,7 @@ def _parameters(values: Mapping[str, str]) -> list[dict[str, object]]:
 
 
 def model_config(
-    model: ModelEntry,
+    model: ServedModel,
     inputs: Sequence[TensorSpec],
     outputs: Sequence[TensorSpec],
     variant: Variant,
@@ -173,10 +222,7 @@ def model_config(
             "max_batch_size": batching.max_batch_size,
             "input": [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in inputs],
             "output": [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in outputs],
-            "dynamic_batching": {
-                "preferred_batch_size": list(batching.preferred_batch_sizes),
-                "max_queue_delay_microseconds": batching.max_queue_delay_us,
-            },
+            **_dynamic_batching(batching),
             "instance_group": [
                 {"count": batching.cpu_instances, "kind": Enum("KIND_CPU")}
                 if variant == "cpu"
@@ -186,23 +232,30 @@ def model_config(
         }
     )
     if variant == "gpu_tensorrt":
-        config["optimization"] = {
-            "execution_accelerators": {
-                "gpu_execution_accelerator": [
-                    {
-                        "name": "tensorrt",
-                        "parameters": [
-                            {"key": key, "value": value}
-                            for key, value in {
-                                "precision_mode": "FP16",
-                                "max_workspace_size_bytes": str(1 << 30),
-                            }.items()
-                        ],
-                    }
-                ]
-            }
-        }
+        config["optimization"] = _tensorrt_optimization()
     return config
+
+
+def _dynamic_batching(batching: TritonBatching) -> dict[str, object]:
+    """The dynamic batcher's block; none for a model that takes one item per call (max_batch_size 0)."""
+    if batching.max_batch_size == 0:
+        return {}
+    return {
+        "dynamic_batching": {
+            "preferred_batch_size": list(batching.preferred_batch_sizes),
+            "max_queue_delay_microseconds": batching.max_queue_delay_us,
+        }
+    }
+
+
+def _tensorrt_optimization() -> dict[str, object]:
+    """ONNX Runtime's TensorRT execution provider in FP16 with a 1 GiB workspace."""
+    parameters = {"precision_mode": "FP16", "max_workspace_size_bytes": str(1 << 30)}
+    accelerator = {
+        "name": "tensorrt",
+        "parameters": [{"key": key, "value": value} for key, value in parameters.items()],
+    }
+    return {"execution_accelerators": {"gpu_execution_accelerator": [accelerator]}}
 
 
 def config_path(model_dir: Path, variant: Variant) -> Path:
@@ -220,22 +273,25 @@ def write_triton_files(
     repository: Path,
     manifest: Manifest,
     batching: TritonBatching = TritonBatching(),
-    models: Sequence[ModelEntry] | None = None,
+    models: Sequence[ServedModel] | None = None,
 ) -> list[Path]:
-    """Write every variant's config and the python-backend model for ``models`` (default: all)."""
+    """Write every variant's config and the python-backend model for ``models`` (default: every
+    model and its stage models). A stage model is written unbatched (``NO_BATCHING``)."""
     written = []
-    for model in models if models is not None else manifest.models:
+    default: list[ServedModel] = [*manifest.models, *manifest.stage_models()]
+    for model in models if models is not None else default:
         model_dir = Path(repository) / model.name
         version_dir = Path(repository) / Path(model.file).parent
         if version_dir != model_dir / str(model.version) or Path(model.file).name != "model.onnx":
             raise ValueError(
                 f"model {model.name}: file {model.file} is not <name>/<version>/model.onnx (Triton's layout)"
             )
-        inputs, outputs = onnx_tensors(Path(repository) / model.file, model)
+        policy = NO_BATCHING if isinstance(model, StageModelEntry) else batching
+        inputs, outputs = onnx_tensors(Path(repository) / model.file, model, batched=policy.max_batch_size > 0)
         for variant in VARIANTS:
             path = config_path(model_dir, variant)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(to_pbtxt(model_config(model, inputs, outputs, variant, batching)) + "\n")
+            path.write_text(to_pbtxt(model_config(model, inputs, outputs, variant, policy)) + "\n")
             written.append(path)
         script = version_dir / PYTHON_MODEL_FILE
         script.write_text(PYTHON_BACKEND_MODEL_SOURCE.read_text())
@@ -247,7 +303,7 @@ def missing_triton_files(repository: Path, manifest: Manifest) -> list[str]:
     """Files Triton needs for the manifest's models that are not in ``repository`` (relative paths)."""
     root = Path(repository)
     needed = []
-    for model in manifest.models:
+    for model in manifest.served_models():
         model_dir = root / model.name
         needed += [config_path(model_dir, "cpu"), root / model.file, root / Path(model.file).parent / PYTHON_MODEL_FILE]
     return [str(path.relative_to(root)) for path in needed if not path.is_file()]

@@ -55,6 +55,9 @@ def _describe(result: dict, truth: dict[str, str]) -> str:
 
 def run_demo(config: DemoConfig) -> int:
     """Every stage in turn, each timed; the answers and the validation F1 printed."""
+    from service.core.logging_config import quiet_console
+
+    quiet_console()  # library warnings once each, one line each (not six "No pretrained weights loaded")
     print(BANNER, flush=True)
     wall = time.perf_counter()
     timings: dict[str, float] = {}

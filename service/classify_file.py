@@ -83,11 +83,16 @@ def _classifier_for(settings: GatewaySettings) -> MemeClassifier:
 
 def _in_process(data: bytes, text: str | None, settings: GatewaySettings) -> dict[str, Any]:
     from service.api.classification import classify_upload
+    from service.inference.imaging import ImageLimits
 
     classifier = _classifier_for(settings)
     try:
         response, _ = classify_upload(
-            classifier, data, text, max_pixels=settings.max_image_pixels, max_text_chars=settings.max_text_chars
+            classifier,
+            data,
+            text,
+            max_pixels=ImageLimits.from_settings(settings),
+            max_text_chars=settings.max_text_chars,
         )
     except ApiError as err:
         raise ClassifyError(err.status, err.code, err.message) from err

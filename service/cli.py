@@ -16,6 +16,28 @@ from typing import Any
 
 from memotion.cli_args import names, positive_int, run_handler
 
+# Every route the gateway serves (tests/test_fuzz_schema.py checks this list against the app's).
+ENDPOINTS: tuple[tuple[str, str, str], ...] = (
+    ("POST", "/v1/classify", "one meme: multipart form (image, text, thresholds) or JSON (base64 image and/or text)"),
+    ("POST", "/v1/classify/batch", "many memes as JSON, a status per item"),
+    ("GET", "/healthz", "liveness: the process is up"),
+    ("GET", "/readyz", "readiness: models and OCR loaded, backend ready (503 until then)"),
+    ("GET", "/metrics", "Prometheus metrics"),
+    ("GET", "/v1/model-card", "what the served models are and how they were measured"),
+    ("GET", "/docs", "interactive API docs (Swagger UI, served from the gateway: works offline)"),
+    ("GET", "/docs/assets/{file}", "Swagger UI's scripts and styles"),
+    ("GET", "/docs/oauth2-redirect", "Swagger UI's OAuth2 redirect page"),
+    ("GET", "/redoc", "the same docs as ReDoc (offline too)"),
+    ("GET", "/openapi.json", "the OpenAPI schema"),
+    ("GET", "/ui", "the moderation dashboard (and its static files under /ui/)"),
+)
+SERVE_DESCRIPTION = (
+    "Serve the HTTP gateway:\n\n"
+    + "\n".join(f"  {method:<5} {path:<22} {what}" for method, path, what in ENDPOINTS)
+    + "\n\nEvery option can also be set with an environment variable MEMOTION_<OPTION> (e.g. MEMOTION_PORT); "
+    "the README's settings table lists all of them (limits, time-outs, keys)."
+)
+
 
 def register(commands: Any) -> None:
     """Add the gateway subcommands, in the order `memotion --help` lists them."""
@@ -30,8 +52,8 @@ def _add_serve_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the HTTP gateway (FastAPI + uvicorn)",
-        description="Serve POST /v1/classify, /healthz, /readyz and /metrics. Every option can "
-        "also be set with an environment variable MEMOTION_<OPTION> (e.g. MEMOTION_PORT).",
+        description=SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--repository", type=Path, help="model repository (default ./model_repository)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
@@ -40,7 +62,11 @@ def _add_serve_parser(commands: Any) -> None:
         "--backend", choices=["onnxruntime", "triton"], help="inference backend (default: onnxruntime, in-process)"
     )
     serve.add_argument("--triton-url", help="with --backend triton: Triton's gRPC host:port (default 127.0.0.1:8001)")
-    serve.add_argument("--ocr", choices=["easyocr", "none"], help="OCR engine (default easyocr)")
+    serve.add_argument(
+        "--ocr",
+        choices=["auto", "onnx", "easyocr", "none"],
+        help="OCR engine (default auto: the repository's OCR models if it has them, else easyocr)",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -98,7 +124,7 @@ def _add_score_parser(commands: Any) -> None:
     score.add_argument("input", type=Path, metavar="INPUT")
     score.add_argument("--out", type=Path, required=True, help="results file: .jsonl or .parquet")
     score.add_argument("--repository", type=Path, help="model repository (default ./model_repository)")
-    score.add_argument("--ocr", choices=["easyocr", "none"], help="OCR engine for memes without text")
+    score.add_argument("--ocr", choices=["auto", "onnx", "easyocr", "none"], help="OCR engine for memes without text")
     score.add_argument(
         "--ignore-text", action="store_true", help="read every meme's text with OCR even when INPUT gives one"
     )
@@ -176,16 +202,25 @@ def _triton_serve(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from service.classify_file import classify_file
+    """One JSON object per line per FILE (JSON Lines): its answer, or ``{"file", "error"}`` for a file
+    that could not be classified (the others still are; the exit status is then 1)."""
+    from service.classify_file import ClassifyError, classify_file
+    from service.core.logging_config import quiet_console
     from service.core.settings import GatewaySettings
 
+    quiet_console()
     settings = None
     if args.url is None:
         settings = GatewaySettings(**({"model_repository": args.repository} if args.repository else {}))
+    failed = 0
     for path in args.files:
-        result = classify_file(path, text=args.text, url=args.url, settings=settings)
-        print(json.dumps({"file": str(path), **result}, indent=2))
-    return 0
+        try:
+            line = {"file": str(path), **classify_file(path, text=args.text, url=args.url, settings=settings)}
+        except ClassifyError as err:
+            failed += 1
+            line = {"file": str(path), "error": {"code": err.code, "message": err.message, "status": err.status}}
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+    return 1 if failed else 0
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -50,3 +50,16 @@ def test_readme_parts_name_the_top_level_folders() -> None:
     }
     for top in (*TOP_PACKAGES, "tests", "bench", "docs", "docker", "k8s", "model_repository"):
         assert top in listed, f"README's 'The parts' does not list {top}/"
+
+
+def test_relative_links_in_the_readme_and_docs_point_inside_the_repository() -> None:
+    """A newcomer's clone has only the repository: every relative markdown link must resolve in it."""
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            resolved = (page.parent / target).resolve()
+            if not resolved.exists() or ROOT not in resolved.parents:
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == [], f"links that do not resolve inside the repository: {broken}"

@@ -154,7 +154,9 @@ def test_healthz_and_readyz(client: httpx.Client, manifest: dict[str, Any]) -> N
     body = ready.json()
     assert body["status"] == "ready"
     assert body["model_version"] == manifest["repository_version"]
-    assert body["backend"] == "onnxruntime" and body["ocr"] == "easyocr"
+    assert (
+        body["backend"] == "onnxruntime" and body["ocr"] == "ppocr"
+    )  # the repository's OCR models (MEMOTION_OCR=auto)
     assert body["models"] == list(manifest["ensemble"]["members"])
 
 

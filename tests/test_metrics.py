@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from training.metrics import confusion_matrix, memotion_scores, weighted_f1
+from training.metrics import (
+    character_error_rate,
+    confusion_matrix,
+    edit_distance,
+    folded_text,
+    memotion_scores,
+    weighted_f1,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -84,3 +91,15 @@ def test_task_b_can_be_decided_otherwise_than_from_task_c():
     assert scores["task_b_humorous"] == 1.0
     assert memotion_scores(truth, pred)["task_b_humorous"] < 1.0
     assert scores["task_c_humour"] == memotion_scores(truth, pred)["task_c_humour"]
+
+
+def test_edit_distance_counts_one_per_insertion_deletion_and_substitution():
+    assert edit_distance("kitten", "sitting") == 3  # k->s, e->i, +g
+    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3 and edit_distance("abc", "abc") == 0
+
+
+def test_character_error_rate_folds_case_punctuation_and_spacing_before_comparing():
+    assert character_error_rate("When the CODE, finally compiles!", "when the code finally compiles") == 0.0
+    assert character_error_rate("whon", "when") == pytest.approx(1 / 4)
+    assert character_error_rate("anything", "") == len("anything")  # over max(1, 0)
+    assert folded_text("Ｆｕｌｌ-width ＩＩ") == "fullwidthii"  # NFKC

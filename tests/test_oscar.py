@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from memotion.labels import ALL_TASKS
+from memotion.oscar_inputs import OSCAR_INPUTS, PairTokenizer, detector_image, scaled_size, tag_text
 from training.losses import multitask_loss
 from training.oscar.config import DetectorConfig, OscarArchitecture, tiny_oscar_config
 from training.oscar.detector import (
@@ -25,7 +26,7 @@ from training.oscar.detector import (
     weights_url,
 )
 from training.oscar.detector_export import RELATIVE_TOLERANCE, check_images, detector_parity_error, export_detector
-from training.oscar.inputs import OSCAR_INPUTS, OnnxRegionDetector, PairTokenizer, detector_image, scaled_size, tag_text
+from training.oscar.inputs import OnnxRegionDetector
 from training.oscar.model import OscarClassifier
 from training.oscar.tokenizer import bert_tokenizer, train_wordpiece, write_tokenizer
 

@@ -1,7 +1,7 @@
 """OSCAR end to end on synthetic memes: `train_recipe` trains it with the shared loop, `export_run`
 writes its two ONNX stages and tokenizer into the manifest, the torch-free feeder turns real
-images and texts into the same inputs training used, ONNX Runtime equals PyTorch, and the gateway
-refuses the repository with a clear error (it does not run OSCAR's stages yet)."""
+images and texts into the same inputs training used, and ONNX Runtime equals PyTorch. The gateway
+serving it: tests/test_oscar_served.py."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from PIL import Image
 
 from memotion.data_format import load_split
 from memotion.manifest import load_manifest
+from memotion.oscar_inputs import OSCAR_INPUTS
 from training.factory import KindData, load_checkpoint
-from training.oscar.inputs import OSCAR_INPUTS, OscarFeeder
+from training.oscar.inputs import OscarFeeder
 from training.oscar.model import OscarClassifier
 from training.recipe import read_summary, tiny_recipe, train_recipe
 
@@ -87,15 +88,6 @@ def test_feeder_reproduces_training_inputs_and_onnx_equals_pytorch(oscar_reposit
         expected = model(*(torch.from_numpy(feeds[name]) for name in entry.inputs))
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e.numpy(), atol=1e-4, rtol=0)
-
-
-def test_gateway_refuses_oscar_with_a_clear_error(oscar_repository):
-    from service.core.errors import GatewayStartupError
-    from service.core.settings import GatewaySettings
-    from service.inference.classifier import MemeClassifier
-
-    with pytest.raises(GatewayStartupError, match=r"\['oscar'\].*region detector.*OSCAR"):
-        MemeClassifier.from_settings(GatewaySettings(model_repository=oscar_repository, ocr="none"))
 
 
 def test_prepare_loads_a_local_bert_and_its_tokenizer(synthetic_data, tmp_path):

@@ -87,3 +87,20 @@ def test_a_failing_batch_answers_every_request_with_an_error(backend_model) -> N
     responses = backend_model.execute([_Request(x=np.zeros((1, 2), np.float32)), _Request(x=wrong_width)])
     assert len(responses) == 2
     assert all(r.output_tensors == [] and "Error" in str(r.error) for r in responses)
+
+
+def test_an_unbatched_model_runs_each_request_alone(backend_model, tmp_path: Path) -> None:
+    """max_batch_size 0 (a stage model, e.g. OSCAR's detector): one ONNX Runtime run per request."""
+    config = {"max_batch_size": 0, "input": [{"name": "x"}], "output": [{"name": "y"}], "parameters": {}}
+    backend_model.initialize(
+        {"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1"}
+    )
+    runs = []
+    session_run = backend_model.session.run
+    backend_model.session = type(
+        "Counted", (), {"run": lambda _, names, feed: runs.append(feed) or session_run(names, feed)}
+    )()
+    first, second = np.zeros((1, 2), np.float32), np.ones((3, 2), np.float32)
+    responses = backend_model.execute([_Request(x=first), _Request(x=second)])
+    assert len(runs) == 2 and [r.error for r in responses] == [None, None]
+    np.testing.assert_array_equal(responses[1].output_tensors[0].value, second + 1)

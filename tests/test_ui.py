@@ -25,7 +25,7 @@ ARTIFACTS = Path(os.environ.get("MEMOTION_TEST_ARTIFACTS", Path(__file__).resolv
 @pytest.fixture(scope="module")
 def page(gateway_url: str) -> Iterator[object]:
     if CHROMIUM is None:
-        tool_missing("no chromium on this machine: `make browser` installs Debian's (needs apt)")
+        tool_missing("no chromium on this machine: `make system-packages` installs Debian's (needs apt)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

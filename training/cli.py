@@ -43,6 +43,7 @@ def register(commands: Any) -> None:
     _add_synthetic_parser(commands)
     _add_train_parser(commands)
     _add_experiment_parser(commands)
+    _add_real_data_parser(commands)
     _add_tune_parser(commands)
     _add_export_parser(commands)
 
@@ -284,6 +285,21 @@ def _add_experiment_parser(commands: Any) -> None:
     experiment.add_argument("--workers", type=positive_int, help="processes running seeds side by side")
 
     experiment.set_defaults(handler=_experiment)
+
+
+def _add_real_data_parser(commands: Any) -> None:
+    from training.experiments.real_data_cli import add_arguments
+
+    real = commands.add_parser(
+        "real-data",
+        help="train and evaluate on real labelled memes (Memotion 1, CM-Off-Meme) beside baselines",
+        description="One fixed split per real set (stratified by Task A); per seed: majority class, TF-IDF + "
+        "logistic regression, CLIP-text/image/multi (GB and PMR on and off), attention fusion, PM+MO, a "
+        "re-balanced CLIP-text and majority-vote ensembles searched on validation; macro and weighted F1 "
+        "per task on test. Writes OUT/real_data.{md,json,png}. bench/real_data.py adds the text-path study.",
+    )
+    add_arguments(real)
+    real.set_defaults(handler=_real_data)
 
 
 def _add_tune_parser(commands: Any) -> None:
@@ -593,6 +609,12 @@ def _tune(args: argparse.Namespace) -> int:
     )
     print(f"results in {args.out}")
     return 0
+
+
+def _real_data(args: argparse.Namespace) -> int:
+    from training.experiments.real_data_cli import run
+
+    return 0 if run(args) is not None else 2
 
 
 def _experiment(args: argparse.Namespace) -> int:

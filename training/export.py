@@ -37,6 +37,7 @@ from memotion.tokenizer import ClipTokenizer
 from memotion.triton_repository import write_triton_files
 from training.backbone import register_model_configs
 from training.factory import KindExport, load_checkpoint, model_inputs, model_kind
+from training.ocr_export import export_ocr
 from training.recipe import read_summary
 from training.tokenizer_export import write_clip_tokenizer
 
@@ -99,55 +100,52 @@ def parity_error(model: nn.Module, path: Path, inputs: dict[str, np.ndarray]) ->
     return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
 
 
-def export_run(
-    run_dir: Path,
-    repository: Path,
-    version: int = 1,
-    log: Callable[[str], None] = lambda _: None,
-) -> Path:
-    """Export every model of a ``memotion train`` run into ``repository``; returns its path."""
-    register_model_configs()
-    summary = read_summary(run_dir)
-    repository.mkdir(parents=True, exist_ok=True)
+def export_tokenizer(summary: dict, repository: Path) -> ClipTokenizer:
+    """Write the run's CLIP tokenizer as ``tokenizer.json`` and check it agrees with open_clip's."""
     simple = open_clip.get_tokenizer(summary["clip"], context_length=summary["context_length"])
     tokenizer_path = write_clip_tokenizer(simple, repository / TOKENIZER_FILE)
     tokenizer = ClipTokenizer(tokenizer_path, summary["context_length"])
-    preprocessing = Preprocessing.model_validate(summary["preprocessing"])
-    samples = sample_inputs(tokenizer, preprocessing)
     expected_ids = simple(list(SAMPLE_TEXTS)).numpy()
     if not np.array_equal(tokenizer(list(SAMPLE_TEXTS)), expected_ids):
         raise ExportError("exported tokenizer.json disagrees with open_clip's tokenizer")
+    return tokenizer
 
-    entries = []
-    for kind, info in summary["models"].items():
-        model, meta = load_checkpoint(run_dir / info["checkpoint"])
-        spec = model_kind(kind)
-        if spec.export is not None:  # a kind with stages of its own (OSCAR: detector, tokenizer)
-            entries.append(spec.export(KindExport(model, kind, run_dir, repository, version, info["validation"], log)))
-            continue
-        relative = f"{kind}/{version}/model.onnx"
-        inputs = {name: samples[name] for name in model_inputs(kind)}
-        export_onnx(model, inputs, repository / relative)
-        error = parity_error(model, repository / relative, inputs)
-        if error > PARITY_TOLERANCE:
-            raise ExportError(f"{kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
-        log(f"exported {kind} -> {relative} (ONNX Runtime vs PyTorch max |diff| {error:.1e})")
-        entries.append(
-            ModelEntry(
-                name=kind,
-                kind=kind,
-                version=version,
-                file=relative,
-                inputs=model_inputs(kind),
-                outputs=tuple(t.name for t in ALL_TASKS),
-                validation=info["validation"],
-                backbone={"clip": summary["clip"], "pretrained": summary["pretrained"]},
-                task_b_output=TASK_B_OUTPUT if getattr(model, "task_b_direct", False) else None,
-            )
-        )
 
+def export_model(
+    model: nn.Module,
+    kind: str,
+    info: dict,
+    summary: dict,
+    samples: dict[str, np.ndarray],
+    repository: Path,
+    version: int,
+    log: Callable[[str], None],
+) -> ModelEntry:
+    """One model to ``<kind>/<version>/model.onnx``, checked against PyTorch; its manifest entry."""
+    relative = f"{kind}/{version}/model.onnx"
+    inputs = {name: samples[name] for name in model_inputs(kind)}
+    export_onnx(model, inputs, repository / relative)
+    error = parity_error(model, repository / relative, inputs)
+    if error > PARITY_TOLERANCE:
+        raise ExportError(f"{kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
+    log(f"exported {kind} -> {relative} (ONNX Runtime vs PyTorch max |diff| {error:.1e})")
+    return ModelEntry(
+        name=kind,
+        kind=kind,
+        version=version,
+        file=relative,
+        inputs=model_inputs(kind),
+        outputs=tuple(t.name for t in ALL_TASKS),
+        validation=info["validation"],
+        backbone={"clip": summary["clip"], "pretrained": summary["pretrained"]},
+        task_b_output=TASK_B_OUTPUT if getattr(model, "task_b_direct", False) else None,
+    )
+
+
+def build_manifest(summary: dict, preprocessing: Preprocessing, entries: list[ModelEntry], version: int) -> Manifest:
+    """The repository's manifest: tasks, preprocessing, tokenizer, models, ensemble, training."""
     created = dt.datetime.now(dt.timezone.utc)
-    manifest = Manifest(
+    return Manifest(
         repository_version=f"{created:%Y%m%d-%H%M%S}-v{version}",
         created_at=created.isoformat(timespec="seconds"),
         tasks=tuple(TaskEntry(name=t.name, labels=t.labels, codes=t.codes) for t in ALL_TASKS),
@@ -163,11 +161,37 @@ def export_run(
         },
         notice=notice_for(summary),
     )
+
+
+def export_run(
+    run_dir: Path,
+    repository: Path,
+    version: int = 1,
+    log: Callable[[str], None] = lambda _: None,
+) -> Path:
+    """Export every model of a ``memotion train`` run into ``repository``; returns its path."""
+    register_model_configs()
+    summary = read_summary(run_dir)
+    repository.mkdir(parents=True, exist_ok=True)
+    tokenizer = export_tokenizer(summary, repository)
+    preprocessing = Preprocessing.model_validate(summary["preprocessing"])
+    samples = sample_inputs(tokenizer, preprocessing)
+    entries = []
+    for kind, info in summary["models"].items():
+        model, meta = load_checkpoint(run_dir / info["checkpoint"])
+        spec = model_kind(kind)
+        if spec.export is not None:  # a kind with stages of its own (OSCAR: detector, tokenizer)
+            entries.append(spec.export(KindExport(model, kind, run_dir, repository, version, info["validation"], log)))
+        else:
+            entries.append(export_model(model, kind, info, summary, samples, repository, version, log))
+    manifest = build_manifest(summary, preprocessing, entries, version)
     write_triton_files(repository, manifest)  # config.pbtxt (CPU), configs/gpu*.pbtxt, model.py
     log(
         "wrote Triton configs: <model>/config.pbtxt (python backend, CPU), <model>/configs/gpu.pbtxt "
         "(onnxruntime_onnx) and gpu_tensorrt.pbtxt"
     )
+    # OCR networks (PP-OCR detector + recogniser, their Triton configs): training/ocr_export.py.
+    manifest = manifest.model_copy(update={"ocr": export_ocr(repository, log=log)})
     write_manifest(manifest, repository)
     return repository
 

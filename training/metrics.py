@@ -6,6 +6,8 @@ weighted F1; Task B is each emotion's presence (intensity > 0).
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 
 import numpy as np
@@ -148,3 +150,25 @@ def task_b_direct_scores(
     scores = {f"task_b_direct_{k}": v for k, v in multilabel_f1_scores(true, pred).items()}
     scores["task_b_direct"] = float(np.mean([weighted_f1(true[:, j], pred[:, j], 2) for j in range(len(TASK_C))]))
     return scores
+
+
+def folded_text(text: str) -> str:
+    """Lower case, NFKC, punctuation and spacing folded away: only letters and digits remain."""
+    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).lower())
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions, one each."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def character_error_rate(hypothesis: str, reference: str) -> float:
+    """OCR's character error rate: edit distance of the folded texts over the reference's length."""
+    hyp, ref = folded_text(hypothesis), folded_text(reference)
+    return edit_distance(hyp, ref) / max(1, len(ref))

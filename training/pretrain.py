@@ -9,15 +9,15 @@
    whose bodies initialise the Memotion stage's models (``RecipeConfig.init_from``).
 
 Images are read and preprocessed batch by batch (a DataLoader), so data sets of any size fit.
-Each stage writes ``history.json`` and ``loss_curve.png`` beside its checkpoint.
+Both stages run the one training loop (training/loop.py) with a strategy of their own
+(:class:`ContrastiveStage`, :class:`BinaryStage`). Each writes ``history.json`` and
+``loss_curve.png`` beside its checkpoint.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,11 +34,11 @@ from torch.utils.data import DataLoader, Dataset
 from memotion.labels import TaskSpec
 from memotion.manifest import Preprocessing
 from memotion.preprocess import image_to_array
-from memotion.progress import progress_bar
 from training.backbone import clip_context_length, create_clip, normalise_pretrained
 from training.contrastive import CONTRASTIVE_LOSSES, contrastive_loss
 from training.data.pairs import DataRef, PairRecord, load_all_pairs, require_labels
 from training.factory import ModelConfig, build_unimodal, prediction_branch, run_branches, save_checkpoint
+from training.loop import EpochResult, LoopResult, StepStats, optimise, run_loop, total_steps
 from training.metrics import weighted_f1
 from training.plots import plt, save_figure
 from training.recipe import preprocessing_for
@@ -215,83 +215,28 @@ def pretrain_clip(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     io = pair_io(clip, clip_name)
-    train_loader = pair_loader(
-        train,
-        io,
-        config.batch_size,
-        True,
-        config.seed,
-        config.num_workers,
-        drop_last=len(train) % config.batch_size == 1,
-    )
+    drop_last = len(train) % config.batch_size == 1  # a batch of one pair has no negatives
+    train_loader = pair_loader(train, io, config.batch_size, True, config.seed, config.num_workers, drop_last)
     val_loader = pair_loader(val, io, config.batch_size, False, num_workers=config.num_workers) if val else None
     optimizer = torch.optim.AdamW(clip.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    total = _total_steps(len(train_loader), config.epochs, config.max_steps)
-    steps: list[dict[str, float]] = []
-    epochs: list[dict[str, float]] = []
-    best: tuple[float, int, dict, dict[str, float]] | None = None
-    started = time.perf_counter()
-    bar = progress_bar(total=total, desc=f"pretrain CLIP ({config.loss})", disable=not progress, unit="step")
-    for epoch in range(1, config.epochs + 1):
-        if len(steps) >= total:
-            break
-        clip.train()
-        for batch in train_loader:
-            if len(steps) >= total:
-                break
-            text, image = clip_features(clip, batch)
-            loss = contrastive_loss(config.loss, text, image, clip.logit_scale, config.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                clip.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
-            steps.append(
-                {
-                    "step": len(steps) + 1,
-                    "epoch": epoch,
-                    "loss": loss.item(),
-                    "logit_scale": float(clip.logit_scale.detach().exp()),
-                }
-            )
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", refresh=False)
-        record = {
-            "epoch": epoch,
-            "step": len(steps),
-            "train_loss": float(np.mean([s["loss"] for s in steps if s["epoch"] == epoch])),
-        }
-        if val_loader is not None:
-            record.update(evaluate_contrastive(clip, val_loader, config))
-        epochs.append(record)
-        log(
-            f"[pretrain CLIP] epoch {epoch}: "
-            + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "step"))
-        )
-        key = -record["val_loss"] if val_loader is not None else float(epoch)
-        if best is None or key > best[0]:
-            best = (key, epoch, copy.deepcopy(clip.state_dict()), record)
-    bar.close()
-    assert best is not None, "no epoch ran"
-    _, best_epoch, state, scores = best
-    clip.load_state_dict(state)
+    stage = ContrastiveStage(clip, config, train_loader, val_loader, optimizer, log)
+    loop = run_stage(stage, config.epochs, config.max_steps, progress)
     checkpoint = out_dir / CLIP_PRE_FILE
     # Plain types only: open_clip loads it with torch.load(weights_only=True).
     torch.save(
-        {"state_dict": state, "clip": clip_name, "stage": "pretrain_clip", "loss": config.loss, "epoch": best_epoch},
+        {
+            "state_dict": loop.state,
+            "clip": clip_name,
+            "stage": "pretrain_clip",
+            "loss": config.loss,
+            "epoch": loop.best_epoch,
+        },
         checkpoint,
     )
-    history = {"steps": steps, "epochs": epochs, "config": asdict(config)}
-    (out_dir / "history.json").write_text(json.dumps(history, indent=2))
-    plot_stage_curves(
-        steps,
-        epochs,
-        out_dir / "loss_curve.png",
-        f"CLIP contrastive pre-training ({config.loss})",
-        ("text_to_image_top1", "image_to_text_top1"),
-        "top-1 retrieval",
-    )
-    return StageResult(checkpoint, best_epoch, scores, history, time.perf_counter() - started)
+    title = f"CLIP contrastive pre-training ({config.loss})"
+    retrieval = ("text_to_image_top1", "image_to_text_top1")
+    history = write_stage_history(out_dir, stage, loop, config, title, retrieval, "top-1 retrieval")
+    return StageResult(checkpoint, loop.best_epoch, loop.best.scores, history, loop.seconds)
 
 
 # --- stage 2: binary pre-training of the uni-modal models -----------------------------------------
@@ -350,71 +295,162 @@ def pretrain_unimodal(
     train_loader = pair_loader(train, io, config.batch_size, True, config.seed, config.num_workers)
     val_loader = pair_loader(val, io, config.batch_size, False, num_workers=config.num_workers) if val else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    total = _total_steps(len(train_loader), config.epochs, config.max_steps)
-    steps: list[dict[str, float]] = []
-    epochs: list[dict[str, float]] = []
-    best: tuple[float, int, dict, dict[str, float]] | None = None
-    started = time.perf_counter()
-    bar = progress_bar(total=total, desc=f"pretrain {kind} (binary)", disable=not progress, unit="step")
-    for epoch in range(1, config.epochs + 1):
-        if len(steps) >= total:
-            break
-        model.train()
-        for batch in train_loader:
-            if len(steps) >= total:
-                break
-            loss = F.cross_entropy(binary_logits(model, kind, batch), batch.labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": loss.item()})
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", refresh=False)
-        record = {
-            "epoch": epoch,
-            "step": len(steps),
-            "train_loss": float(np.mean([s["loss"] for s in steps if s["epoch"] == epoch])),
-        }
-        if val_loader is not None:
-            record.update(evaluate_binary(model, kind, val_loader))
-        epochs.append(record)
-        log(
-            f"[pretrain {kind}] epoch {epoch}: "
-            + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "step"))
+    stage = BinaryStage(model, kind, train_loader, val_loader, optimizer, log)
+    loop = run_stage(stage, config.epochs, config.max_steps, progress)
+    meta = {
+        "stage": "pretrain_uni",
+        "tasks": [HATEFUL.name],
+        "epoch": loop.best_epoch,
+        "scores": loop.best.scores,
+        "train_config": asdict(config),
+    }
+    checkpoint = save_checkpoint(out_dir / "checkpoint.pt", model, kind, clip_name, model_config, meta)
+    validation = ("val_accuracy", "val_f1", "val_auroc")
+    history = write_stage_history(
+        out_dir, stage, loop, config, f"{kind}: binary pre-training", validation, "validation"
+    )
+    return StageResult(checkpoint, loop.best_epoch, loop.best.scores, history, loop.seconds)
+
+
+# --- the stages' strategies for the training loop -------------------------------------------------
+
+
+class PairStage:
+    """The loop's strategy for a pre-training stage on pair batches: one optimiser, the loss per
+    step in ``steps``, validation on ``val_loader`` (if any) after every epoch. Subclasses give the
+    loss, the validation, and the key the best epoch maximises (the last epoch without validation)."""
+
+    postfix = ("loss",)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        name: str,
+        train_loader: DataLoader,
+        val_loader: DataLoader | None,
+        optimizer: torch.optim.Optimizer,
+        log: Callable[[str], None],
+    ) -> None:
+        self.model, self.name, self.log = model, name, log
+        self.train_loader, self.val_loader, self.optimizer = train_loader, val_loader, optimizer
+        self.steps: list[dict[str, float]] = []
+
+    def loss(self, batch: PairBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def after_step(self) -> dict[str, float]:
+        """Anything to do after the optimiser's step; returns extra statistics for the step log."""
+        return {}
+
+    def evaluate(self, loader: DataLoader) -> dict[str, float]:
+        raise NotImplementedError
+
+    def key(self, record: dict[str, float]) -> float:
+        raise NotImplementedError
+
+    def begin_epoch(self, epoch: int) -> DataLoader:
+        return self.train_loader
+
+    def train_step(self, batch: PairBatch, epoch: int, step: int) -> StepStats:
+        loss = self.loss(batch)
+        optimise(loss, self.optimizer)
+        extras = self.after_step()
+        self.steps.append({"step": step + 1, "epoch": epoch, "loss": loss.item(), **extras})
+        return self.steps[-1]
+
+    def validate(self, epoch: int, step: int, stats: list[StepStats]) -> EpochResult:
+        record = {"epoch": epoch, "step": step, "train_loss": float(np.mean([s["loss"] for s in stats]))}
+        if self.val_loader is None:
+            return EpochResult(record, float(epoch), record)
+        record.update(self.evaluate(self.val_loader))
+        return EpochResult(record, self.key(record), record)
+
+    def end_epoch(self, epoch: int, result: EpochResult) -> None:
+        self.log(
+            f"[{self.name}] epoch {epoch}: "
+            + "  ".join(f"{k} {v:.4f}" for k, v in result.entry.items() if k not in ("epoch", "step"))
         )
-        key = record["val_f1"] if val_loader is not None else float(epoch)
-        if best is None or key > best[0]:
-            best = (key, epoch, copy.deepcopy(model.state_dict()), record)
-    bar.close()
-    assert best is not None, "no epoch ran"
-    _, best_epoch, state, scores = best
-    model.load_state_dict(state)
-    model.eval()
-    checkpoint = save_checkpoint(
-        out_dir / "checkpoint.pt",
-        model,
-        kind,
-        clip_name,
-        model_config,
-        {
-            "stage": "pretrain_uni",
-            "tasks": [HATEFUL.name],
-            "epoch": best_epoch,
-            "scores": scores,
-            "train_config": asdict(config),
-        },
-    )
-    history = {"steps": steps, "epochs": epochs, "config": asdict(config)}
+
+
+class ContrastiveStage(PairStage):
+    """pretrainCLIP: the contrastive loss of a batch's pairs; the best epoch has the lowest
+    validation loss. CLIP's logit scale is clamped after every step (e^k at most 100)."""
+
+    def __init__(
+        self,
+        clip: CLIP,
+        config: ContrastiveConfig,
+        train_loader: DataLoader,
+        val_loader: DataLoader | None,
+        optimizer: torch.optim.Optimizer,
+        log: Callable[[str], None],
+    ) -> None:
+        super().__init__(clip, "pretrain CLIP", train_loader, val_loader, optimizer, log)
+        self.clip, self.config = clip, config
+        self.desc = f"pretrain CLIP ({config.loss})"
+
+    def loss(self, batch: PairBatch) -> torch.Tensor:
+        text, image = clip_features(self.clip, batch)
+        return contrastive_loss(self.config.loss, text, image, self.clip.logit_scale, self.config.temperature)
+
+    def after_step(self) -> dict[str, float]:
+        with torch.no_grad():
+            self.clip.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
+        return {"logit_scale": float(self.clip.logit_scale.detach().exp())}
+
+    def evaluate(self, loader: DataLoader) -> dict[str, float]:
+        return evaluate_contrastive(self.clip, loader, self.config)
+
+    def key(self, record: dict[str, float]) -> float:
+        return -record["val_loss"]
+
+
+class BinaryStage(PairStage):
+    """pretrainuni: binary CE; the best epoch has the best validation weighted F1."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str,
+        train_loader: DataLoader,
+        val_loader: DataLoader | None,
+        optimizer: torch.optim.Optimizer,
+        log: Callable[[str], None],
+    ) -> None:
+        super().__init__(model, f"pretrain {kind}", train_loader, val_loader, optimizer, log)
+        self.kind = kind
+        self.desc = f"pretrain {kind} (binary)"
+
+    def loss(self, batch: PairBatch) -> torch.Tensor:
+        return F.cross_entropy(binary_logits(self.model, self.kind, batch), batch.labels)
+
+    def evaluate(self, loader: DataLoader) -> dict[str, float]:
+        return evaluate_binary(self.model, self.kind, loader)
+
+    def key(self, record: dict[str, float]) -> float:
+        return record["val_f1"]
+
+
+def run_stage(stage: PairStage, epochs: int, max_steps: int | None, progress: bool) -> LoopResult:
+    """The training loop over ``stage``'s training batches."""
+    steps = total_steps(len(stage.train_loader), epochs, max_steps)
+    return run_loop(stage.model, stage, epochs, steps, progress)
+
+
+def write_stage_history(
+    out_dir: Path,
+    stage: PairStage,
+    loop: LoopResult,
+    config: ContrastiveConfig | BinaryConfig,
+    title: str,
+    metric_keys: Sequence[str],
+    label: str,
+) -> dict[str, list]:
+    """``history.json`` (per step, per epoch, the config) and ``loss_curve.png`` of a stage."""
+    history = {"steps": stage.steps, "epochs": loop.history, "config": asdict(config)}
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
-    plot_stage_curves(
-        steps,
-        epochs,
-        out_dir / "loss_curve.png",
-        f"{kind}: binary pre-training",
-        ("val_accuracy", "val_f1", "val_auroc"),
-        "validation",
-    )
-    return StageResult(checkpoint, best_epoch, scores, history, time.perf_counter() - started)
+    plot_stage_curves(stage.steps, loop.history, out_dir / "loss_curve.png", title, metric_keys, label)
+    return history
 
 
 # --- stage runners (CLI and schedule) -------------------------------------------------------------
@@ -487,28 +523,21 @@ def run_unimodal_pretraining(
             progress,
             log,
         )
-    (out_dir / "pretrain_uni.json").write_text(
-        json.dumps(
-            {
-                "clip": clip_name,
-                "pretrained": pretrained,
-                "models": {
-                    k: {"checkpoint": f"{k}/checkpoint.pt", "best_epoch": r.best_epoch, "validation": r.scores}
-                    for k, r in results.items()
-                },
-            },
-            indent=2,
-        )
-    )
+    write_uni_summary(out_dir, clip_name, pretrained, results)
     return results
 
 
+def write_uni_summary(out_dir: Path, clip_name: str, pretrained: str | None, results: dict[str, StageResult]) -> None:
+    """``pretrain_uni.json``: the backbone and each model's checkpoint, best epoch and validation."""
+    models = {
+        k: {"checkpoint": f"{k}/checkpoint.pt", "best_epoch": r.best_epoch, "validation": r.scores}
+        for k, r in results.items()
+    }
+    summary = {"clip": clip_name, "pretrained": pretrained, "models": models}
+    (out_dir / "pretrain_uni.json").write_text(json.dumps(summary, indent=2))
+
+
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def _total_steps(steps_per_epoch: int, epochs: int, max_steps: int | None) -> int:
-    total = steps_per_epoch * epochs
-    return total if max_steps is None else min(total, max_steps)
 
 
 def plot_stage_curves(

@@ -138,44 +138,38 @@ def prepare_data(
     return PreparedData(train, val, preprocessing, context_length, pretrained, probe, tokenize)
 
 
-def train_recipe(
-    data_dir: Path,
+def check_kinds(models: tuple[str, ...]) -> None:
+    unknown = set(models) - set(MODEL_REGISTRY)
+    if unknown:
+        raise ValueError(f"unknown model kinds {sorted(unknown)}; choose from {sorted(MODEL_REGISTRY)}")
+
+
+def train_clip_models(
+    data: PreparedData,
     run_dir: Path,
     config: RecipeConfig,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, TrainResult]:
-    """Train every model in ``config.models`` on ``data_dir/{train,val}.csv``; write ``run_dir``."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    unknown = set(config.models) - set(MODEL_REGISTRY)
-    if unknown:
-        raise ValueError(f"unknown model kinds {sorted(unknown)}; choose from {sorted(MODEL_REGISTRY)}")
-    data = prepare_data(data_dir, config, progress, log)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    train, val, probe, pretrained = data.train, data.val, data.probe, data.pretrained
-    preprocessing, context_length = data.preprocessing, data.context_length
-
+    """CLIP-text and CLIP-image (also when only CLIP-multi is asked for), then CLIP-multi built on them."""
     results: dict[str, TrainResult] = {}
-    started = time.perf_counter()
     for kind in ("clip_text", "clip_image"):
-        needed_by_multi = "clip_multi" in config.models
-        if kind not in config.models and not needed_by_multi:
+        if kind not in config.models and "clip_multi" not in config.models:
             continue
-        clip = probe if kind == "clip_text" else create_clip(config.clip, pretrained)
+        clip = data.probe if kind == "clip_text" else create_clip(config.clip, data.pretrained)
         model = build_unimodal(kind, clip, config.model)
         if config.init_from:
             warm_start(model, Path(config.init_from) / kind / "checkpoint.pt", kind)
         results[kind] = train_model(
-            model, kind, train, val, config.train, run_dir / kind, config.clip, config.model, progress, log
+            model, kind, data.train, data.val, config.train, run_dir / kind, config.clip, config.model, progress, log
         )
     if "clip_multi" in config.models:
         multi = build_multi(results["clip_text"].model, results["clip_image"].model, config.model)
         results["clip_multi"] = train_model(
             multi,
             "clip_multi",
-            train,
-            val,
+            data.train,
+            data.val,
             config.train,
             run_dir / "clip_multi",
             config.clip,
@@ -183,47 +177,51 @@ def train_recipe(
             progress,
             log,
         )
-    for kind in config.models:
-        if kind not in MODEL_KINDS:  # any other registered kind trains from a fresh backbone
-            spec = model_kind(kind)
-            if spec.prepare is not None:  # inputs of its own (OSCAR: detector regions, BERT ids)
-                prepared = spec.prepare(
-                    KindData(
-                        {split: load_split(data_dir / f"{split}.csv") for split in ("train", "val")},
-                        {"train": train, "val": val},
-                        config,
-                        run_dir / kind,
-                        progress,
-                        log,
-                    )
-                )
-                results[kind] = train_model(
-                    prepared.model,
-                    kind,
-                    prepared.tensors["train"],
-                    prepared.tensors["val"],
-                    config.train,
-                    run_dir / kind,
-                    config.clip,
-                    prepared.model_config,
-                    progress,
-                    log,
-                )
-                continue
-            model = build_model(kind, config.clip, config.model, pretrained)
-            trainer = spec.train or train_model  # PM+MO trains by SVI (training/fusion/train_pmmo.py)
-            results[kind] = trainer(
-                model, kind, train, val, config.train, run_dir / kind, config.clip, config.model, progress, log
-            )
-    results = {kind: results[kind] for kind in config.models}
+    return results
+
+
+def train_registered_kind(
+    kind: str,
+    data_dir: Path,
+    data: PreparedData,
+    run_dir: Path,
+    config: RecipeConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Any other registered kind: from a fresh backbone, with inputs of its own if it prepares
+    them (OSCAR: detector regions, BERT ids), by its own trainer if it has one (PM+MO: SVI)."""
+    spec = model_kind(kind)
+    out_dir = run_dir / kind
+    if spec.prepare is not None:
+        records = {split: load_split(data_dir / f"{split}.csv") for split in ("train", "val")}
+        tensors = {"train": data.train, "val": data.val}
+        prepared = spec.prepare(KindData(records, tensors, config, out_dir, progress, log))
+        train, val = prepared.tensors["train"], prepared.tensors["val"]
+        return train_model(
+            prepared.model, kind, train, val, config.train, out_dir, config.clip, prepared.model_config, progress, log
+        )
+    model = build_model(kind, config.clip, config.model, data.pretrained)
+    trainer = spec.train or train_model  # PM+MO trains by SVI (training/fusion/train_pmmo.py)
+    return trainer(model, kind, data.train, data.val, config.train, out_dir, config.clip, config.model, progress, log)
+
+
+def run_summary(
+    data_dir: Path,
+    data: PreparedData,
+    config: RecipeConfig,
+    results: dict[str, TrainResult],
+    started: float,
+) -> dict:
+    """``summary.json``: the backbone, data, recipe, each model's validation and the ensemble's."""
     members = {kind: r.val_probabilities for kind, r in results.items()}
-    summary = {
+    return {
         "clip": config.clip,
-        "pretrained": pretrained,
-        "context_length": context_length,
-        "preprocessing": preprocessing.model_dump(mode="json"),
-        "data": {"dir": str(data_dir), "train": len(train), "val": len(val)},
-        "recipe": asdict(replace(config, pretrained=pretrained)),
+        "pretrained": data.pretrained,
+        "context_length": data.context_length,
+        "preprocessing": data.preprocessing.model_dump(mode="json"),
+        "data": {"dir": str(data_dir), "train": len(data.train), "val": len(data.val)},
+        "recipe": asdict(replace(config, pretrained=data.pretrained)),
         "models": {
             kind: {
                 "checkpoint": f"{kind}/checkpoint.pt",
@@ -234,9 +232,31 @@ def train_recipe(
             }
             for kind, r in results.items()
         },
-        "ensemble": ensemble_summary(members, val.target_columns(), config.ensemble_search, config.task_b),
+        "ensemble": ensemble_summary(members, data.val.target_columns(), config.ensemble_search, config.task_b),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def train_recipe(
+    data_dir: Path,
+    run_dir: Path,
+    config: RecipeConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, TrainResult]:
+    """Train every model in ``config.models`` on ``data_dir/{train,val}.csv``; write ``run_dir``."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    check_kinds(config.models)
+    data = prepare_data(data_dir, config, progress, log)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results = train_clip_models(data, run_dir, config, progress, log)
+    for kind in config.models:
+        if kind not in MODEL_KINDS:
+            results[kind] = train_registered_kind(kind, data_dir, data, run_dir, config, progress, log)
+    results = {kind: results[kind] for kind in config.models}
+    summary = run_summary(data_dir, data, config, results, started)
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return results
 

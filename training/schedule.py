@@ -103,6 +103,86 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
     return Schedule.model_validate_json(path.read_text())
 
 
+def _clip_stage(
+    schedule: Schedule, stage: ClipStage, data_root: Path, out_dir: Path, progress: bool, log: Callable[[str], None]
+) -> tuple[str, dict]:
+    """pretrainCLIP from the schedule's ``pretrained``; returns CLIP_pre's path and the stage's report."""
+    log(f"== stage pretrainCLIP ({stage.training.loss} loss)")
+    result = run_clip_pretraining(
+        [d.ref(data_root) for d in stage.train],
+        [d.ref(data_root) for d in stage.val],
+        out_dir / "pretrain_clip",
+        schedule.clip,
+        schedule.pretrained,
+        stage.training,
+        schedule.threads,
+        progress,
+        log,
+    )
+    checkpoint = str(result.checkpoint)
+    return checkpoint, {"checkpoint": checkpoint, "best_epoch": result.best_epoch, "validation": result.scores}
+
+
+def _uni_stage(
+    schedule: Schedule,
+    stage: UniStage,
+    pretrained: str | None,
+    data_root: Path,
+    out_dir: Path,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[str | None, dict]:
+    """pretrainuni on ``pretrained``; returns the run directory the Memotion stage starts from
+    (None unless both uni-modal models trained) and the stage's report."""
+    log("== stage pretrainuni (binary hateful / misogynous)")
+    results = run_unimodal_pretraining(
+        [d.ref(data_root) for d in stage.train],
+        [d.ref(data_root) for d in stage.val],
+        out_dir / "pretrain_uni",
+        schedule.clip,
+        pretrained,
+        schedule.model,
+        stage.training,
+        stage.models,
+        schedule.threads,
+        progress,
+        log,
+    )
+    init_from = str(out_dir / "pretrain_uni") if set(stage.models) == set(UNIMODAL_KINDS) else None
+    report = {
+        kind: {"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch, "validation": r.scores}
+        for kind, r in results.items()
+    }
+    return init_from, report
+
+
+def _memotion_stage(
+    schedule: Schedule,
+    stage: MemotionStage,
+    pretrained: str | None,
+    init_from: str | None,
+    data_root: Path,
+    out_dir: Path,
+    progress: bool,
+    log: Callable[[str], None],
+) -> dict:
+    """The Memotion recipe on ``pretrained`` (CLIP-text / CLIP-image from ``init_from``)."""
+    log("== stage Memotion")
+    if init_from is None and schedule.pretrain_uni is not None:
+        log("pretrainuni did not train both uni-modal models: Memotion starts from CLIP_pre")
+    recipe = RecipeConfig(
+        clip=schedule.clip,
+        pretrained=pretrained,
+        models=tuple(stage.models),
+        model=schedule.model,
+        train=stage.training,
+        threads=schedule.threads,
+        init_from=init_from,
+    )
+    results = train_recipe(Path(data_root) / stage.data, out_dir / "memotion", recipe, progress, log)
+    return {"run": str(out_dir / "memotion"), "validation": {k: r.scores for k, r in results.items()}}
+
+
 def run_schedule(
     schedule: Schedule,
     data_root: Path,
@@ -114,68 +194,20 @@ def run_schedule(
     out_dir.mkdir(parents=True, exist_ok=True)
     pretrained = schedule.pretrained
     report: dict = {"schedule": schedule.model_dump(mode="json"), "data_root": str(data_root), "stages": {}}
+    stages = report["stages"]
     if schedule.pretrain_clip is not None:
-        stage = schedule.pretrain_clip
-        log(f"== stage pretrainCLIP ({stage.training.loss} loss)")
-        result = run_clip_pretraining(
-            [d.ref(data_root) for d in stage.train],
-            [d.ref(data_root) for d in stage.val],
-            out_dir / "pretrain_clip",
-            schedule.clip,
-            pretrained,
-            stage.training,
-            schedule.threads,
-            progress,
-            log,
+        pretrained, stages["pretrain_clip"] = _clip_stage(
+            schedule, schedule.pretrain_clip, data_root, out_dir, progress, log
         )
-        pretrained = str(result.checkpoint)
-        report["stages"]["pretrain_clip"] = {
-            "checkpoint": pretrained,
-            "best_epoch": result.best_epoch,
-            "validation": result.scores,
-        }
     init_from = None
     if schedule.pretrain_uni is not None:
-        stage = schedule.pretrain_uni
-        log("== stage pretrainuni (binary hateful / misogynous)")
-        results = run_unimodal_pretraining(
-            [d.ref(data_root) for d in stage.train],
-            [d.ref(data_root) for d in stage.val],
-            out_dir / "pretrain_uni",
-            schedule.clip,
-            pretrained,
-            schedule.model,
-            stage.training,
-            stage.models,
-            schedule.threads,
-            progress,
-            log,
+        init_from, stages["pretrain_uni"] = _uni_stage(
+            schedule, schedule.pretrain_uni, pretrained, data_root, out_dir, progress, log
         )
-        if set(stage.models) == set(UNIMODAL_KINDS):
-            init_from = str(out_dir / "pretrain_uni")
-        report["stages"]["pretrain_uni"] = {
-            kind: {"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch, "validation": r.scores}
-            for kind, r in results.items()
-        }
     if schedule.memotion is not None:
-        stage = schedule.memotion
-        log("== stage Memotion")
-        if init_from is None and schedule.pretrain_uni is not None:
-            log("pretrainuni did not train both uni-modal models: Memotion starts from CLIP_pre")
-        recipe = RecipeConfig(
-            clip=schedule.clip,
-            pretrained=pretrained,
-            models=tuple(stage.models),
-            model=schedule.model,
-            train=stage.training,
-            threads=schedule.threads,
-            init_from=init_from,
+        stages["memotion"] = _memotion_stage(
+            schedule, schedule.memotion, pretrained, init_from, data_root, out_dir, progress, log
         )
-        results = train_recipe(Path(data_root) / stage.data, out_dir / "memotion", recipe, progress, log)
-        report["stages"]["memotion"] = {
-            "run": str(out_dir / "memotion"),
-            "validation": {k: r.scores for k, r in results.items()},
-        }
     (out_dir / "schedule.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 

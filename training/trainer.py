@@ -1,6 +1,7 @@
-"""One training loop for every model kind: AdamW, CE for Task A, focal loss for Task C, gradient
+"""Memotion training for every model kind: AdamW, CE for Task A, focal loss for Task C, gradient
 blending across a multi-branch model's branches (fixed or OGR-estimated weights), PMR on models with
-two encoders, validation weighted F1 each epoch, best checkpoint kept.
+two encoders, validation weighted F1 each epoch, best checkpoint kept. :class:`MemotionStep` is the
+strategy training/loop.py's loop runs; ``train_model`` wires them up and writes the outputs.
 
 Writes into ``out_dir``: ``checkpoint.pt``, ``history.json`` (per epoch: loss, validation F1, blend
 weights, mean rho), ``per_class_report.json``, ``val_probabilities.npz``, ``training_curves.png``,
@@ -10,10 +11,8 @@ weights, mean rho), ``per_class_report.json``, ``val_probabilities.npz``, ``trai
 
 from __future__ import annotations
 
-import copy
 import json
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import torch
 from torch import nn
 
 from memotion.labels import ALL_TASKS, TASK_B_OUTPUT
-from memotion.progress import progress_bar
 from training.dataset import MemeTensors, class_counts
 from training.factory import (
     ModelConfig,
@@ -41,6 +39,7 @@ from training.gradient_blending import (
     normalise_weights,
     split_holdout,
 )
+from training.loop import EpochResult, LoopResult, StepStats, optimise, run_loop, total_steps
 from training.losses import class_balanced_alpha, gradient_blend, multitask_loss
 from training.metrics import memotion_scores, per_class_report, selection_score, task_b_direct_scores
 from training.plots import plot_blend_weights, plot_confusion_matrices, plot_imbalance_ratio, plot_training_curves
@@ -144,6 +143,227 @@ def encoder_features(model: nn.Module, data: MemeTensors, batch_size: int = 64) 
     return torch.cat(text), torch.cat(image)
 
 
+def memotion_validation(
+    model: nn.Module, kind: str, val: MemeTensors
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Validation weighted F1 (Task A, B, C; a direct Task B head's too) and the probabilities."""
+    probabilities = predict_probabilities(model, kind, val)
+    scores = {
+        **memotion_scores(val.target_columns(), argmax_labels(probabilities)),
+        **task_b_direct_scores(val.target_columns(), probabilities),
+    }
+    return scores, probabilities
+
+
+def shuffled_batches(data: MemeTensors, batch_size: int, generator: torch.Generator) -> Iterator[MemeTensors]:
+    """One epoch of ``data`` in a fresh random order (drawn now, from ``generator``)."""
+    order = torch.randperm(len(data), generator=generator)
+    return (data.subset(order[start : start + batch_size]) for start in range(0, len(data), batch_size))
+
+
+@dataclass
+class Blending:
+    """Gradient blending during one training: off, fixed weights, or weights an estimator updates."""
+
+    mode: str
+    weights: dict[str, float] = field(default_factory=dict)
+    estimator: BlendWeightEstimator | None = None
+
+
+def setup_blending(
+    model: nn.Module,
+    kind: str,
+    train: MemeTensors,
+    config: TrainConfig,
+    alphas: list[torch.Tensor] | None,
+    log: Callable[[str], None],
+) -> tuple[MemeTensors, Blending]:
+    """Gradient blending applies to models with several branches (CLIP-multi: text, image, multi).
+    Estimated weights hold part of ``train`` out; returns the rows left to train on."""
+    blend = config.gradient_blending
+    mode = blend.mode if hasattr(model, "forward_branches") else "off"
+    if mode == "fixed":
+        return train, Blending(mode, normalise_weights(blend.weights))
+    if mode != "estimated":
+        return train, Blending(mode)
+    fit_rows, held_rows = split_holdout(
+        len(train), blend.holdout_fraction, torch.Generator().manual_seed(config.seed + 2)
+    )
+    heldout = train.subset(held_rows)
+    train = train.subset(fit_rows)
+    probe = train.subset(torch.arange(min(len(train), len(heldout))))  # LT on as many rows
+    branches = tuple(run_branches(model.eval(), kind, probe.input_ids[:1], probe.pixel_values[:1]))
+    estimator = BlendWeightEstimator(
+        lambda: BranchLosses(
+            branch_losses(model, kind, probe, config.focal_gamma, alphas),
+            branch_losses(model, kind, heldout, config.focal_gamma, alphas),
+        ),
+        branches,
+        blend.super_epoch,
+    )
+    log(
+        f"[{kind}] gradient blending: OGR weights estimated every {blend.super_epoch} epoch(s) "
+        f"on {len(heldout)} held-out training memes (trained on the other {len(train)})"
+    )
+    return train, Blending(mode, estimator=estimator)
+
+
+class PrototypeRebalancing:
+    """PMR's state over one training: class prototypes refreshed every epoch, the prototypical
+    losses per step, and rho, beta, gamma per step (and rho per epoch) for the logs."""
+
+    def __init__(self, config: PMRConfig, seed: int) -> None:
+        self.config = config
+        self.prototypes = Prototypes([t.num_classes for t in ALL_TASKS], config.momentum)
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.rho_steps: list[dict] = []
+        self.epoch_rho: list[tuple[float, ...]] = []
+
+    def refresh(self, model: nn.Module, train: MemeTensors) -> None:
+        """Algorithm 1: prototypes from a fresh subset each epoch (eq. 12)."""
+        subset_size = max(1, round(self.config.subset_fraction * len(train)))
+        subset = train.subset(torch.randperm(len(train), generator=self.generator)[:subset_size])
+        self.prototypes.update(*encoder_features(model, subset), subset.targets)
+        self.epoch_rho = []
+
+    def loss(
+        self, text_z: torch.Tensor, image_z: torch.Tensor, targets: torch.Tensor, epoch: int, step: int
+    ) -> torch.Tensor:
+        """PMR's loss on one batch (0 with PMR only monitoring); logs rho, beta, gamma."""
+        rebalance = pmr_step(self.prototypes, text_z, image_z, targets, self.config, epoch - 1)
+        self.epoch_rho.append(rebalance.rho)
+        names = [t.name for t in ALL_TASKS]
+        self.rho_steps.append(
+            {
+                "step": step + 1,
+                "epoch": epoch,
+                **{
+                    key: dict(zip(names, values))
+                    for key, values in (("rho", rebalance.rho), ("beta", rebalance.beta), ("gamma", rebalance.gamma))
+                },
+            }
+        )
+        return rebalance.loss
+
+    def rho_mean(self) -> float | None:
+        """Geometric mean of rho over the epoch's steps and the tasks (rho is a ratio)."""
+        if not self.epoch_rho:
+            return None
+        return float(np.exp(np.mean(np.log(np.clip(self.epoch_rho, 1e-12, None)))))
+
+
+class MemotionStep:
+    """The loop's strategy for the Memotion tasks: AdamW on CE (Task A) + focal (Task C) losses,
+    blended over a multi-branch model's branches, plus PMR's losses on models with two encoders."""
+
+    postfix = ("loss",)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str,
+        train: MemeTensors,
+        val: MemeTensors,
+        config: TrainConfig,
+        log: Callable[[str], None] = print,
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
+        self.model, self.kind, self.val, self.config = model, kind, val, config
+        self.log, self.on_epoch, self.desc = log, on_epoch, f"train {kind}"
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.alphas = [class_balanced_alpha(c) for c in class_counts(train)] if config.focal_alpha else None
+        self.prediction = prediction_branch(kind)
+        self.train, self.blending = setup_blending(model, kind, train, config, self.alphas, log)
+        self.pmr = self._pmr(config.pmr)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def _pmr(self, pmr: PMRConfig) -> PrototypeRebalancing | None:
+        """PMR (or just its rho monitor) on models exposing the two encoders' features."""
+        if has_encoder_features(self.model) and (pmr.enabled or pmr.monitor):
+            return PrototypeRebalancing(pmr, self.config.seed)
+        if pmr.enabled:
+            self.log(f"[{self.kind}] PMR skipped: the model has no encoder_features (see training/factory.py)")
+        return None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.train) // self.config.batch_size)
+
+    def begin_epoch(self, epoch: int) -> Iterator[MemeTensors]:
+        if self.blending.estimator is not None:
+            self.blending.weights = self.blending.estimator.weights
+        if self.pmr is not None:
+            self.pmr.refresh(self.model, self.train)
+        return shuffled_batches(self.train, self.config.batch_size, self.generator)
+
+    def batch_loss(self, batch: MemeTensors, epoch: int, step: int) -> torch.Tensor:
+        """The blended multi-task loss of the model's branches (+ PMR's loss)."""
+        targets = batch.targets.unbind(dim=1)
+        if self.pmr is not None:
+            branches, (text_z, image_z) = run_branches_and_features(
+                self.model, self.kind, batch.input_ids, batch.pixel_values
+            )
+        else:
+            branches = run_branches(self.model, self.kind, batch.input_ids, batch.pixel_values, batch.extras)
+        gamma, alphas = self.config.focal_gamma, self.alphas
+        if self.blending.mode == "off":
+            loss = multitask_loss(branches[self.prediction], targets, gamma, alphas)
+        else:
+            losses = {name: multitask_loss(logits, targets, gamma, alphas) for name, logits in branches.items()}
+            loss = gradient_blend(losses, self.blending.weights)
+        if self.pmr is not None:
+            loss = loss + self.pmr.loss(text_z, image_z, batch.targets, epoch, step)
+        return loss
+
+    def train_step(self, batch: MemeTensors, epoch: int, step: int) -> StepStats:
+        loss = self.batch_loss(batch, epoch, step)
+        optimise(loss, self.optimizer)
+        return {"loss": loss.item()}
+
+    def validate(self, epoch: int, step: int, stats: list[StepStats]) -> EpochResult:
+        scores, probabilities = memotion_validation(self.model, self.kind, self.val)
+        entry = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": float(np.mean([s["loss"] for s in stats])),
+            **{f"val_{k}": v for k, v in scores.items()},
+            **{f"gb_weight_{name}": w for name, w in self.blending.weights.items()},
+        }
+        rho = self.pmr.rho_mean() if self.pmr is not None else None
+        if rho is not None:
+            entry["rho_mean"] = rho
+        return EpochResult(entry, selection_score(scores), scores, probabilities)
+
+    def end_epoch(self, epoch: int, result: EpochResult) -> None:
+        entry, scores, weights = result.entry, result.scores, self.blending.weights
+        self.log(
+            f"[{self.kind}] epoch {epoch}: loss {entry['train_loss']:.4f}  val F1 task A "
+            f"{scores['task_a']:.3f}  task B {scores['task_b']:.3f}  task C {scores['task_c']:.3f}"
+            + (f"  GB weights {_fmt(weights)}" if weights else "")
+            + (f"  rho {entry['rho_mean']:.3f}" if "rho_mean" in entry else "")
+        )
+        if self.on_epoch is not None:
+            self.on_epoch(entry)
+        estimator = self.blending.estimator
+        if estimator is not None and estimator.end_epoch(epoch):
+            self.log(f"[{self.kind}] OGR weights after epoch {epoch}: {_fmt(estimator.weights)}")
+
+
+def save_best(
+    out_dir: Path,
+    model: nn.Module,
+    kind: str,
+    clip_name: str,
+    model_config: ModelConfig,
+    loop: LoopResult,
+    config: TrainConfig,
+    **meta: object,
+) -> None:
+    """The best epoch's checkpoint, with its scores, epoch and training config (and ``meta``)."""
+    info = {"scores": loop.best.scores, "epoch": loop.best_epoch, "train_config": asdict(config), **meta}
+    save_checkpoint(out_dir / "checkpoint.pt", model, kind, clip_name, model_config, info)
+
+
 def train_model(
     model: nn.Module,
     kind: str,
@@ -162,164 +382,21 @@ def train_model(
     ``on_epoch`` gets each epoch's history entry (Ray Tune reports it; training/experiments/tune.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    alphas = [class_balanced_alpha(c) for c in class_counts(train)] if config.focal_alpha else None
-    prediction = prediction_branch(kind)
-
-    # Gradient blending applies to models with several branches (CLIP-multi: text, image, multi).
-    blend = config.gradient_blending
-    multi_branch = hasattr(model, "forward_branches")
-    mode = blend.mode if multi_branch else "off"
-    estimator: BlendWeightEstimator | None = None
-    weights: dict[str, float] = {}
-    if mode == "estimated":
-        fit_rows, held_rows = split_holdout(
-            len(train), blend.holdout_fraction, torch.Generator().manual_seed(config.seed + 2)
-        )
-        heldout = train.subset(held_rows)
-        train = train.subset(fit_rows)
-        probe = train.subset(torch.arange(min(len(train), len(heldout))))  # LT on as many rows
-        branches = tuple(run_branches(model.eval(), kind, probe.input_ids[:1], probe.pixel_values[:1]))
-        estimator = BlendWeightEstimator(
-            lambda: BranchLosses(
-                branch_losses(model, kind, probe, config.focal_gamma, alphas),
-                branch_losses(model, kind, heldout, config.focal_gamma, alphas),
-            ),
-            branches,
-            blend.super_epoch,
-        )
-        log(
-            f"[{kind}] gradient blending: OGR weights estimated every {blend.super_epoch} epoch(s) "
-            f"on {len(heldout)} held-out training memes (trained on the other {len(train)})"
-        )
-    elif mode == "fixed":
-        weights = normalise_weights(blend.weights)
-
-    # PMR (or just its rho monitor) on models exposing the two encoders' features.
-    pmr = config.pmr
-    use_pmr = has_encoder_features(model) and (pmr.enabled or pmr.monitor)
-    prototypes = Prototypes([t.num_classes for t in ALL_TASKS], pmr.momentum) if use_pmr else None
-    pmr_generator = torch.Generator().manual_seed(config.seed + 1)
-    rho_steps: list[dict] = []
-    if pmr.enabled and not use_pmr:
-        log(f"[{kind}] PMR skipped: the model has no encoder_features (see training/factory.py)")
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    history: list[dict[str, float]] = []
-    best: tuple[float, int, dict, dict[str, float], dict[str, np.ndarray]] | None = None
-    started = time.perf_counter()
+    strategy = MemotionStep(model, kind, train, val, config, log, on_epoch)
+    estimator = strategy.blending.estimator
     if estimator is not None:
         estimator.start()
-    step = 0
-    bar = progress_bar(total=total_steps, desc=f"train {kind}", disable=not progress, unit="step")
-    for epoch in range(1, config.epochs + 1):
-        if step >= total_steps:
-            break
-        if estimator is not None:
-            weights = estimator.weights
-        if prototypes is not None:  # Algorithm 1: prototypes from a fresh subset each epoch (eq. 12)
-            subset_size = max(1, round(pmr.subset_fraction * len(train)))
-            subset = train.subset(torch.randperm(len(train), generator=pmr_generator)[:subset_size])
-            prototypes.update(*encoder_features(model, subset), subset.targets)
-        model.train()
-        order = torch.randperm(len(train), generator=generator)
-        losses: list[float] = []
-        epoch_rho: list[tuple[float, ...]] = []
-        for start in range(0, len(train), config.batch_size):
-            if step >= total_steps:
-                break
-            batch = train.subset(order[start : start + config.batch_size])
-            targets = batch.targets.unbind(dim=1)
-            if prototypes is not None:
-                branches, (text_z, image_z) = run_branches_and_features(
-                    model, kind, batch.input_ids, batch.pixel_values
-                )
-            else:
-                branches = run_branches(model, kind, batch.input_ids, batch.pixel_values, batch.extras)
-            if mode == "off":
-                loss = multitask_loss(branches[prediction], targets, config.focal_gamma, alphas)
-            else:
-                loss = gradient_blend(
-                    {
-                        name: multitask_loss(logits, targets, config.focal_gamma, alphas)
-                        for name, logits in branches.items()
-                    },
-                    weights,
-                )
-            if prototypes is not None:
-                rebalance = pmr_step(prototypes, text_z, image_z, batch.targets, pmr, epoch - 1)
-                loss = loss + rebalance.loss
-                epoch_rho.append(rebalance.rho)
-                rho_steps.append(
-                    {
-                        "step": step + 1,
-                        "epoch": epoch,
-                        **{
-                            key: dict(zip((t.name for t in ALL_TASKS), values))
-                            for key, values in (
-                                ("rho", rebalance.rho),
-                                ("beta", rebalance.beta),
-                                ("gamma", rebalance.gamma),
-                            )
-                        },
-                    }
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            step += 1
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", refresh=False)
-        probabilities = predict_probabilities(model, kind, val)
-        scores = {
-            **memotion_scores(val.target_columns(), argmax_labels(probabilities)),
-            **task_b_direct_scores(val.target_columns(), probabilities),
-        }
-        entry = {
-            "epoch": epoch,
-            "step": step,
-            "train_loss": float(np.mean(losses)),
-            **{f"val_{k}": v for k, v in scores.items()},
-            **{f"gb_weight_{name}": w for name, w in weights.items()},
-        }
-        if epoch_rho:
-            # Geometric mean over the epoch's steps and the tasks: rho is a ratio.
-            entry["rho_mean"] = float(np.exp(np.mean(np.log(np.clip(epoch_rho, 1e-12, None)))))
-        history.append(entry)
-        log(
-            f"[{kind}] epoch {epoch}: loss {np.mean(losses):.4f}  val F1 task A "
-            f"{scores['task_a']:.3f}  task B {scores['task_b']:.3f}  task C {scores['task_c']:.3f}"
-            + (f"  GB weights {_fmt(weights)}" if weights else "")
-            + (f"  rho {entry['rho_mean']:.3f}" if "rho_mean" in entry else "")
-        )
-        if on_epoch is not None:
-            on_epoch(entry)
-        if best is None or selection_score(scores) > best[0]:
-            state = copy.deepcopy(model.state_dict())
-            best = (selection_score(scores), epoch, state, scores, probabilities)
-        if estimator is not None and estimator.end_epoch(epoch):
-            log(f"[{kind}] OGR weights after epoch {epoch}: {_fmt(estimator.weights)}")
-    bar.close()
-    assert best is not None, "no epoch ran"
-    _, best_epoch, state, scores, probabilities = best
-    model.load_state_dict(state)
-    model.eval()
-    seconds = time.perf_counter() - started
-    save_checkpoint(
-        out_dir / "checkpoint.pt",
-        model,
-        kind,
-        clip_name,
-        model_config,
-        {"scores": scores, "epoch": best_epoch, "train_config": asdict(config)},
+    steps = total_steps(strategy.steps_per_epoch, config.epochs, config.max_steps)
+    loop = run_loop(model, strategy, config.epochs, steps, progress)
+    save_best(out_dir, model, kind, clip_name, model_config, loop, config)
+    probabilities, best_epoch = loop.best.outputs, loop.best_epoch
+    rho_steps = strategy.pmr.rho_steps if strategy.pmr is not None else []
+    mode = strategy.blending.mode
+    _write_outputs(out_dir, kind, loop.history, val, probabilities, best_epoch, mode, estimator, rho_steps)
+    weights = dict(strategy.blending.weights)
+    return TrainResult(
+        model, kind, best_epoch, loop.best.scores, loop.history, probabilities, loop.seconds, weights, rho_steps
     )
-    _write_outputs(out_dir, kind, history, val, probabilities, best_epoch, mode, estimator, rho_steps)
-    return TrainResult(model, kind, best_epoch, scores, history, probabilities, seconds, dict(weights), rho_steps)
 
 
 def _fmt(weights: dict[str, float]) -> str:

@@ -9,7 +9,7 @@ from fastapi import Request
 
 from service.access.keys import Client, KeyStore, load_key_file
 from service.access.rate_limit import RateLimiter
-from service.api.request_context import CLIENT_SCOPE_KEY
+from service.core.errors import CLIENT_SCOPE_KEY
 from service.core.settings import GatewaySettings
 
 logger = logging.getLogger("memotion.gateway")

@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.classification import ClassifyOptions, check_text, check_text_only, shape_response
 from service.api.schemas import API_VERSION, ClassifyResponse, ErrorDetail
-from service.api.wire import decode_base64_image
+from service.api.wire import Thresholds, decode_base64_image
 from service.core.errors import ApiError
 from service.inference.backends import BackendUnavailable
 from service.inference.classifier import ClassificationCancelled, MemeClassifier
-from service.inference.imaging import decode_image
+from service.inference.imaging import ImageLimits, decode_image
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -60,7 +60,7 @@ class BatchRequest(BaseModel):
     )
 
     items: list[BatchItem] = Field(min_length=1, description="The memes; at most MEMOTION_MAX_BATCH_ITEMS.")
-    thresholds: dict[str, float] | None = Field(default=None, description="Task B thresholds for every item.")
+    thresholds: Thresholds | None = Field(default=None, description="Task B thresholds for every item.")
 
 
 class BatchItemResult(BaseModel):
@@ -113,37 +113,25 @@ class BatchOutcomes:
 
     def fail(self, index: int, status: int, code: str, message: str) -> None:
         with self._lock:
-            self._results.setdefault(
-                index,
-                BatchItemResult(
-                    index=index,
-                    id=self.ids[index],
-                    status=status,
-                    error=ErrorDetail(code=code, message=message, status=status),
-                ),
-            )
+            self._results.setdefault(index, self._error(index, status, code, message))
 
     def finish(self, status: int, code: str, message: str) -> list[BatchItemResult]:
         """All items in order; any still without an outcome gets this error."""
         with self._lock:
             for index in range(len(self.ids)):
-                self._results.setdefault(
-                    index,
-                    BatchItemResult(
-                        index=index,
-                        id=self.ids[index],
-                        status=status,
-                        error=ErrorDetail(code=code, message=message, status=status),
-                    ),
-                )
+                self._results.setdefault(index, self._error(index, status, code, message))
             return [self._results[i] for i in range(len(self.ids))]
+
+    def _error(self, index: int, status: int, code: str, message: str) -> BatchItemResult:
+        error = ErrorDetail(code=code, message=message, status=status)
+        return BatchItemResult(index=index, id=self.ids[index], status=status, error=error)
 
 
 def _prepare(
     classifier: MemeClassifier,
     index: int,
     item: BatchItem,
-    max_pixels: int,
+    max_pixels: ImageLimits | int,
     max_text_chars: int,
 ) -> Prepared:
     text = check_text(item.text, max_text_chars)
@@ -224,7 +212,7 @@ def run_batch(
     outcomes: BatchOutcomes,
     options: ClassifyOptions,
     *,
-    max_pixels: int,
+    max_pixels: ImageLimits | int,
     max_text_chars: int,
     cancelled: Callable[[], bool],
 ) -> None:

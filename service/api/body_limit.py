@@ -1,16 +1,29 @@
-"""Pure ASGI middleware that caps the size of a request body.
+"""Pure ASGI middleware that bounds a request body in size and in time.
 
-* ``Content-Length`` over the limit: 413 JSON at once, the body is never read.
+* ``Content-Length`` over the limit: 413 JSON without handing the request to the application.
 * No ``Content-Length`` (chunked upload): bytes are counted as they stream in; once over the limit
   reading stops (``receive`` raises :class:`BodyTooLarge`) and the client gets 413 JSON, whatever the
   application behind tried to answer.
+* Slow clients: the whole body must arrive within ``body_timeout_s`` of the request's start; a client
+  that declares a length and stalls gets 408 JSON and the connection is closed, so it holds neither a
+  worker nor a graceful shutdown for longer. (The request line and headers have their own time-out
+  in the HTTP protocol: service/api/http_timeouts.py.)
+* Before a 413 the rest of the body is read and thrown away (up to :data:`DRAIN_BYTES` and
+  :data:`DRAIN_SECONDS`), so a client that is still sending sees the 413 instead of a connection
+  reset (closing a socket with unread data makes the kernel send RST). Not with
+  ``Expect: 100-continue``: such a client has not sent the body, and never will.
 """
 
 from __future__ import annotations
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.errors import ApiError, error_response
+
+DEFAULT_BODY_TIMEOUT_S = 60.0
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 5.0
 
 
 def _format_bytes(count: int) -> str:
@@ -31,28 +44,67 @@ class BodyTooLarge(ApiError):
         )
 
 
-def _content_length(scope: Scope) -> int | None:
+class BodyTimeout(ApiError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {seconds:g} s; send it again on a faster connection",
+            headers={"Connection": "close"},
+        )
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
     for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if name == wanted:
+            return bytes(value)
     return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def drain(receive: Receive, max_bytes: int = DRAIN_BYTES, seconds: float = DRAIN_SECONDS) -> bool:
+    """Read and discard the rest of a request body; True when it ended within the limits."""
+    drained = 0
+    with anyio.move_on_after(seconds):
+        while drained <= max_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+    return False
 
 
 class BodyLimitMiddleware:
     """``max_bytes`` for every path, except those in ``per_path`` (e.g. the batch route)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        per_path: dict[str, int] | None = None,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    ) -> None:
         if max_bytes <= 0 or any(v <= 0 for v in (per_path or {}).values()):
             raise ValueError("max_bytes must be positive")
+        if body_timeout_s <= 0:
+            raise ValueError("body_timeout_s must be positive")
         self.app = app
         self.max_bytes = max_bytes
         self.per_path = dict(per_path or {})
+        self.body_timeout_s = body_timeout_s
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
-        error = BodyTooLarge(max_bytes)
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, error: ApiError) -> None:
+        if isinstance(error, BodyTooLarge) and _header(scope, b"expect") != b"100-continue":
+            await drain(receive)
         response = error_response(error.status, error.code, error.message, scope=scope, headers=error.headers)
         await response(scope, receive, send)
 
@@ -63,29 +115,37 @@ class BodyLimitMiddleware:
         max_bytes = self.per_path.get(scope.get("path", ""), self.max_bytes)
         declared = _content_length(scope)
         if declared is not None and declared > max_bytes:
-            await self._reject(scope, receive, send, max_bytes)
+            await self._answer(scope, receive, send, BodyTooLarge(max_bytes))
             return
 
+        deadline = anyio.current_time() + self.body_timeout_s
         received = 0
-        exceeded = False
+        body_done = False
+        failure: ApiError | None = None
         response_started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            if exceeded:
-                raise BodyTooLarge(max_bytes)
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes:
-                    exceeded = True
-                    raise BodyTooLarge(max_bytes)
-            return message
+            nonlocal received, body_done, failure
+            if failure is not None:
+                raise failure
+            if body_done:  # after the body: waiting for a disconnect is not bounded here
+                return await receive()
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    body_done = not message.get("more_body", False)
+                    if received > max_bytes:
+                        failure = BodyTooLarge(max_bytes)
+                        raise failure
+                return message
+            failure = BodyTimeout(self.body_timeout_s)
+            raise failure
 
         async def guarded_send(message: Message) -> None:
             nonlocal response_started
-            if exceeded and not response_started:
-                return  # whatever the application answers after the cut-off, the client gets our 413
+            if failure is not None and not response_started:
+                return  # whatever the application answers after the cut-off, the client gets ours
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
@@ -93,8 +153,8 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, guarded_send)
         except Exception:
-            # Cut off mid-body, the application may give up in any way; the answer is still 413.
-            if not exceeded or response_started:
+            # Cut off mid-body, the application may give up in any way; the answer is still ours.
+            if failure is None or response_started:
                 raise
-        if exceeded and not response_started:
-            await self._reject(scope, receive, send, max_bytes)
+        if failure is not None and not response_started:
+            await self._answer(scope, receive, send, failure)

@@ -11,7 +11,8 @@ from typing import Any
 from service.api.schemas import ClassifyResponse, classify_response
 from service.core.errors import ApiError
 from service.inference.classifier import ClassifyResult, MemeClassifier
-from service.inference.imaging import decode_image
+from service.inference.imaging import ImageLimits, decode_image
+from service.inference.result_cache import CacheUse, ResultCache, cached_classification
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,10 @@ class ClassifyOptions:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     explain: bool = False
     request_id: str | None = None
+    # The result cache (service/inference/result_cache.py): None = off; Cache-Control opt-out.
+    cache: ResultCache | None = None
+    cache_use: CacheUse = field(default_factory=CacheUse)
+    observe_cache: Callable[[str], None] | None = None
 
 
 def check_text(text: str | None, max_chars: int) -> str | None:
@@ -74,7 +79,7 @@ def classify_upload(
     data: bytes | None,
     text: str | None,
     *,
-    max_pixels: int,
+    max_pixels: ImageLimits | int,  # the limits; a bare int: the pixel budget, default shape limits
     max_text_chars: int,
     cancelled: Callable[[], bool] | None = None,
     options: ClassifyOptions | None = None,
@@ -91,14 +96,25 @@ def classify_upload(
         if request_text is None:
             raise ApiError(422, "missing_field", "send an 'image', a 'text', or both")
         check_text_only(classifier)
-        result = classifier.classify_batch(
-            [None], [request_text], cancelled=cancelled, members=classifier.text_only_members
-        )[0]
-        timings = {**result.timings_ms, "total": (time.perf_counter() - start) * 1000.0}
-    else:
+
+    def classify() -> ClassifyResult:
+        if data is None:
+            result = classifier.classify_batch(
+                [None], [request_text], cancelled=cancelled, members=classifier.text_only_members
+            )[0]
+            result.timings_ms = {**result.timings_ms, "total": (time.perf_counter() - start) * 1000.0}
+            return result
         image = decode_image(data, max_pixels)
         decode_ms = (time.perf_counter() - start) * 1000.0
         result = classifier.classify(image, request_text, cancelled=cancelled)
-        timings = {"decode": decode_ms, **result.timings_ms, "total": (time.perf_counter() - start) * 1000.0}
-    result.timings_ms = timings
-    return shape_response(classifier, result, options), timings
+        result.timings_ms = {"decode": decode_ms, **result.timings_ms, "total": (time.perf_counter() - start) * 1000.0}
+        return result
+
+    # Thresholds and shaping come after the cache: they stay per request.
+    result, hit = cached_classification(
+        options.cache, options.cache_use, classifier, data, request_text, classify, options.observe_cache
+    )
+    if hit:
+        elapsed = (time.perf_counter() - start) * 1000.0
+        result.timings_ms = {"cache": elapsed, "total": elapsed}
+    return shape_response(classifier, result, options), result.timings_ms

@@ -5,6 +5,7 @@ Both authenticate (API key), charge the client's rate limit (one token per meme)
 work to :class:`~service.access.admission.Admission` (worker threads, bounded queue, time limit).
 """
 
+import functools
 import time
 from typing import Annotated, Any
 
@@ -16,15 +17,17 @@ from starlette.datastructures import UploadFile
 from service.access.admission import Admission
 from service.access.gatekeeper import Gatekeeper
 from service.access.keys import Client
-from service.api.batch import BatchOutcomes, BatchRequest, BatchResponse, run_batch
+from service.api.batch import BatchItemResult, BatchOutcomes, BatchRequest, BatchResponse, run_batch
 from service.api.classification import ClassifyOptions, check_text, classify_upload
 from service.api.schemas import ClassifyResponse, ErrorResponse
-from service.api.wire import decode_base64_image, parse_thresholds_field
+from service.api.wire import Thresholds, decode_base64_image, parse_thresholds_field
 from service.core.errors import REQUEST_ID_SCOPE_KEY, ApiError, validation_message
 from service.core.metrics import GatewayMetrics
 from service.core.settings import GatewaySettings
 from service.inference.backends import BackendUnavailable
 from service.inference.classifier import MemeClassifier
+from service.inference.imaging import ImageLimits
+from service.inference.result_cache import cache_use
 from service.inference.thresholds import ThresholdError, resolve_thresholds
 
 CLASSIFY_ROUTE = "/v1/classify"
@@ -46,7 +49,7 @@ class ClassifyJsonRequest(BaseModel):
         description="The meme's text. Without an image: classified by the "
         "text-only models. With an image but no text: read by OCR.",
     )
-    thresholds: dict[str, float] | None = Field(default=None, description='Task B thresholds, e.g. {"offensive": 0.3}.')
+    thresholds: Thresholds | None = Field(default=None, description='Task B thresholds, e.g. {"offensive": 0.3}.')
 
 
 _MULTIPART_SCHEMA = {
@@ -97,6 +100,44 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse} for status in statuses}
 
 
+# Dependencies: what create_app put on app.state (service/api/app.py).
+def _settings(request: Request) -> GatewaySettings:
+    return request.app.state.settings
+
+
+def _metrics(request: Request) -> GatewayMetrics:
+    return request.app.state.metrics
+
+
+def _admission(request: Request) -> Admission:
+    return request.app.state.admission
+
+
+def _gatekeeper(request: Request) -> Gatekeeper:
+    return request.app.state.gatekeeper
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
+MetricsDep = Annotated[GatewayMetrics, Depends(_metrics)]
+AdmissionDep = Annotated[Admission, Depends(_admission)]
+GatekeeperDep = Annotated[Gatekeeper, Depends(_gatekeeper)]
+
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key: 'Authorization: Bearer <key>' (when keys are configured)."
+)
+
+
+def authenticate(
+    request: Request,
+    gatekeeper: GatekeeperDep,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+) -> Client:
+    return gatekeeper.authenticate(request)
+
+
+ClientDep = Annotated[Client, Depends(authenticate)]
+
+
 def current_classifier(request: Request) -> MemeClassifier:
     classifier: MemeClassifier | None = request.app.state.classifier
     if classifier is None:
@@ -106,9 +147,33 @@ def current_classifier(request: Request) -> MemeClassifier:
     return classifier
 
 
+def _options(
+    request: Request, settings: GatewaySettings, classifier: MemeClassifier, thresholds: Any, explain: bool
+) -> ClassifyOptions:
+    try:
+        resolved = resolve_thresholds(thresholds, settings.task_thresholds, classifier.manifest.task_b_names)
+    except ThresholdError as err:
+        raise ApiError(422, "invalid_thresholds", str(err)) from err
+    return ClassifyOptions(
+        resolved,
+        explain,
+        request.scope.get(REQUEST_ID_SCOPE_KEY),
+        cache=getattr(request.app.state, "result_cache", None),
+        cache_use=cache_use(request.headers.get("cache-control")),
+        observe_cache=request.app.state.metrics.observe_cache,
+    )
+
+
+def _backend_down(err: BackendUnavailable) -> ApiError:
+    return ApiError(503, "backend_unavailable", f"{err}; retry shortly", headers={"Retry-After": "1"})
+
+
 async def _read_form(request: Request, max_text_chars: int) -> tuple[bytes, str | None, Any]:
     form = await request.form(max_files=2, max_fields=8)
     try:
+        for name in ("image", "text", "thresholds"):
+            if len(form.getlist(name)) > 1:
+                raise ApiError(422, "duplicate_field", f"field '{name}' was sent more than once; send it once")
         image = form.get("image")
         if image is None:
             raise ApiError(422, "missing_field", f"field 'image' is required ({FORM_HINT})")
@@ -129,7 +194,10 @@ async def _read_json(request: Request, max_text_chars: int) -> tuple[bytes | Non
     try:
         body = ClassifyJsonRequest.model_validate_json(await request.body())
     except ValidationError as err:
-        code, message = validation_message(err.errors(include_url=False), hint=f" ({FORM_HINT})")
+        errors = err.errors(include_url=False)
+        code, message = validation_message(errors, hint=f" ({FORM_HINT})")
+        if errors and all(tuple(e.get("loc", ()))[:1] == ("thresholds",) for e in errors):
+            code = "invalid_thresholds"  # the code a form's malformed thresholds get too
         raise ApiError(422, code, message) from err
     check_text(body.text, max_text_chars)
     if body.image is None:
@@ -139,35 +207,139 @@ async def _read_json(request: Request, max_text_chars: int) -> tuple[bytes | Non
     return decode_base64_image(body.image), body.text, body.thresholds
 
 
-def classify_router(
-    settings: GatewaySettings,
-    metrics: GatewayMetrics,
-    admission: Admission,
-    gatekeeper: Gatekeeper,
-) -> APIRouter:
-    router = APIRouter()
-    bearer = HTTPBearer(
-        auto_error=False, description="An API key: 'Authorization: Bearer <key>' (when keys are configured)."
+async def _read_upload(request: Request, max_text_chars: int) -> tuple[bytes | None, str | None, Any]:
+    """The image bytes, text and raw thresholds of a classify request, by its Content-Type."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        data, text, raw_thresholds = await _read_form(request, max_text_chars)
+        return data, text, parse_thresholds_field(raw_thresholds)
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return await _read_json(request, max_text_chars)
+    raise ApiError(
+        415, "unsupported_media_type", f"Content-Type {content_type or '(none)'} is not accepted; {FORM_HINT}"
     )
 
-    def authenticate(
-        request: Request,
-        _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
-    ) -> Client:
-        return gatekeeper.authenticate(request)
 
-    def options(request: Request, classifier: MemeClassifier, thresholds: Any, explain: bool) -> ClassifyOptions:
-        try:
-            resolved = resolve_thresholds(thresholds, settings.task_thresholds, classifier.manifest.task_b_names)
-        except ThresholdError as err:
-            raise ApiError(422, "invalid_thresholds", str(err)) from err
-        return ClassifyOptions(resolved, explain, request.scope.get(REQUEST_ID_SCOPE_KEY))
+async def classify(
+    request: Request,
+    response: Response,
+    client: ClientDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    admission: AdmissionDep,
+    gatekeeper: GatekeeperDep,
+    explain: Annotated[bool, Query(description="Add the text path (each step and its text) to the answer.")] = False,
+) -> ClassifyResponse:
+    """``POST /v1/classify``: one meme, classified in a worker thread under the request time limit."""
+    classifier = current_classifier(request)
+    data, text, thresholds = await _read_upload(request, settings.max_text_chars)
+    options = _options(request, settings, classifier, thresholds, explain)
+    gatekeeper.charge(client, 1)  # only a well-formed request costs a token
+    work = functools.partial(
+        classify_upload,
+        classifier,
+        data,
+        text,
+        max_pixels=ImageLimits.from_settings(settings),
+        max_text_chars=settings.max_text_chars,
+        options=options,
+    )
+    try:
+        result, timings = await admission.run(
+            lambda cancelled: work(cancelled=cancelled),
+            timeout_s=settings.request_timeout_s,
+            timeout_message=f"classifying this meme took longer than the {settings.request_timeout_s:g} s "
+            "allowed; retry later, or send the text to skip OCR",
+        )
+    except BackendUnavailable as err:
+        raise _backend_down(err) from err
+    metrics.observe_stages(timings)
+    response.headers["X-Model-Version"] = result.model_version
+    return result
 
-    def backend_down(err: BackendUnavailable) -> ApiError:
-        return ApiError(503, "backend_unavailable", f"{err}; retry shortly", headers={"Retry-After": "1"})
 
-    @router.post(
+def _check_batch_size(count: int, max_items: int) -> None:
+    if count > max_items:
+        raise ApiError(
+            413, "too_many_items", f"the batch has {count} items; at most {max_items} are allowed per request"
+        )
+
+
+async def _run_batch_items(
+    admission: Admission,
+    settings: GatewaySettings,
+    classifier: MemeClassifier,
+    body: BatchRequest,
+    options: ClassifyOptions,
+) -> list[BatchItemResult]:
+    """Every item's outcome; those the batch time limit cut off are 504 (a 503 overload fails the batch)."""
+    outcomes = BatchOutcomes([item.id if item.id is not None else str(i) for i, item in enumerate(body.items)])
+    timeout_message = (
+        f"the batch did not reach this item within its {settings.batch_timeout_s:g} s limit; send it again"
+    )
+    try:
+        await admission.run(
+            lambda cancelled: run_batch(
+                classifier,
+                body.items,
+                outcomes,
+                options,
+                max_pixels=ImageLimits.from_settings(settings),
+                max_text_chars=settings.max_text_chars,
+                cancelled=cancelled,
+            ),
+            timeout_s=settings.batch_timeout_s,
+            timeout_message=timeout_message,
+        )
+    except ApiError as err:
+        if err.status != 504:
+            raise  # 503 overloaded: nothing was done, the client sends the batch again
+    return outcomes.finish(504, "timeout", timeout_message)
+
+
+async def classify_batch(
+    request: Request,
+    response: Response,
+    body: BatchRequest,
+    client: ClientDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    admission: AdmissionDep,
+    gatekeeper: GatekeeperDep,
+    explain: Annotated[bool, Query(description="Add the text path to every item's answer.")] = False,
+) -> BatchResponse:
+    """``POST /v1/classify/batch``: many memes, a status per item, under the batch time limit."""
+    classifier = current_classifier(request)
+    count = len(body.items)
+    _check_batch_size(count, settings.max_batch_items)
+    options = _options(request, settings, classifier, body.thresholds, explain)
+    gatekeeper.charge(client, count)  # only a well-formed batch costs tokens
+    start = time.perf_counter()
+    items = await _run_batch_items(admission, settings, classifier, body, options)
+    succeeded = sum(1 for item in items if item.status == 200)
+    response.headers["X-Model-Version"] = classifier.manifest.repository_version
+    for item in items:
+        if item.result is not None:
+            metrics.observe_stages(item.result.timings_ms)
+    return BatchResponse(
+        model_version=classifier.manifest.repository_version,
+        request_id=options.request_id,
+        count=count,
+        succeeded=succeeded,
+        failed=count - succeeded,
+        items=items,
+        timings_ms={"total": (time.perf_counter() - start) * 1000.0},
+    )
+
+
+def classify_router(settings: GatewaySettings) -> APIRouter:
+    """The two classify routes; their dependencies come from ``app.state`` (settings, metrics,
+    admission, gatekeeper), ``settings`` here only fills in the batch route's documented limit."""
+    router = APIRouter()
+    router.add_api_route(
         CLASSIFY_ROUTE,
+        classify,
+        methods=["POST"],
         response_model=ClassifyResponse,
         response_model_exclude_none=True,
         summary="Classify one meme",
@@ -177,54 +349,10 @@ def classify_router(
         responses=_errors(400, 401, 413, 415, 422, 429, 500, 503, 504),
         openapi_extra=_CLASSIFY_BODY_DOC,
     )
-    async def classify(
-        request: Request,
-        response: Response,
-        client: Annotated[Client, Depends(authenticate)],
-        explain: Annotated[
-            bool, Query(description="Add the text path (each step and its text) to the answer.")
-        ] = False,
-    ) -> ClassifyResponse:
-        classifier = current_classifier(request)
-        gatekeeper.charge(client, 1)
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            data, text, raw_thresholds = await _read_form(request, settings.max_text_chars)
-            thresholds = parse_thresholds_field(raw_thresholds)
-        elif content_type == "application/json" or content_type.endswith("+json"):
-            data, text, thresholds = await _read_json(request, settings.max_text_chars)
-        else:
-            raise ApiError(
-                415, "unsupported_media_type", f"Content-Type {content_type or '(none)'} is not accepted; {FORM_HINT}"
-            )
-        chosen = options(request, classifier, thresholds, explain)
-
-        def work(cancelled: Any) -> tuple[ClassifyResponse, dict[str, float]]:
-            return classify_upload(
-                classifier,
-                data,
-                text,
-                max_pixels=settings.max_image_pixels,
-                max_text_chars=settings.max_text_chars,
-                cancelled=cancelled,
-                options=chosen,
-            )
-
-        try:
-            result, timings = await admission.run(
-                work,
-                timeout_s=settings.request_timeout_s,
-                timeout_message=f"classifying this meme took longer than the {settings.request_timeout_s:g} s "
-                "allowed; retry later, or send the text to skip OCR",
-            )
-        except BackendUnavailable as err:
-            raise backend_down(err) from err
-        metrics.observe_stages(timings)
-        response.headers["X-Model-Version"] = result.model_version
-        return result
-
-    @router.post(
+    router.add_api_route(
         BATCH_ROUTE,
+        classify_batch,
+        methods=["POST"],
         response_model=BatchResponse,
         response_model_exclude_none=True,
         summary="Classify many memes; a status per item",
@@ -234,59 +362,4 @@ def classify_router(
         "not finished within the batch time limit come back as 504, the finished ones are kept.",
         responses=_errors(401, 413, 422, 429, 503),
     )
-    async def classify_batch(
-        request: Request,
-        response: Response,
-        body: BatchRequest,
-        client: Annotated[Client, Depends(authenticate)],
-        explain: Annotated[bool, Query(description="Add the text path to every item's answer.")] = False,
-    ) -> BatchResponse:
-        classifier = current_classifier(request)
-        count = len(body.items)
-        if count > settings.max_batch_items:
-            raise ApiError(
-                413,
-                "too_many_items",
-                f"the batch has {count} items; at most {settings.max_batch_items} are allowed per request",
-            )
-        gatekeeper.charge(client, count)
-        chosen = options(request, classifier, body.thresholds, explain)
-        outcomes = BatchOutcomes([item.id if item.id is not None else str(i) for i, item in enumerate(body.items)])
-        start = time.perf_counter()
-        timeout_message = (
-            f"the batch did not reach this item within its {settings.batch_timeout_s:g} s limit; send it again"
-        )
-        try:
-            await admission.run(
-                lambda cancelled: run_batch(
-                    classifier,
-                    body.items,
-                    outcomes,
-                    chosen,
-                    max_pixels=settings.max_image_pixels,
-                    max_text_chars=settings.max_text_chars,
-                    cancelled=cancelled,
-                ),
-                timeout_s=settings.batch_timeout_s,
-                timeout_message=timeout_message,
-            )
-        except ApiError as err:
-            if err.status != 504:
-                raise  # 503 overloaded: nothing was done, the client sends the batch again
-        items = outcomes.finish(504, "timeout", timeout_message)
-        succeeded = sum(1 for item in items if item.status == 200)
-        response.headers["X-Model-Version"] = classifier.manifest.repository_version
-        for item in items:
-            if item.result is not None:
-                metrics.observe_stages(item.result.timings_ms)
-        return BatchResponse(
-            model_version=classifier.manifest.repository_version,
-            request_id=chosen.request_id,
-            count=count,
-            succeeded=succeeded,
-            failed=count - succeeded,
-            items=items,
-            timings_ms={"total": (time.perf_counter() - start) * 1000.0},
-        )
-
     return router

@@ -13,10 +13,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.core.errors import ERROR_CODE_SCOPE_KEY, REQUEST_ID_SCOPE_KEY
+from service.core.errors import CLIENT_SCOPE_KEY, ERROR_CODE_SCOPE_KEY, REQUEST_ID_SCOPE_KEY
 from service.core.metrics import GatewayMetrics
-
-CLIENT_SCOPE_KEY = "memotion.client"  # the API key's name, set by service.access.gatekeeper
 
 access_logger = logging.getLogger("memotion.gateway.access")
 
@@ -39,6 +37,60 @@ def route_label(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+class _Exchange:
+    """One request as the middleware sees it: its id, the status sent and the body bytes received."""
+
+    def __init__(self, request_id: str, receive: Receive, send: Send) -> None:
+        self.request_id = request_id
+        self.status = 500
+        self.received = 0
+        self._receive = receive
+        self._send = send
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+            headers.append((b"x-request-id", self.request_id.encode("latin-1")))
+            message = {**message, "headers": headers}
+        await self._send(message)
+
+
+def _log_access(scope: Scope, exchange: _Exchange, route: str, seconds: float, code: str | None) -> None:
+    """The access-log line (and its structured fields) of one finished request."""
+    status = exchange.status
+    method = scope.get("method", "-")
+    path = str(scope.get("path", "-"))[:200].encode("unicode_escape").decode("ascii")
+    access_logger.info(
+        "%s %s %s %d %.1fms in=%dB%s",
+        exchange.request_id,
+        method,
+        path,
+        status,
+        seconds * 1000.0,
+        exchange.received,
+        f" error={code}" if status >= 400 else "",
+        extra={
+            "event": "request",
+            "request_id": exchange.request_id,
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000.0, 2),
+            "bytes_in": exchange.received,
+            "client": scope.get(CLIENT_SCOPE_KEY, "-"),
+            "error": code if status >= 400 else None,
+        },
+    )
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
         self.app = app
@@ -51,61 +103,22 @@ class RequestContextMiddleware:
         request_id = _client_request_id(scope) or uuid.uuid4().hex
         scope[REQUEST_ID_SCOPE_KEY] = request_id
         start = time.perf_counter()
-        status = 500
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-            return message
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
-                message = {**message, "headers": headers}
-            await send(message)
-
+        exchange = _Exchange(request_id, receive, send)
         try:
-            await self.app(scope, counting_receive, send_with_id)
+            await self.app(scope, exchange.receive, exchange.send)
         except Exception:
-            status = 500
+            exchange.status = 500
             scope.setdefault(ERROR_CODE_SCOPE_KEY, "internal_error")
             raise
         finally:
-            seconds = time.perf_counter() - start
-            route = route_label(scope)
-            method = scope.get("method", "-")
-            self.metrics.observe_request(route, method, status, seconds)
-            code = scope.get(ERROR_CODE_SCOPE_KEY)
-            if status >= 400:
-                code = code or "unknown"
-                self.metrics.observe_error(code)
-            path = str(scope.get("path", "-"))[:200].encode("unicode_escape").decode("ascii")
-            client = scope.get(CLIENT_SCOPE_KEY, "-")
-            access_logger.info(
-                "%s %s %s %d %.1fms in=%dB%s",
-                request_id,
-                method,
-                path,
-                status,
-                seconds * 1000.0,
-                received,
-                f" error={code}" if status >= 400 else "",
-                extra={
-                    "event": "request",
-                    "request_id": request_id,
-                    "method": method,
-                    "path": path,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000.0, 2),
-                    "bytes_in": received,
-                    "client": client,
-                    "error": code if status >= 400 else None,
-                },
-            )
+            self._record(scope, exchange, time.perf_counter() - start)
+
+    def _record(self, scope: Scope, exchange: _Exchange, seconds: float) -> None:
+        """Request metrics, the error counter for a 4xx/5xx, and the access-log line."""
+        route = route_label(scope)
+        self.metrics.observe_request(route, scope.get("method", "-"), exchange.status, seconds)
+        code = scope.get(ERROR_CODE_SCOPE_KEY)
+        if exchange.status >= 400:
+            code = code or "unknown"
+            self.metrics.observe_error(code)
+        _log_access(scope, exchange, route, seconds, code)

@@ -91,7 +91,13 @@ class ClassifyResponse(BaseModel):
 
     model_version: str = Field(description="The model repository's version (manifest repository_version).")
     task_a: LabelPrediction = Field(description="Task A: overall sentiment.")
-    task_b: dict[str, bool] = Field(description="Task B: emotion present iff its Task C intensity > 0.")
+    task_b: dict[str, bool] = Field(
+        description="Task B: is the emotion present? Without a threshold for it: the ensemble's majority vote "
+        "on its Task C intensity is above the lowest level (the paper's rule). It is NOT task_b_scores >= 0.5: "
+        "the vote counts members, the score averages their probabilities, so humorous can be false with a "
+        "score of 0.52 (most members voted 'not funny'). With a threshold (request or MEMOTION_TASK_THRESHOLDS): "
+        "task_b_scores >= threshold."
+    )
     task_c: dict[str, IntensityPrediction] = Field(description="Task C: intensity per emotion head.")
     text: TextUsed
     votes: dict[str, dict[str, str]] = Field(description="Each ensemble member's own label per head.")
@@ -112,7 +118,10 @@ class ClassifyResponse(BaseModel):
         "Hindi-English mix), other, unknown. Absent when language identification is off.",
     )
     task_b_scores: dict[str, float] = Field(
-        default_factory=dict, description="P(emotion present) = 1 - P(lowest Task C intensity), per emotion."
+        default_factory=dict,
+        description="P(emotion present) = 1 - P(lowest Task C intensity) under the members' mean probabilities, "
+        "per emotion. What a threshold is compared with; without one, task_b comes from the vote instead "
+        "(see task_b).",
     )
     thresholds: dict[str, float] = Field(
         default_factory=dict,

@@ -1,14 +1,24 @@
-"""Decoding what clients put on the wire: base64 images (JSON bodies), JSON thresholds (forms)."""
+"""Decoding what clients put on the wire: base64 images (JSON bodies), JSON thresholds (forms).
+
+:data:`Thresholds` is the one type of a ``thresholds`` value, in a JSON body, a batch and a form field
+alike: an object of numbers (``true`` or ``"0.3"`` are refused everywhere, ranges are checked by
+``service.inference.thresholds``). Every malformed value is an :class:`ApiError` 422, never a 500.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from service.core.errors import ApiError
+from pydantic import Field, TypeAdapter, ValidationError
+
+from service.core.errors import ApiError, validation_message
+
+Thresholds = dict[str, Annotated[float, Field(strict=True)]]
+_THRESHOLDS = TypeAdapter(Thresholds)
+THRESHOLDS_HINT = 'send a JSON object of numbers in [0, 1], e.g. {"offensive": 0.3}'
 
 _DATA_URL = re.compile(r"^data:[\w.+/-]*(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
@@ -32,17 +42,22 @@ def decode_base64_image(value: str, field: str = "image") -> bytes:
 
 
 def parse_thresholds_field(value: Any) -> dict[str, float] | None:
-    """A form field holding a JSON object of thresholds (``{"offensive": 0.3}``)."""
+    """A form field holding a JSON object of thresholds (``{"offensive": 0.3}``), validated exactly as
+    the JSON body's ``thresholds`` (any nesting depth, any type: a 422 naming the problem)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
         raise ApiError(422, "invalid_request", "field 'thresholds' must be a JSON object as text, not a file")
     try:
-        parsed = json.loads(value)
-    except ValueError as err:
-        raise ApiError(
-            422, "invalid_thresholds", f"field 'thresholds' is not JSON ({err}); send e.g. {{\"offensive\": 0.3}}"
-        ) from err
-    if not isinstance(parsed, dict):
-        raise ApiError(422, "invalid_thresholds", "field 'thresholds' must be a JSON object, e.g. {\"offensive\": 0.3}")
-    return parsed
+        return _THRESHOLDS.validate_json(value)
+    except ValidationError as err:
+        errors = err.errors(include_url=False)
+        if any(e.get("type") == "json_invalid" for e in errors):
+            reason = "; ".join(str(e.get("msg")) for e in errors)
+            raise ApiError(
+                422, "invalid_thresholds", f"field 'thresholds' is not JSON ({reason}); {THRESHOLDS_HINT}"
+            ) from err
+        _, message = validation_message([{**e, "loc": ("thresholds", *e.get("loc", ()))} for e in errors], hint="")
+        raise ApiError(422, "invalid_thresholds", f"{message}; {THRESHOLDS_HINT}") from err
+    except (ValueError, RecursionError) as err:
+        raise ApiError(422, "invalid_thresholds", f"field 'thresholds' is not usable JSON; {THRESHOLDS_HINT}") from err

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -20,6 +20,7 @@ logger = logging.getLogger("memotion.gateway")
 # The ASGI scope key under which the error code of the answer is left for logging and metrics.
 ERROR_CODE_SCOPE_KEY = "memotion.error_code"
 REQUEST_ID_SCOPE_KEY = "memotion.request_id"
+CLIENT_SCOPE_KEY = "memotion.client"  # the API key's name, set by service.access.gatekeeper
 
 
 class ApiError(StarletteHTTPException):
@@ -52,8 +53,8 @@ def error_response(
     code: str,
     message: str,
     *,
-    scope: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
+    scope: MutableMapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """The JSON error answer; records ``code`` in the ASGI scope for the access log and metrics."""
     if scope is not None:
@@ -114,7 +115,7 @@ def _field_path(loc: Sequence[Any]) -> str:
 
 
 def validation_message(
-    errors: Sequence[dict[str, Any]],
+    errors: Sequence[Mapping[str, Any]],
     hint: str = " (see /docs for the request formats)",
 ) -> tuple[str, str]:
     """(code, message) for FastAPI validation errors, naming each offending field."""

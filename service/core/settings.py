@@ -41,11 +41,33 @@ class GatewaySettings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     max_upload_bytes: int = Field(default=10 * MIB, gt=0)
     max_image_pixels: int = Field(default=36_000_000, gt=0)
+    # Checked from the header before any pixel is decoded or resized: a 1 x 300000 PNG has few
+    # pixels but would blow up in the shortest-edge resize.
+    max_image_side: int = Field(default=20_000, gt=0)  # longest side, pixels
+    max_image_aspect_ratio: float = Field(default=20.0, ge=1.0)  # longest side / shortest side
+    ocr_max_side: int = Field(default=1280, ge=64)  # OCR reads a copy scaled down to this longest side
     max_text_chars: int = Field(default=2000, ge=0)
-    ocr: Literal["easyocr", "none"] = "easyocr"
+    # auto: the repository's OCR models (manifest "ocr", run by the backend) when it has them, else
+    # easyocr (PyTorch; memotion[easyocr]); onnx: those models or a start-up error; none: no OCR.
+    ocr: Literal["auto", "onnx", "easyocr", "none"] = "auto"
     ocr_model_dir: Path | None = None
     request_timeout_s: float = Field(default=30.0, gt=0)
-    ort_intra_op_threads: int = Field(default=0, ge=0)
+    # Slow clients: the request line and headers, and then the whole body, must arrive within these
+    # (408 and the connection closed after); they do not hold a worker or shutdown for longer.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    ort_intra_op_threads: int = Field(default=0, ge=0)  # 0: cores / processes (one per core with 1 process)
+    # Scaling on one node (README "Scaling"): gateway processes (uvicorn workers, metrics shared
+    # through PROMETHEUS_MULTIPROC_DIR), dynamic batching of the embedded backend (settings from each
+    # model's config.pbtxt, as Triton's), and the result cache.
+    processes: int = Field(default=1, ge=1)
+    batching: bool = True
+    batch_max_queue_delay_us: int | None = Field(default=None, ge=0)  # None: the model's config.pbtxt
+    result_cache: Literal["memory", "redis", "none"] = "memory"
+    result_cache_entries: int = Field(default=10_000, ge=1)
+    result_cache_bytes: int = Field(default=64 * MIB, ge=1024)
+    result_cache_redis_url: str = "redis://127.0.0.1:6379/0"
+    result_cache_ttl_s: int = Field(default=24 * 3600, ge=1)  # redis entries expire after this
     # MEMOTION_BACKEND=triton: where Triton is and how to talk to it.
     # host:port of Triton's gRPC endpoint (or HTTP, with triton_protocol=http); a grpc:// or http://
     # scheme in the URL picks the protocol itself.

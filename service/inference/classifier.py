@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,15 +17,17 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from memotion.manifest import Manifest, ManifestError, ModelEntry, TaskEntry, load_manifest
+from memotion.manifest import Manifest, ManifestError, ModelEntry, ServedModel, TaskEntry, load_manifest
 from memotion.preprocess import images_to_batch
 from memotion.tokenizer import ClipTokenizer
 from memotion.voting import majority_vote, presence_probabilities
 from service.core.errors import GatewayStartupError
 from service.core.settings import GatewaySettings
 from service.inference.backends import InferenceBackend, create_backend
-from service.inference.ocr import OcrEngine, create_ocr
-from service.text.processing import TextProcessor, TextStep, text_config_from_settings
+from service.inference.imaging import scaled_for_ocr
+from service.inference.ocr import OcrEngine, create_ocr, repository_ocr_models
+from service.inference.oscar import OscarStages
+from service.text.processing import ProcessedText, TextProcessor, TextStep, text_config_from_settings
 from service.text.translation import TranslationError
 
 TextSource = Literal["ocr", "request"]
@@ -56,6 +58,47 @@ class ClassifyResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     language: str | None = None  # of the text, when language identification is on
     text_steps: list[TextStep] = field(default_factory=list)  # the text path, step by step
+
+
+@dataclass
+class MemberOutputs:
+    """What the members said: class probabilities per head, and direct Task B heads' P(present)."""
+
+    probabilities: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # member -> task -> [B, C]
+    task_b_heads: dict[str, np.ndarray] = field(default_factory=dict)  # member -> [B, 4] P(present)
+
+    def voters(self, names: Sequence[str]) -> list[str]:
+        """The chosen voters among the members that ran (all that ran when none of them did)."""
+        return [n for n in names if n in self.probabilities] or list(self.probabilities)
+
+    def presence(self, member: str, task: str, task_b_names: dict[str, str]) -> np.ndarray:
+        """[B, 2] a member's Task B vote for ``task``: its direct Task B head, else P(intensity > 0)."""
+        if member in self.task_b_heads:
+            p = self.task_b_heads[member][:, list(task_b_names).index(task)]
+            return np.stack([1.0 - p, p], axis=-1)
+        return presence_probabilities(self.probabilities[member][task])
+
+
+@dataclass(frozen=True)
+class Votes:
+    """The ensemble's answer per head for a batch: voted index, mean member scores, Task B presence."""
+
+    voted: dict[str, np.ndarray]  # task -> [B] label index
+    mean_scores: dict[str, np.ndarray]  # task -> [B, C]
+    present: dict[str, np.ndarray]  # Task C head -> [B] bool
+
+
+def reads_image(member: ModelEntry) -> bool:
+    """True for a member that needs the meme's image: pixels, or regions from its own detector."""
+    return "pixel_values" in member.inputs or member.detector is not None
+
+
+def _row_timings(chunk_ms: dict[str, float], ocr_ms: float | None) -> dict[str, float]:
+    """One meme's timings: the chunk's stages, with its own OCR time (none when its text was sent)."""
+    timings = {name: ms for name, ms in chunk_ms.items() if name != "ocr"}
+    if ocr_ms is not None:
+        timings["ocr"] = ocr_ms
+    return timings
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -94,21 +137,21 @@ class MemeClassifier:
         self.backend = backend
         self.ocr = ocr
         self.text_processor = text_processor
+        self.ocr_max_side = 1280  # OCR reads a copy scaled down to this longest side (MEMOTION_OCR_MAX_SIDE)
         self.members = manifest.members()
-        # Members with stages of their own before the model (OSCAR: a region detector and a BERT
-        # tokenizer; training/oscar/inputs.py OscarFeeder makes their inputs) are not wired in yet.
-        staged = [m.name for m in self.members if m.detector is not None or m.text_tokenizer is not None]
-        if staged:
-            raise ManifestError(
-                f"ensemble members {staged} need a region detector and a BERT tokenizer run before "
-                "the model (OSCAR), which this gateway does not do yet; serve a repository exported "
-                "from a run trained without them (memotion train --models without oscar)"
-            )
+        # Members with stages of their own before the model (OSCAR: a region detector run by the
+        # backend, a BERT pair tokenizer): service/inference/oscar.py makes their inputs.
+        self.stages = {
+            m.name: OscarStages(m, self.repository_root, backend)
+            for m in self.members
+            if m.detector is not None or m.text_tokenizer is not None
+        }
         # Members that read only the text: what a request without an image is classified with.
-        self.text_only_members = [m for m in self.members if "pixel_values" not in m.inputs]
-        # OCR runs one image at a time; waiting here (not inside the engine) lets a request that
-        # timed out meanwhile skip its OCR instead of running it for nobody.
-        self._ocr_lock = threading.Lock()
+        self.text_only_members = [m for m in self.members if not reads_image(m)]
+        # An engine that is not thread-safe (EasyOCR) runs one image at a time; waiting here (not
+        # inside the engine) lets a request that timed out meanwhile skip its OCR instead of running
+        # it for nobody. The repository's OCR models (ppocr) run concurrently: no lock.
+        self._ocr_lock = None if getattr(ocr, "thread_safe", False) else threading.Lock()
         self.tasks: tuple[TaskEntry, ...] = manifest.tasks
         task_c = [t for t in self.tasks if t.name in manifest.task_b_names]
         task_a = [t for t in self.tasks if t.name not in manifest.task_b_names]
@@ -133,11 +176,16 @@ class MemeClassifier:
             manifest = load_manifest(root)
         except ManifestError as err:
             raise GatewayStartupError(f"unusable model repository: {err}") from err
-        backend = create_backend(settings, manifest, root)
+        members = manifest.members()
+        served: list[ServedModel] = [*members, *manifest.stage_models(members)]
+        served += repository_ocr_models(settings, manifest)
+        backend = create_backend(settings, manifest, root, served)
         try:
-            ocr = create_ocr(settings)
+            ocr = create_ocr(settings, manifest, backend, root)
             text_processor = TextProcessor(text_config_from_settings(settings))
-            return cls(manifest, root, backend, ocr, text_processor)
+            classifier = cls(manifest, root, backend, ocr, text_processor)
+            classifier.ocr_max_side = settings.ocr_max_side
+            return classifier
         except ManifestError as err:
             backend.close()
             raise GatewayStartupError(f"unusable model repository: {err}") from err
@@ -183,129 +231,219 @@ class MemeClassifier:
     ) -> list[ClassifyResult]:
         """Classify several memes at once. A ``None`` text means: read it from the image (OCR).
 
-        ``cancelled`` is polled before OCR and before inference; when it says True the work stops
-        with :class:`ClassificationCancelled`. ``members``: the ensemble members to run (default:
-        all); an image may be ``None`` when none of them reads pixels (``text_only_members``).
+        ``cancelled`` is polled between stages (before each OCR, after the text path, before each
+        member's inference); when it says True the work stops with :class:`ClassificationCancelled`
+        (the stage running at that moment finishes first). ``members``: the ensemble members to run (default:
+        all); an image may be ``None`` when none of them reads it (``text_only_members``).
         """
 
         def check() -> None:
             if cancelled is not None and cancelled():
                 raise ClassificationCancelled()
 
-        if texts is None:
-            texts = [None] * len(images)
-        if len(texts) != len(images):
-            raise ValueError(f"{len(images)} images but {len(texts)} texts")
+        texts = self._checked_texts(images, texts)
         if not images:
             return []
-        members = list(members) if members is not None else self.members
-        if not members:
-            raise ValueError("no ensemble member to run")
-        needs_image = any("pixel_values" in m.inputs for m in members)
-        needs_text = any("input_ids" in m.inputs for m in members)
-        if needs_image and any(image is None for image in images):
-            raise ValueError("an image is missing, and a member that reads pixels was asked for")
+        chosen = self._chosen_members(images, members)
         timer = StageTimer()
         start = time.perf_counter()
+        resolved, sources, ocr_ms = self._resolve_texts(images, texts, timer, check)
+        processed = self._process_texts(resolved, timer, check)
+        if processed is not None:
+            resolved = [p.text for p in processed]
+        check()
+        staged = self._staged_inputs(images, resolved, chosen, timer, check)  # OSCAR's own inputs
+        outputs = self._run_members(chosen, self._input_tensors(images, resolved, chosen, timer), timer, check, staged)
+        with timer.stage("vote"):
+            votes = self._vote(outputs)
+        timer.ms["total"] = (time.perf_counter() - start) * 1000.0
+        return [
+            ClassifyResult(
+                resolved[row],
+                sources[row],
+                *self._row_answers(row, outputs, votes, chosen),
+                _row_timings(timer.ms, ocr_ms[row]),
+                language=processed[row].language if processed is not None else None,
+                text_steps=processed[row].steps if processed is not None else [],
+            )
+            for row in range(len(images))
+        ]
 
+    @staticmethod
+    def _checked_texts(images: Sequence[Image.Image | None], texts: Sequence[str | None] | None) -> list[str | None]:
+        """One text (or None: read by OCR) per image."""
+        if texts is None:
+            return [None] * len(images)
+        if len(texts) != len(images):
+            raise ValueError(f"{len(images)} images but {len(texts)} texts")
+        return list(texts)
+
+    def _process_texts(
+        self, texts: list[str], timer: StageTimer, check: Callable[[], None]
+    ) -> list[ProcessedText] | None:
+        """The text path (cleaning, language, translation...) over the texts; None when it is off."""
+        if self.text_processor is None:
+            return None
+        check()
+        with timer.stage("text"):
+            return self.text_processor.process_many(texts)
+
+    def _chosen_members(
+        self, images: Sequence[Image.Image | None], members: Sequence[ModelEntry] | None
+    ) -> list[ModelEntry]:
+        """The members to run (default: all); ValueError if none, or if one needs an image that is missing."""
+        chosen = list(members) if members is not None else self.members
+        if not chosen:
+            raise ValueError("no ensemble member to run")
+        needs_image = any(reads_image(m) for m in chosen)
+        if needs_image and any(image is None for image in images):
+            raise ValueError("an image is missing, and a member that reads the image was asked for")
+        return chosen
+
+    def _resolve_texts(
+        self,
+        images: Sequence[Image.Image | None],
+        texts: Sequence[str | None],
+        timer: StageTimer,
+        check: Callable[[], None],
+    ) -> tuple[list[str], list[TextSource], list[float | None]]:
+        """Each meme's text, where it came from (the request's, or OCR of a bounded copy of its image,
+        one at a time) and its own OCR milliseconds (None: no OCR)."""
         resolved: list[str] = []
         sources: list[TextSource] = []
+        ocr_ms: list[float | None] = []
         for image, text in zip(images, texts):
-            if text is None and image is None:
-                resolved.append("")
-                sources.append("request")
-            elif text is None:
-                with self._ocr_lock:
-                    check()
-                    with timer.stage("ocr"):
-                        resolved.append(self.ocr.read(image))
-                sources.append("ocr")
-            else:
+            ocr_ms.append(None)
+            if text is not None:
                 resolved.append(text)
                 sources.append("request")
+            elif image is None:
+                resolved.append("")
+                sources.append("request")
+            else:
+                with self._ocr_lock or nullcontext():
+                    check()
+                    started = time.perf_counter()
+                    with timer.stage("ocr"):
+                        resolved.append(self.ocr.read(scaled_for_ocr(image, self.ocr_max_side)))
+                    ocr_ms[-1] = (time.perf_counter() - started) * 1000.0
+                sources.append("ocr")
+        return resolved, sources, ocr_ms
 
-        processed = None
-        if self.text_processor is not None:
-            with timer.stage("text"):
-                processed = self.text_processor.process_many(resolved)
-            resolved = [p.text for p in processed]
-
+    def _input_tensors(
+        self,
+        images: Sequence[Image.Image | None],
+        texts: list[str],
+        members: Sequence[ModelEntry],
+        timer: StageTimer,
+    ) -> dict[str, np.ndarray]:
+        """``input_ids`` and ``pixel_values``, each only when one of ``members`` reads it."""
         tensors: dict[str, np.ndarray] = {}
-        if needs_text:
+        if any("input_ids" in m.inputs for m in members):
             with timer.stage("tokenize"):
-                tensors["input_ids"] = self.tokenizer(resolved)
-        if needs_image:
+                tensors["input_ids"] = self.tokenizer(texts)
+        if any("pixel_values" in m.inputs for m in members):
+            present = [image for image in images if image is not None]  # all of them (_chosen_members)
             with timer.stage("preprocess"):
-                tensors["pixel_values"] = images_to_batch(images, self.manifest.preprocessing)  # type: ignore[arg-type]
+                tensors["pixel_values"] = images_to_batch(present, self.manifest.preprocessing)
+        return tensors
 
-        check()
-        probabilities: dict[str, dict[str, np.ndarray]] = {}  # member -> task -> [B, C]
-        task_b_heads: dict[str, np.ndarray] = {}  # member -> [B, 4] P(present), direct Task B head
+    def _staged_inputs(
+        self,
+        images: Sequence[Image.Image | None],
+        texts: list[str],
+        members: Sequence[ModelEntry],
+        timer: StageTimer,
+        check: Callable[[], None],
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """Per member with stages of its own (OSCAR): its inputs. Its detector runs once per image
+        (one backend call each, shared by members with the same detector), then its tokenizer."""
+        staged: dict[str, dict[str, np.ndarray]] = {}
+        regions: dict[str, list] = {}  # detector name -> each image's regions
         for member in members:
+            stages = self.stages.get(member.name)
+            if stages is None:
+                continue
+            if stages.detector.name not in regions:
+                found = regions[stages.detector.name] = []
+                for image in images:  # all present: _chosen_members checked
+                    check()
+                    with timer.stage("regions"):
+                        found.append(stages.regions(image))  # type: ignore[arg-type]
+            with timer.stage("tokenize"):
+                staged[member.name] = stages.feeds(texts, regions[stages.detector.name])
+        return staged
+
+    def _run_members(
+        self,
+        members: Sequence[ModelEntry],
+        tensors: dict[str, np.ndarray],
+        timer: StageTimer,
+        check: Callable[[], None] = lambda: None,
+        staged: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> MemberOutputs:
+        """Each member's class probabilities per head, and its direct Task B head's P(present) if any.
+        ``staged``: the inputs of members with stages of their own, by member name."""
+        outputs = MemberOutputs()
+        for member in members:
+            check()  # a timed-out request stops between members
+            own = (staged or {}).get(member.name)
             with timer.stage(f"inference.{member.name}"):
-                outputs = self.backend.infer(member, tensors)
-            probabilities[member.name] = {task.name: softmax(outputs[task.name]) for task in self.tasks}
-            if member.task_b_output is not None and member.task_b_output in outputs:
-                task_b_heads[member.name] = 0.5 * (
-                    1.0 + np.tanh(0.5 * np.asarray(outputs[member.task_b_output], dtype=np.float64))
-                )  # sigmoid
+                raw = self.backend.infer(member, {**tensors, **own} if own else tensors)
+            outputs.probabilities[member.name] = {task.name: softmax(raw[task.name]) for task in self.tasks}
+            if member.task_b_output is not None and member.task_b_output in raw:
+                logits = np.asarray(raw[member.task_b_output], dtype=np.float64)
+                outputs.task_b_heads[member.name] = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid
         timer.ms["inference"] = sum(timer.ms[f"inference.{m.name}"] for m in members)
+        return outputs
 
-        def voters(names: Sequence[str]) -> list[str]:  # the chosen voters among the members that ran
-            return [n for n in names if n in probabilities] or list(probabilities)
-
-        def presence(member: str, task: TaskEntry) -> np.ndarray:  # [B, 2] a member's Task B vote
-            if member in task_b_heads:  # its direct Task B head, else P(intensity > 0)
-                p = task_b_heads[member][:, list(self.manifest.task_b_names).index(task.name)]
-                return np.stack([1.0 - p, p], axis=-1)
-            return presence_probabilities(probabilities[member][task.name])
-
+    def _vote(self, outputs: MemberOutputs) -> Votes:
+        """Each head voted by its own voters (the ensemble search's choice), and Task B per Task C head."""
         ensemble = self.manifest.ensemble
-        with timer.stage("vote"):  # each head by its own voters (the ensemble search's choice)
-            voted = {
-                task.name: majority_vote([probabilities[m][task.name] for m in voters(ensemble.members_for(task.name))])
-                for task in self.tasks
-            }
-            mean_scores = {
-                task.name: np.mean(
-                    [probabilities[m][task.name] for m in voters(ensemble.members_for(task.name))], axis=0
-                )
-                for task in self.tasks
-            }
-            present = {  # Task B per Task C head: from the voted intensity, or voted directly
-                task.name: voted[task.name] > 0
-                if ensemble.task_b != "direct"
-                else majority_vote([presence(m, task) for m in voters(ensemble.task_b_members_for(task.name))]) == 1
-                for task in self.task_c
-            }
-        timer.ms["total"] = (time.perf_counter() - start) * 1000.0
-
-        results = []
-        for row in range(len(images)):
-            predictions = {
-                task.name: self._prediction(task, int(voted[task.name][row]), mean_scores[task.name][row])
-                for task in self.tasks
-            }
-            task_b = {self.manifest.task_b_names[task.name]: bool(present[task.name][row]) for task in self.task_c}
-            votes = {
-                m.name: {
-                    task.name: task.labels[int(np.argmax(probabilities[m.name][task.name][row]))] for task in self.tasks
-                }
-                for m in members
-            }
-            results.append(
-                ClassifyResult(
-                    resolved[row],
-                    sources[row],
-                    predictions,
-                    task_b,
-                    votes,
-                    dict(timer.ms),
-                    language=processed[row].language if processed is not None else None,
-                    text_steps=processed[row].steps if processed is not None else [],
-                )
+        probabilities = outputs.probabilities
+        voted = {
+            task.name: majority_vote(
+                [probabilities[m][task.name] for m in outputs.voters(ensemble.members_for(task.name))]
             )
-        return results
+            for task in self.tasks
+        }
+        mean_scores = {
+            task.name: np.mean(
+                [probabilities[m][task.name] for m in outputs.voters(ensemble.members_for(task.name))], axis=0
+            )
+            for task in self.tasks
+        }
+        present = {  # Task B per Task C head: from the voted intensity, or voted directly
+            task.name: voted[task.name] > 0
+            if ensemble.task_b != "direct"
+            else majority_vote(
+                [
+                    outputs.presence(m, task.name, self.manifest.task_b_names)
+                    for m in outputs.voters(ensemble.task_b_members_for(task.name))
+                ]
+            )
+            == 1
+            for task in self.task_c
+        }
+        return Votes(voted, mean_scores, present)
+
+    def _row_answers(
+        self, row: int, outputs: MemberOutputs, votes: Votes, members: Sequence[ModelEntry]
+    ) -> tuple[dict[str, TaskPrediction], dict[str, bool], dict[str, dict[str, str]]]:
+        """One meme's predictions per head, its Task B, and each member's own vote per head."""
+        predictions = {
+            task.name: self._prediction(task, int(votes.voted[task.name][row]), votes.mean_scores[task.name][row])
+            for task in self.tasks
+        }
+        task_b = {self.manifest.task_b_names[task.name]: bool(votes.present[task.name][row]) for task in self.task_c}
+        member_votes = {
+            m.name: {
+                task.name: task.labels[int(np.argmax(outputs.probabilities[m.name][task.name][row]))]
+                for task in self.tasks
+            }
+            for m in members
+        }
+        return predictions, task_b, member_votes
 
     @staticmethod
     def _prediction(task: TaskEntry, index: int, scores: np.ndarray) -> TaskPrediction:

@@ -1,14 +1,22 @@
 """Uploaded bytes -> one RGB PIL image, or an :class:`ApiError` saying why not.
 
-The pixel budget is checked from the image header before any pixel is decoded, truncated files are
-rejected (never silently padded), and only common raster formats are opened (no EPS, which would run
-Ghostscript, and none of PIL's exotic plugins).
+Every limit (:class:`ImageLimits`: pixels, longest side, aspect ratio) is checked from the image
+header before any pixel is decoded or resized, so a tiny file cannot make a huge image (a 1 x 300000
+PNG would blow up in the shortest-edge resize). Truncated files are rejected, never silently padded:
+PIL refuses a file that ends early, and a JPEG whose scan data is too short for the size it declares
+is refused before decoding (libjpeg would fill the missing part with grey). Only common raster
+formats are opened (no EPS, which would run Ghostscript, and none of PIL's exotic plugins).
+:func:`scaled_for_ocr` bounds what OCR reads.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -35,6 +43,24 @@ _SIGNATURES: tuple[bytes, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an upload may declare; the defaults are the gateway settings' defaults."""
+
+    max_pixels: int = 36_000_000
+    max_side: int = 20_000
+    max_aspect_ratio: float = 20.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ImageLimits:
+        return cls(settings.max_image_pixels, settings.max_image_side, settings.max_image_aspect_ratio)
+
+
+def as_limits(limits: ImageLimits | int) -> ImageLimits:
+    """``limits``, or a bare pixel budget with the default side and aspect-ratio limits."""
+    return limits if isinstance(limits, ImageLimits) else ImageLimits(max_pixels=int(limits))
+
+
 def _looks_like_allowed_image(data: bytes) -> bool:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return True
@@ -50,6 +76,28 @@ def _too_large(width: int, height: int, max_pixels: int) -> ApiError:
     )
 
 
+def _check_shape(width: int, height: int, limits: ImageLimits) -> None:
+    """Size, longest side and aspect ratio, from the header (before any pixel is decoded)."""
+    if width <= 0 or height <= 0:
+        raise _corrupt(f"it declares a {width}x{height} size")
+    if width * height > limits.max_pixels:
+        raise _too_large(width, height, limits.max_pixels)
+    longest, shortest = max(width, height), min(width, height)
+    if longest > limits.max_side:
+        raise ApiError(
+            413,
+            "image_too_large",
+            f"the image is {width}x{height}; its longest side may be at most {limits.max_side} pixels, resize it first",
+        )
+    if longest / shortest > limits.max_aspect_ratio:
+        raise ApiError(
+            422,
+            "image_aspect_ratio",
+            f"the image is {width}x{height}, an aspect ratio of {longest / shortest:.0f}:1; at most "
+            f"{limits.max_aspect_ratio:g}:1 is allowed (crop it, or split a long strip into panels)",
+        )
+
+
 def _corrupt(reason: str) -> ApiError:
     return ApiError(
         400,
@@ -58,12 +106,78 @@ def _corrupt(reason: str) -> ApiError:
     )
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode an upload into an RGB image (EXIF orientation applied, first frame of animations)."""
+# --- JPEG scan length ----------------------------------------------------------------------------
+# A marker that ends entropy-coded data: 0xFF followed by neither a stuffed 0x00 nor a restart marker.
+_END_OF_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+_ARITHMETIC = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_blocks(segment: bytes) -> int:
+    """8x8 blocks a SOF segment declares (a lower bound over interleaved and single-component scans)."""
+    height, width, count = int.from_bytes(segment[1:3], "big"), int.from_bytes(segment[3:5], "big"), segment[5]
+    factors = [(segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 15) for i in range(count) if 8 + 3 * i < len(segment)]
+    h_max = max((h for h, _ in factors), default=1) or 1
+    v_max = max((v for _, v in factors), default=1) or 1
+    return sum(
+        math.ceil(math.ceil(width * h / h_max) / 8) * math.ceil(math.ceil(height * v / v_max) / 8) for h, v in factors
+    )
+
+
+def jpeg_scan_shortfall(data: bytes) -> str | None:
+    """Why a JPEG's entropy-coded data cannot hold the blocks its header declares, or None.
+
+    Huffman coding spends at least 2 bits per 8x8 block in a sequential scan (a DC and an end-of-block
+    code) and at least 1 bit in a progressive file's DC scan. A file with less was cut short (a marker
+    such as an appended EOI then ends the scan early, and libjpeg pads the rest with grey). Arithmetic
+    coded files and anything this walk does not understand are left to the decoder.
+    """
+    pos, entropy_bytes, blocks, bits_per_block = 2, 0, 0, 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xD9:
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _SOF_MARKERS:
+            if marker in _ARITHMETIC:
+                return None
+            blocks = _jpeg_blocks(data[pos + 4 : pos + 2 + length])
+            bits_per_block = 1 if marker in _PROGRESSIVE else 2
+        pos += 2 + length
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next real marker
+            found = _END_OF_SCAN.search(data, pos)
+            end = found.start() if found else len(data)
+            entropy_bytes, pos = entropy_bytes + end - pos, end
+    if blocks and entropy_bytes * 8 < blocks * bits_per_block:
+        return f"its scan data ({entropy_bytes} bytes) is too short for the {blocks} blocks its size declares"
+    return None
+
+
+def decode_image(data: bytes, limits: ImageLimits | int) -> Image.Image:
+    """Decode an upload into an RGB image (EXIF orientation applied, first frame of animations).
+
+    ``limits``: an :class:`ImageLimits`, or a bare pixel budget (default side and aspect limits)."""
+    limits = as_limits(limits)
     if not data:
         raise ApiError(400, "empty_file", f"the uploaded image is empty (0 bytes); upload a {ALLOWED_DESCRIPTION} file")
+    image = _open(data, limits.max_pixels)
+    width, height = image.size
+    _check_shape(width, height, limits)
+    if image.format == "JPEG":
+        shortfall = jpeg_scan_shortfall(data)
+        if shortfall is not None:
+            raise _corrupt(shortfall)
+    return _to_rgb(_load_oriented(image, limits.max_pixels))
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """The image's header read (no pixels decoded yet); 413, 415 or a corrupt-image error otherwise."""
     try:
-        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ApiError(
             413,
@@ -81,12 +195,10 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     except Exception as err:
         raise _corrupt(f"{type(err).__name__}: {err}") from err
 
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise _corrupt(f"it declares a {width}x{height} size")
-    if width * height > max_pixels:
-        raise _too_large(width, height, max_pixels)
 
+def _load_oriented(image: Image.Image, max_pixels: int) -> Image.Image:
+    """The first frame decoded, turned as its EXIF orientation says."""
+    width, height = image.size
     try:
         image.seek(0)
         image.load()
@@ -98,15 +210,30 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     except Exception as err:
         logger.debug("image decode failed", exc_info=err)
         raise _corrupt(str(err) or type(err).__name__) from err
+    return oriented
 
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels (palette and transparent images through RGBA); 415 for a mode that cannot convert."""
     try:
-        if oriented.mode in ("P", "PA") or "transparency" in oriented.info:
-            oriented = oriented.convert("RGBA")
-        return oriented.convert("RGB")
+        if image.mode in ("P", "PA") or "transparency" in image.info:
+            image = image.convert("RGBA")
+        return image.convert("RGB")
     except Exception as err:
         raise ApiError(
             415,
             "unsupported_image",
-            f"the image's pixel format ({oriented.mode}) cannot be converted to RGB; upload an 8-bit "
+            f"the image's pixel format ({image.mode}) cannot be converted to RGB; upload an 8-bit "
             f"{ALLOWED_DESCRIPTION} file",
         ) from err
+
+
+def scaled_for_ocr(image: Image.Image, max_side: int) -> Image.Image:
+    """``image``, or a copy scaled down so that its longest side is ``max_side`` (what OCR reads:
+    the text detector works on at most a 1280-pixel canvas anyway, and a 6000x6000 page would cost
+    seconds in colour conversion and recognition crops for nothing)."""
+    if max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)

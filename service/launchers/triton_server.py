@@ -191,8 +191,9 @@ class TritonServerProcess(StoppedOnExit):
             manifest = load_manifest(self.repository)
         except ManifestError as err:
             raise TritonServerError(f"unusable model repository: {err}") from err
-        names = self._models if self._models is not None else [m.name for m in manifest.models]
-        known = {m.name for m in manifest.models}
+        served = manifest.served_models()  # the classifiers, their stages (OSCAR's detector), OCR
+        names = self._models if self._models is not None else [m.name for m in served]
+        known = {m.name for m in served}
         unknown = [name for name in names if name not in known]
         if unknown:
             raise TritonServerError(

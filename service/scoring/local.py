@@ -8,12 +8,19 @@ data set offline, resumably.
   JSONL is appended and fsynced chunk by chunk; Parquet is written as part files
   (``OUT.parts/part-NNNNNN.parquet``, each renamed into place when complete) merged into OUT at the end.
 * Resume: a killed job run again skips every id already in the output (a JSONL line cut short by the
-  kill is dropped first), so no meme is scored twice or lost.
+  kill is dropped first; a garbled line elsewhere is skipped with a warning, the rows after it still
+  count), so no meme is scored twice or lost. The output is read line by line (at most
+  :data:`MAX_LINE_BYTES` each), never whole, and Parquet parts are merged one at a time: memory stays
+  bounded by one chunk, whatever the output's size.
+* Output problems (not a regular file, such as a link to /dev/full; a read-only folder; a full disk)
+  end the job with :class:`ScoreOutputError`, one line saying what and where; the output written so
+  far stays consistent (a failed append is rolled back), so the same command resumes after the fix.
 * ``--ray ADDRESS``: the same, with Ray Data ``map_batches`` on an actor pool (``service.scoring.ray_cluster``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +34,7 @@ from memotion.manifest import Manifest
 from memotion.progress import progress_bar
 from service.core.errors import ApiError
 from service.core.settings import GatewaySettings
+from service.inference.imaging import ImageLimits
 
 logger = logging.getLogger("memotion.score")
 
@@ -34,6 +42,24 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".ti
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
 SPLITS = ("train", "val", "dev", "test")
 DEFAULT_CHUNK = 16
+MAX_LINE_BYTES = 4 * 1024 * 1024  # a JSONL record is a few KiB; anything longer is garbage
+
+
+class ScoreOutputError(RuntimeError):
+    """The output cannot be read or written (what and why in one line)."""
+
+
+def _output_error(path: Path, action: str, err: OSError) -> ScoreOutputError:
+    return ScoreOutputError(f"cannot {action} {path}: {err.strerror or err}")
+
+
+def check_output_path(path: Path) -> None:
+    """Refuse an output that is not a regular file (a device such as /dev/full never ends)."""
+    if path.exists() and not path.is_file():
+        raise ScoreOutputError(
+            f"{path} exists and is not a regular file (a folder, device, pipe or a link to one); "
+            "--out must name a .jsonl or .parquet file"
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +124,8 @@ def discover_items(source: Path, ignore_text: bool = False) -> list[ScoreItem]:
         else:
             images = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             items = [ScoreItem(p.relative_to(source).as_posix(), str(p), None) for p in images]
+    elif source.exists():
+        raise ValueError(f"{source} is neither a regular file nor a folder (a device or a pipe?)")
     else:
         raise FileNotFoundError(f"{source} does not exist")
     seen: set[str] = set()
@@ -183,7 +211,7 @@ def score_chunk(
     classifier: Any,
     items: Sequence[ScoreItem],
     *,
-    max_pixels: int,
+    max_pixels: ImageLimits | int,
     max_text_chars: int,
     thresholds: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
@@ -226,27 +254,36 @@ class JsonlSink:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._done = self._repair_and_read()
-        self._handle = self.path.open("a", encoding="utf-8")
+        check_output_path(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._done = self._repair_and_read()
+            self._handle = self.path.open("ab")
+        except OSError as err:
+            raise _output_error(self.path, "open the output", err) from err
 
     def _repair_and_read(self) -> set[str]:
         if not self.path.exists():
             return set()
-        data = self.path.read_bytes()
         done: set[str] = set()
-        good = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break  # the last line was being written when the job died
-            try:
-                done.add(str(json.loads(line)["id"]))
-            except (ValueError, KeyError, TypeError):
-                if line.strip():
-                    break
-            good += len(line)
-        if good < len(data):
-            logger.warning("%s: dropping %d bytes of an incomplete last record", self.path, len(data) - good)
+        garbled = 0
+        with self.path.open("rb") as handle:
+            good = 0  # where the complete lines end
+            for length, line, complete in _lines(handle):
+                if not complete:
+                    break  # the last line was being written when the job died
+                good += length
+                if line is not None and not line.strip():
+                    continue
+                try:
+                    done.add(str(json.loads(line or b"")["id"]))
+                except (ValueError, KeyError, TypeError):
+                    garbled += 1  # its meme is scored again; the records after it still count
+            size = handle.seek(0, os.SEEK_END)
+        if garbled:
+            logger.warning("%s: skipped %d garbled line(s); their memes are scored again", self.path, garbled)
+        if good < size:
+            logger.warning("%s: dropping %d bytes of an incomplete last record", self.path, size - good)
             with self.path.open("r+b") as handle:
                 handle.truncate(good)
         return done
@@ -255,14 +292,49 @@ class JsonlSink:
         return set(self._done)
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
-        lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
-        self._handle.write("".join(lines))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+        start = os.fstat(self._handle.fileno()).st_size
+        try:
+            self._handle.write(data)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as err:
+            self._roll_back(start)
+            raise _output_error(self.path, "write to", err) from err
+
+    def _roll_back(self, size: int) -> None:
+        """Best effort: the file ends with the last complete chunk again (resume re-scores the rest)."""
+        with contextlib.suppress(OSError):  # the buffered data could not be written either
+            self._handle.close()
+        try:
+            with self.path.open("r+b") as handle:
+                handle.truncate(size)
+        except OSError:
+            logger.warning("%s: could not remove a partly written chunk; the next run drops it", self.path)
 
     def finish(self) -> Path:
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError as err:
+            raise _output_error(self.path, "close", err) from err
         return self.path
+
+
+def _lines(handle: Any, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None, bool]]:
+    """(bytes, the line or None when longer than ``limit``, ends with a newline) for each line of a
+    binary file, reading at most ``limit`` bytes at a time: an over-long line is never held whole."""
+    while True:
+        line = handle.readline(limit)
+        if not line:
+            return
+        if line.endswith(b"\n") or len(line) < limit:
+            yield len(line), line, line.endswith(b"\n")
+            continue
+        length = len(line)  # longer than any record: skip to its end without keeping it
+        while line and not line.endswith(b"\n"):
+            line = handle.readline(limit)
+            length += len(line)
+        yield length, None, line.endswith(b"\n")
 
 
 class ParquetSink:
@@ -273,11 +345,15 @@ class ParquetSink:
 
         self.path = Path(path)
         self.parts = self.path.with_name(self.path.name + ".parts")
-        self.parts.mkdir(parents=True, exist_ok=True)
+        check_output_path(self.path)
         types = {"string": pa.string(), "double": pa.float64(), "bool": pa.bool_()}
         self.schema = pa.schema([(name, types[kind]) for name, kind in columns.items()])
-        for stale in self.parts.glob("*.tmp"):
-            stale.unlink()  # a part being written when the job died
+        try:
+            self.parts.mkdir(parents=True, exist_ok=True)
+            for stale in self.parts.glob("*.tmp"):
+                stale.unlink()  # a part being written when the job died
+        except OSError as err:
+            raise _output_error(self.parts, "create the part folder", err) from err
         self._next = 1 + max((int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")), default=0)
 
     def _existing(self) -> list[Path]:
@@ -300,21 +376,32 @@ class ParquetSink:
         table = pa.Table.from_pylist(rows, schema=self.schema)
         final = self.parts / f"part-{self._next:06d}.parquet"
         temporary = final.with_suffix(".tmp")
-        pq.write_table(table, temporary)
-        with temporary.open("rb") as handle:
-            os.fsync(handle.fileno())
-        temporary.replace(final)  # atomic: a part is complete or absent
+        try:
+            pq.write_table(table, temporary)
+            with temporary.open("rb") as handle:
+                os.fsync(handle.fileno())
+            temporary.replace(final)  # atomic: a part is complete or absent
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise _output_error(final, "write", err) from err
         self._next += 1
 
     def finish(self) -> Path:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tables = [pq.read_table(path).cast(self.schema) for path in self._existing()]
-        merged = pa.concat_tables(tables) if tables else self.schema.empty_table()
         temporary = self.path.with_name(self.path.name + ".tmp")
-        pq.write_table(merged, temporary)
-        temporary.replace(self.path)
+        try:  # one part in memory at a time
+            with pq.ParquetWriter(temporary, self.schema) as writer:
+                for path in self._existing():
+                    for batch in pq.ParquetFile(path).iter_batches():
+                        writer.write_table(pa.Table.from_batches([batch]).cast(self.schema))
+            temporary.replace(self.path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise _output_error(self.path, "write", err) from err
         for part in self.parts.glob("part-*.parquet"):
             part.unlink()
         self.parts.rmdir()
@@ -424,7 +511,7 @@ def _score_local(
             yield score_chunk(
                 classifier,
                 chunk,
-                max_pixels=settings.max_image_pixels,
+                max_pixels=ImageLimits.from_settings(settings),
                 max_text_chars=settings.max_text_chars,
                 thresholds=thresholds,
             )

@@ -31,6 +31,8 @@ class RayScorer:
         self.classifier = MemeClassifier.from_settings(self.settings)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+        from service.inference.imaging import ImageLimits
+
         items = [
             ScoreItem(str(i), None if image in (None, "") else str(image), None if text is None else str(text))
             for i, image, text in zip(batch["id"], batch["image"], batch["text"])
@@ -38,7 +40,7 @@ class RayScorer:
         records = score_chunk(
             self.classifier,
             items,
-            max_pixels=self.settings.max_image_pixels,
+            max_pixels=ImageLimits.from_settings(self.settings),
             max_text_chars=self.settings.max_text_chars,
             thresholds=self.thresholds,
         )

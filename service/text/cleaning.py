@@ -26,9 +26,12 @@ DEFAULT_WATERMARKS: tuple[str, ...] = (
     r"makeameme(?:\s*\.\s*org)?",
 )
 
+# A bare domain only starts where a token starts (not after a word character, dot or hyphen), so the
+# regex engine tries it once per token, not at every character: linear time on any text (the older
+# ``\b[\w-]+(?:\.[\w-]+)*\.tld`` retried at each of 2000 characters of "a.a.a..." took a second).
 _URL = re.compile(
     r"(?:\bhttps?://|\bwww\.)\S+"  # explicit URLs
-    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|in|co|io|me|ly|gg|tv|app|info)(?:/\S*)?\b",  # bare domains
+    r"|(?<![\w.-])[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|in|co|io|me|ly|gg|tv|app|info)(?:/\S*)?\b",  # bare domains
     re.IGNORECASE,
 )
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_.]{2,30}")

@@ -14,10 +14,9 @@ direct Task B head's micro/macro/weighted/samples F1, and training seconds per e
 
 from __future__ import annotations
 
-import copy
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from training.factory import ModelConfig
 from training.fusion.kinds import FUSION_KINDS, build_head
 from training.fusion.models import Encoded, encode, output_probabilities
 from training.fusion.train_pmmo import PMMO_VARIANTS, PmmoConfig, PmmoStep
+from training.loop import EpochResult, StepStats, run_loop, total_steps
 from training.losses import multitask_loss
 from training.metrics import memotion_scores, selection_score, task_b_direct_scores
 from training.models.encoders import ClipImageEncoder, ClipTextEncoder
@@ -207,6 +207,58 @@ def adamw_step(head: torch.nn.Module, config: FusionExperimentConfig) -> StepFn:
     return step
 
 
+class HeadTraining:
+    """The training loop's strategy for a head on precomputed features: ``step`` per batch, the
+    validation selection score after every epoch, the seconds spent training."""
+
+    desc, postfix = "head", ()
+
+    def __init__(
+        self, head: torch.nn.Module, step: StepFn, splits: dict[str, Split], batch_size: int, seed: int
+    ) -> None:
+        self.head, self.step, self.batch_size = head, step, batch_size
+        self.train, self.val = splits["train"], splits["val"]
+        self.y_val = {t.name: self.val.targets[:, i].numpy() for i, t in enumerate(ALL_TASKS)}
+        self.generator = torch.Generator().manual_seed(seed)
+        self.seconds = 0.0
+        self.started = 0.0
+
+    def begin_epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+        order = torch.randperm(len(self.train), generator=self.generator)
+        self.started = time.perf_counter()
+        return (order[start : start + self.batch_size] for start in range(0, len(self.train), self.batch_size))
+
+    def train_step(self, rows: torch.Tensor, epoch: int, step: int) -> StepStats:
+        self.step(self.train.encoded.subset(rows), self.train.targets[rows])
+        return {}
+
+    def validate(self, epoch: int, step: int, stats: list[StepStats]) -> EpochResult:
+        self.seconds += time.perf_counter() - self.started
+        probabilities = head_probabilities(self.head, self.val)
+        labels = {t.name: probabilities[t.name].argmax(axis=-1) for t in ALL_TASKS}
+        score = selection_score(memotion_scores(self.y_val, labels))
+        return EpochResult({"epoch": epoch, "val_selection_score": score}, score, {})
+
+    def end_epoch(self, epoch: int, result: EpochResult) -> None:
+        pass
+
+
+def head_step(
+    kind: str, variant: str, head: torch.nn.Module, train_size: int, config: FusionExperimentConfig
+) -> StepFn:
+    """PM+MO's SVI step (``variant``: a Table 2 row) or AdamW's."""
+    if kind != "pmmo":
+        return adamw_step(head, config)
+    return PmmoStep(
+        head,
+        PMMO_VARIANTS[variant] if variant else config.pmmo,
+        train_size,
+        config.epochs * -(-train_size // config.batch_size),
+        weight_decay=config.weight_decay,
+        focal_gamma=config.focal_gamma,
+    )
+
+
 def run_head(
     row: str,
     splits: dict[str, Split],
@@ -219,43 +271,15 @@ def run_head(
     text_width = splits["train"].encoded.text_feature.shape[1]
     image_width = splits["train"].encoded.image_feature.shape[1]
     head = build_head(kind, text_width, image_width, config.model)
-    train = splits["train"]
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    if kind == "pmmo":
-        step: StepFn = PmmoStep(
-            head,
-            PMMO_VARIANTS[variant] if variant else config.pmmo,
-            len(train),
-            config.epochs * steps_per_epoch,
-            weight_decay=config.weight_decay,
-            focal_gamma=config.focal_gamma,
-        )
-    else:
-        step = adamw_step(head, config)
-    generator = torch.Generator().manual_seed(seed)
-    y_val = {t.name: splits["val"].targets[:, i].numpy() for i, t in enumerate(ALL_TASKS)}
-    train_seconds = 0.0
-    best: tuple[float, int, dict] | None = None
-    for epoch in range(1, config.epochs + 1):
-        order = torch.randperm(len(train), generator=generator)
-        started = time.perf_counter()
-        for start in range(0, len(train), config.batch_size):
-            rows = order[start : start + config.batch_size]
-            step(train.encoded.subset(rows), train.targets[rows])
-        train_seconds += time.perf_counter() - started
-        probabilities = head_probabilities(head, splits["val"])
-        score = selection_score(
-            memotion_scores(y_val, {t.name: probabilities[t.name].argmax(axis=-1) for t in ALL_TASKS})
-        )
-        if best is None or score > best[0]:
-            best = (score, epoch, copy.deepcopy(head.state_dict()))
-    assert best is not None
-    head.load_state_dict(best[2])
+    step = head_step(kind, variant, head, len(splits["train"]), config)
+    strategy = HeadTraining(head, step, splits, config.batch_size, seed)
+    steps = total_steps(-(-len(splits["train"]) // config.batch_size), config.epochs, None)
+    loop = run_loop(head, strategy, config.epochs, steps, progress=False)
     return {
         **test_metrics(head_probabilities(head, splits["test"]), splits["test"].targets),
-        "seconds_per_epoch": train_seconds / config.epochs,
-        "best_epoch": best[1],
-        "val_selection_score": best[0],
+        "seconds_per_epoch": strategy.seconds / config.epochs,
+        "best_epoch": loop.best_epoch,
+        "val_selection_score": loop.best.key,
     }
 
 

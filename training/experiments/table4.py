@@ -186,19 +186,15 @@ def _log_model(log: Callable[[str], None], seed: int, name: str, result: TrainRe
     )
 
 
-def run_seed(
-    data,
-    test: MemeTensors,
-    run_dir: Path,
-    config: ExperimentConfig,
-    seed: int,
-    log: Callable[[str], None],
-) -> dict:
-    """Train the seven models of one seed; score them and the ensembles on validation and test."""
+def _quiet(_: str) -> None:
+    """Swallow a per-epoch line (they would drown the experiment's own)."""
+
+
+def _train_unimodal(
+    data, run_dir: Path, config: ExperimentConfig, base, seed: int, log: Callable[[str], None]
+) -> dict[str, TrainResult]:
+    """Train CLIP-text and CLIP-image from scratch for one seed."""
     recipe = config.recipe
-    base = replace(recipe.train, seed=seed, pmr=replace(config.pmr, enabled=False))
-    quiet = lambda _: None  # noqa: E731 - per-epoch lines would drown the experiment's own
-    torch.manual_seed(seed)
     results: dict[str, TrainResult] = {}
     for name, kind in UNIMODAL.items():
         model = build_unimodal(kind, create_clip(recipe.clip, data.pretrained), recipe.model)
@@ -212,16 +208,31 @@ def run_seed(
             recipe.clip,
             recipe.model,
             False,
-            quiet,
+            _quiet,
         )
         _log_model(log, seed, name, results[name])
+    return results
+
+
+def _train_multi_variants(
+    data,
+    test: MemeTensors,
+    run_dir: Path,
+    config: ExperimentConfig,
+    base,
+    results: dict[str, TrainResult],
+    seed: int,
+    log: Callable[[str], None],
+) -> dict[str, dict]:
+    """Train every CLIP-multi variant into ``results``; return each one's diagnostics."""
+    recipe = config.recipe
     diagnostics = {}
     for name, (gb_mode, pmr) in MULTI_VARIANTS.items():
         train_config = replace(base, epochs=config.multi_epochs, gb_mode=gb_mode, pmr=replace(config.pmr, enabled=pmr))
         multi = build_multi(results["CLIP-text"].model, results["CLIP-image"].model, recipe.model)
         folder = run_dir / name.lower().replace(" +", "_").replace("-", "_")
         results[name] = result = train_model(
-            multi, "clip_multi", data.train, data.val, train_config, folder, recipe.clip, recipe.model, False, quiet
+            multi, "clip_multi", data.train, data.val, train_config, folder, recipe.clip, recipe.model, False, _quiet
         )
         _log_model(log, seed, name, result)
         diagnostics[name] = {
@@ -229,6 +240,11 @@ def run_seed(
             "blend_weights": result.blend_weights,
             "encoder_probe": encoder_probe_scores(result.model, data.train, test),
         }
+    return diagnostics
+
+
+def _score_rows(data, test: MemeTensors, results: dict[str, TrainResult], config: ExperimentConfig) -> dict[str, dict]:
+    """Validation and test scores of every model, then of each ensemble searched on validation."""
     val_truth, test_truth = data.val.target_columns(), test.target_columns()
     val_probabilities = {name: r.val_probabilities for name, r in results.items()}
     test_probabilities = {name: predict_probabilities(r.model, r.kind, test) for name, r in results.items()}
@@ -243,6 +259,23 @@ def run_seed(
             "test": ensemble_scores(test_probabilities, test_truth, selection),
             "selection": selection.to_json(),
         }
+    return rows
+
+
+def run_seed(
+    data,
+    test: MemeTensors,
+    run_dir: Path,
+    config: ExperimentConfig,
+    seed: int,
+    log: Callable[[str], None],
+) -> dict:
+    """Train the seven models of one seed; score them and the ensembles on validation and test."""
+    base = replace(config.recipe.train, seed=seed, pmr=replace(config.pmr, enabled=False))
+    torch.manual_seed(seed)
+    results = _train_unimodal(data, run_dir, config, base, seed, log)
+    diagnostics = _train_multi_variants(data, test, run_dir, config, base, results, seed, log)
+    rows = _score_rows(data, test, results, config)
     log(
         f"seed {seed}: test task A / C "
         + ", ".join(f"{name} {row['test']['task_a']:.3f}/{row['test']['task_c']:.3f}" for name, row in rows.items())
@@ -315,21 +348,18 @@ def _flushed_print(line: str) -> None:
     print(line, flush=True)
 
 
-def run_experiment(
-    out: Path,
-    config: ExperimentConfig,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Run every setting and seed; write ``table4.md``, ``table4.json`` and ``rho.png``."""
-    out.mkdir(parents=True, exist_ok=True)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    report: dict = {"config": _jsonable(asdict(config)), "settings": {}}
-    jobs = [(name, seed) for name in config.settings for seed in config.seeds]
+def _prepare_settings(out: Path, config: ExperimentConfig, log: Callable[[str], None]) -> None:
+    """Make (or reuse) every setting's data sets and log what each setting is."""
     for name in config.settings:
         setting = DATA_SETTINGS[name]
         make_data(out, config, setting)
         log(f"[{name}] {setting.description}: {config.n_train} train / {config.n_val} val / {config.n_test} test memes")
+
+
+def _run_jobs(
+    out: Path, config: ExperimentConfig, jobs: list[tuple[str, int]], progress: bool, log: Callable[[str], None]
+) -> dict[tuple[str, int], dict]:
+    """Run every (setting, seed) job, in this process or in ``config.workers`` spawned ones."""
     bar = progress_bar(total=len(jobs), desc="experiment", disable=not progress, unit="run")
     results: dict[tuple[str, int], dict] = {}
     if config.workers == 1:
@@ -348,17 +378,38 @@ def run_experiment(
                 results[futures[future]] = future.result()
                 bar.update(1)
     bar.close()
+    return results
+
+
+def _setting_report(setting: DataSetting, per_seed: list[dict]) -> dict:
+    """One setting's part of the report: aggregates over seeds, per-seed rows and seed 1's rho."""
+    return {
+        "description": setting.description,
+        "test": aggregate(per_seed, "test"),
+        "validation": aggregate(per_seed, "validation"),
+        "diagnostics": aggregate_diagnostics(per_seed),
+        "per_seed": [{k: v for k, v in s.items() if k != "rho_steps"} for s in per_seed],
+        "rho_steps": per_seed[0]["rho_steps"],
+    }
+
+
+def run_experiment(
+    out: Path,
+    config: ExperimentConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run every setting and seed; write ``table4.md``, ``table4.json`` and ``rho.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    report: dict = {"config": _jsonable(asdict(config)), "settings": {}}
+    jobs = [(name, seed) for name in config.settings for seed in config.seeds]
+    _prepare_settings(out, config, log)
+    results = _run_jobs(out, config, jobs, progress, log)
     for setting_name in config.settings:
         setting = DATA_SETTINGS[setting_name]
         per_seed = [results[setting_name, seed] for seed in config.seeds]
-        report["settings"][setting.name] = {
-            "description": setting.description,
-            "test": aggregate(per_seed, "test"),
-            "validation": aggregate(per_seed, "validation"),
-            "diagnostics": aggregate_diagnostics(per_seed),
-            "per_seed": [{k: v for k, v in s.items() if k != "rho_steps"} for s in per_seed],
-        }
-        report["settings"][setting.name]["rho_steps"] = per_seed[0]["rho_steps"]
+        report["settings"][setting.name] = _setting_report(setting, per_seed)
     report["seconds"] = round(time.perf_counter() - started, 1)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     report["cpu_seconds"] = round(time.process_time() - cpu_started + children.ru_utime + children.ru_stime, 1)
@@ -378,9 +429,10 @@ def _cell(stats: dict[str, float]) -> str:
     return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
 
 
-def markdown(report: dict, config: ExperimentConfig) -> str:
+def _markdown_intro(report: dict, config: ExperimentConfig) -> list[str]:
+    """The title and the paragraph describing the run's settings."""
     seeds = len(config.seeds)
-    lines = [
+    return [
         f"# Table 4 on synthetic memes: weighted F1, mean ± std over {seeds} seed{'s' if seeds > 1 else ''}",
         "",
         f"Tiny random-initialised CLIP (`{config.recipe.clip}`); {config.n_train} train / "
@@ -397,42 +449,62 @@ def markdown(report: dict, config: ExperimentConfig) -> str:
         + f". Run time {report['seconds'] / 60:.1f} min ({report['cpu_seconds'] / 60:.1f} CPU-min, "
         f"{config.workers} worker process{'es' if config.workers > 1 else ''}).",
     ]
-    for name, setting in report["settings"].items():
-        lines += [
-            "",
-            f"## {name}: {setting['description']}",
-            "",
-            "| model | " + " | ".join(COLUMNS.values()) + " |",
-            "|---|" + "---|" * len(COLUMNS),
-        ]
-        for row, cells in setting["test"].items():
-            lines.append(f"| {row} | " + " | ".join(_cell(cells[k]) for k in COLUMNS) + " |")
-        lines += [
-            "",
-            "| CLIP-multi | rho, last epoch | blend weights text/image/multi | "
-            "text encoder alone (A / C) | image encoder alone (A / C) |",
-            "|---|---|---|---|---|",
-        ]
-        for row, d in setting["diagnostics"].items():
-            rho = f"{d['rho_last_epoch']:.2f}" if d["rho_last_epoch"] is not None else "-"
-            weights = (
-                "/".join(f"{d['blend_weights'][b]:.2f}" for b in ("text", "image", "multi"))
-                if d["blend_weights"]
-                else "-"
-            )
-            probe = d["encoder_probe"]
-            lines.append(
-                f"| {row} | {rho} | {weights} | {probe['text']['task_a']:.3f} / "
-                f"{probe['text']['task_c']:.3f} | {probe['image']['task_a']:.3f} / "
-                f"{probe['image']['task_c']:.3f} |"
-            )
-    lines += [
+
+
+def _score_table(name: str, setting: dict) -> list[str]:
+    """A setting's heading and its test-score table, one row per model and ensemble."""
+    lines = [
         "",
-        "rho > 1: the text's prototypes fit the labels better than the image's (eq. 8). "
-        "Encoder alone: nearest-class-prototype weighted F1 of that encoder's features inside "
-        "the trained CLIP-multi (Task A / Task C average).",
+        f"## {name}: {setting['description']}",
         "",
+        "| model | " + " | ".join(COLUMNS.values()) + " |",
+        "|---|" + "---|" * len(COLUMNS),
     ]
+    for row, cells in setting["test"].items():
+        lines.append(f"| {row} | " + " | ".join(_cell(cells[k]) for k in COLUMNS) + " |")
+    return lines
+
+
+def _diagnostic_row(row: str, d: dict) -> str:
+    """One CLIP-multi's diagnostics as a table row: rho, blend weights, encoder probes."""
+    rho = f"{d['rho_last_epoch']:.2f}" if d["rho_last_epoch"] is not None else "-"
+    weights = (
+        "/".join(f"{d['blend_weights'][b]:.2f}" for b in ("text", "image", "multi")) if d["blend_weights"] else "-"
+    )
+    probe = d["encoder_probe"]
+    return (
+        f"| {row} | {rho} | {weights} | {probe['text']['task_a']:.3f} / "
+        f"{probe['text']['task_c']:.3f} | {probe['image']['task_a']:.3f} / "
+        f"{probe['image']['task_c']:.3f} |"
+    )
+
+
+def _diagnostics_table(setting: dict) -> list[str]:
+    """A setting's diagnostics table, one row per CLIP-multi variant."""
+    lines = [
+        "",
+        "| CLIP-multi | rho, last epoch | blend weights text/image/multi | "
+        "text encoder alone (A / C) | image encoder alone (A / C) |",
+        "|---|---|---|---|---|",
+    ]
+    return lines + [_diagnostic_row(row, d) for row, d in setting["diagnostics"].items()]
+
+
+_MARKDOWN_FOOTER = [
+    "",
+    "rho > 1: the text's prototypes fit the labels better than the image's (eq. 8). "
+    "Encoder alone: nearest-class-prototype weighted F1 of that encoder's features inside "
+    "the trained CLIP-multi (Task A / Task C average).",
+    "",
+]
+
+
+def markdown(report: dict, config: ExperimentConfig) -> str:
+    """The report as Markdown: intro, then per setting a score table and a diagnostics table."""
+    lines = _markdown_intro(report, config)
+    for name, setting in report["settings"].items():
+        lines += _score_table(name, setting) + _diagnostics_table(setting)
+    lines += _MARKDOWN_FOOTER
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -172,68 +172,64 @@ def _progress_callback(total: int, enabled: bool):
     return TrialProgress()
 
 
-def tune_hyperparameters(
-    data_dir: Path,
-    out_dir: Path,
-    settings: TuneSettings,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Search, write the results into ``out_dir`` and return the summary (``tune_results.json``)."""
+def _tensors(data_dir: Path, settings: TuneSettings, progress: bool) -> tuple[Any, Any]:
+    """The train and val splits preprocessed once for the recipe's CLIP (shared by all trials)."""
     import open_clip
-    import ray
-    from ray import tune
 
     from memotion.data_format import load_split
     from training.backbone import clip_context_length, create_clip, normalise_pretrained
     from training.dataset import build_tensors
-    from training.factory import model_kind
     from training.recipe import preprocessing_for
 
-    model_kind(settings.model)  # unknown kinds fail before Ray starts
-    out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
     recipe = settings.recipe
     probe = create_clip(recipe.clip, normalise_pretrained(recipe.pretrained))
     tokenize = open_clip.get_tokenizer(recipe.clip, context_length=clip_context_length(probe))
     preprocessing = preprocessing_for(probe)
     train = build_tensors(load_split(data_dir / "train.csv"), tokenize, preprocessing, progress, "preprocess train")
     val = build_tensors(load_split(data_dir / "val.csv"), tokenize, preprocessing, progress, "preprocess val")
-    log(
-        f"tune {settings.model}: {len(train)} train / {len(val)} val memes, {settings.trial_count()} "
-        f"trials ({settings.search}), ASHA max {settings.epochs} epochs, grace {settings.grace_period}, "
-        f"reduction {settings.reduction_factor}, {settings.num_cpus} CPUs"
+    return train, val
+
+
+def _start_ray(settings: TuneSettings) -> bool:
+    """A local Ray on the loopback (unless one runs already); True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(
+        num_cpus=settings.num_cpus,
+        include_dashboard=False,
+        object_store_memory=settings.object_store_bytes,
+        log_to_driver=False,
+        configure_logging=False,
+        _node_ip_address="127.0.0.1",
+    )  # loopback only
+    return True
+
+
+def _fit(train: Any, val: Any, settings: TuneSettings, out_dir: Path, progress: bool) -> Any:
+    """Every trial under ASHA; Ray Tune's result grid."""
+    from ray import tune
+
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, train=train, val=val, settings=settings), {"cpu": settings.cpus_per_trial}
     )
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(
-            num_cpus=settings.num_cpus,
-            include_dashboard=False,
-            object_store_memory=settings.object_store_bytes,
-            log_to_driver=False,
-            configure_logging=False,
-            _node_ip_address="127.0.0.1",
-        )  # loopback only
-    started = time.perf_counter()
-    try:
-        trainable = tune.with_resources(
-            tune.with_parameters(_trial, train=train, val=val, settings=settings), {"cpu": settings.cpus_per_trial}
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space(settings),
-            tune_config=tune.TuneConfig(scheduler=asha_scheduler(settings), num_samples=settings.num_samples),
-            run_config=tune.RunConfig(
-                name="ray",
-                storage_path=str(out_dir),
-                verbose=0,
-                callbacks=[_progress_callback(settings.trial_count(), progress)],
-            ),
-        )
-        grid = tuner.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space(settings),
+        tune_config=tune.TuneConfig(scheduler=asha_scheduler(settings), num_samples=settings.num_samples),
+        run_config=tune.RunConfig(
+            name="ray",
+            storage_path=str(out_dir),
+            verbose=0,
+            callbacks=[_progress_callback(settings.trial_count(), progress)],
+        ),
+    )
+    return tuner.fit()
+
+
+def trial_rows(grid: Iterable[Any]) -> list[dict[str, Any]]:
+    """Per trial: its hyper-parameters, epochs run, scores per epoch, best and last score, error."""
     trials = []
     for result in grid:
         frame = result.metrics_dataframe
@@ -248,6 +244,11 @@ def tune_hyperparameters(
                 "error": None if result.error is None else str(result.error).splitlines()[0],
             }
         )
+    return trials
+
+
+def _write_results(out_dir: Path, settings: TuneSettings, trials: list[dict], seconds: float) -> dict[str, Any]:
+    """``tune_results.json``, ``best_config.json`` and ``tune_trials.png``; returns the summary."""
     finished = [t for t in trials if t["best_score"] is not None]
     if not finished:
         raise RuntimeError("no trial reported a score: " + "; ".join(str(t["error"]) for t in trials))
@@ -257,8 +258,8 @@ def tune_hyperparameters(
         "search": settings.search,
         "metric": "mean of Task A and Task C validation weighted F1",
         "settings": asdict(replace(settings, recipe=None)),
-        "recipe": asdict(recipe),
-        "seconds": round(time.perf_counter() - started, 1),
+        "recipe": asdict(settings.recipe),
+        "seconds": round(seconds, 1),
         "best": best,
         "trials": trials,
     }
@@ -268,6 +269,37 @@ def tune_hyperparameters(
     )
     plot_trials(trials, out_dir / "tune_trials.png", f"Ray Tune + ASHA: {settings.model}")
     return summary
+
+
+def tune_hyperparameters(
+    data_dir: Path,
+    out_dir: Path,
+    settings: TuneSettings,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Search, write the results into ``out_dir`` and return the summary (``tune_results.json``)."""
+    import ray
+
+    from training.factory import model_kind
+
+    model_kind(settings.model)  # unknown kinds fail before Ray starts
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train, val = _tensors(data_dir, settings, progress)
+    log(
+        f"tune {settings.model}: {len(train)} train / {len(val)} val memes, {settings.trial_count()} "
+        f"trials ({settings.search}), ASHA max {settings.epochs} epochs, grace {settings.grace_period}, "
+        f"reduction {settings.reduction_factor}, {settings.num_cpus} CPUs"
+    )
+    started_ray = _start_ray(settings)
+    started = time.perf_counter()
+    try:
+        grid = _fit(train, val, settings, out_dir, progress)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return _write_results(out_dir, settings, trial_rows(grid), time.perf_counter() - started)
 
 
 def format_table(trials: list[dict]) -> str:

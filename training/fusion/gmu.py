@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.fusion.layers import DEFAULT_MAX_NORM, MaxNorm, MaxoutMLP
-from training.fusion.models import Encoded, task_output_sizes
+from training.fusion.layers import MaxNorm, MaxoutMLP
+from training.fusion.models import Encoded, MaxoutFusionHead
 from training.models.heads import TaskLogits
 
 
@@ -36,23 +36,17 @@ class GatedMultimodalUnit(nn.Module):
         return gmu(h_text, h_image, gate)
 
 
-class GMUHead(nn.Module):
+class GMUHead(MaxoutFusionHead):
     """GMU over (F_cls,t, F_cls,i), then the maxout classifier; one output per task (+ Task B)."""
 
-    def __init__(
-        self,
-        text_width: int,
-        image_width: int,
-        dim: int,
-        hidden: int,
-        dropout: float,
-        task_b_direct: bool = False,
-        bound: float | None = DEFAULT_MAX_NORM,
-    ) -> None:
-        super().__init__()
-        self.task_b_direct = task_b_direct
-        self.gmu = GatedMultimodalUnit(text_width, image_width, dim, bound)
-        self.classifier = MaxoutMLP(dim, hidden, task_output_sizes(task_b_direct), dropout, bound=bound)
+    FUSION, CLASSIFIER = "gmu", "classifier"
+    gmu: GatedMultimodalUnit
+    classifier: MaxoutMLP
+
+    def make_fusion(
+        self, text_width: int, image_width: int, dim: int, outputs: list[int], bound: float | None
+    ) -> nn.Module:
+        return GatedMultimodalUnit(text_width, image_width, dim, bound)
 
     def forward(self, encoded: Encoded) -> TaskLogits:
         return self.classifier(self.gmu(encoded.text_feature, encoded.image_feature))

@@ -9,13 +9,14 @@ train on features computed once (training/experiments/fusion_table.py).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 from memotion.labels import ALL_TASKS, TASK_B_NAMES
 from training.fusion.heads import FusionOp, Modality, build_fusion
+from training.fusion.layers import DEFAULT_MAX_NORM, MaxoutMLP
 from training.models.encoders import ClipImageEncoder, ClipTextEncoder, token_lengths
 from training.models.heads import Classifier, MultiTaskHead, TaskLogits
 
@@ -146,3 +147,36 @@ class FusionHead(nn.Module):
         fused = self.fused(encoded)
         logits = self.classifier(fused)
         return logits + (self.task_b(fused),) if self.task_b is not None else logits
+
+
+class MaxoutFusionHead(nn.Module):
+    """The GMU baseline's and PM+MO's shape: a fusion module over (F_cls,t, F_cls,i) into ``dim``,
+    then a maxout classifier; one output per task (+ Task B when ``task_b_direct``).
+
+    Subclasses build the fusion module (:meth:`make_fusion`) and name both parts (``FUSION``,
+    ``CLASSIFIER``: the attribute names their checkpoints' keys start with)."""
+
+    FUSION: ClassVar[str]
+    CLASSIFIER: ClassVar[str]
+
+    def __init__(
+        self,
+        text_width: int,
+        image_width: int,
+        dim: int,
+        hidden: int,
+        dropout: float,
+        task_b_direct: bool = False,
+        bound: float | None = DEFAULT_MAX_NORM,
+    ) -> None:
+        super().__init__()
+        self.task_b_direct = task_b_direct
+        outputs = task_output_sizes(task_b_direct)
+        self.add_module(self.FUSION, self.make_fusion(text_width, image_width, dim, outputs, bound))
+        self.add_module(self.CLASSIFIER, MaxoutMLP(dim, hidden, outputs, dropout, bound=bound))
+
+    def make_fusion(
+        self, text_width: int, image_width: int, dim: int, outputs: list[int], bound: float | None
+    ) -> nn.Module:
+        """The module fusing the two features into ``dim`` (``outputs``: classes per output)."""
+        raise NotImplementedError

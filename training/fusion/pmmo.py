@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.fusion.gmu import gmu
-from training.fusion.layers import DEFAULT_MAX_NORM, MaxoutMLP
-from training.fusion.models import Encoded, output_probabilities, task_output_sizes
+from training.fusion.layers import MaxoutMLP
+from training.fusion.models import Encoded, MaxoutFusionHead, output_probabilities
 from training.models.heads import TaskLogits
 
 # Sec. 4.1: the Laplace distributions of the weights start with scale 0.01. (The paper's initial
@@ -110,24 +110,17 @@ class FusionModuleA(nn.Module):
         return tuple(self.readout(z).split(self.outputs, dim=-1))
 
 
-class PmmoHead(nn.Module):
+class PmmoHead(MaxoutFusionHead):
     """Module A then module C. ``forward`` is the deterministic posterior-mean path."""
 
-    def __init__(
-        self,
-        text_width: int,
-        image_width: int,
-        dim: int,
-        hidden: int,
-        dropout: float,
-        task_b_direct: bool = False,
-        bound: float | None = DEFAULT_MAX_NORM,
-    ) -> None:
-        super().__init__()
-        self.task_b_direct = task_b_direct
-        outputs = task_output_sizes(task_b_direct)
-        self.module_a = FusionModuleA(text_width, image_width, dim, outputs)
-        self.module_c = MaxoutMLP(dim, hidden, outputs, dropout, bound=bound)
+    FUSION, CLASSIFIER = "module_a", "module_c"
+    module_a: FusionModuleA
+    module_c: MaxoutMLP
+
+    def make_fusion(
+        self, text_width: int, image_width: int, dim: int, outputs: list[int], bound: float | None
+    ) -> nn.Module:
+        return FusionModuleA(text_width, image_width, dim, outputs)
 
     def forward(self, encoded: Encoded, weights: Mapping[str, torch.Tensor] | None = None) -> TaskLogits:
         return self.module_c(self.module_a.fuse(encoded.text_feature, encoded.image_feature, weights))

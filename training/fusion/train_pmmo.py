@@ -14,13 +14,14 @@ ELBO variants (Sec. 3.2, Table 2): ELBOv1 = ``Trace_ELBO``, ELBOv2 = ``TraceGrap
 Trace_ELBO's), λKL = the KL term weighted by a factor rising linearly from ``kl_start`` to 1,
 optional L1/L2 penalties on A's posterior means. The ELBO is per meme: the likelihood is the batch
 mean and the KL is divided by the training-set size.
+
+``train_pmmo`` runs the one training loop (training/loop.py) with :class:`PmmoTraining`, whose
+step is :class:`PmmoStep`.
 """
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,14 +31,22 @@ import torch
 from torch import nn
 
 from memotion.labels import ALL_TASKS
-from memotion.progress import progress_bar
 from training.dataset import MemeTensors, class_counts
-from training.factory import ModelConfig, save_checkpoint
+from training.factory import ModelConfig
 from training.fusion.models import Encoded, MultimodalClassifier
 from training.fusion.pmmo import FusionModuleA, PmmoHead, predict_with_samples
+from training.loop import EpochResult, StepStats, run_loop, total_steps
 from training.losses import class_balanced_alpha, multitask_loss, task_b_targets
-from training.metrics import memotion_scores, selection_score, task_b_direct_scores
-from training.trainer import TrainConfig, TrainResult, argmax_labels, predict_probabilities, write_validation_outputs
+from training.metrics import selection_score
+from training.trainer import (
+    PrototypeRebalancing,
+    TrainConfig,
+    TrainResult,
+    memotion_validation,
+    save_best,
+    shuffled_batches,
+    write_validation_outputs,
+)
 
 ElboKind = Literal["trace", "tracegraph"]
 Penalty = Literal["none", "l1", "l2"]
@@ -239,6 +248,75 @@ class PmmoStep:
         return {"elbo": float(elbo_value), "c_loss": c_loss.item(), "kl_weight": lam}
 
 
+class PmmoTraining:
+    """The loop's strategy for PM+MO: a :class:`PmmoStep` per batch on the encoded memes (with PMR's
+    prototype losses joining module C's when ``config.pmr.enabled``), validation on the posterior
+    mean."""
+
+    postfix = ("elbo",)
+
+    def __init__(
+        self,
+        model: MultimodalClassifier,
+        kind: str,
+        train: MemeTensors,
+        val: MemeTensors,
+        config: TrainConfig,
+        pmmo: PmmoConfig,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.model, self.kind, self.train, self.val, self.config = model, kind, train, val, config
+        self.log, self.desc = log, f"train {kind} (SVI)"
+        self.generator = torch.Generator().manual_seed(config.seed)
+        alphas = [class_balanced_alpha(c) for c in class_counts(train)] if config.focal_alpha else None
+        self.steps = total_steps(-(-len(train) // config.batch_size), config.epochs, config.max_steps)
+        encoders = list(model.text_encoder.parameters()) + list(model.image_encoder.parameters())
+        self.step_fn = PmmoStep(
+            model.head,
+            pmmo,
+            len(train),
+            self.steps,
+            encoders,
+            config.lr,
+            config.weight_decay,
+            config.focal_gamma,
+            alphas,
+        )
+        self.pmr = PrototypeRebalancing(config.pmr, config.seed) if config.pmr.enabled else None
+
+    def begin_epoch(self, epoch: int) -> Iterator[MemeTensors]:
+        if self.pmr is not None:
+            self.pmr.refresh(self.model, self.train)
+        return shuffled_batches(self.train, self.config.batch_size, self.generator)
+
+    def train_step(self, batch: MemeTensors, epoch: int, step: int) -> StepStats:
+        encoded = self.model.encode(batch.input_ids, batch.pixel_values)
+        extra = None
+        if self.pmr is not None:
+            extra = self.pmr.loss(encoded.text_feature, encoded.image_feature, batch.targets, epoch, step)
+        return self.step_fn(encoded, batch.targets, extra)
+
+    def validate(self, epoch: int, step: int, stats: list[StepStats]) -> EpochResult:
+        scores, probabilities = memotion_validation(self.model, self.kind, self.val)
+        entry = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": float(np.mean([s["c_loss"] for s in stats])),
+            "train_elbo": float(np.mean([s["elbo"] for s in stats])),
+            "kl_weight": stats[-1]["kl_weight"],
+            **{f"val_{k}": v for k, v in scores.items()},
+        }
+        return EpochResult(entry, selection_score(scores), scores, probabilities)
+
+    def end_epoch(self, epoch: int, result: EpochResult) -> None:
+        entry, scores = result.entry, result.scores
+        self.log(
+            f"[{self.kind}] epoch {epoch}: ELBO loss {entry['train_elbo']:.4f}  C loss "
+            f"{entry['train_loss']:.4f}  KL weight {entry['kl_weight']:.2f}  val F1 task A "
+            f"{scores['task_a']:.3f}  task B {scores['task_b']:.3f}  task C {scores['task_c']:.3f}"
+        )
+
+
 def train_pmmo(
     model: MultimodalClassifier,
     kind: str,
@@ -256,96 +334,18 @@ def train_pmmo(
     posterior means, history.json, val_probabilities.npz, per_class_report.json, plots) and the same
     result; validation uses the posterior mean. With ``config.pmr.enabled`` PMR's prototype losses
     on the encoders' features join module C's loss."""
-    from training.pmr import Prototypes, pmr_step
-    from training.trainer import encoder_features
-
     if not isinstance(model.head, PmmoHead):
         raise TypeError(f"{kind}: train_pmmo trains PM+MO models, not {type(model.head).__name__}")
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    alphas = [class_balanced_alpha(c) for c in class_counts(train)] if config.focal_alpha else None
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    encoders = list(model.text_encoder.parameters()) + list(model.image_encoder.parameters())
-    step_fn = PmmoStep(
-        model.head, pmmo, len(train), total_steps, encoders, config.lr, config.weight_decay, config.focal_gamma, alphas
-    )
-    prototypes = Prototypes([t.num_classes for t in ALL_TASKS], config.pmr.momentum) if config.pmr.enabled else None
-    pmr_generator = torch.Generator().manual_seed(config.seed + 1)
-    history: list[dict[str, float]] = []
-    best = None
-    started = time.perf_counter()
-    step = 0
-    bar = progress_bar(total=total_steps, desc=f"train {kind} (SVI)", disable=not progress, unit="step")
-    for epoch in range(1, config.epochs + 1):
-        if step >= total_steps:
-            break
-        if prototypes is not None:
-            subset = train.subset(
-                torch.randperm(len(train), generator=pmr_generator)[
-                    : max(1, round(config.pmr.subset_fraction * len(train)))
-                ]
-            )
-            prototypes.update(*encoder_features(model, subset), subset.targets)
-        model.train()
-        order = torch.randperm(len(train), generator=generator)
-        stats: list[dict[str, float]] = []
-        for start in range(0, len(train), config.batch_size):
-            if step >= total_steps:
-                break
-            batch = train.subset(order[start : start + config.batch_size])
-            encoded = model.encode(batch.input_ids, batch.pixel_values)
-            extra = None
-            if prototypes is not None:
-                extra = pmr_step(
-                    prototypes, encoded.text_feature, encoded.image_feature, batch.targets, config.pmr, epoch - 1
-                ).loss
-            stats.append(step_fn(encoded, batch.targets, extra))
-            step += 1
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, elbo=f"{stats[-1]['elbo']:.3f}", refresh=False)
-        probabilities = predict_probabilities(model, kind, val)
-        scores = {
-            **memotion_scores(val.target_columns(), argmax_labels(probabilities)),
-            **task_b_direct_scores(val.target_columns(), probabilities),
-        }
-        entry = {
-            "epoch": epoch,
-            "step": step,
-            "train_loss": float(np.mean([s["c_loss"] for s in stats])),
-            "train_elbo": float(np.mean([s["elbo"] for s in stats])),
-            "kl_weight": stats[-1]["kl_weight"],
-            **{f"val_{k}": v for k, v in scores.items()},
-        }
-        history.append(entry)
-        log(
-            f"[{kind}] epoch {epoch}: ELBO loss {entry['train_elbo']:.4f}  C loss "
-            f"{entry['train_loss']:.4f}  KL weight {entry['kl_weight']:.2f}  val F1 task A "
-            f"{scores['task_a']:.3f}  task B {scores['task_b']:.3f}  task C {scores['task_c']:.3f}"
-        )
-        if best is None or selection_score(scores) > best[0]:
-            best = (selection_score(scores), epoch, copy.deepcopy(model.state_dict()), scores, probabilities)
-    bar.close()
-    assert best is not None, "no epoch ran"
-    _, best_epoch, state, scores, probabilities = best
-    model.load_state_dict(state)
-    model.eval()
-    seconds = time.perf_counter() - started
-    save_checkpoint(
-        out_dir / "checkpoint.pt",
-        model,
-        kind,
-        clip_name,
-        model_config,
-        {"scores": scores, "epoch": best_epoch, "train_config": asdict(config), "pmmo_config": asdict(pmmo)},
-    )
-    write_validation_outputs(out_dir, kind, history, val, probabilities, best_epoch, "SVI, posterior mean")
+    strategy = PmmoTraining(model, kind, train, val, config, pmmo, log)
+    loop = run_loop(model, strategy, config.epochs, strategy.steps, progress)
+    save_best(out_dir, model, kind, clip_name, model_config, loop, config, pmmo_config=asdict(pmmo))
+    probabilities = loop.best.outputs
+    write_validation_outputs(out_dir, kind, loop.history, val, probabilities, loop.best_epoch, "SVI, posterior mean")
     if pmmo.samples:
         np.savez(out_dir / "val_uncertainty.npz", **posterior_spread(model, val, pmmo.samples))
-    return TrainResult(model, kind, best_epoch, scores, history, probabilities, seconds)
+    return TrainResult(model, kind, loop.best_epoch, loop.best.scores, loop.history, probabilities, loop.seconds)
 
 
 def posterior_spread(

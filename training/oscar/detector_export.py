@@ -19,9 +19,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from memotion.oscar_inputs import DETECTOR_INPUT, DETECTOR_OUTPUTS
 from training.export import OPSET
 from training.oscar.detector import RegionDetector
-from training.oscar.inputs import DETECTOR_INPUT, DETECTOR_OUTPUTS
 
 RELATIVE_TOLERANCE = 1e-3
 

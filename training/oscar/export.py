@@ -8,7 +8,7 @@
 The detector graph is the one training extracted its regions with (checked by hash); the OSCAR
 graph is checked against PyTorch on inputs made by the exported stages. The manifest entry names
 both stages (``detector``, ``text_tokenizer``), so a server knows to run them before the model
-(``training.oscar.inputs.OscarFeeder`` does).
+(the gateway's ``service/inference/oscar.py`` does; ``training.oscar.inputs.OscarFeeder`` too).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from PIL import Image, ImageDraw
 
 from memotion.labels import ALL_TASKS
 from memotion.manifest import ModelEntry, RegionDetectorEntry, WordPieceTokenizerEntry
+from memotion.oscar_inputs import OSCAR_INPUTS, PairTokenizer, oscar_feeds
 from training.oscar.features import file_sha256
-from training.oscar.inputs import OSCAR_INPUTS, OnnxRegionDetector, PairTokenizer, oscar_feeds
+from training.oscar.inputs import OnnxRegionDetector
 from training.oscar.kind import DETECTOR_ONNX_FILE, SETTINGS_FILE, TOKENIZER_FILE
 
 if TYPE_CHECKING:
@@ -43,10 +44,11 @@ def sample_images() -> list[Image.Image]:
     return images
 
 
-def export_oscar_model(job: KindExport, kind_dir: Path) -> ModelEntry:
-    from training.export import PARITY_TOLERANCE, SAMPLE_TEXTS, ExportError, export_onnx, parity_error
+def _copy_artefacts(job: KindExport, kind_dir: Path, settings: dict) -> tuple[str, str]:
+    """The detector's ONNX file (checked: the one training used) and the tokenizer into the
+    repository; returns their repository paths."""
+    from training.export import ExportError
 
-    settings = json.loads((kind_dir / SETTINGS_FILE).read_text())
     detector_file = f"{job.kind}_detector/{job.version}/model.onnx"
     target = job.repository / detector_file
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,29 +58,33 @@ def export_oscar_model(job: KindExport, kind_dir: Path) -> ModelEntry:
     tokenizer_file = f"tokenizer/{job.kind}.json"
     (job.repository / tokenizer_file).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(kind_dir / TOKENIZER_FILE, job.repository / tokenizer_file)
+    return detector_file, tokenizer_file
+
+
+def _sample_feeds(job: KindExport, settings: dict, detector_file: str, tokenizer_file: str) -> dict:
+    """OSCAR's inputs for the sample texts and images, through the exported detector and tokenizer."""
+    from training.export import SAMPLE_TEXTS
 
     detector = OnnxRegionDetector(
-        target, min_size=settings["min_size"], max_size=settings["max_size"], size_divisor=settings["size_divisor"]
+        job.repository / detector_file,
+        min_size=settings["min_size"],
+        max_size=settings["max_size"],
+        size_divisor=settings["size_divisor"],
     )
-    categories = tuple(settings["detector"]["categories"])
     regions = [detector.detect(image) for image in sample_images()]
     texts = list(SAMPLE_TEXTS)
     feeds = oscar_feeds(
         texts,
         [regions[i % len(regions)] for i in range(len(texts))],
         PairTokenizer(job.repository / tokenizer_file, settings["max_length"]),
-        categories,
+        tuple(settings["detector"]["categories"]),
     )
-    model_file = f"{job.kind}/{job.version}/model.onnx"
-    inputs = {name: feeds[name] for name in OSCAR_INPUTS}
-    export_onnx(job.model, inputs, job.repository / model_file)
-    error = parity_error(job.model, job.repository / model_file, inputs)
-    if error > PARITY_TOLERANCE:
-        raise ExportError(f"{job.kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
-    job.log(
-        f"exported {job.kind} -> {model_file} + {detector_file} + {tokenizer_file} "
-        f"(ONNX Runtime vs PyTorch max |diff| {error:.1e})"
-    )
+    return {name: feeds[name] for name in OSCAR_INPUTS}
+
+
+def _model_entry(
+    job: KindExport, settings: dict, model_file: str, detector_file: str, tokenizer_file: str
+) -> ModelEntry:
     detector_options = settings["detector"]
     return ModelEntry(
         name=job.kind,
@@ -102,6 +108,25 @@ def export_oscar_model(job: KindExport, kind_dir: Path) -> ModelEntry:
             size_divisor=settings["size_divisor"],
             regions=detector_options["regions"],
             feature_dim=settings["feature_dim"],
-            categories=categories,
+            categories=tuple(detector_options["categories"]),
         ),
     )
+
+
+def export_oscar_model(job: KindExport, kind_dir: Path) -> ModelEntry:
+    """OSCAR, its detector and its tokenizer into the repository; the model checked against PyTorch."""
+    from training.export import PARITY_TOLERANCE, ExportError, export_onnx, parity_error
+
+    settings = json.loads((kind_dir / SETTINGS_FILE).read_text())
+    detector_file, tokenizer_file = _copy_artefacts(job, kind_dir, settings)
+    inputs = _sample_feeds(job, settings, detector_file, tokenizer_file)
+    model_file = f"{job.kind}/{job.version}/model.onnx"
+    export_onnx(job.model, inputs, job.repository / model_file)
+    error = parity_error(job.model, job.repository / model_file, inputs)
+    if error > PARITY_TOLERANCE:
+        raise ExportError(f"{job.kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
+    job.log(
+        f"exported {job.kind} -> {model_file} + {detector_file} + {tokenizer_file} "
+        f"(ONNX Runtime vs PyTorch max |diff| {error:.1e})"
+    )
+    return _model_entry(job, settings, model_file, detector_file, tokenizer_file)

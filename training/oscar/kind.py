@@ -14,12 +14,12 @@ The kind's run directory (``<run>/oscar/``) holds, besides what the trainer writ
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from memotion.oscar_inputs import OSCAR_INPUTS
 from training.oscar.config import OscarArchitecture, OscarConfig
-from training.oscar.inputs import OSCAR_INPUTS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,21 +61,27 @@ def _bert_config(options: OscarConfig, vocab_size: int) -> dict:
     ).to_dict()
 
 
-def prepare_oscar(data: KindData) -> PreparedKind:
-    """Export the detector, detect regions once per image, tokenize text + tags, make the model."""
+@dataclass
+class _Detection:
+    """The detector as training used it, and the regions it found per split."""
+
+    detector: Any  # training.oscar.detector.RegionDetector
+    categories: tuple[str, ...]
+    sha256: str
+    scaling: tuple[int, int, int]  # min size, max size, size divisor
+    regions: dict[str, Any]  # split -> the detector's regions
+
+
+def _detect_regions(options: OscarConfig, data: KindData) -> _Detection:
+    """Save and export the detector; detect regions once per image with the ONNX export (cached)."""
     import torch
 
-    from training.factory import PreparedKind
     from training.oscar.detector import RegionDetector, build_detector, detector_categories
     from training.oscar.detector_export import export_detector
     from training.oscar.features import cached_regions, file_sha256
-    from training.oscar.inputs import OnnxRegionDetector, PairTokenizer, oscar_feeds
-    from training.oscar.model import OscarClassifier
-    from training.oscar.tokenizer import bert_tokenizer, train_wordpiece, write_tokenizer
+    from training.oscar.inputs import OnnxRegionDetector
 
-    options: OscarConfig = getattr(data.recipe, "oscar", None) or OscarConfig()
     out = data.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     categories = detector_categories(options.detector)
     detector = RegionDetector(build_detector(options.detector), options.detector.regions)
     torch.save(detector.detector.state_dict(), out / DETECTOR_FILE)
@@ -100,49 +106,82 @@ def prepare_oscar(data: KindData) -> PreparedKind:
         "[oscar] mean regions per image: "
         + ", ".join(f"{split} {float(r.mask.sum(axis=1).mean()):.1f}" for split, r in regions.items())
     )
+    return _Detection(detector, tuple(categories), detector_hash, (min_size, max_size, divisor), regions)
+
+
+def _oscar_tensors(options: OscarConfig, data: KindData, detection: _Detection) -> tuple[Any, dict[str, Any]]:
+    """The pair tokenizer (written as ``tokenizer.json``) and each split's tensors with OSCAR's inputs."""
+    import torch
+
+    from memotion.oscar_inputs import PairTokenizer, oscar_feeds
+    from training.oscar.tokenizer import bert_tokenizer, train_wordpiece, write_tokenizer
 
     if options.bert is not None:
         tokenizer = bert_tokenizer(options.bert)
     else:  # the tiny BERT's vocabulary: WordPiece trained on the training texts and the tag names
         data.log("[oscar] no BERT folder given (--oscar-bert): a tiny random-initialised BERT")
-        texts = [r.text for r in data.records["train"]] + list(categories)
+        texts = [r.text for r in data.records["train"]] + list(detection.categories)
         tokenizer = train_wordpiece(texts, options.tiny_bert.vocab_size)
-    pair = PairTokenizer(write_tokenizer(tokenizer, out / TOKENIZER_FILE), options.max_length)
+    pair = PairTokenizer(write_tokenizer(tokenizer, data.out_dir / TOKENIZER_FILE), options.max_length)
     tensors = {}
     for split, records in data.records.items():
-        feeds = oscar_feeds([r.text for r in records], regions[split].per_image(), pair, categories)
+        regions = detection.regions[split].per_image()
+        feeds = oscar_feeds([r.text for r in records], regions, pair, detection.categories)
         tensors[split] = data.tensors[split].with_extras({name: torch.from_numpy(feeds[name]) for name in OSCAR_INPUTS})
+    return pair, tensors
 
-    bert = None
-    if options.bert is not None:
-        from transformers import BertModel
 
-        bert = BertModel.from_pretrained(options.bert, local_files_only=True)
-        if bert.config.vocab_size < pair.vocab_size or bert.config.max_position_embeddings < options.max_length:
-            raise ValueError(
-                f"{options.bert}: vocabulary {bert.config.vocab_size} / positions "
-                f"{bert.config.max_position_embeddings} too small for its tokenizer "
-                f"({pair.vocab_size}) / max length {options.max_length}"
-            )
+def _pretrained_bert(options: OscarConfig, pair: Any) -> Any:
+    """The BERT of ``options.bert`` (None for the tiny one), checked against the tokenizer."""
+    if options.bert is None:
+        return None
+    from transformers import BertModel
+
+    bert = BertModel.from_pretrained(options.bert, local_files_only=True)
+    if bert.config.vocab_size < pair.vocab_size or bert.config.max_position_embeddings < options.max_length:
+        raise ValueError(
+            f"{options.bert}: vocabulary {bert.config.vocab_size} / positions "
+            f"{bert.config.max_position_embeddings} too small for its tokenizer "
+            f"({pair.vocab_size}) / max length {options.max_length}"
+        )
+    return bert
+
+
+def _write_settings(options: OscarConfig, detection: _Detection, out: Path) -> None:
+    """``oscar.json``: what the gateway needs to run the detector and build OSCAR's inputs."""
+    min_size, max_size, divisor = detection.scaling
+    settings = {
+        "detector": {**asdict(options.detector), "categories": list(detection.categories)},
+        "detector_sha256": detection.sha256,
+        "min_size": min_size,
+        "max_size": max_size,
+        "size_divisor": divisor,
+        "feature_dim": detection.detector.feature_dim,
+        "max_length": options.max_length,
+        "bert": options.bert,
+    }
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+
+
+def prepare_oscar(data: KindData) -> PreparedKind:
+    """Export the detector, detect regions once per image, tokenize text + tags, make the model."""
+    from training.factory import PreparedKind
+    from training.oscar.model import OscarClassifier
+
+    options: OscarConfig = getattr(data.recipe, "oscar", None) or OscarConfig()
+    data.out_dir.mkdir(parents=True, exist_ok=True)
+    detection = _detect_regions(options, data)
+    pair, tensors = _oscar_tensors(options, data, detection)
+    bert = _pretrained_bert(options, pair)
     arch = OscarArchitecture(
         bert_config=bert.config.to_dict() if bert is not None else _bert_config(options, pair.vocab_size),
-        region_dim=detector.feature_dim,
+        region_dim=detection.detector.feature_dim,
         max_length=options.max_length,
         regions=options.detector.regions,
     )
     model_config = replace(data.recipe.model, oscar=arch)
     model = OscarClassifier.from_architecture(arch, model_config.head_hidden, model_config.dropout, bert)
-    settings = {
-        "detector": {**asdict(options.detector), "categories": list(categories)},
-        "detector_sha256": detector_hash,
-        "min_size": min_size,
-        "max_size": max_size,
-        "size_divisor": divisor,
-        "feature_dim": detector.feature_dim,
-        "max_length": options.max_length,
-        "bert": options.bert,
-    }
-    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+    _write_settings(options, detection, data.out_dir)
     return PreparedKind(model, model_config, tensors)
 
 

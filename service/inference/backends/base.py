@@ -1,6 +1,6 @@
 """The inference backend protocol: run one manifest model on named input tensors.
 
-The pipeline only knows manifest ``ModelEntry`` objects and tensor names from the manifest; how a
+The pipeline only knows manifest ``ServedModel`` objects and tensor names from the manifest; how a
 backend finds a model (ONNX file, Triton model name and version) is its own business.
 """
 
@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from memotion.manifest import ModelEntry
+from memotion.manifest import ServedModel
 
 
 class BackendError(RuntimeError):
@@ -26,7 +26,7 @@ class BackendUnavailable(BackendError):
 class InferenceBackend(Protocol):
     name: str
 
-    def infer(self, model: ModelEntry, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, model: ServedModel, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run ``model`` on the tensors it names in ``model.inputs`` (others in ``inputs`` are ignored).
 
         Returns one array per name in ``model.outputs``, keyed by that name.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memotion.manifest import ModelEntry
+from memotion.manifest import ServedModel
 from service.inference.backends.base import BackendError
 
 logger = logging.getLogger("memotion.gateway")
@@ -33,11 +33,14 @@ class OnnxRuntimeBackend:
     def __init__(
         self,
         repository_root: Path,
-        models: Sequence[ModelEntry],
+        models: Sequence[ServedModel],
         *,
         intra_op_threads: int = 0,
         providers: Sequence[str] | None = None,
+        allow_spinning: bool = True,
     ) -> None:
+        """``allow_spinning``: ONNX Runtime's threads busy-wait for the next run (fast for one
+        session used back to back; CPU burnt that concurrent batches or processes need)."""
         import onnxruntime as ort
 
         self._providers = list(providers) if providers is not None else default_providers()
@@ -46,6 +49,7 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         for model in models:
             path = Path(repository_root) / model.file
             try:
@@ -59,7 +63,7 @@ class OnnxRuntimeBackend:
             )
 
     @staticmethod
-    def _check_signature(model: ModelEntry, session: object, path: Path) -> None:
+    def _check_signature(model: ServedModel, session: object, path: Path) -> None:
         inputs = {i.name for i in session.get_inputs()}  # type: ignore[attr-defined]
         outputs = {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
         missing_in = [name for name in model.inputs if name not in inputs]
@@ -72,15 +76,25 @@ class OnnxRuntimeBackend:
                 f"outputs {sorted(outputs)}; manifest inputs {list(model.inputs)}, outputs {list(model.outputs)}"
             )
 
-    def infer(self, model: ModelEntry, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self._sessions.get(model.name)
-        if session is None:
+    def infer(self, model: ServedModel, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.run(model, self.prepare(model, inputs))
+
+    def prepare(self, model: ServedModel, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The feed of ``model``: its inputs, contiguous and of the graph's dtype (BackendError if one is missing)."""
+        if model.name not in self._sessions:
             raise BackendError(f"model {model.name} is not loaded")
-        feed = {}
+        feed: dict[str, np.ndarray] = {}
         for name in model.inputs:
             if name not in inputs:
                 raise BackendError(f"model {model.name} needs input {name!r}, which was not computed")
             feed[name] = np.ascontiguousarray(inputs[name], dtype=_INPUT_DTYPES.get(name))
+        return feed
+
+    def run(self, model: ServedModel, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One ONNX Runtime call on a prepared feed (one request's, or a batch of them merged)."""
+        session = self._sessions.get(model.name)
+        if session is None:
+            raise BackendError(f"model {model.name} is not loaded")
         names = model.served_outputs()
         results = session.run(names, feed)
         return {name: np.asarray(value) for name, value in zip(names, results)}

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from operator import methodcaller
 from typing import Any, Literal, TypeVar
 
 import httpx
 import numpy as np
 
-from memotion.manifest import ModelEntry
+from memotion.manifest import ServedModel
 from service.inference.backends.base import BackendError, BackendUnavailable
 
 logger = logging.getLogger("memotion.gateway")
@@ -48,7 +49,7 @@ class TritonBackend:
     def __init__(
         self,
         url: str,
-        models: Sequence[ModelEntry],
+        models: Sequence[ServedModel],
         *,
         protocol: Protocol = "grpc",
         timeout_s: float = 30.0,
@@ -151,9 +152,7 @@ class TritonBackend:
             try:
                 metadata = self._call(
                     f"metadata of {model.name}",
-                    lambda c, name=model.name, v=version: c.get_model_metadata(
-                        name, v, **self._timeout_kw(HEALTH_TIMEOUT_S)
-                    ),
+                    methodcaller("get_model_metadata", model.name, version, **self._timeout_kw(HEALTH_TIMEOUT_S)),
                 )
             except InferenceServerException as err:
                 raise TritonModelMismatch(
@@ -178,11 +177,11 @@ class TritonBackend:
     def _timeout_kw(self, seconds: float) -> dict[str, float]:
         return {"client_timeout": seconds} if self.protocol == "grpc" else {}
 
-    def infer(self, model: ModelEntry, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, model: ServedModel, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.protocol == "grpc":
             import tritonclient.grpc as client_module
         else:
-            import tritonclient.http as client_module  # type: ignore[no-redef]
+            import tritonclient.http as client_module
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
         tensors = []
@@ -229,8 +228,8 @@ class TritonBackend:
             for model in self.models:
                 if not self._call(
                     f"readiness of {model.name}",
-                    lambda c, name=model.name, v=str(model.version): c.is_model_ready(
-                        name, v, **self._timeout_kw(HEALTH_TIMEOUT_S)
+                    methodcaller(
+                        "is_model_ready", model.name, str(model.version), **self._timeout_kw(HEALTH_TIMEOUT_S)
                     ),
                 ):
                     self.problem = (

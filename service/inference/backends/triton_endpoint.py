@@ -13,8 +13,10 @@ TRITON_METRICS_PORT = 8002
 def triton_endpoint(settings: GatewaySettings) -> tuple[Protocol, str]:
     """(protocol, host:port) from triton_url and triton_protocol; a scheme in the URL wins."""
     scheme, _, address = settings.triton_url.strip().rpartition("://")
-    if scheme == "grpc" or scheme == "http":
-        return scheme, address.rstrip("/")
+    if scheme == "grpc":
+        return "grpc", address.rstrip("/")
+    if scheme == "http":
+        return "http", address.rstrip("/")
     if scheme:
         raise ValueError(
             f"MEMOTION_TRITON_URL={settings.triton_url!r}: use host:port, grpc://host:port or http://host:port"

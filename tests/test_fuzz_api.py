@@ -1,0 +1,56 @@
+"""Schema-driven and property-based fuzzing of a real gateway (a short run; bench/fuzz.py is the long
+one): Schemathesis on every operation of the gateway's OpenAPI schema, valid and invalid data, and
+the Hypothesis strategies of tests/fuzz_strategies.py (hostile images, bodies, headers).
+
+The contract: no 5xx and no transport error, every answer within the configured request time-out,
+and the server's memory bounded (it grows by less than a fixed budget over the run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fuzz_runner import FuzzReport, run_fuzz, server_pid
+from tests.gateway_fixtures import start_gateway
+
+pytestmark = pytest.mark.slow
+
+REQUEST_TIMEOUT_S = 20.0
+MEMORY_GROWTH_BUDGET_MIB = 300.0  # a decoded image is at most a few tens of MiB under these limits
+EXAMPLES = 40  # per Schemathesis operation and per Hypothesis source: a few hundred cases in all
+
+
+@pytest.fixture(scope="module")
+def fuzz_report(model_repository: Path) -> Iterator[FuzzReport]:
+    settings = {
+        "ocr": "none",
+        "request_timeout_s": REQUEST_TIMEOUT_S,
+        "max_upload_bytes": 2_000_000,
+        "max_image_pixels": 4_000_000,
+        "log_level": "warning",
+    }
+    with start_gateway(model_repository, **settings) as base_url:
+        yield run_fuzz(base_url, server_pid(base_url), examples=EXAMPLES, timeout_s=REQUEST_TIMEOUT_S + 30.0)
+
+
+def test_every_endpoint_was_fuzzed(fuzz_report: FuzzReport) -> None:
+    names = set(fuzz_report.endpoints)
+    for operation in ("POST /v1/classify", "POST /v1/classify/batch", "GET /healthz", "GET /readyz", "GET /metrics"):
+        assert operation in names, names
+    assert fuzz_report.cases >= 200, fuzz_report.as_dict()
+
+
+def test_no_generated_request_gets_a_5xx(fuzz_report: FuzzReport) -> None:
+    assert not fuzz_report.server_errors, "\n".join(fuzz_report.server_errors[:10])
+
+
+def test_every_answer_is_within_the_configured_time_out(fuzz_report: FuzzReport) -> None:
+    assert fuzz_report.worst_s < REQUEST_TIMEOUT_S + 5.0, fuzz_report.as_dict()
+
+
+def test_the_server_memory_stays_bounded(fuzz_report: FuzzReport) -> None:
+    growth = fuzz_report.peak_rss_mib - fuzz_report.rss_before_mib
+    assert growth < MEMORY_GROWTH_BUDGET_MIB, fuzz_report.as_dict()

@@ -1,0 +1,112 @@
+"""The models of the real-data experiment for one seed: CLIP-text, CLIP-image, CLIP-multi with GB and
+PMR on and off, the attention fusion head, PM+MO, and CLIP-text re-balanced (Task A over-sampling +
+class-balanced focal alpha), all through the project's own training loop on the same tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import open_clip
+import torch
+
+from memotion.data_format import MemeRecord
+from training.backbone import clip_context_length, create_clip, normalise_pretrained, register_model_configs
+from training.dataset import MemeTensors, build_tensors
+from training.factory import build_model, build_multi, build_unimodal, model_kind
+from training.recipe import RecipeConfig, preprocessing_for
+from training.sampling import balanced_indices
+from training.trainer import TrainResult, train_model
+
+# CLIP-multi variants: (gradient blending, PMR). GB uses the authors' fixed weights.
+MULTI_VARIANTS = {
+    "CLIP-multi": ("off", False),
+    "CLIP-multi +GB": ("fixed", False),
+    "CLIP-multi +PMR": ("off", True),
+    "CLIP-multi +GB +PMR": ("fixed", True),
+}
+FUSION = {"Fusion attention": "fusion_attention", "PM+MO": "pmmo"}
+BALANCED = "CLIP-text balanced"
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    unimodal_epochs: int = 4
+    multi_epochs: int = 3
+    fusion_epochs: int = 4
+    multi_variants: tuple[str, ...] = tuple(MULTI_VARIANTS)
+    fusion: tuple[str, ...] = tuple(FUSION)
+    balanced_text: bool = True  # the re-balanced CLIP-text row (issue 15, part 3)
+    balance_power: float = 0.5  # Task A over-sampling: 0 none, 1 uniform
+    out_dir: str | None = None  # where checkpoints go (None: a temporary folder)
+
+
+@dataclass
+class TrainedModel:
+    result: TrainResult
+    seconds: float
+    test_tensors: str = "test"
+
+
+def make_tensors(records: dict[str, list[MemeRecord]], recipe: RecipeConfig) -> dict[str, MemeTensors]:
+    register_model_configs()
+    probe = create_clip(recipe.clip, normalise_pretrained(recipe.pretrained))
+    tokenize = open_clip.get_tokenizer(recipe.clip, context_length=clip_context_length(probe))
+    preprocessing = preprocessing_for(probe)
+    return {split: build_tensors(rows, tokenize, preprocessing) for split, rows in records.items()}
+
+
+def train_models(
+    records: dict[str, list[MemeRecord]],
+    recipe: RecipeConfig,
+    plan: ModelPlan,
+    seed: int,
+    log: Callable[[str], None],
+) -> tuple[dict[str, TrainedModel], dict[str, MemeTensors]]:
+    """Train every model of ``plan`` on records['train'], selecting epochs on records['val']."""
+    import tempfile
+
+    tensors = make_tensors(records, recipe)
+    train, val = tensors["train"], tensors["val"]
+    pretrained = normalise_pretrained(recipe.pretrained)
+    root = Path(plan.out_dir or tempfile.mkdtemp(prefix="real_data_")) / f"seed{seed}"
+    base = replace(recipe.train, seed=seed, gb_mode="off", pmr=replace(recipe.train.pmr, enabled=False))
+    quiet = lambda _: None  # noqa: E731 - per-epoch lines would drown the experiment's own
+    out: dict[str, TrainedModel] = {}
+
+    def fit(name: str, model, kind: str, config, data: MemeTensors = train, trainer=train_model) -> TrainResult:
+        torch.manual_seed(seed)
+        folder = root / name.lower().replace(" ", "_").replace("+", "")
+        result = trainer(model, kind, data, val, config, folder, recipe.clip, recipe.model, False, quiet)
+        out[name] = TrainedModel(result, result.seconds)
+        log(f"{name}: {result.seconds:.0f} s, best epoch {result.best_epoch}, val task A {result.scores['task_a']:.3f}")
+        return result
+
+    uni = replace(base, epochs=plan.unimodal_epochs)
+    torch.manual_seed(seed)
+    text = fit(
+        "CLIP-text", build_unimodal("clip_text", create_clip(recipe.clip, pretrained), recipe.model), "clip_text", uni
+    )
+    torch.manual_seed(seed)
+    image = fit(
+        "CLIP-image",
+        build_unimodal("clip_image", create_clip(recipe.clip, pretrained), recipe.model),
+        "clip_image",
+        uni,
+    )
+    for name in plan.multi_variants:
+        gb, pmr = MULTI_VARIANTS[name]
+        config = replace(base, epochs=plan.multi_epochs, gb_mode=gb, pmr=replace(base.pmr, enabled=pmr))
+        fit(name, build_multi(text.model, image.model, recipe.model), "clip_multi", config)
+    for name in plan.fusion:
+        kind = FUSION[name]
+        torch.manual_seed(seed)
+        model = build_model(kind, recipe.clip, recipe.model, pretrained)
+        fit(name, model, kind, replace(base, epochs=plan.fusion_epochs), trainer=model_kind(kind).train or train_model)
+    if plan.balanced_text:
+        rows = balanced_indices(train.targets[:, 0].numpy(), plan.balance_power, seed)
+        torch.manual_seed(seed)
+        model = build_unimodal("clip_text", create_clip(recipe.clip, pretrained), recipe.model)
+        fit(BALANCED, model, "clip_text", replace(uni, focal_alpha=True), data=train.subset(torch.from_numpy(rows)))
+    return out, tensors
