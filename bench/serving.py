@@ -59,7 +59,7 @@ from service.inference.backends import create_backend
 from service.inference.backends.base import InferenceBackend
 from service.inference.backends.triton_backend import TritonBackend
 from service.inference.batching import BatchingBackend
-from service.inference.classifier import MemeClassifier
+from service.inference.classifier import MemeClassifier, request_batcher_for
 from service.inference.imaging import decode_image
 from service.inference.ocr import NoOcr, OcrEngine
 from service.inference.ocr.factory import create_ocr
@@ -288,7 +288,7 @@ def bench_cache(
 
 # --- backends ----------------------------------------------------------------------------------
 
-BACKENDS = ("pytorch", "onnxruntime", "batched", "triton")
+BACKENDS = ("pytorch", "onnxruntime", "batched-model", "batched", "triton")
 
 
 def served_models(settings: GatewaySettings, manifest: Manifest) -> list:
@@ -307,17 +307,18 @@ def make_backend(
     if name == "pytorch":
         return TorchBackend(run_dir, members, args.device), None
     ocr = "onnx" if manifest.ocr is not None else "none"
-    settings = GatewaySettings(model_repository=repository, batching=name == "batched", ocr=ocr)
-    if name in ("onnxruntime", "batched"):
+    settings = GatewaySettings(model_repository=repository, batching=name != "onnxruntime", ocr=ocr)
+    if name in ("onnxruntime", "batched", "batched-model"):
         backend = create_backend(settings, manifest, repository, served_models(settings, manifest))
         if not isinstance(backend, BatchingBackend):
             notes.append("onnxruntime: embedded, no batching, ONNX Runtime threads spinning (the gateway before #13)")
         else:
             policy = next(iter(backend.policies.values()))
             notes.append(
-                "batched: embedded ONNX Runtime (threads not spinning), dynamic batching from config.pbtxt "
+                f"{name}: embedded ONNX Runtime (threads not spinning), dynamic batching from config.pbtxt "
                 f"(max {policy.max_batch_size}, "
-                f"preferred {list(policy.preferred_batch_sizes)}, queue delay {policy.max_queue_delay_us} us)"
+                f"preferred {list(policy.preferred_batch_sizes)}, queue delay {policy.max_queue_delay_us} us) "
+                + ("per model and per request (the gateway's default)" if name == "batched" else "per model only")
             )
         return backend, None
     if name != "triton":
@@ -355,6 +356,16 @@ def ocr_engines(
     return engines
 
 
+def classifier_for(
+    name: str, manifest: Manifest, repository: Path, backend: InferenceBackend, ocr: OcrEngine
+) -> MemeClassifier:
+    """The pipeline as the gateway builds it; "batched" adds request-level batching, as by default."""
+    classifier = MemeClassifier(manifest, repository, backend, ocr)
+    if name == "batched":
+        classifier.request_batcher = request_batcher_for(classifier, backend)
+    return classifier
+
+
 def bench_one(
     name: str,
     backend: InferenceBackend,
@@ -366,7 +377,7 @@ def bench_one(
 ) -> dict[str, list[dict]]:
     """Text given at every client level; then each OCR engine reading the memes (no text sent)."""
     payloads, texts = memes
-    plain = MemeClassifier(manifest, repository, backend, NoOcr())
+    plain = classifier_for(name, manifest, repository, backend, NoOcr())
     out = {
         "ocr_excluded": [
             asdict(r)
@@ -374,7 +385,7 @@ def bench_one(
         ]
     }
     for engine, ocr in ocr_engines(name, backend, manifest, repository, args).items():
-        with_ocr = MemeClassifier(manifest, repository, backend, ocr)
+        with_ocr = classifier_for(name, manifest, repository, backend, ocr)
         slow = engine == "easyocr"  # seconds per real meme: fewer requests (its lock serialises them anyway)
         requests = args.easyocr_requests if slow else args.ocr_requests
         levels = bench_backend(
@@ -444,7 +455,9 @@ def parse_args() -> argparse.Namespace:
         "--easyocr-requests", type=int, default=8, help="requests per level with EasyOCR (at most that many in flight)"
     )
     parser.add_argument("--ocr-memes", type=int, default=32, help="distinct memes read by OCR")
-    parser.add_argument("--backends", default="onnxruntime,batched,triton", help=f"of {', '.join(BACKENDS)}")
+    parser.add_argument(
+        "--backends", default="onnxruntime,batched-model,batched,triton", help=f"of {', '.join(BACKENDS)}"
+    )
     parser.add_argument("--trace-requests", type=int, default=192, help="repost trace length (0: none)")
     parser.add_argument("--trace-clients", type=int, default=32, help="clients replaying the repost trace")
     parser.add_argument("--triton-url", help="an external Triton's gRPC host:port (default: start one here)")
@@ -501,7 +514,7 @@ def run_backends(
             if args.trace_requests > 0 and name == ("batched" if "batched" in backends else backends[-1]):
                 trace = zipf_trace(args.trace_requests, 1 / 3)
                 payloads = distinct_payloads(memes[0], max(trace) + 1)
-                classifier = MemeClassifier(manifest, repository, backend, NoOcr())
+                classifier = classifier_for(name, manifest, repository, backend, NoOcr())
                 cache = {"backend": name, "clients": args.trace_clients, "requests": len(trace)}
                 cache["repeats"] = repeats(trace)
                 cache.update(bench_cache(classifier, payloads, memes[1], trace, args.trace_clients))

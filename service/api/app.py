@@ -62,8 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The classifier (``app.state.classifier``) lives from startup to shutdown; None outside."""
     settings: GatewaySettings = app.state.settings
     classifier = await load_classifier(settings)
-    if hasattr(classifier.backend, "set_observer"):  # the embedded backend's dynamic batcher
-        classifier.backend.set_observer(app.state.metrics)
+    classifier.set_batch_observer(app.state.metrics)  # the embedded backend's dynamic batchers
     app.state.classifier = classifier
     logger.info(
         "ready: repository %s version %s, members %s",

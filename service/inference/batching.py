@@ -22,10 +22,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,8 @@ logger = logging.getLogger("memotion.gateway")
 Tensors = Mapping[str, np.ndarray]
 # Inputs that may be right-padded to the longest sequence of the batch (value: the pad value key).
 PADDABLE = ("input_ids", "oscar_input_ids", "oscar_token_type_ids", "oscar_attention_mask")
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 class BatchObserver(Protocol):
@@ -47,14 +49,14 @@ class BatchObserver(Protocol):
 
 
 @dataclass
-class _Pending:
-    inputs: dict[str, np.ndarray]
+class _Pending(Generic[Item, Result]):
+    item: Item
     rows: int
-    group: tuple[object, ...]
+    group: Hashable
     enqueued: float = field(default_factory=time.perf_counter)
     done: threading.Event = field(default_factory=threading.Event)  # result or error set
     wake: threading.Event = field(default_factory=threading.Event)  # done, or lead the next batch
-    result: dict[str, np.ndarray] | None = None
+    result: Result | None = None
     error: BaseException | None = None
 
 
@@ -93,45 +95,43 @@ def split_outputs(outputs: Tensors, rows: Sequence[int]) -> list[dict[str, np.nd
     return [{name: value[bounds[i] : bounds[i + 1]] for name, value in outputs.items()} for i in range(len(rows))]
 
 
-class ModelBatcher:
-    """One model's queue and the thread that forms and runs its batches."""
+class Batcher(Generic[Item, Result]):
+    """A queue whose concurrent items run together: ``run_batch(items)`` answers each item (a
+    result, or an exception meant for that item alone), in order.
+
+    No thread of its own: the caller that finds no batch being formed leads -- it forms the batch,
+    runs it in its own thread and hands the others their answers; when it is done, the oldest item
+    still waiting leads the next one. One batch at a time (Triton's one instance), and no thread
+    hand-off at all for a lone item. A batch that raises is run again item by item, so a bad item
+    fails alone."""
 
     def __init__(
         self,
         name: str,
-        run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+        run_batch: Callable[[list[Item]], Sequence[Result | BaseException]],
         policy: TritonBatching,
-        pad_values: Mapping[str, int] | None = None,
         observer: BatchObserver | None = None,
         company: Callable[[], bool] | None = None,
     ) -> None:
         self.name = name
         self.policy = policy
         self.observer = observer
-        self._run = run
-        self._pad_values = dict(pad_values or {})
+        self._run_batch = run_batch
         self._company = company
         self._target = max(policy.preferred_batch_sizes, default=policy.max_batch_size)
         self._delay_s = policy.max_queue_delay_us / 1e6
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[_Pending[Item, Result]] = deque()
         self._cond = threading.Condition()
         self._leading = False  # a caller's thread is forming or running a batch
         self._closed = False
 
-    def submit(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Queue one request and return its rows of the batch it ran in.
-
-        No thread of its own: the caller that finds no batch being formed leads -- it forms the
-        batch, runs it in its own thread and hands the others their rows; when it is done, the
-        oldest request still waiting leads the next one. One batch at a time per model (Triton's
-        one instance), and no thread hand-off at all for a lone request."""
-        rows = {len(a) for a in inputs.values()}
-        if len(rows) != 1:
-            raise BackendError(f"model {self.name}: inputs have different row counts {sorted(rows)}")
-        pending = _Pending(inputs, rows.pop(), batch_group(inputs))
+    def submit(self, item: Item, rows: int = 1, group: Hashable = ()) -> Result:
+        """Queue ``item`` (``rows`` rows; it shares batches only with items of its ``group``) and
+        return its answer from the batch it ran in."""
+        pending: _Pending[Item, Result] = _Pending(item, rows, group)
         with self._cond:
             if self._closed:
-                raise BackendError(f"model {self.name}: the batcher is closed")
+                raise BackendError(f"{self.name}: the batcher is closed")
             self._queue.append(pending)
             lead, self._leading = not self._leading, True
             self._cond.notify_all()  # a leader gathering a batch may take this one
@@ -141,29 +141,28 @@ class ModelBatcher:
             self._lead(pending)
         if pending.error is not None:
             raise pending.error
-        assert pending.result is not None
-        return pending.result
+        return pending.result  # type: ignore[return-value]  # set with done, unless error is
 
     def close(self) -> None:
-        """No new requests (those queued still run)."""
+        """No new items (those queued still run)."""
         with self._cond:
             self._closed = True
 
     # --- leading ------------------------------------------------------------------------------
 
-    def _lead(self, own: _Pending) -> None:
+    def _lead(self, own: _Pending[Item, Result]) -> None:
         try:
             while not own.done.is_set():
                 self._execute(self._next_batch())
         finally:
             with self._cond:
                 if self._queue:
-                    self._queue[0].wake.set()  # the oldest waiting request leads next
+                    self._queue[0].wake.set()  # the oldest waiting item leads next
                 else:
                     self._leading = False
 
-    def _next_batch(self) -> list[_Pending]:
-        """The oldest request and those that join it: until the batch holds the largest preferred
+    def _next_batch(self) -> list[_Pending[Item, Result]]:
+        """The oldest item and those that join it: until the batch holds the largest preferred
         size (or max_batch_size) or max_queue_delay has passed since the oldest came. Nobody else
         in flight (``company``): no waiting, since nobody could join."""
         with self._cond:
@@ -179,9 +178,9 @@ class ModelBatcher:
                     return batch
                 self._cond.wait(remaining)
 
-    def _take_compatible(self, batch: list[_Pending], rows: int) -> int:
-        """Move queued requests of the batch's group into it while they fit; the rows added."""
-        added, kept = 0, deque[_Pending]()
+    def _take_compatible(self, batch: list[_Pending[Item, Result]], rows: int) -> int:
+        """Move queued items of the batch's group into it while they fit; the rows added."""
+        added, kept = 0, deque[_Pending[Item, Result]]()
         while self._queue:
             item = self._queue.popleft()
             if item.group == batch[0].group and rows + added + item.rows <= self.policy.max_batch_size:
@@ -192,41 +191,89 @@ class ModelBatcher:
         self._queue.extendleft(reversed(kept))
         return added
 
-    def _execute(self, batch: list[_Pending]) -> None:
-        started = time.perf_counter()
-        if self.observer is not None:
-            try:
-                self.observer.observe_batch(
-                    self.name, sum(p.rows for p in batch), [started - p.enqueued for p in batch]
-                )
-            except Exception as err:  # metrics never fail a request
-                logger.debug("batch metrics: %s", err)
+    def _execute(self, batch: list[_Pending[Item, Result]]) -> None:
+        self._observe(batch)
         if len(batch) == 1:
             self._run_alone(batch[0])
             return
         try:
-            merged = merge_inputs([p.inputs for p in batch], self._pad_values)
-            parts = split_outputs(self._run(merged), [p.rows for p in batch])
+            answers = self._answers([p.item for p in batch])
         except Exception as err:
-            logger.warning(
-                "model %s: a batch of %d requests failed (%s); running them one by one", self.name, len(batch), err
-            )
+            logger.warning("%s: a batch of %d failed (%s); running them one by one", self.name, len(batch), err)
             for pending in batch:
                 self._run_alone(pending)
             return
-        for pending, part in zip(batch, parts):
-            pending.result = part
-            pending.done.set()
-            pending.wake.set()
+        for pending, answer in zip(batch, answers):
+            self._settle(pending, answer)
 
-    def _run_alone(self, pending: _Pending) -> None:
+    def _answers(self, items: list[Item]) -> Sequence[Result | BaseException]:
+        answers = self._run_batch(items)
+        if len(answers) != len(items):
+            raise BackendError(f"{self.name}: {len(answers)} answers for {len(items)} items")
+        return answers
+
+    def _observe(self, batch: list[_Pending[Item, Result]]) -> None:
+        if self.observer is None:
+            return
+        started = time.perf_counter()
         try:
-            pending.result = self._run(pending.inputs)
+            self.observer.observe_batch(self.name, sum(p.rows for p in batch), [started - p.enqueued for p in batch])
+        except Exception as err:  # metrics never fail a request
+            logger.debug("batch metrics: %s", err)
+
+    def _run_alone(self, pending: _Pending[Item, Result]) -> None:
+        try:
+            answer: Result | BaseException = self._answers([pending.item])[0]
         except BaseException as err:
-            pending.error = err
-        finally:
-            pending.done.set()
-            pending.wake.set()
+            answer = err
+        self._settle(pending, answer)
+
+    @staticmethod
+    def _settle(pending: _Pending[Item, Result], answer: Result | BaseException) -> None:
+        if isinstance(answer, BaseException):
+            pending.error = answer
+        else:
+            pending.result = answer
+        pending.done.set()
+        pending.wake.set()
+
+
+class ModelBatcher(Batcher[dict[str, np.ndarray], dict[str, np.ndarray]]):
+    """One model's queue: requests' input tensors merged along the batch axis (sequences padded),
+    run as one call of ``run``, the outputs split back into each request's rows."""
+
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+        policy: TritonBatching,
+        pad_values: Mapping[str, int] | None = None,
+        observer: BatchObserver | None = None,
+        company: Callable[[], bool] | None = None,
+    ) -> None:
+        super().__init__(name, self._run_merged, policy, observer, company)
+        self._run = run
+        self._pad_values = dict(pad_values or {})
+
+    def _run_merged(self, parts: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        if len(parts) == 1:
+            return [self._run(parts[0])]
+        merged = merge_inputs(parts, self._pad_values)
+        return split_outputs(self._run(merged), [_rows(self.name, p) for p in parts])
+
+    def submit(
+        self, item: dict[str, np.ndarray], rows: int | None = None, group: Hashable = None
+    ) -> dict[str, np.ndarray]:
+        """Queue one request's input tensors and return its rows of the batch it ran in (``rows``
+        and ``group`` come from the tensors)."""
+        return super().submit(item, _rows(self.name, item), batch_group(item))
+
+
+def _rows(model: str, inputs: Tensors) -> int:
+    rows = {len(a) for a in inputs.values()}
+    if len(rows) != 1:
+        raise BackendError(f"model {model}: inputs have different row counts {sorted(rows)}")
+    return rows.pop()
 
 
 class RunnableBackend(Protocol):

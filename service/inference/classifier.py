@@ -24,9 +24,11 @@ from memotion.voting import majority_vote, presence_probabilities
 from service.core.errors import GatewayStartupError
 from service.core.settings import GatewaySettings
 from service.inference.backends import InferenceBackend, create_backend
+from service.inference.batching import BatchingBackend, BatchObserver
 from service.inference.imaging import scaled_for_ocr
 from service.inference.ocr import OcrEngine, create_ocr, repository_ocr_models
 from service.inference.oscar import OscarStages
+from service.inference.request_batching import RequestBatcher, request_batching_policy
 from service.text.processing import ProcessedText, TextProcessor, TextStep, text_config_from_settings
 from service.text.translation import TranslationError
 
@@ -138,6 +140,7 @@ class MemeClassifier:
         self.ocr = ocr
         self.text_processor = text_processor
         self.ocr_max_side = 1280  # OCR reads a copy scaled down to this longest side (MEMOTION_OCR_MAX_SIDE)
+        self.request_batcher: RequestBatcher[ClassifyResult] | None = None  # from_settings, when batching
         self.members = manifest.members()
         # Members with stages of their own before the model (OSCAR: a region detector run by the
         # backend, a BERT pair tokenizer): service/inference/oscar.py makes their inputs.
@@ -185,6 +188,7 @@ class MemeClassifier:
             text_processor = TextProcessor(text_config_from_settings(settings))
             classifier = cls(manifest, root, backend, ocr, text_processor)
             classifier.ocr_max_side = settings.ocr_max_side
+            classifier.request_batcher = request_batcher_for(classifier, backend)
             return classifier
         except ManifestError as err:
             backend.close()
@@ -208,6 +212,8 @@ class MemeClassifier:
         self.classify(image, None)
 
     def close(self) -> None:
+        if self.request_batcher is not None:
+            self.request_batcher.close()
         self.backend.close()
         if self.text_processor is not None:
             self.text_processor.close()
@@ -219,7 +225,17 @@ class MemeClassifier:
         *,
         cancelled: Callable[[], bool] | None = None,
     ) -> ClassifyResult:
+        """One meme; with a text and request batching on, run together with concurrent ones."""
+        if text is not None and self.request_batcher is not None:
+            return self.request_batcher.classify(image, text, cancelled)
         return self.classify_batch([image], [text], cancelled=cancelled)[0]
+
+    def set_batch_observer(self, observer: BatchObserver | None) -> None:
+        """Where the dynamic batchers (per model, and per request) report their batches."""
+        if isinstance(self.backend, BatchingBackend):
+            self.backend.set_observer(observer)
+        if self.request_batcher is not None:
+            self.request_batcher.observer = observer
 
     def classify_batch(
         self,
@@ -456,3 +472,14 @@ class MemeClassifier:
             code=task.codes[index],
             scores={label: float(score) for label, score in zip(task.labels, scores)},
         )
+
+
+def request_batcher_for(classifier: MemeClassifier, backend: InferenceBackend) -> RequestBatcher[ClassifyResult] | None:
+    """Request-level batching on the embedded backend when it batches (MEMOTION_BATCHING) and every
+    member is batched; its settings are the members' own (config.pbtxt)."""
+    if not isinstance(backend, BatchingBackend):
+        return None
+    policy = request_batching_policy(backend.policies, [m.name for m in classifier.members])
+    if policy is None:
+        return None
+    return RequestBatcher(classifier.classify_batch, policy, ClassificationCancelled)

@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser, default_out: Path | None = No
     parser.add_argument("--epochs", type=int, default=3, help="uni-modal, fusion-free CLIP-text epochs")
     parser.add_argument("--multi-epochs", type=int, default=1, help="CLIP-multi epochs (from the uni-modal models)")
     parser.add_argument("--fusion-epochs", type=int, default=3, help="fusion attention and PM+MO epochs")
+    parser.add_argument(
+        "--paper-multi",
+        action="store_true",
+        help="CLIP-multi's attention blocks without residual connections, as the paper (they collapse on real "
+        "memes: every meme gets the majority class); default: residual + LayerNorm",
+    )
     parser.add_argument("--clip", help="open_clip model (default: the tiny random config memotion-tiny)")
     parser.add_argument("--pretrained", default=None, help="open_clip tag or local checkpoint (with --clip)")
     parser.add_argument("--lr", type=float, help="learning rate (tiny default 1e-3, --clip default 2e-5)")
@@ -55,6 +61,7 @@ def config_from_args(args: argparse.Namespace) -> RealDataConfig:
             recipe = replace(recipe, train=replace(recipe.train, lr=args.lr))
     if args.batch_size:
         recipe = replace(recipe, train=replace(recipe.train, batch_size=args.batch_size))
+    recipe = replace(recipe, model=replace(recipe.model, residual=not args.paper_multi))
     plan = ModelPlan(
         unimodal_epochs=args.epochs,
         multi_epochs=args.multi_epochs,

@@ -5,7 +5,7 @@ class-balanced focal alpha), all through the project's own training loop on the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import open_clip
@@ -17,7 +17,7 @@ from training.dataset import MemeTensors, build_tensors
 from training.factory import build_model, build_multi, build_unimodal, model_kind
 from training.recipe import RecipeConfig, preprocessing_for
 from training.sampling import balanced_indices
-from training.trainer import TrainResult, train_model
+from training.trainer import TrainConfig, TrainResult, train_model
 
 # CLIP-multi variants: (gradient blending, PMR). GB uses the authors' fixed weights.
 MULTI_VARIANTS = {
@@ -68,45 +68,60 @@ def train_models(
     import tempfile
 
     tensors = make_tensors(records, recipe)
-    train, val = tensors["train"], tensors["val"]
-    pretrained = normalise_pretrained(recipe.pretrained)
     root = Path(plan.out_dir or tempfile.mkdtemp(prefix="real_data_")) / f"seed{seed}"
-    base = replace(recipe.train, seed=seed, gb_mode="off", pmr=replace(recipe.train.pmr, enabled=False))
-    quiet = lambda _: None  # noqa: E731 - per-epoch lines would drown the experiment's own
-    out: dict[str, TrainedModel] = {}
-
-    def fit(name: str, model, kind: str, config, data: MemeTensors = train, trainer=train_model) -> TrainResult:
-        torch.manual_seed(seed)
-        folder = root / name.lower().replace(" ", "_").replace("+", "")
-        result = trainer(model, kind, data, val, config, folder, recipe.clip, recipe.model, False, quiet)
-        out[name] = TrainedModel(result, result.seconds)
-        log(f"{name}: {result.seconds:.0f} s, best epoch {result.best_epoch}, val task A {result.scores['task_a']:.3f}")
-        return result
-
-    uni = replace(base, epochs=plan.unimodal_epochs)
-    torch.manual_seed(seed)
-    text = fit(
-        "CLIP-text", build_unimodal("clip_text", create_clip(recipe.clip, pretrained), recipe.model), "clip_text", uni
-    )
-    torch.manual_seed(seed)
-    image = fit(
-        "CLIP-image",
-        build_unimodal("clip_image", create_clip(recipe.clip, pretrained), recipe.model),
-        "clip_image",
-        uni,
-    )
-    for name in plan.multi_variants:
+    fitter = _Fitter(recipe, seed, tensors["train"], tensors["val"], root, log)
+    uni = replace(fitter.base, epochs=plan.unimodal_epochs)
+    text = fitter.fit("CLIP-text", fitter.fresh("clip_text"), "clip_text", uni)
+    image = fitter.fit("CLIP-image", fitter.fresh("clip_image"), "clip_image", uni)
+    for name in plan.multi_variants:  # from the two uni-modal models, as the paper
         gb, pmr = MULTI_VARIANTS[name]
-        config = replace(base, epochs=plan.multi_epochs, gb_mode=gb, pmr=replace(base.pmr, enabled=pmr))
-        fit(name, build_multi(text.model, image.model, recipe.model), "clip_multi", config)
+        config = replace(fitter.base, epochs=plan.multi_epochs, gb_mode=gb, pmr=replace(fitter.base.pmr, enabled=pmr))
+        fitter.fit(name, build_multi(text.model, image.model, recipe.model), "clip_multi", config)
     for name in plan.fusion:
         kind = FUSION[name]
         torch.manual_seed(seed)
-        model = build_model(kind, recipe.clip, recipe.model, pretrained)
-        fit(name, model, kind, replace(base, epochs=plan.fusion_epochs), trainer=model_kind(kind).train or train_model)
-    if plan.balanced_text:
-        rows = balanced_indices(train.targets[:, 0].numpy(), plan.balance_power, seed)
-        torch.manual_seed(seed)
-        model = build_unimodal("clip_text", create_clip(recipe.clip, pretrained), recipe.model)
-        fit(BALANCED, model, "clip_text", replace(uni, focal_alpha=True), data=train.subset(torch.from_numpy(rows)))
-    return out, tensors
+        model = build_model(kind, recipe.clip, recipe.model, normalise_pretrained(recipe.pretrained))
+        trainer = model_kind(kind).train or train_model
+        fitter.fit(name, model, kind, replace(fitter.base, epochs=plan.fusion_epochs), trainer=trainer)
+    if plan.balanced_text:  # Task A over-sampling + class-balanced focal alpha
+        rows = balanced_indices(fitter.train.targets[:, 0].numpy(), plan.balance_power, seed)
+        balanced = fitter.train.subset(torch.from_numpy(rows))
+        fitter.fit(BALANCED, fitter.fresh("clip_text"), "clip_text", replace(uni, focal_alpha=True), data=balanced)
+    return fitter.trained, tensors
+
+
+@dataclass
+class _Fitter:
+    """Trains one seed's models through the project's loop, each in a folder of its own."""
+
+    recipe: RecipeConfig
+    seed: int
+    train: MemeTensors
+    val: MemeTensors
+    root: Path
+    log: Callable[[str], None]
+    trained: dict[str, TrainedModel] = field(default_factory=dict)
+
+    @property
+    def base(self) -> TrainConfig:
+        """The recipe's training settings for this seed, GB and PMR off."""
+        train = self.recipe.train
+        return replace(train, seed=self.seed, gb_mode="off", pmr=replace(train.pmr, enabled=False))
+
+    def fresh(self, kind: str) -> torch.nn.Module:
+        """A new uni-modal model on a new (random or pretrained) CLIP, seeded."""
+        torch.manual_seed(self.seed)
+        clip = create_clip(self.recipe.clip, normalise_pretrained(self.recipe.pretrained))
+        return build_unimodal(kind, clip, self.recipe.model)
+
+    def fit(self, name, model, kind: str, config, data: MemeTensors | None = None, trainer=train_model) -> TrainResult:
+        torch.manual_seed(self.seed)
+        folder = self.root / name.lower().replace(" ", "_").replace("+", "")
+        quiet = lambda _: None  # noqa: E731 - per-epoch lines would drown the experiment's own
+        data = self.train if data is None else data
+        result = trainer(model, kind, data, self.val, config, folder, self.recipe.clip, self.recipe.model, False, quiet)
+        self.trained[name] = TrainedModel(result, result.seconds)
+        self.log(
+            f"{name}: {result.seconds:.0f} s, best epoch {result.best_epoch}, val task A {result.scores['task_a']:.3f}"
+        )
+        return result

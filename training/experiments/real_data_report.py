@@ -28,7 +28,9 @@ def _setup(report: dict, config) -> str:
     return (
         f"CLIP `{recipe.clip}` (pretrained: {pretrained}); lr {recipe.train.lr}, batch {recipe.train.batch_size}, "
         f"focal gamma {recipe.train.focal_gamma}; uni-modal and CLIP-text balanced {plan.unimodal_epochs} epochs, "
-        f"CLIP-multi {plan.multi_epochs} epochs from them, fusion heads {plan.fusion_epochs} epochs; "
+        f"CLIP-multi {plan.multi_epochs} epochs from them "
+        f"({'residual + LayerNorm' if recipe.model.residual else 'no residual, as the paper'} attention blocks), "
+        f"fusion heads {plan.fusion_epochs} epochs; "
         f"training memes capped at {config.max_train or 'no cap'}; seeds {list(config.seeds)} on one split "
         f"(split seed {config.split_seed}, fractions {list(config.fractions)}); baselines are deterministic "
         f"(spread 0). Epochs and ensemble voters chosen on validation (weighted F1), scores on test. "
