@@ -392,7 +392,8 @@ def train_model(
     probabilities, best_epoch = loop.best.outputs, loop.best_epoch
     rho_steps = strategy.pmr.rho_steps if strategy.pmr is not None else []
     mode = strategy.blending.mode
-    _write_outputs(out_dir, kind, loop.history, val, probabilities, best_epoch, mode, estimator, rho_steps)
+    write_validation_outputs(out_dir, kind, loop.history, val, probabilities, best_epoch)
+    _write_balancing_outputs(out_dir, kind, loop.history, mode, estimator, rho_steps)
     weights = dict(strategy.blending.weights)
     return TrainResult(
         model, kind, best_epoch, loop.best.scores, loop.history, probabilities, loop.seconds, weights, rho_steps
@@ -428,18 +429,15 @@ def write_validation_outputs(
     )
 
 
-def _write_outputs(
+def _write_balancing_outputs(
     out_dir: Path,
     kind: str,
     history: list[dict[str, float]],
-    val: MemeTensors,
-    probabilities: dict[str, np.ndarray],
-    best_epoch: int,
     mode: str,
     estimator: BlendWeightEstimator | None,
     rho_steps: list[dict],
 ) -> None:
-    write_validation_outputs(out_dir, kind, history, val, probabilities, best_epoch)
+    """Gradient blending's weights per epoch and PMR's imbalance ratio per step, as JSON and PNG."""
     if mode != "off":
         (out_dir / "gradient_blending.json").write_text(
             json.dumps(
