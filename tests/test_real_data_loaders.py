@@ -18,7 +18,8 @@ from memotion.preprocess import image_to_array
 from training.baselines import majority_probabilities, tfidf_lr_probabilities
 from training.data.cm_off_meme import load_cm_off_meme, parse_binary
 from training.data.splits import duplicate_groups, stratified_cap, stratified_split
-from training.real_scores import macro_f1, score_predictions
+from training.metrics import macro_f1
+from training.real_scores import score_predictions
 from training.sampling import balanced_indices
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memotion.labels import ALL_TASKS
-from training.real_scores import macro_f1
+from training.metrics import macro_f1
 
 NUM_CLASSES = {spec.name: spec.num_classes for spec in ALL_TASKS}
 

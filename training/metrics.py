@@ -15,19 +15,32 @@ import numpy as np
 from memotion.labels import ALL_TASKS, TASK_A, TASK_B_NAMES, TASK_B_OUTPUT, TASK_C
 
 
-def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    """Per-class F1 averaged with weights = class support in y_true (sklearn's 'weighted')."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    if y_true.size == 0:
-        return 0.0
+def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each class's F1 (0 where it is neither true nor predicted), its support in ``y_true``, and
+    whether it occurs at all (true or predicted)."""
     confusion = confusion_matrix(y_true, y_pred, num_classes)
     tp = np.diag(confusion).astype(np.float64)
     support = confusion.sum(axis=1).astype(np.float64)
-    predicted = confusion.sum(axis=0).astype(np.float64)
-    denom = support + predicted
+    denom = support + confusion.sum(axis=0)
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return f1, support, denom > 0
+
+
+def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """Per-class F1 averaged with weights = class support in y_true (sklearn's 'weighted')."""
+    if np.asarray(y_true).size == 0:
+        return 0.0
+    f1, support, _ = per_class_f1(y_true, y_pred, num_classes)
     return float((f1 * support).sum() / support.sum())
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """Unweighted mean of the per-class F1 over the classes present in ``y_true`` or ``y_pred``
+    (sklearn's ``f1_score(average='macro')``: a class never seen nor predicted is left out)."""
+    if np.asarray(y_true).size == 0:
+        return 0.0
+    f1, _, present = per_class_f1(y_true, y_pred, num_classes)
+    return float(f1[present].mean())
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

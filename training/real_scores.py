@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from memotion.labels import TASK_A, TASK_C
-from training.metrics import confusion_matrix, weighted_f1
+from training.metrics import macro_f1, weighted_f1
 
 MEASURES = ("macro", "weighted")
 # Data set kind -> the score keys its table shows, in order.
@@ -22,21 +22,6 @@ TASK_KEYS = {
     "binary": ("task_a", "sarcastic", "offensive"),
 }
 BINARY_HEADS = {"sarcastic": "sarcasm", "offensive": "offensive"}
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    """Unweighted mean of the per-class F1 over the classes present in ``y_true`` or ``y_pred``
-    (sklearn's ``f1_score(average='macro')``: a class never seen nor predicted is left out)."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    if y_true.size == 0:
-        return 0.0
-    matrix = confusion_matrix(y_true, y_pred, num_classes)
-    tp = np.diag(matrix).astype(np.float64)
-    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
-    denom = (support + predicted).astype(np.float64)
-    present = denom > 0
-    return float((2 * tp[present] / denom[present]).mean())
 
 
 def f1_both(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
