@@ -59,7 +59,7 @@ from service.inference.backends import create_backend
 from service.inference.backends.base import InferenceBackend
 from service.inference.backends.triton_backend import TritonBackend
 from service.inference.batching import BatchingBackend
-from service.inference.classifier import MemeClassifier, request_batcher_for
+from service.inference.classifier import MemeClassifier, gateway_models, request_batcher_for
 from service.inference.imaging import decode_image
 from service.inference.ocr import NoOcr, OcrEngine
 from service.inference.ocr.factory import create_ocr
@@ -291,14 +291,6 @@ def bench_cache(
 BACKENDS = ("pytorch", "onnxruntime", "batched-model", "batched", "triton")
 
 
-def served_models(settings: GatewaySettings, manifest: Manifest) -> list:
-    """What the gateway's backend serves: the members, their stage models and the OCR models."""
-    from service.inference.ocr.factory import repository_ocr_models
-
-    members = manifest.members()
-    return [*members, *manifest.stage_models(members), *repository_ocr_models(settings, manifest)]
-
-
 def make_backend(
     name: str, repository: Path, manifest: Manifest, run_dir: Path, args: argparse.Namespace, notes: list[str]
 ) -> tuple[InferenceBackend, TritonServerProcess | None]:
@@ -309,7 +301,7 @@ def make_backend(
     ocr = "onnx" if manifest.ocr is not None else "none"
     settings = GatewaySettings(model_repository=repository, batching=name != "onnxruntime", ocr=ocr)
     if name in ("onnxruntime", "batched", "batched-model"):
-        backend = create_backend(settings, manifest, repository, served_models(settings, manifest))
+        backend = create_backend(settings, manifest, repository, gateway_models(settings, manifest))
         if not isinstance(backend, BatchingBackend):
             notes.append("onnxruntime: embedded, no batching, ONNX Runtime threads spinning (the gateway before #13)")
         else:
@@ -334,7 +326,7 @@ def make_backend(
         )
     else:
         notes.append(f"triton: external server at {url}")
-    return TritonBackend(url, served_models(settings, manifest)), server
+    return TritonBackend(url, gateway_models(settings, manifest)), server
 
 
 def ocr_engines(

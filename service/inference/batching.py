@@ -124,6 +124,7 @@ class Batcher(Generic[Item, Result]):
         self._cond = threading.Condition()
         self._leading = False  # a caller's thread is forming or running a batch
         self._closed = False
+        self.in_flight = 0  # items submitted and not answered yet (queued, or in the running batch)
 
     def submit(self, item: Item, rows: int = 1, group: Hashable = ()) -> Result:
         """Queue ``item`` (``rows`` rows; it shares batches only with items of its ``group``) and
@@ -133,12 +134,17 @@ class Batcher(Generic[Item, Result]):
             if self._closed:
                 raise BackendError(f"{self.name}: the batcher is closed")
             self._queue.append(pending)
+            self.in_flight += 1
             lead, self._leading = not self._leading, True
             self._cond.notify_all()  # a leader gathering a batch may take this one
-        if not lead:
-            pending.wake.wait()
-        if not pending.done.is_set():  # leading: from the start, or handed the lead
-            self._lead(pending)
+        try:
+            if not lead:
+                pending.wake.wait()
+            if not pending.done.is_set():  # leading: from the start, or handed the lead
+                self._lead(pending)
+        finally:
+            with self._cond:
+                self.in_flight -= 1
         if pending.error is not None:
             raise pending.error
         return pending.result  # type: ignore[return-value]  # set with done, unless error is

@@ -179,10 +179,7 @@ class MemeClassifier:
             manifest = load_manifest(root)
         except ManifestError as err:
             raise GatewayStartupError(f"unusable model repository: {err}") from err
-        members = manifest.members()
-        served: list[ServedModel] = [*members, *manifest.stage_models(members)]
-        served += repository_ocr_models(settings, manifest)
-        backend = create_backend(settings, manifest, root, served)
+        backend = create_backend(settings, manifest, root, gateway_models(settings, manifest))
         try:
             ocr = create_ocr(settings, manifest, backend, root)
             text_processor = TextProcessor(text_config_from_settings(settings))
@@ -472,6 +469,13 @@ class MemeClassifier:
             code=task.codes[index],
             scores={label: float(score) for label, score in zip(task.labels, scores)},
         )
+
+
+def gateway_models(settings: GatewaySettings, manifest: Manifest) -> list[ServedModel]:
+    """What the gateway's backend serves: the ensemble members, their stage models (OSCAR's
+    detector) and, when OCR runs on them, the repository's OCR models."""
+    members = manifest.members()
+    return [*members, *manifest.stage_models(members), *repository_ocr_models(settings, manifest)]
 
 
 def request_batcher_for(classifier: MemeClassifier, backend: InferenceBackend) -> RequestBatcher[ClassifyResult] | None:

@@ -17,7 +17,6 @@ again request by request, so a bad request fails alone.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -73,9 +72,9 @@ class RequestBatcher(Generic[Answer]):
     ) -> None:
         self._classify_batch = classify_batch
         self._cancelled_error = cancelled_error
-        self._in_flight = 0
-        self._lock = threading.Lock()
-        self._batcher = Batcher(REQUEST_BATCHER, self._run, policy, observer, company=lambda: self._in_flight > 1)
+        self._batcher: Batcher[ClassifyRequest, Answer] = Batcher(
+            REQUEST_BATCHER, self._run, policy, observer, company=lambda: self._batcher.in_flight > 1
+        )
 
     @property
     def observer(self) -> BatchObserver | None:
@@ -86,13 +85,7 @@ class RequestBatcher(Generic[Answer]):
         self._batcher.observer = observer
 
     def classify(self, image: Image.Image, text: str, cancelled: Callable[[], bool] | None = None) -> Answer:
-        with self._lock:
-            self._in_flight += 1
-        try:
-            return self._batcher.submit(ClassifyRequest(image, text, cancelled))
-        finally:
-            with self._lock:
-                self._in_flight -= 1
+        return self._batcher.submit(ClassifyRequest(image, text, cancelled))
 
     def close(self) -> None:
         self._batcher.close()
