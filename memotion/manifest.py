@@ -120,6 +120,21 @@ class StageModelEntry(_Strict):
         return [self.file]
 
 
+class QuantizationEntry(_Strict):
+    """How a member's served graph was quantised and how far it is from its FP32 export.
+
+    ``label_agreement``: per head, the fraction of ``memes`` where the quantised graph's argmax
+    equals the FP32 graph's; ``inputs``: what they were (the run's validation memes, or sample
+    inputs when those were not on the exporting machine)."""
+
+    precision: Literal["int8"]
+    method: str
+    inputs: str
+    memes: int = Field(ge=1)
+    label_agreement: dict[str, float]
+    max_abs_logit_diff: float = Field(ge=0)
+
+
 ModelInput = Literal[
     "input_ids",
     "pixel_values",
@@ -171,6 +186,8 @@ class ModelEntry(_Strict):
     # [B, 4] logits (sigmoid) in task_b_names order. With ensemble.task_b "direct" it is that
     # member's Task B vote; None: the model has none (its vote comes from its Task C head).
     task_b_output: str | None = None
+    # None: the FP32 export (equal to PyTorch within the export's parity tolerance).
+    quantization: QuantizationEntry | None = None
 
     @model_validator(mode="after")
     def _stages_present(self) -> ModelEntry:
@@ -287,6 +304,9 @@ class EnsembleEntry(_Strict):
     # equally good subsets went to the fewest members, then the first in model order.
     selection: str = "all"
     subset_tie_break: Literal["fewest_members_then_model_order"] = "fewest_members_then_model_order"
+    # What a user must know about the selection (a validation set too small to tell the members
+    # apart: training/ensemble_evidence.py); printed by export, logged by the gateway at start-up.
+    warnings: tuple[str, ...] = ()
 
     def members_for(self, task: str) -> tuple[str, ...]:
         return self.task_members.get(task, self.members)

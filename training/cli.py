@@ -362,6 +362,13 @@ def _add_export_parser(commands: Any) -> None:
         help="model repository to write (default: ./model_repository)",
     )
     export.add_argument("--version", type=positive_int, default=1, help="model version number")
+    export.add_argument(
+        "--quantize",
+        choices=["none", "int8"],
+        default="none",
+        help="serve INT8 members (ONNX Runtime dynamic quantisation; agreement with FP32 on the run's "
+        "validation memes goes into the manifest) or FP32 (default)",
+    )
 
     export.set_defaults(handler=_export)
 
@@ -392,7 +399,7 @@ def _make_synthetic_data(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from training.export import export_run
 
-    export_run(args.run, args.out, version=args.version, log=print)
+    export_run(args.run, args.out, version=args.version, log=print, quantize=args.quantize)
     print(f"model repository written to {args.out}")
     return 0
 
@@ -477,6 +484,8 @@ def _print_training_results(results: dict[str, Any], out: Path) -> None:
         + ", validation "
         + headline(ensemble["validation"])
     )
+    for warning in ensemble.get("warnings", []):
+        print(f"WARNING: {warning}")
     print(f"run written to {out}")
 
 

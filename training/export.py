@@ -5,15 +5,19 @@ Layout (Triton's: the same directory is a Triton model repository, see memotion/
     <repository>/tokenizer/tokenizer.json
     <repository>/<model>/<version>/model.onnx
     <repository>/<model>/config.pbtxt, configs/gpu.pbtxt, configs/gpu_tensorrt.pbtxt, <version>/model.py
-Every exported model is checked against PyTorch with ONNX Runtime before the manifest is written;
-the manifest is written last, so a failed export never leaves a repository that looks complete.
+Every exported model is checked against PyTorch with ONNX Runtime; the repository is written in a
+folder beside the target and moved into place only when every member passed
+(training/staged_repository.py), so a failed export never leaves a half-written repository.
+PyTorch's fused attention fast path (``aten::_native_multi_head_attention``, taken in eval mode at
+ViT-B size) has no ONNX form: export traces with it switched off (``attention_exportable``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +39,13 @@ from memotion.manifest import (
 )
 from memotion.tokenizer import ClipTokenizer
 from memotion.triton_repository import write_triton_files
+from memotion.voters import served_voters
 from training.backbone import register_model_configs
 from training.factory import KindExport, load_checkpoint, model_inputs, model_kind
 from training.ocr_export import export_ocr
+from training.quantize import QUANTIZE_CHOICES, quantize_member, real_meme_feeds
 from training.recipe import read_summary
+from training.staged_repository import staged_repository
 from training.tokenizer_export import write_clip_tokenizer
 
 OPSET = 17
@@ -65,6 +72,18 @@ def output_names(model: nn.Module) -> list[str]:
     return [t.name for t in ALL_TASKS] + ([TASK_B_OUTPUT] if getattr(model, "task_b_direct", False) else [])
 
 
+@contextmanager
+def attention_exportable() -> Iterator[None]:
+    """PyTorch's MHA fast path off for the block (restored after): ``nn.MultiheadAttention`` then
+    runs the plain ops the ONNX exporter knows, whatever the model's size."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
+
+
 def export_onnx(model: nn.Module, inputs: dict[str, np.ndarray], path: Path) -> Path:
     """Export with a dynamic batch axis; input and output names come from the manifest contract."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +92,7 @@ def export_onnx(model: nn.Module, inputs: dict[str, np.ndarray], path: Path) -> 
     args = tuple(torch.from_numpy(inputs[name]) for name in names)
     # The tracer's warnings (legacy exporter, LSTM batch size, index ops) are about cases the
     # parity check right after export covers, at two batch sizes in the tests.
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), attention_exportable(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model.eval(),
@@ -120,8 +139,12 @@ def export_model(
     repository: Path,
     version: int,
     log: Callable[[str], None],
+    int8_feeds: tuple[dict[str, np.ndarray], str] | None = None,
 ) -> ModelEntry:
-    """One model to ``<kind>/<version>/model.onnx``, checked against PyTorch; its manifest entry."""
+    """One model to ``<kind>/<version>/model.onnx``, checked against PyTorch; its manifest entry.
+
+    ``int8_feeds`` (inputs, what they are): quantise the checked FP32 graph to INT8 and measure
+    the two against each other on them (training/quantize.py)."""
     relative = f"{kind}/{version}/model.onnx"
     inputs = {name: samples[name] for name in model_inputs(kind)}
     export_onnx(model, inputs, repository / relative)
@@ -129,6 +152,10 @@ def export_model(
     if error > PARITY_TOLERANCE:
         raise ExportError(f"{kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
     log(f"exported {kind} -> {relative} (ONNX Runtime vs PyTorch max |diff| {error:.1e})")
+    quantization = None
+    if int8_feeds is not None:
+        feeds = {name: int8_feeds[0][name] for name in model_inputs(kind)}
+        quantization = quantize_member(repository / relative, feeds, output_names(model), int8_feeds[1], log)
     return ModelEntry(
         name=kind,
         kind=kind,
@@ -139,6 +166,7 @@ def export_model(
         validation=info["validation"],
         backbone={"clip": summary["clip"], "pretrained": summary["pretrained"]},
         task_b_output=TASK_B_OUTPUT if getattr(model, "task_b_direct", False) else None,
+        quantization=quantization,
     )
 
 
@@ -168,14 +196,31 @@ def export_run(
     repository: Path,
     version: int = 1,
     log: Callable[[str], None] = lambda _: None,
+    quantize: str = "none",
 ) -> Path:
-    """Export every model of a ``memotion train`` run into ``repository``; returns its path."""
+    """Export every model of a ``memotion train`` run into ``repository``; returns its path.
+
+    Written beside ``repository`` and moved into place only when complete (a failure leaves an
+    existing repository as it was). ``quantize``: "none" (FP32) or "int8" (training/quantize.py)."""
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
     register_model_configs()
     summary = read_summary(run_dir)
-    repository.mkdir(parents=True, exist_ok=True)
+    with staged_repository(Path(repository)) as staged:
+        manifest = write_repository(run_dir, summary, staged, version, log, quantize)
+    for line in served_voters(manifest.ensemble, [t.name for t in manifest.tasks]):
+        log(line)
+    return Path(repository)
+
+
+def write_repository(
+    run_dir: Path, summary: dict, repository: Path, version: int, log: Callable[[str], None], quantize: str = "none"
+) -> Manifest:
+    """Every model, the tokenizer, Triton configs, OCR and (last) the manifest into ``repository``."""
     tokenizer = export_tokenizer(summary, repository)
     preprocessing = Preprocessing.model_validate(summary["preprocessing"])
     samples = sample_inputs(tokenizer, preprocessing)
+    int8_feeds = agreement_feeds(summary, tokenizer, preprocessing, samples) if quantize == "int8" else None
     entries = []
     for kind, info in summary["models"].items():
         model, meta = load_checkpoint(run_dir / info["checkpoint"])
@@ -183,7 +228,8 @@ def export_run(
         if spec.export is not None:  # a kind with stages of its own (OSCAR: detector, tokenizer)
             entries.append(spec.export(KindExport(model, kind, run_dir, repository, version, info["validation"], log)))
         else:
-            entries.append(export_model(model, kind, info, summary, samples, repository, version, log))
+            entries.append(export_model(model, kind, info, summary, samples, repository, version, log, int8_feeds))
+        del model  # one member's weights in memory at a time (ViT-B: hundreds of MB each)
     manifest = build_manifest(summary, preprocessing, entries, version)
     write_triton_files(repository, manifest)  # config.pbtxt (CPU), configs/gpu*.pbtxt, model.py
     log(
@@ -193,7 +239,15 @@ def export_run(
     # OCR networks (PP-OCR detector + recogniser, their Triton configs): training/ocr_export.py.
     manifest = manifest.model_copy(update={"ocr": export_ocr(repository, log=log)})
     write_manifest(manifest, repository)
-    return repository
+    return manifest
+
+
+def agreement_feeds(
+    summary: dict, tokenizer: ClipTokenizer, preprocessing: Preprocessing, samples: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], str]:
+    """What INT8 members are compared with FP32 on: the run's validation memes, else the samples."""
+    feeds = real_meme_feeds(summary, tokenizer, preprocessing)
+    return (feeds, "validation memes") if feeds is not None else (samples, "sample inputs")
 
 
 def ensemble_entry(ensemble: dict) -> EnsembleEntry:
@@ -204,6 +258,7 @@ def ensemble_entry(ensemble: dict) -> EnsembleEntry:
         task_members={task: tuple(m) for task, m in ensemble.get("task_members", {}).items()},
         task_b_members={head: tuple(m) for head, m in ensemble.get("task_b_members", {}).items()},
         selection=ensemble.get("search", "all"),
+        warnings=tuple(ensemble.get("warnings", ())),
     )
 
 

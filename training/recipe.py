@@ -29,6 +29,7 @@ from training.backbone import (
     register_model_configs,
 )
 from training.dataset import MemeTensors, build_tensors
+from training.ensemble_evidence import selection_warnings
 from training.ensemble_search import TaskBMode, all_members, ensemble_scores, search_ensemble
 from training.factory import (
     MODEL_KINDS,
@@ -98,6 +99,7 @@ def ensemble_summary(
     selection = search_ensemble(probabilities, y_true, task_b) if search else everyone
     return {
         **selection.to_json(),
+        "warnings": selection_warnings(probabilities, y_true, selection.task_members),
         "validation": ensemble_scores(probabilities, y_true, selection),
         "validation_all_members": ensemble_scores(probabilities, y_true, everyone),
     }

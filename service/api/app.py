@@ -13,6 +13,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from memotion.voters import served_voters
 from service.access.admission import Admission
 from service.access.gatekeeper import Gatekeeper
 from service.api.body_limit import BodyLimitMiddleware
@@ -70,6 +71,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         classifier.manifest.repository_version,
         [m.name for m in classifier.members],
     )
+    manifest = classifier.manifest
+    for line in served_voters(manifest.ensemble, [t.name for t in manifest.tasks]):
+        (logger.warning if line.startswith("WARNING") else logger.info)(line)
     try:
         yield
     finally:

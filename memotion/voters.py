@@ -1,0 +1,31 @@
+"""What a repository serves, in words: the members that vote on each head, and the ensemble's warnings.
+
+``memotion export`` prints these lines and the gateway logs them at start-up, so nobody serves one
+member while believing the three-member ensemble answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from memotion.manifest import EnsembleEntry
+
+
+def voters_by_head(ensemble: EnsembleEntry, heads: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Head -> the members voting on it (Task B heads as ``task_b:<head>`` when voted directly)."""
+    voters = {head: ensemble.members_for(head) for head in heads}
+    if ensemble.task_b == "direct":
+        voters.update({f"task_b:{head}": ensemble.task_b_members_for(head) for head in ensemble.task_b_members})
+    return voters
+
+
+def served_voters(ensemble: EnsembleEntry, heads: Sequence[str]) -> list[str]:
+    """One line for the members, one per group of heads with the same voters, one per warning."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for head, members in voters_by_head(ensemble, heads).items():
+        groups.setdefault(members, []).append(head)
+    lines = [
+        f"serving {len(ensemble.members)} member(s) {', '.join(ensemble.members)} (selection: {ensemble.selection})"
+    ]
+    lines += [f"  {', '.join(group)} <- {' + '.join(members)}" for members, group in groups.items()]
+    return lines + [f"WARNING: {warning}" for warning in ensemble.warnings]

@@ -1,0 +1,72 @@
+"""Is the validation set big enough to have chosen the ensemble's voters? Pure numpy.
+
+The exhaustive search (training/ensemble_search.py) keeps the subset with the highest weighted F1
+on validation, ties to the fewest members. On a small validation set every subset scores about
+the same, and the tie-break then quietly serves one member. This check compares, per head, the
+searched subset with every member voting: when the searched subset wins by less than the noise of
+an F1 measured on n memes (1/sqrt(n), two standard errors of a proportion at its widest), the data
+could not tell the members apart, and the warning says so (summary.json, manifest, export, gateway).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from memotion.labels import ALL_TASKS
+from memotion.voting import majority_vote
+from training.metrics import weighted_f1
+
+Probabilities = Mapping[str, Mapping[str, np.ndarray]]  # model -> task -> [N, classes]
+
+
+def noise_bound(memes: int) -> float:
+    """1/sqrt(n): two standard errors of a proportion measured on n memes, at p = 1/2."""
+    return 1.0 / math.sqrt(max(memes, 1))
+
+
+def vote_f1(
+    probabilities: Probabilities, members: tuple[str, ...], head: str, truth: np.ndarray, classes: int
+) -> float:
+    """Weighted F1 of ``members``' majority vote on ``head``."""
+    return weighted_f1(truth, majority_vote([probabilities[m][head] for m in members]), classes)
+
+
+def undecided_heads(
+    probabilities: Probabilities, y_true: Mapping[str, np.ndarray], task_members: Mapping[str, tuple[str, ...]]
+) -> dict[str, float]:
+    """Head -> F1 margin of its searched voters over all members, for heads where a subset was
+    chosen (fewer than all members) by a margin below ``noise_bound``."""
+    everyone = tuple(probabilities)
+    undecided = {}
+    for spec in ALL_TASKS:
+        chosen = task_members.get(spec.name, everyone)
+        if len(chosen) == len(everyone):
+            continue
+        truth = np.asarray(y_true[spec.name])
+        margin = vote_f1(probabilities, chosen, spec.name, truth, spec.num_classes) - vote_f1(
+            probabilities, everyone, spec.name, truth, spec.num_classes
+        )
+        if margin < noise_bound(len(truth)):
+            undecided[spec.name] = margin
+    return undecided
+
+
+def selection_warnings(
+    probabilities: Probabilities, y_true: Mapping[str, np.ndarray], task_members: Mapping[str, tuple[str, ...]]
+) -> list[str]:
+    """The warning to show when the validation set could not tell the members apart (else none)."""
+    undecided = undecided_heads(probabilities, y_true, task_members)
+    if not undecided:
+        return []
+    memes = len(np.asarray(next(iter(y_true.values()))))
+    picked = sorted({m for head in undecided for m in task_members[head]})
+    return [
+        f"the validation set ({memes} memes) is too small to tell the members apart on "
+        f"{', '.join(undecided)}: the searched voters ({', '.join(picked)}) beat all members voting by "
+        f"at most {max(undecided.values()):.3f} weighted F1, below the noise bound 1/sqrt({memes}) = "
+        f"{noise_bound(memes):.3f}; fewer members are served than were trained. Use a larger validation "
+        "set, or `memotion train --no-ensemble-search` to have every member vote"
+    ]

@@ -1,0 +1,119 @@
+"""INT8 members for CPU serving: ONNX Runtime's dynamic quantisation, checked against FP32.
+
+``memotion export --quantize int8`` exports each member in FP32 (checked against PyTorch as
+always), quantises its MatMul/Gemm weights to signed INT8 per output channel (activations are
+quantised per call to UINT8, so no calibration set is needed; on x86 with AVX-512 VNNI / AMX the
+u8 x s8 products run on the integer units), and measures how far the INT8 graph is from the FP32
+one on real memes (the run's validation memes when they are on this machine, else sample inputs):
+label agreement per head and the largest logit difference, written into the manifest
+(``ModelEntry.quantization``). The served file is the INT8 graph (``<model>/<version>/model.onnx``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from memotion.data_format import load_split
+from memotion.manifest import Preprocessing, QuantizationEntry
+from memotion.preprocess import images_to_batch
+from memotion.tokenizer import ClipTokenizer
+
+QUANTIZE_CHOICES = ("none", "int8")
+AGREEMENT_MEMES = 64  # validation memes the INT8 graph is compared with FP32 on
+CHUNK = 16  # memes per ONNX Runtime call while comparing (bounds memory at ViT-B size)
+METHOD = "onnxruntime dynamic: MatMul/Gemm weights int8 per channel, activations uint8 per call"
+
+
+def quantize_int8(fp32: Path, out: Path) -> Path:
+    """The dynamically quantised INT8 copy of the ONNX graph ``fp32`` at ``out``."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        fp32,
+        out,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return out
+
+
+def real_meme_feeds(
+    summary: dict, tokenizer: ClipTokenizer, preprocessing: Preprocessing, limit: int = AGREEMENT_MEMES
+) -> dict[str, np.ndarray] | None:
+    """input_ids and pixel_values of up to ``limit`` of the run's validation memes (None if absent)."""
+    from PIL import Image
+
+    val = Path(summary["data"]["dir"]) / "val.csv"
+    if not val.is_file():
+        return None
+    records = load_split(val)[:limit]
+    if not records:
+        return None
+    images = []
+    for record in records:
+        with Image.open(record.image_path) as image:
+            images.append(image.convert("RGB"))
+    return {
+        "input_ids": tokenizer([r.text for r in records]),
+        "pixel_values": images_to_batch(images, preprocessing),
+    }
+
+
+def _run_chunked(path: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    memes = len(next(iter(feeds.values())))
+    parts = [
+        session.run(list(outputs), {k: v[start : start + CHUNK] for k, v in feeds.items()})
+        for start in range(0, memes, CHUNK)
+    ]
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
+
+
+def int8_agreement(
+    fp32: Path, int8: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str], source: str
+) -> QuantizationEntry:
+    """Per-head label agreement and max |logit difference| of ``int8`` against ``fp32`` on ``feeds``."""
+    reference = _run_chunked(fp32, feeds, outputs)
+    quantised = _run_chunked(int8, feeds, outputs)
+    agreement = {
+        name: float(np.mean(r.argmax(-1) == q.argmax(-1))) for name, r, q in zip(outputs, reference, quantised)
+    }
+    return QuantizationEntry(
+        precision="int8",
+        method=METHOD,
+        inputs=source,
+        memes=int(len(reference[0])),
+        label_agreement=agreement,
+        max_abs_logit_diff=max(float(np.abs(r - q).max()) for r, q in zip(reference, quantised)),
+    )
+
+
+def quantize_member(
+    path: Path,
+    feeds: dict[str, np.ndarray],
+    outputs: Sequence[str],
+    source: str,
+    log: Callable[[str], None],
+) -> QuantizationEntry:
+    """Replace the FP32 graph at ``path`` by its INT8 copy; how the two agree on ``feeds``."""
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
+    path.rename(fp32)
+    try:
+        quantize_int8(fp32, path)
+        entry = int8_agreement(fp32, path, feeds, outputs, source)
+    finally:
+        fp32.unlink(missing_ok=True)
+    worst = min(entry.label_agreement.values())
+    log(
+        f"  int8: {path.stat().st_size / 1e6:.0f} MB, label agreement with FP32 >= {worst:.1%} on "
+        f"{entry.memes} {source}, max |logit diff| {entry.max_abs_logit_diff:.2e}"
+    )
+    return entry
