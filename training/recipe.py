@@ -28,6 +28,8 @@ from training.backbone import (
     normalise_pretrained,
     register_model_configs,
 )
+from training.compute import matmul_rate
+from training.cost_estimate import TrainingCost, available_memory_bytes, clip_towers, fit_batch_size, training_cost
 from training.dataset import MemeTensors, build_tensors
 from training.ensemble_evidence import selection_warnings
 from training.ensemble_search import TaskBMode, all_members, ensemble_scores, search_ensemble
@@ -239,6 +241,25 @@ def run_summary(
     }
 
 
+def check_training_cost(config: RecipeConfig, data: PreparedData, log: Callable[[str], None]) -> RecipeConfig:
+    """Say what training will cost (training/cost_estimate.py); lower the batch size to stay
+    within this machine's free memory (said loudly), or MemoryError when even batch 1 would not."""
+    towers = clip_towers(data.probe)
+    per_meme = 3 * data.preprocessing.image_size**2 * 4 + data.context_length * 8
+    memes = (len(data.train), len(data.val))
+    rate, available = matmul_rate("cpu", 512, seconds=0.2), available_memory_bytes()
+
+    def estimate(batch: int) -> TrainingCost:
+        return training_cost(towers, config.models, memes, per_meme, batch, rate, available)
+
+    cost = fit_batch_size(estimate(config.train.batch_size), estimate)
+    log(cost.describe(config.models, memes[0]))
+    if cost.batch_size == config.train.batch_size:
+        return config
+    log(f"WARNING: batch size lowered from {config.train.batch_size} to {cost.batch_size} to fit this machine's memory")
+    return replace(config, train=replace(config.train, batch_size=cost.batch_size))
+
+
 def train_recipe(
     data_dir: Path,
     run_dir: Path,
@@ -251,6 +272,7 @@ def train_recipe(
         torch.set_num_threads(config.threads)
     check_kinds(config.models)
     data = prepare_data(data_dir, config, progress, log)
+    config = check_training_cost(config, data, log)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results = train_clip_models(data, run_dir, config, progress, log)

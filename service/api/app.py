@@ -6,8 +6,11 @@ Routes: ``POST /v1/classify``, ``POST /v1/classify/batch`` (service/api/classify
 """
 
 import logging
+import resource
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 from fastapi import FastAPI
@@ -58,15 +61,29 @@ async def load_classifier(settings: GatewaySettings) -> MemeClassifier:
     return classifier
 
 
+def resident_mib() -> float:
+    """This process's resident memory (VmRSS; peak RSS where /proc is absent), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The classifier (``app.state.classifier``) lives from startup to shutdown; None outside."""
     settings: GatewaySettings = app.state.settings
+    started = time.perf_counter()
     classifier = await load_classifier(settings)
     classifier.set_batch_observer(app.state.metrics)  # the embedded backend's dynamic batchers
     app.state.classifier = classifier
     logger.info(
-        "ready: repository %s version %s, members %s",
+        "ready in %.1f s (resident memory %.0f MiB): repository %s version %s, members %s",
+        time.perf_counter() - started,
+        resident_mib(),
         settings.model_repository,
         classifier.manifest.repository_version,
         [m.name for m in classifier.members],

@@ -1,0 +1,392 @@
+"""The paper's size end to end (issue 21): CLIP ViT-B-32 members trained on real memes, exported in
+FP32 and INT8, served by the real gateway with OCR over HTTP -- measured side by side in one run.
+
+    python bench/production_size.py              # ~15 min on 2 busy cores
+    python bench/production_size.py --quick      # ~6 min: fewer memes, 1 and 8 clients, 8 s per point
+
+Steps: (1) `memotion train --clip ViT-B-32 --pretrained none --no-ensemble-search` (random init:
+weights cannot be fetched here; every member votes) for a few steps on real memes
+(../shared/data/memotion1-train-128px); (2) `memotion export` twice, FP32 and `--quantize int8`;
+(3) per member: parameters, GFLOP per meme (PyTorch, batch 1), ONNX size, session load time and
+resident memory (a fresh process per graph), ms per meme at batch 8 and the fraction of the
+machine's matmul roofline in the member's precision (bench/roofline.py, same run); (4) INT8
+against FP32 on the validation memes (caption given): label agreement per head of the ensemble's
+vote and each one's macro F1; (5) both repositories served by `memotion serve` at once
+(start-up time, RSS), real Hindi-English memes (../shared/data/cm-off-meme-sample, text read by
+OCR) at 1 / 8 / 32 clients, FP32 and INT8 interleaved point by point: memes/s, p50, p99.
+Prints a table, writes JSON (default bench/results/production_size.json). The machine is shared:
+compare FP32 with INT8 (ratios), not with other runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.roofline import cpu_flags, measure_roofline  # noqa: E402
+from memotion.data_format import MemeRecord, load_split, write_split  # noqa: E402
+from memotion.manifest import Manifest, ModelEntry, load_manifest  # noqa: E402
+from memotion.preprocess import images_to_batch  # noqa: E402
+from memotion.tokenizer import ClipTokenizer  # noqa: E402
+from memotion.voting import majority_vote  # noqa: E402
+
+SHARED = Path(os.environ.get("MEMOTION_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TRAIN_MEMES = SHARED / "memotion1-train-128px" / "labels.csv"
+OCR_MEMES = SHARED / "cm-off-meme-sample" / "labels.csv"
+DEFAULT_OUT = ROOT / "bench" / "results" / "production_size.json"
+GATEWAY_ENV = {  # every request reaches the models: no cache, no rate limit; 8 classifications at once
+    "MEMOTION_RESULT_CACHE": "none",
+    "MEMOTION_RATE_LIMIT_PER_MINUTE": "1000000",
+    "MEMOTION_RATE_LIMIT_BURST": "100000",
+    "MEMOTION_WORKERS": "8",
+    "MEMOTION_MAX_QUEUE": "64",
+}
+PROBE = """
+import json, sys, time
+def rss():
+    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]) / 1024
+import onnxruntime as ort
+before, started = rss(), time.perf_counter()
+ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])
+print(json.dumps({'load_s': time.perf_counter() - started, 'rss_mib': rss() - before}))
+"""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def memotion(*args: str) -> float:
+    """Run the `memotion` command (this checkout's); its wall time in seconds."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "memotion_cli", *args], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def write_splits(workdir: Path, train: int, val: int) -> Path:
+    records = load_split(TRAIN_MEMES)
+    data = workdir / "data"
+    write_split(data / "train.csv", records[:train])
+    write_split(data / "val.csv", records[train : train + val])
+    return data
+
+
+def train_and_export(workdir: Path, args: argparse.Namespace) -> dict:
+    data = write_splits(workdir, args.train, args.val)
+    run = workdir / "run"
+    log(f"training three ViT-B-32 members on {args.train} real memes, {args.steps} step(s) of {args.batch}")
+    seconds = memotion(
+        "train", "--data", str(data), "--out", str(run), "--clip", "ViT-B-32", "--pretrained", "none",
+        "--no-ensemble-search", "--epochs", "1", "--max-steps", str(args.steps), "--batch-size", str(args.batch),
+        "--threads", "2",
+    )  # fmt: skip
+    report = {"train_s": seconds, "train_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    for precision, extra in (("fp32", []), ("int8", ["--quantize", "int8"])):
+        log(f"exporting {precision}")
+        report[f"export_{precision}_s"] = memotion(
+            "export", "--run", str(run), "--out", str(workdir / precision), *extra
+        )
+    return report
+
+
+def count_member_flops(run: Path, member: ModelEntry, feeds: dict[str, np.ndarray]) -> tuple[int, float]:
+    """(parameters, GFLOP per meme) of ``member`` on PyTorch, batch 1."""
+    import torch
+
+    from training.compute import count_flops
+    from training.factory import load_checkpoint
+
+    model, _ = load_checkpoint(run / member.name / "checkpoint.pt")
+    args = [torch.from_numpy(feeds[name][:1]) for name in member.inputs]
+    with torch.no_grad():
+        flops = count_flops(lambda: model(*args))
+    return sum(p.numel() for p in model.parameters()), flops / 1e9
+
+
+def session(path: Path, threads: int = 2):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ms_per_meme(path: Path, member: ModelEntry, feeds: dict[str, np.ndarray], seconds: float, batch: int = 8) -> float:
+    runner = session(path)
+    feed = {name: np.ascontiguousarray(feeds[name][:batch]) for name in member.inputs}
+    runner.run(None, feed)
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        runner.run(None, feed)
+        runs += 1
+    return (time.perf_counter() - started) / runs / batch * 1000
+
+
+def load_probe(path: Path) -> dict:
+    result = subprocess.run([sys.executable, "-c", PROBE, str(path)], check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def member_rows(workdir: Path, feeds: dict[str, np.ndarray], roofline: dict, seconds: float) -> list[dict]:
+    rows = []
+    for member in load_manifest(workdir / "fp32").members():
+        params, gflop = count_member_flops(workdir / "run", member, feeds)
+        for precision in ("fp32", "int8"):
+            path = workdir / precision / member.file
+            ms = ms_per_meme(path, member, feeds, seconds)
+            achieved = gflop / (ms / 1000)
+            rows.append(
+                {
+                    "member": member.name, "precision": precision, "parameters_m": params / 1e6,
+                    "gflop_per_meme": gflop, "onnx_mb": path.stat().st_size / 1e6, **load_probe(path),
+                    "ms_per_meme_batch8": ms, "achieved_gflops": achieved,
+                    "roofline_fraction": achieved / roofline["best"][precision],
+                }
+            )  # fmt: skip
+            log(f"{member.name} {precision}: {ms:.0f} ms/meme at batch 8, {achieved:.0f} GFLOP/s")
+    return rows
+
+
+def memes_and_feeds(manifest: Manifest, repository: Path, records: list[MemeRecord]) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    tokenizer = ClipTokenizer(repository / manifest.tokenizer.file, manifest.tokenizer.context_length)
+    images = []
+    for record in records:
+        with Image.open(record.image_path) as image:
+            images.append(image.convert("RGB"))
+    return {
+        "input_ids": tokenizer([r.text for r in records]),
+        "pixel_values": images_to_batch(images, manifest.preprocessing),
+    }
+
+
+def ensemble_labels(repository: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The repository's voted label per head (every member's softmax, majority vote)."""
+    manifest = load_manifest(repository)
+    probabilities: dict[str, dict[str, np.ndarray]] = {}
+    for member in manifest.members():
+        runner = session(repository / member.file)
+        parts = [
+            runner.run(list(member.outputs), {n: feeds[n][i : i + 8] for n in member.inputs})
+            for i in range(0, len(feeds["input_ids"]), 8)
+        ]
+        logits = [np.concatenate([p[k] for p in parts]) for k in range(len(member.outputs))]
+        probabilities[member.name] = {
+            head: np.exp(v - v.max(-1, keepdims=True)) / np.exp(v - v.max(-1, keepdims=True)).sum(-1, keepdims=True)
+            for head, v in zip(member.outputs, logits)
+        }
+    return {
+        task.name: majority_vote([probabilities[m][task.name] for m in manifest.ensemble.members_for(task.name)])
+        for task in manifest.tasks
+    }
+
+
+def int8_quality(workdir: Path, records: list[MemeRecord], feeds: dict[str, np.ndarray]) -> dict:
+    from training.metrics import macro_f1
+
+    fp32, int8 = ensemble_labels(workdir / "fp32", feeds), ensemble_labels(workdir / "int8", feeds)
+    truth = {head: np.array([r.labels()[head] for r in records]) for head in fp32}
+    classes = {t.name: len(t.labels) for t in load_manifest(workdir / "fp32").tasks}
+    heads = {
+        head: {
+            "agreement": float(np.mean(fp32[head] == int8[head])),
+            "macro_f1_fp32": macro_f1(truth[head], fp32[head], classes[head]),
+            "macro_f1_int8": macro_f1(truth[head], int8[head], classes[head]),
+        }
+        for head in fp32
+    }
+    return {
+        "memes": len(records),
+        "heads": heads,
+        "min_agreement": min(h["agreement"] for h in heads.values()),
+        "max_macro_f1_diff": max(abs(h["macro_f1_fp32"] - h["macro_f1_int8"]) for h in heads.values()),
+    }
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def drive(url: str, payloads: list[bytes], clients: int, seconds: float) -> dict:
+    """``clients`` threads post memes (no text: OCR reads it) for ``seconds``; memes/s and latency."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            while time.perf_counter() < stop:
+                started = time.perf_counter()
+                response = http.post("/v1/classify", files={"image": ("meme.jpg", payloads[index % len(payloads)])})
+                with lock:
+                    if response.status_code == 200:
+                        latencies.append(time.perf_counter() - started)
+                    else:
+                        errors[0] += 1
+                index += clients
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+    return {"clients": clients, "memes": len(ordered), "errors": errors[0], "memes_per_s": len(ordered) / elapsed,
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99)}  # fmt: skip
+
+
+def serve_and_load(workdir: Path, payloads: list[bytes], levels: list[int], seconds: float) -> dict:
+    """Both repositories served at once; FP32 and INT8 driven alternately at each client level."""
+    from service.launchers.gateway_process import GatewayProcess
+
+    gateways, report = {}, {"start": {}, "load": []}
+    try:
+        for precision in ("fp32", "int8"):
+            gateway = GatewayProcess(workdir / precision, env=GATEWAY_ENV, ready_timeout_s=600)
+            started = time.perf_counter()
+            gateway.start()
+            pid = gateway._process.pid if gateway._process else 0
+            report["start"][precision] = {"ready_s": time.perf_counter() - started, "rss_mib": rss_mib(pid), "pid": pid}
+            gateways[precision] = gateway
+            log(f"gateway {precision} ready in {report['start'][precision]['ready_s']:.1f} s")
+        for level_index, clients in enumerate(levels):
+            order = ("fp32", "int8") if level_index % 2 == 0 else ("int8", "fp32")
+            for precision in order:
+                drive(gateways[precision].base_url, payloads[:2], clients, min(2.0, seconds))  # warm-up
+                point = {"precision": precision, **drive(gateways[precision].base_url, payloads, clients, seconds)}
+                point["rss_mib"] = rss_mib(report["start"][precision]["pid"])
+                report["load"].append(point)
+                log(f"{precision} {clients} clients: {point['memes_per_s']:.2f} memes/s, p99 {point['p99_ms']:.0f} ms")
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+    return report
+
+
+def ocr_memes(count: int) -> list[bytes]:
+    """Real memes with their caption in the picture (CM-Off-Meme; no Memotion labels needed)."""
+    import csv
+
+    with OCR_MEMES.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))[:count]
+    return [(OCR_MEMES.parent / row["image_path"]).read_bytes() for row in rows]
+
+
+MEMBER_COLUMNS = (  # header, width, row key, format
+    ("member", 12, "member", ""),
+    ("prec", 6, "precision", ""),
+    ("params M", 9, "parameters_m", ".1f"),
+    ("GFLOP", 7, "gflop_per_meme", ".2f"),
+    ("MB", 6, "onnx_mb", ".0f"),
+    ("load s", 7, "load_s", ".2f"),
+    ("RSS MiB", 8, "rss_mib", ".0f"),
+    ("ms/meme", 8, "ms_per_meme_batch8", ".0f"),
+    ("GFLOP/s", 8, "achieved_gflops", ".0f"),
+    ("roof", 7, "roofline_fraction", ".1%"),
+)
+LOAD_COLUMNS = (
+    ("clients", 8, "clients", ""),
+    ("prec", 6, "precision", ""),
+    ("memes/s", 8, "memes_per_s", ".2f"),
+    ("p50 ms", 8, "p50_ms", ".0f"),
+    ("p99 ms", 8, "p99_ms", ".0f"),
+    ("errors", 7, "errors", ""),
+    ("RSS MiB", 8, "rss_mib", ".0f"),
+)
+
+
+def table(rows: list[dict], columns: tuple) -> str:
+    lines = ["".join(f"{title:>{width}}" for title, width, _, _ in columns)]
+    lines += ["".join(f"{row[key]:>{width}{fmt}}" for _, width, key, fmt in columns) for row in rows]
+    return "\n".join(lines)
+
+
+def print_table(report: dict) -> None:
+    roof = report["roofline_gflops"]["best"]
+    print(f"\nroofline, 2 threads, best engine (GFLOP/s): {', '.join(f'{k} {v:.0f}' for k, v in roof.items())}")
+    print(table(report["members"], MEMBER_COLUMNS))
+    quality = report["int8_vs_fp32"]
+    print(
+        f"\nINT8 vs FP32 ensemble on {quality['memes']} real memes: min label agreement "
+        f"{quality['min_agreement']:.1%}, max macro F1 difference {quality['max_macro_f1_diff']:.3f}"
+    )
+    for precision, start in report["serving"]["start"].items():
+        print(f"gateway {precision}: ready in {start['ready_s']:.1f} s, RSS {start['rss_mib']:.0f} MiB")
+    print(table(report["serving"]["load"], LOAD_COLUMNS))
+    for clients, ratio in report["int8_speedup_by_clients"].items():
+        print(f"INT8 / FP32 memes/s at {clients} clients: {ratio:.2f}x")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer memes, 1 and 8 clients, shorter points")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/memotion-production-size"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--train", type=int, default=32, help="real memes to train on")
+    parser.add_argument("--val", type=int, default=64, help="real memes for INT8 vs FP32 quality")
+    parser.add_argument("--steps", type=int, default=2, help="training steps per member")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=20.0, help="per load point and per member timing")
+    parser.add_argument("--clients", default="1,8,32")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.train, args.val, args.steps, args.seconds, args.clients = 8, 24, 1, 8.0, "1,8"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not TRAIN_MEMES.is_file() or not OCR_MEMES.is_file():
+        print(f"real memes not found under {SHARED} (MEMOTION_SHARED_DATA)", file=sys.stderr)
+        return 2
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    report: dict = {"machine": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(), "args": vars(args)}
+    report["args"] = {k: str(v) for k, v in vars(args).items()}
+    report["pipeline"] = train_and_export(args.workdir, args)
+    log("matmul roofline")
+    report["roofline_gflops"] = measure_roofline(1024, 2.0, 2)
+    manifest = load_manifest(args.workdir / "fp32")
+    records = load_split(args.workdir / "data" / "val.csv")
+    feeds = memes_and_feeds(manifest, args.workdir / "fp32", records)
+    report["members"] = member_rows(args.workdir, feeds, report["roofline_gflops"], min(args.seconds, 10.0))
+    report["int8_vs_fp32"] = int8_quality(args.workdir, records, feeds)
+    payloads = ocr_memes(64)
+    levels = [int(c) for c in args.clients.split(",")]
+    report["serving"] = serve_and_load(args.workdir, payloads, levels, args.seconds)
+    rates = {(p["precision"], p["clients"]): p["memes_per_s"] for p in report["serving"]["load"]}
+    report["int8_speedup_by_clients"] = {c: rates[("int8", c)] / rates[("fp32", c)] for c in levels}
+    print_table(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"wrote {args.out} (models under {args.workdir}: remove it when done)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
