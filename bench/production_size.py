@@ -69,11 +69,13 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def memotion(*args: str) -> float:
-    """Run the `memotion` command (this checkout's); its wall time in seconds."""
+def memotion(*args: str) -> tuple[float, list[str]]:
+    """Run the `memotion` command (this checkout's); its wall time in seconds and its output lines."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "memotion_cli", *args], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    done = subprocess.run(
+        [sys.executable, "-m", "memotion_cli", *args], check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    return time.perf_counter() - started, done.stdout.splitlines()
 
 
 def write_splits(workdir: Path, train: int, val: int) -> Path:
@@ -88,17 +90,25 @@ def train_and_export(workdir: Path, args: argparse.Namespace) -> dict:
     data = write_splits(workdir, args.train, args.val)
     run = workdir / "run"
     log(f"training three ViT-B-32 members on {args.train} real memes, {args.steps} step(s) of {args.batch}")
-    seconds = memotion(
+    seconds, output = memotion(
         "train", "--data", str(data), "--out", str(run), "--clip", "ViT-B-32", "--pretrained", "none",
         "--no-ensemble-search", "--epochs", "1", "--max-steps", str(args.steps), "--batch-size", str(args.batch),
         "--threads", "2",
     )  # fmt: skip
-    report = {"train_s": seconds, "train_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    report = {
+        "train_s": seconds,
+        "train_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "train_estimate": [line for line in output if line.startswith(("estimated cost", "WARNING"))],
+    }
+    log(f"{' '.join(report['train_estimate'])}; measured peak RSS {report['train_peak_rss_mib']:.0f} MiB")
     for precision, extra in (("fp32", []), ("int8", ["--quantize", "int8"])):
         log(f"exporting {precision}")
-        report[f"export_{precision}_s"] = memotion(
+        report[f"export_{precision}_s"], output = memotion(
             "export", "--run", str(run), "--out", str(workdir / precision), *extra
         )
+        report[f"export_{precision}_log"] = [
+            line for line in output if "int8" in line or line.startswith(("serving", " "))
+        ]
     return report
 
 

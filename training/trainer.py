@@ -395,6 +395,7 @@ def train_model(
     write_validation_outputs(out_dir, kind, loop.history, val, probabilities, best_epoch)
     _write_balancing_outputs(out_dir, kind, loop.history, mode, estimator, rho_steps)
     weights = dict(strategy.blending.weights)
+    model.zero_grad(set_to_none=True)  # the gradients' memory (4 bytes per parameter) back before the next member
     return TrainResult(
         model, kind, best_epoch, loop.best.scores, loop.history, probabilities, loop.seconds, weights, rho_steps
     )
