@@ -164,6 +164,7 @@ def member_rows(workdir: Path, feeds: dict[str, np.ndarray], roofline: dict, sec
                     "gflop_per_meme": gflop, "onnx_mb": path.stat().st_size / 1e6, **load_probe(path),
                     "ms_per_meme_batch8": ms, "achieved_gflops": achieved,
                     "roofline_fraction": achieved / roofline["best"][precision],
+                    "ort_roofline_fraction": achieved / roofline[precision]["onnxruntime"],
                 }
             )  # fmt: skip
             log(f"{member.name} {precision}: {ms:.0f} ms/meme at batch 8, {achieved:.0f} GFLOP/s")
@@ -239,7 +240,7 @@ def drive(url: str, payloads: list[bytes], clients: int, seconds: float) -> dict
     import httpx
 
     latencies: list[float] = []
-    errors = [0]
+    errors: dict[int, int] = {}
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
 
@@ -252,7 +253,7 @@ def drive(url: str, payloads: list[bytes], clients: int, seconds: float) -> dict
                     if response.status_code == 200:
                         latencies.append(time.perf_counter() - started)
                     else:
-                        errors[0] += 1
+                        errors[response.status_code] = errors.get(response.status_code, 0) + 1
                 index += clients
 
     started = time.perf_counter()
@@ -267,8 +268,15 @@ def drive(url: str, payloads: list[bytes], clients: int, seconds: float) -> dict
     def pct(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
 
-    return {"clients": clients, "memes": len(ordered), "errors": errors[0], "memes_per_s": len(ordered) / elapsed,
-            "p50_ms": pct(0.5), "p99_ms": pct(0.99)}  # fmt: skip
+    return {
+        "clients": clients,
+        "memes": len(ordered),
+        "errors": sum(errors.values()),
+        "error_statuses": errors,
+        "memes_per_s": len(ordered) / elapsed,
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+    }
 
 
 def serve_and_load(workdir: Path, payloads: list[bytes], levels: list[int], seconds: float) -> dict:
@@ -319,6 +327,7 @@ MEMBER_COLUMNS = (  # header, width, row key, format
     ("ms/meme", 8, "ms_per_meme_batch8", ".0f"),
     ("GFLOP/s", 8, "achieved_gflops", ".0f"),
     ("roof", 7, "roofline_fraction", ".1%"),
+    ("ORT roof", 9, "ort_roofline_fraction", ".1%"),
 )
 LOAD_COLUMNS = (
     ("clients", 8, "clients", ""),
