@@ -27,6 +27,7 @@ from service.core.logging_config import configure_logging, uvicorn_log_config
 from service.core.metrics import MULTIPROC_ENV
 from service.core.settings import GatewaySettings
 from service.inference.backends.triton_endpoint import triton_endpoint
+from service.store.lifecycle import open_database
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -54,8 +55,9 @@ def preflight(settings: GatewaySettings) -> None:
 
 
 def serve(settings: GatewaySettings) -> None:
-    """Serve until interrupted. Exits with a message and status 2 if the repository is unusable
-    (status 3, uvicorn's, if loading the models or OCR fails later during start-up)."""
+    """Serve until interrupted. Exits with a message and status 2 if the repository or the database
+    is unusable (a schema newer than this code, an unreachable server); status 3, uvicorn's, if
+    loading the models or OCR fails later during start-up."""
     import uvicorn
 
     from service.api.app import create_app
@@ -63,6 +65,7 @@ def serve(settings: GatewaySettings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     try:
         preflight(settings)
+        open_database(settings).close()  # migrate (or check) once, before any worker process starts
     except GatewayStartupError as err:
         print(f"memotion serve: {err}", file=sys.stderr)
         raise SystemExit(EXIT_UNUSABLE_REPOSITORY) from None

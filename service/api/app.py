@@ -29,6 +29,7 @@ from service.core.settings import GatewaySettings
 from service.inference.backends import BackendUnavailable
 from service.inference.classifier import MemeClassifier
 from service.inference.result_cache import create_result_cache
+from service.store.lifecycle import open_database
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -59,9 +60,20 @@ async def load_classifier(settings: GatewaySettings) -> MemeClassifier:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The classifier (``app.state.classifier``) lives from startup to shutdown; None outside."""
+    """The database (``app.state.database``, schema migrated or checked) and the classifier
+    (``app.state.classifier``) live from startup to shutdown; None outside."""
     settings: GatewaySettings = app.state.settings
-    classifier = await load_classifier(settings)
+    try:
+        database = await anyio.to_thread.run_sync(open_database, settings)
+    except GatewayStartupError as err:
+        logger.error("memotion gateway cannot start: %s", err)
+        raise
+    app.state.database = database
+    try:
+        classifier = await load_classifier(settings)
+    except BaseException:
+        database.close()
+        raise
     classifier.set_batch_observer(app.state.metrics)  # the embedded backend's dynamic batchers
     app.state.classifier = classifier
     logger.info(
@@ -75,6 +87,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.classifier = None
         classifier.close()
+        app.state.database = None
+        database.close()
         if app.state.result_cache is not None:
             app.state.result_cache.close()
 
@@ -119,6 +133,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.gatekeeper = Gatekeeper(settings)
     app.state.admission = Admission(settings.workers, settings.max_queue, registry=metrics.registry)
     app.state.classifier = None
+    app.state.database = None  # service.store.Database from start-up to shutdown
     app.state.result_cache = create_result_cache(settings)  # None: MEMOTION_RESULT_CACHE=none
     install_error_handlers(app)
     add_middleware(app, settings, metrics)

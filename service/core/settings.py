@@ -105,3 +105,11 @@ class GatewaySettings(BaseSettings):
     workers: int = Field(default=2, ge=1)
     max_queue: int = Field(default=32, ge=0)
     shutdown_grace_s: float = Field(default=60.0, gt=0)  # in-flight requests may finish this long
+    # The database (service/store): policies, the review queue, the audit log. SQLite file by default
+    # (WAL, safe for MEMOTION_PROCESSES=N on one node); postgresql://user:pass@host/db for clusters.
+    database_url: str = "sqlite:///memotion.db"
+    # Every database call waits at most this long (connect, lock, statement): the request path never
+    # blocks on the database for longer.
+    database_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # Start-up: true runs the migrations (as `memotion db upgrade`); false only checks the schema.
+    database_migrate: bool = True
