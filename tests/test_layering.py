@@ -1,6 +1,6 @@
 """The import direction of the packages (docs/architecture.md): the contract ``memotion/`` at the
 bottom, the gateway ``service/`` and ``training/`` on it and never on each other, the CLI
-``memotion_cli/`` on top; inside the gateway core < store < text < inference < access < api < the entry
+``memotion_cli/`` on top; inside the gateway core < store < text < inference < access < moderation < api < the entry
 points (scoring, launchers, and the modules right under service/: cli, server, ...).
 
 Every ``import`` in every module counts, lazy ones inside functions too, and so does
@@ -24,9 +24,10 @@ FORBIDDEN = {
     "training": {"memotion_cli", "service"},
 }
 # Inside the gateway: a subpackage imports only subpackages of lower or equal rank.
-# store (the database: engine, tables, migrations) needs only core; the API layer uses it.
-SERVICE_RANK = {"core": 0, "store": 1, "text": 2, "inference": 3, "access": 4, "api": 5}
-ENTRY_RANK = 6  # scoring/, launchers/, and the modules right under service/ (cli, server, ...)
+# store (the database: engine, tables, migrations) needs only core; moderation (policies, the review
+# queue) works on the store; the API layer uses both.
+SERVICE_RANK = {"core": 0, "store": 1, "text": 2, "inference": 3, "access": 4, "moderation": 5, "api": 6}
+ENTRY_RANK = 7  # scoring/, launchers/, and the modules right under service/ (cli, server, ...)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def violations(imports: Iterable[Import]) -> dict[str, list[Import]]:
         "memotion_cli is the top: only memotion_cli imports it": lambda i: (
             i.target == "memotion_cli" and i.package != "memotion_cli"
         ),
-        "gateway upwards (core alone < store < text < inference < access < api < entry points)": upward_in_gateway,
+        "gateway upwards (core alone < store < text < inference < access < moderation < api < top)": upward_in_gateway,
     }
     found = {rule: [i for i in imports if check(i)] for rule, check in rules.items()}
     return {rule: bad for rule, bad in found.items() if bad}

@@ -15,12 +15,15 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from service.access.admission import Admission
 from service.access.gatekeeper import Gatekeeper
+from service.access.staff import StaffGate
+from service.api.admin_routes import admin_router
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.classify_routes import BATCH_ROUTE, classify_router
 from service.api.docs import mount_docs
 from service.api.model_card import model_card_router
 from service.api.probe_routes import probe_router
 from service.api.request_context import RequestContextMiddleware
+from service.api.review_routes import review_router
 from service.api.ui import mount_ui
 from service.core.errors import GatewayStartupError, install_error_handlers
 from service.core.logging_config import configure_logging
@@ -29,6 +32,8 @@ from service.core.settings import GatewaySettings
 from service.inference.backends import BackendUnavailable
 from service.inference.classifier import MemeClassifier
 from service.inference.result_cache import create_result_cache
+from service.moderation.moderator import moderator_for
+from service.moderation.retention import RetentionWorker
 from service.store.lifecycle import open_database
 
 logger = logging.getLogger("memotion.gateway")
@@ -69,11 +74,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.error("memotion gateway cannot start: %s", err)
         raise
     app.state.database = database
+    app.state.moderator = moderator_for(database, settings.policy_refresh_s)
+    retention = RetentionWorker(database, settings.review_retention_days)
     try:
         classifier = await load_classifier(settings)
     except BaseException:
         database.close()
         raise
+    retention.start()
     classifier.set_batch_observer(app.state.metrics)  # the embedded backend's dynamic batchers
     app.state.classifier = classifier
     logger.info(
@@ -87,7 +95,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.classifier = None
         classifier.close()
-        app.state.database = None
+        retention.stop()
+        app.state.moderator = app.state.database = None
         database.close()
         if app.state.result_cache is not None:
             app.state.result_cache.close()
@@ -134,10 +143,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.admission = Admission(settings.workers, settings.max_queue, registry=metrics.registry)
     app.state.classifier = None
     app.state.database = None  # service.store.Database from start-up to shutdown
+    app.state.moderator = None  # service.moderation.Moderator (policies, queue) on that database
+    app.state.staff = StaffGate(settings.admin_keys)
     app.state.result_cache = create_result_cache(settings)  # None: MEMOTION_RESULT_CACHE=none
     install_error_handlers(app)
     add_middleware(app, settings, metrics)
     app.include_router(classify_router(settings))
+    app.include_router(admin_router())  # /v1/admin/...: policies, assignments, audit (admin staff key)
+    app.include_router(review_router())  # /v1/reviews/...: the review queue (moderator staff key)
     mount_ui(app)
     mount_docs(app)
     app.include_router(probe_router())

@@ -19,6 +19,7 @@ from service.access.gatekeeper import Gatekeeper
 from service.access.keys import Client
 from service.api.batch import BatchItemResult, BatchOutcomes, BatchRequest, BatchResponse, run_batch
 from service.api.classification import ClassifyOptions, check_text, classify_upload
+from service.api.decisions import attach_decisions, batch_answers
 from service.api.schemas import ClassifyResponse, ErrorResponse
 from service.api.wire import Thresholds, decode_base64_image, parse_thresholds_field
 from service.core.errors import REQUEST_ID_SCOPE_KEY, ApiError, validation_message
@@ -254,6 +255,7 @@ async def classify(
     except BackendUnavailable as err:
         raise _backend_down(err) from err
     metrics.observe_stages(timings)
+    await attach_decisions(request, client, classifier, [(result, data)])
     response.headers["X-Model-Version"] = result.model_version
     return result
 
@@ -316,6 +318,7 @@ async def classify_batch(
     gatekeeper.charge(client, count)  # only a well-formed batch costs tokens
     start = time.perf_counter()
     items = await _run_batch_items(admission, settings, classifier, body, options)
+    await attach_decisions(request, client, classifier, batch_answers(body, items))
     succeeded = sum(1 for item in items if item.status == 200)
     response.headers["X-Model-Version"] = classifier.manifest.repository_version
     for item in items:

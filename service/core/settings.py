@@ -26,6 +26,12 @@ class ApiKeyEntry(BaseModel):
     burst: int | None = Field(default=None, ge=1, description="default: the gateway's")
 
 
+class StaffKeyEntry(ApiKeyEntry):
+    """A person's key for the admin API (policies: ``admin``) and the review queue (``moderator`` too)."""
+
+    role: Literal["admin", "moderator"] = "admin"
+
+
 class GatewaySettings(BaseSettings):
     """Everything the gateway can be told; each field is ``MEMOTION_<FIELD>`` in the environment."""
 
@@ -113,3 +119,9 @@ class GatewaySettings(BaseSettings):
     database_timeout_s: float = Field(default=2.0, gt=0, le=60)
     # Start-up: true runs the migrations (as `memotion db upgrade`); false only checks the schema.
     database_migrate: bool = True
+    # Moderation (service/moderation): staff keys for the admin API and the review queue (JSON list of
+    # {name, sha256, role}; none: those endpoints answer 403), how stale the policies and the index of
+    # decided memes may be in a process (seconds), and after how many days queued images are deleted.
+    admin_keys: list[StaffKeyEntry] = Field(default_factory=list)
+    policy_refresh_s: float = Field(default=1.0, ge=0, le=3600)
+    review_retention_days: int = Field(default=30, ge=0)  # 0: keep the images

@@ -1,0 +1,92 @@
+"""Which decided memes a new one repeats: an in-memory index of the decided items' SHA-256 and
+perceptual hashes, re-read from the database at most every ``refresh_s`` seconds (at once after a
+decision made through this process), so a request compares hashes without a database read."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from service.moderation.image_hash import hamming
+from service.store.engine import Database
+from service.store.schema import ReviewItem
+
+logger = logging.getLogger("memotion.gateway")
+INDEX_LIMIT = 200_000  # newest decided items kept in the index
+
+
+@dataclass(frozen=True)
+class Repost:
+    review_id: int
+    decided_action: str
+    match: str  # sha256 or phash
+    distance: int
+
+
+class RepostIndex:
+    def __init__(self, db: Database, refresh_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._db, self._refresh_s, self._clock = db, refresh_s, clock
+        self._lock = threading.Lock()
+        self._loaded_at: float | None = None
+        self._by_sha: dict[str, tuple[int, str]] = {}
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._hashes = np.zeros(0, dtype=np.int64)
+        self._actions: list[str] = []
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = None
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        with self._lock:
+            if self._loaded_at is not None and now - self._loaded_at < self._refresh_s:
+                return
+            try:
+                self._load()
+            except Exception as err:
+                logger.warning("cannot read the decided memes (keeping the last index): %s", err)
+            self._loaded_at = now
+
+    def _load(self) -> None:
+        query = (
+            select(ReviewItem.id, ReviewItem.image_sha256, ReviewItem.image_phash, ReviewItem.decided_action)
+            .where(ReviewItem.status == "decided")
+            .order_by(ReviewItem.id.desc())
+            .limit(INDEX_LIMIT)
+        )
+        with self._db.session() as session:
+            rows = session.execute(query).all()
+        self._by_sha = {}
+        for item_id, sha, _, action in reversed(rows):  # the newest decision of a SHA-256 wins
+            if sha:
+                self._by_sha[sha] = (item_id, action or "allow")
+        hashed = [(i, h, a or "allow") for i, _, h, a in rows if h is not None]
+        self._ids = np.array([i for i, _, _ in hashed], dtype=np.int64)
+        self._hashes = np.array([h for _, h, _ in hashed], dtype=np.int64)
+        self._actions = [a for _, _, a in hashed]
+
+    @property
+    def empty(self) -> bool:
+        self._refresh()
+        return not self._by_sha and not len(self._ids)
+
+    def find(self, sha256: str | None, phash: int | None, max_distance: int) -> Repost | None:
+        """The newest decided item with the same bytes, else the nearest picture within ``max_distance`` bits."""
+        self._refresh()
+        if sha256 is not None and sha256 in self._by_sha:
+            item_id, action = self._by_sha[sha256]
+            return Repost(item_id, action, "sha256", 0)
+        if phash is None or not len(self._hashes):
+            return None
+        distances = hamming(self._hashes, phash)
+        best = int(np.argmin(distances))  # ties: the first, the newest
+        if distances[best] > max_distance:
+            return None
+        return Repost(int(self._ids[best]), self._actions[best], "phash", int(distances[best]))
