@@ -16,7 +16,7 @@ from service.api.schemas import ClassifyResponse
 from service.api.wire import decode_base64_image
 from service.inference.classifier import MemeClassifier, reads_image
 from service.moderation.moderator import Moderator, Submission
-from service.moderation.policy import Head, MemeScores
+from service.moderation.policy import Head, MemeScores, neutral_scores
 
 
 def member_modality(classifier: MemeClassifier) -> dict[str, str]:
@@ -87,7 +87,5 @@ def batch_answers(body: BatchRequest, items: Sequence[BatchItemResult]) -> list[
 
 def served_heads(classifier: MemeClassifier) -> MemeScores:
     """The served heads and labels with neutral scores: what a policy's rules are checked against."""
-    tasks = [classifier.task_a, *classifier.task_c]
-    heads = {t.name: Head(tuple(t.labels), dict.fromkeys(t.labels, 1.0 / len(t.labels)), t.labels[0]) for t in tasks}
-    emotions = {emotion: head for head, emotion in classifier.manifest.task_b_names.items()}
-    return MemeScores(heads, emotions, dict.fromkeys(emotions, 0.0), {}, member_modality(classifier))
+    tasks = {t.name: tuple(t.labels) for t in classifier.manifest.tasks}
+    return neutral_scores(tasks, classifier.manifest.task_b_names)

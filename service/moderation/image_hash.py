@@ -11,18 +11,26 @@ from PIL import Image
 
 HASH_SIDE = 8  # 8 x 8 = 64 bits
 THUMBNAIL_SIDE = 256
+CAPTION_BAND = 0.2  # share of the height at the top and at the bottom left out of the picture hash
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def dhash(image: Image.Image) -> int:
-    """64-bit dHash: grey, 9 x 8 pixels, one bit per horizontally adjacent pair (left brighter than right).
+def dhash(image: Image.Image, caption_band: float = CAPTION_BAND) -> int:
+    """64-bit dHash of the picture: grey, 9 x 8 pixels, one bit per horizontally adjacent pair (left
+    brighter than right), of the image without its top and bottom ``caption_band`` (where memes print
+    their captions: the same picture under other text keeps its hash).
 
     As a signed 64-bit integer, so that it fits a BIGINT column.
     """
-    grey = np.asarray(image.convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.LANCZOS), dtype=np.int16)
+    width, height = image.size
+    band = int(height * caption_band)
+    if height - 2 * band >= HASH_SIDE:
+        image = image.crop((0, band, width, height - band))
+    small = image.convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.LANCZOS)
+    grey = np.asarray(small, dtype=np.int16)
     bits = (grey[:, :-1] > grey[:, 1:]).flatten()
     value = int("".join("1" if b else "0" for b in bits), 2)
     return value - (1 << 64) if value >= 1 << 63 else value

@@ -163,3 +163,12 @@ def decide(rules: PolicyRules, meme: MemeScores) -> Decision:
 def _most_severe(default: str, reasons: Sequence[Reason]) -> str:
     actions = [r.action for r in reasons]
     return max(actions, key=SEVERITY.__getitem__) if actions else default
+
+
+def neutral_scores(tasks: Mapping[str, Sequence[str]], task_b_names: Mapping[str, str]) -> MemeScores:
+    """Every head (name -> labels) with uniform scores and no votes: what rules are checked against."""
+    heads = {
+        name: Head(tuple(labels), dict.fromkeys(labels, 1.0 / len(labels)), labels[0]) for name, labels in tasks.items()
+    }
+    emotions = {emotion: head for head, emotion in task_b_names.items()}
+    return MemeScores(heads, emotions, dict.fromkeys(emotions, 0.0), {}, {})

@@ -121,7 +121,7 @@ def assignments(session: Session) -> dict[str, str]:
     rows = session.execute(
         select(PolicyAssignment.key_name, Policy.name).join(Policy, Policy.id == PolicyAssignment.policy_id)
     )
-    return dict(rows.tuples().all())
+    return {str(row[0]): str(row[1]) for row in rows}
 
 
 def assign(session: Session, key_name: str, policy_name: str, actor: str) -> None:

@@ -1,0 +1,179 @@
+"""Moderation over real HTTP on SQLite and on a real PostgreSQL server: the decision block on single
+and batch answers, policies changed through the admin API reaching the next answer, per-key
+assignment, staff keys, the review queue (claim, conflicts, decide, audit), reposts, and 4xx
+discipline on every new endpoint. One `memotion serve` process per database."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.access.keys import hash_key
+from service.launchers.gateway_process import GatewayProcess
+from tests.gateway_fixtures import photo_jpeg, render_meme
+
+pytestmark = pytest.mark.slow
+
+ALICE, BOB = "mk_alice-moderation-test-key-0123456789", "mk_bob-moderation-test-key-0123456789ab"
+ADA, MO, EVE = "mk_ada-admin-key-0123456789abcdef", "mk_mo-moderator-key-0123456789abcd", "mk_eve-moderator-0123456789"
+MEME = render_meme("when the build", "finally passes")
+RECAPTIONED = render_meme("when the tests", "are green at last")
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def gateway(request, model_repository: Path, tmp_path_factory) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('moderation-db') / 'memotion.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    env = {
+        "MEMOTION_OCR": "none",
+        "MEMOTION_DATABASE_URL": url,
+        "MEMOTION_API_KEYS": json.dumps(
+            [{"name": "alice", "sha256": hash_key(ALICE)}, {"name": "bob", "sha256": hash_key(BOB)}]
+        ),
+        "MEMOTION_ADMIN_KEYS": json.dumps(
+            [
+                {"name": "ada", "sha256": hash_key(ADA), "role": "admin"},
+                {"name": "mo", "sha256": hash_key(MO), "role": "moderator"},
+                {"name": "eve", "sha256": hash_key(EVE), "role": "moderator"},
+            ]
+        ),
+        "MEMOTION_POLICY_REFRESH_S": "0.2",
+    }
+    with GatewayProcess(model_repository, env=env) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def http(gateway: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway, timeout=60.0) as client:
+        yield client
+
+
+def classify(http: httpx.Client, key: str, image: bytes, text: str) -> dict[str, Any]:
+    body = {"image": base64.b64encode(image).decode(), "text": text}
+    response = http.post("/v1/classify", json=body, headers=bearer(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def put_policy(http: httpx.Client, name: str, rules: dict[str, Any]) -> dict[str, Any]:
+    response = http.put(f"/v1/admin/policies/{name}", json=rules, headers=bearer(ADA))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assign(http: httpx.Client, key: str, policy: str) -> None:
+    response = http.put(f"/v1/admin/assignments/{key}", json={"policy": policy}, headers=bearer(ADA))
+    assert response.status_code == 200, response.text
+
+
+def test_answers_carry_a_decision_and_follow_a_policy_change_at_once(http: httpx.Client) -> None:
+    assert classify(http, ALICE, MEME, "build passes")["decision"] == {
+        "action": "allow",
+        "reasons": [],
+        "policy": "none",
+        "policy_version": 0,
+    }
+    put_policy(http, "house", {"rules": [{"head": "humorous", "threshold": 0.0, "action": "block"}]})
+    assign(http, "*", "house")
+    decision = classify(http, ALICE, MEME, "build passes")["decision"]
+    assert (decision["action"], decision["policy"], decision["policy_version"]) == ("block", "house", 1)
+    reason = decision["reasons"][0]
+    assert reason["kind"] == "threshold" and reason["head"] == "humorous" and reason["threshold"] == 0.0
+    assert reason["driven_by"] in ("text", "image", "both", "none") and 0.0 <= reason["score"] <= 1.0
+    changed = put_policy(http, "house", {"rules": [{"head": "humorous", "threshold": 1.0, "action": "block"}]})
+    assert changed["version"] == 2
+    decision = classify(http, ALICE, MEME, "build passes")["decision"]
+    assert (decision["action"], decision["policy_version"]) == ("allow", 2)
+
+
+def test_a_policy_per_api_key_and_batch_answers(http: httpx.Client) -> None:
+    put_policy(http, "queue-all", {"rules": [], "default_action": "review"})
+    assign(http, "bob", "queue-all")
+    items = [{"id": "m", "image": base64.b64encode(photo_jpeg(seed=5)).decode(), "text": "x"}, {"text": "only text"}]
+    answer = http.post("/v1/classify/batch", json={"items": items}, headers=bearer(BOB)).json()
+    decisions = [item["result"]["decision"] for item in answer["items"]]
+    assert [d["policy"] for d in decisions] == ["queue-all", "queue-all"]
+    assert all(d["action"] == "review" and d["review_id"] >= 1 for d in decisions)
+    assert classify(http, ALICE, photo_jpeg(seed=5), "x")["decision"]["policy"] == "house"
+    assert http.get("/v1/admin/assignments", headers=bearer(ADA)).json() == {"*": "house", "bob": "queue-all"}
+
+
+def test_review_round_trip_with_conflicts_audit_and_reposts(http: httpx.Client) -> None:
+    put_policy(http, "to-review", {"rules": [], "default_action": "review", "apply_reposts": True})
+    assign(http, "alice", "to-review")
+    queued = classify(http, ALICE, MEME, "build passes")["decision"]
+    item_id = queued["review_id"]
+    page = http.get("/v1/reviews", params={"status": "pending", "client": "alice"}, headers=bearer(MO)).json()
+    assert item_id in [item["id"] for item in page["items"]]
+    detail = http.get(f"/v1/reviews/{item_id}", headers=bearer(MO)).json()
+    assert detail["has_thumbnail"] and detail["text"] == "build passes" and detail["result"]["votes"]
+    thumbnail = http.get(f"/v1/reviews/{item_id}/thumbnail", headers=bearer(MO))
+    assert thumbnail.headers["content-type"] == "image/jpeg" and thumbnail.content[:2] == b"\xff\xd8"
+    assert http.post(f"/v1/reviews/{item_id}/claim", headers=bearer(MO)).json()["claimed_by"] == "mo"
+    taken = http.post(f"/v1/reviews/{item_id}/claim", headers=bearer(EVE))
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "conflict"
+    decision = {"action": "block", "labels": {"sentiment": "negative"}, "task_b": {"offensive": True}, "note": "n"}
+    decided = http.post(f"/v1/reviews/{item_id}/decision", json=decision, headers=bearer(MO)).json()
+    assert decided["status"] == "decided" and decided["corrected_labels"]["sentiment"] == "negative"
+    assert decided["corrected_labels"]["offensive"] != "not_offensive"
+    again = http.post(f"/v1/reviews/{item_id}/decision", json=decision, headers=bearer(MO))
+    assert again.status_code == 409
+    trail = http.get("/v1/admin/audit", params={"entity": "review_item", "entity_id": item_id}, headers=bearer(ADA))
+    assert [e["action"] for e in trail.json()] == ["review.create", "review.claim", "review.decide"]
+    # The same bytes under other text, and the same picture re-captioned: the earlier decision applies.
+    for image, match in ((MEME, "sha256"), (RECAPTIONED, "phash")):
+        repost = classify(http, ALICE, image, "some other words")["decision"]
+        assert repost["repost_of"]["review_id"] == item_id and repost["repost_of"]["match"] == match
+        assert repost["action"] == "block" and repost["reasons"][0]["kind"] == "repost"
+
+
+def test_staff_keys_guard_the_new_endpoints(http: httpx.Client) -> None:
+    for path in ("/v1/admin/policies", "/v1/reviews"):
+        assert http.get(path).status_code == 401
+        assert http.get(path, headers=bearer(ALICE)).status_code == 401  # a client key is not a staff key
+    moderator = http.get("/v1/admin/policies", headers=bearer(MO))
+    assert moderator.status_code == 403 and moderator.json()["error"]["code"] == "forbidden"
+    assert http.get("/v1/reviews", headers=bearer(ADA)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/v1/reviews/0", None, 422),
+        ("GET", "/v1/reviews/abc", None, 422),
+        ("GET", "/v1/reviews/99999999", None, 404),
+        ("GET", "/v1/reviews/99999999999999999999999", None, 422),
+        ("GET", "/v1/reviews?limit=100000", None, 422),
+        ("GET", "/v1/reviews?status=lost", None, 422),
+        ("POST", "/v1/reviews/99999999/claim", None, 404),
+        ("POST", "/v1/reviews/1/decision", {"action": "delete"}, 422),
+        ("POST", "/v1/reviews/1/decision", {"action": "allow", "labels": {"sentiment": "furious"}}, 422),
+        ("POST", "/v1/reviews/1/decision", {"action": "allow", "extra": 1}, 422),
+        ("PUT", "/v1/admin/policies/bad name!", {"rules": []}, 422),
+        ("PUT", "/v1/admin/policies/p", {"rules": [{"head": "toxic", "threshold": 0.5, "action": "block"}]}, 422),
+        ("PUT", "/v1/admin/policies/p", {"rules": [{"head": "offensive", "threshold": 2, "action": "block"}]}, 422),
+        ("PUT", "/v1/admin/policies/p", [1, 2], 422),
+        ("GET", "/v1/admin/policies/missing", None, 404),
+        ("GET", "/v1/admin/policies/house?version=99", None, 404),
+        ("PUT", "/v1/admin/assignments/bob", {"policy": "missing"}, 404),
+        ("DELETE", "/v1/admin/assignments/nobody", None, 404),
+        ("GET", "/v1/admin/audit?after=-1", None, 422),
+    ],
+)
+def test_hostile_input_gets_a_json_4xx(http: httpx.Client, method: str, path: str, body: Any, status: int) -> None:
+    response = http.request(method, path, json=body, headers=bearer(ADA))
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["status"] == status
