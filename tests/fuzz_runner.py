@@ -154,8 +154,11 @@ def _hypothesis_settings(examples: int, seed: int) -> Callable[[Any], Any]:
     )
 
 
-def fuzz_schema(base_url: str, report: FuzzReport, examples: int, timeout_s: float) -> None:
-    """Every operation of the gateway's OpenAPI schema, valid and invalid data (Schemathesis)."""
+def fuzz_schema(
+    base_url: str, report: FuzzReport, examples: int, timeout_s: float, headers: dict[str, str] | None = None
+) -> None:
+    """Every operation of the gateway's OpenAPI schema, valid and invalid data (Schemathesis);
+    ``headers`` (a staff key) go with every case, so the admin and review endpoints get past the key check."""
     import schemathesis
     from schemathesis import GenerationMode
 
@@ -163,11 +166,17 @@ def fuzz_schema(base_url: str, report: FuzzReport, examples: int, timeout_s: flo
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            _fuzz_operation(base_url, report, examples, timeout_s, operation, mode)
+            _fuzz_operation(base_url, report, examples, timeout_s, operation, mode, headers)
 
 
 def _fuzz_operation(
-    base_url: str, report: FuzzReport, examples: int, timeout_s: float, operation: Any, mode: Any
+    base_url: str,
+    report: FuzzReport,
+    examples: int,
+    timeout_s: float,
+    operation: Any,
+    mode: Any,
+    headers: dict[str, str] | None = None,
 ) -> None:
     import requests
 
@@ -178,7 +187,7 @@ def _fuzz_operation(
     def run(case: Any) -> None:
         start = time.perf_counter()
         try:
-            response = case.call(base_url=base_url, timeout=timeout_s)
+            response = case.call(base_url=base_url, timeout=timeout_s, headers=headers)
             status: int | None = response.status_code
             detail = f" -> {response.text[:300]}" if status is not None and status >= 500 else ""
         except requests.RequestException as err:
@@ -296,12 +305,20 @@ def fuzz_routes(base_url: str, report: FuzzReport, examples: int, client: httpx.
     probe()
 
 
-def run_fuzz(base_url: str, pid: int, *, examples: int, timeout_s: float, seed: int = 0) -> FuzzReport:
+def run_fuzz(
+    base_url: str,
+    pid: int,
+    *,
+    examples: int,
+    timeout_s: float,
+    seed: int = 0,
+    schema_headers: dict[str, str] | None = None,
+) -> FuzzReport:
     """The whole run: ``examples`` cases per Schemathesis operation and per Hypothesis source."""
     report = FuzzReport(rss_before_mib=rss_kib(pid) / 1024.0)
     start = time.perf_counter()
     with MemorySampler(pid) as sampler, httpx.Client(timeout=httpx.Timeout(timeout_s, connect=10.0)) as client:
-        fuzz_schema(base_url, report, examples, timeout_s)
+        fuzz_schema(base_url, report, examples, timeout_s, schema_headers)
         fuzz_uploads(base_url, report, examples, client, seed)
         fuzz_routes(base_url, report, examples, client, seed)
     report.peak_rss_mib = sampler.peak_kib / 1024.0

@@ -8,11 +8,13 @@ and the server's memory bounded (it grows by less than a fixed budget over the r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from service.access.keys import hash_key
 from tests.fuzz_runner import FuzzReport, run_fuzz, server_pid
 from tests.gateway_fixtures import start_gateway
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.slow
 REQUEST_TIMEOUT_S = 20.0
 MEMORY_GROWTH_BUDGET_MIB = 300.0  # a decoded image is at most a few tens of MiB under these limits
 EXAMPLES = 40  # per Schemathesis operation and per Hypothesis source: a few hundred cases in all
+STAFF_KEY = "mk_fuzz-staff-key-0123456789abcdefghij"
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +34,36 @@ def fuzz_report(model_repository: Path) -> Iterator[FuzzReport]:
         "max_upload_bytes": 2_000_000,
         "max_image_pixels": 4_000_000,
         "log_level": "warning",
+        # The admin and review endpoints, reached with a staff key (the client endpoints stay open).
+        "admin_keys": json.dumps([{"name": "fuzz", "sha256": hash_key(STAFF_KEY), "role": "admin"}]),
     }
     with start_gateway(model_repository, **settings) as base_url:
-        yield run_fuzz(base_url, server_pid(base_url), examples=EXAMPLES, timeout_s=REQUEST_TIMEOUT_S + 30.0)
+        yield run_fuzz(
+            base_url,
+            server_pid(base_url),
+            examples=EXAMPLES,
+            timeout_s=REQUEST_TIMEOUT_S + 30.0,
+            schema_headers={"Authorization": f"Bearer {STAFF_KEY}"},
+        )
 
 
 def test_every_endpoint_was_fuzzed(fuzz_report: FuzzReport) -> None:
     names = set(fuzz_report.endpoints)
-    for operation in ("POST /v1/classify", "POST /v1/classify/batch", "GET /healthz", "GET /readyz", "GET /metrics"):
+    moderation = (
+        "PUT /v1/admin/policies/{name}",
+        "PUT /v1/admin/assignments/{key_name}",
+        "GET /v1/admin/audit",
+        "GET /v1/reviews",
+        "POST /v1/reviews/{item_id}/decision",
+    )
+    for operation in (
+        "POST /v1/classify",
+        "POST /v1/classify/batch",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+        *moderation,
+    ):
         assert operation in names, names
     assert fuzz_report.cases >= 200, fuzz_report.as_dict()
 
