@@ -27,7 +27,7 @@ from service.core.logging_config import configure_logging, uvicorn_log_config
 from service.core.metrics import MULTIPROC_ENV
 from service.core.settings import GatewaySettings
 from service.inference.backends.triton_endpoint import triton_endpoint
-from service.store.lifecycle import open_database
+from service.store.lifecycle import DATABASE_OFF, open_database
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -65,7 +65,8 @@ def serve(settings: GatewaySettings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     try:
         preflight(settings)
-        open_database(settings).close()  # migrate (or check) once, before any worker process starts
+        if settings.database_url != DATABASE_OFF:
+            open_database(settings).close()  # migrate (or check) once, before any worker process starts
     except GatewayStartupError as err:
         print(f"memotion serve: {err}", file=sys.stderr)
         raise SystemExit(EXIT_UNUSABLE_REPOSITORY) from None

@@ -34,7 +34,7 @@ from service.inference.classifier import MemeClassifier
 from service.inference.result_cache import create_result_cache
 from service.moderation.moderator import moderator_for
 from service.moderation.retention import RetentionWorker
-from service.store.lifecycle import open_database
+from service.store.lifecycle import DATABASE_OFF, open_database
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -64,10 +64,13 @@ async def load_classifier(settings: GatewaySettings) -> MemeClassifier:
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The database (``app.state.database``, schema migrated or checked) and the classifier
-    (``app.state.classifier``) live from startup to shutdown; None outside."""
-    settings: GatewaySettings = app.state.settings
+async def moderation(app: FastAPI, settings: GatewaySettings) -> AsyncIterator[None]:
+    """The database (``app.state.database``, schema migrated or checked), the moderator on it and the
+    image retention thread; nothing with MEMOTION_DATABASE_URL=none (no decisions, no queue)."""
+    if settings.database_url == DATABASE_OFF:
+        logger.warning("MEMOTION_DATABASE_URL=none: no policies, no decision blocks, no review queue")
+        yield
+        return
     try:
         database = await anyio.to_thread.run_sync(open_database, settings)
     except GatewayStartupError as err:
@@ -76,30 +79,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     app.state.moderator = moderator_for(database, settings.policy_refresh_s)
     retention = RetentionWorker(database, settings.review_retention_days)
-    try:
-        classifier = await load_classifier(settings)
-    except BaseException:
-        database.close()
-        raise
     retention.start()
-    classifier.set_batch_observer(app.state.metrics)  # the embedded backend's dynamic batchers
-    app.state.classifier = classifier
-    logger.info(
-        "ready: repository %s version %s, members %s",
-        settings.model_repository,
-        classifier.manifest.repository_version,
-        [m.name for m in classifier.members],
-    )
     try:
         yield
     finally:
-        app.state.classifier = None
-        classifier.close()
         retention.stop()
         app.state.moderator = app.state.database = None
         database.close()
-        if app.state.result_cache is not None:
-            app.state.result_cache.close()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The database (see ``moderation``) and the classifier (``app.state.classifier``) live from
+    startup to shutdown; None outside."""
+    settings: GatewaySettings = app.state.settings
+    async with moderation(app, settings):
+        classifier = await load_classifier(settings)
+        classifier.set_batch_observer(app.state.metrics)  # the embedded backend's dynamic batchers
+        app.state.classifier = classifier
+        logger.info(
+            "ready: repository %s version %s, members %s",
+            settings.model_repository,
+            classifier.manifest.repository_version,
+            [m.name for m in classifier.members],
+        )
+        try:
+            yield
+        finally:
+            app.state.classifier = None
+            classifier.close()
+            if app.state.result_cache is not None:
+                app.state.result_cache.close()
 
 
 def add_middleware(app: FastAPI, settings: GatewaySettings, metrics: GatewayMetrics) -> None:

@@ -47,6 +47,9 @@ class ReviewItemDetail(ReviewItemBody):
     image_phash: str | None = Field(description="64-bit perceptual hash (dHash), hex.")
     thumbnail_base64: str | None
     similar: list[dict[str, Any]] = Field(description="Decided memes this one repeats (same bytes or picture).")
+    heads: dict[str, dict[str, Any]] = Field(
+        description="Every head the labels may be corrected on: its labels and the models' label for this meme."
+    )
 
 
 class ReviewPage(BaseModel):
@@ -98,7 +101,10 @@ def _detail(session: Any, item_id: int) -> dict[str, Any]:
 
 
 async def get_review(request: Request, staff: ModeratorDep, item_id: ItemId) -> ReviewItemDetail:
-    return ReviewItemDetail.model_validate(await in_session(request, lambda s: _detail(s, item_id)))
+    detail = await in_session(request, lambda s: _detail(s, item_id))
+    heads, predicted, _ = _heads(request, detail["result"])
+    detail["heads"] = {head: {"labels": labels, "predicted": predicted[head]} for head, labels in heads.items()}
+    return ReviewItemDetail.model_validate(detail)
 
 
 async def get_thumbnail(request: Request, staff: ModeratorDep, item_id: ItemId) -> Response:
@@ -114,7 +120,8 @@ async def claim_review(request: Request, staff: ModeratorDep, item_id: ItemId) -
     )
 
 
-def _labels(request: Request, result: dict[str, Any], body: ReviewDecisionRequest) -> dict[str, str]:
+def _heads(request: Request, result: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]]:
+    """The served heads' labels, the models' label per head in ``result``, and emotion -> head."""
     classifier = request.app.state.classifier
     if classifier is None:
         raise ApiError(503, "not_ready", "the models are not loaded yet; labels are checked against them")
@@ -123,6 +130,11 @@ def _labels(request: Request, result: dict[str, Any], body: ReviewDecisionReques
     for t in classifier.task_c:
         predicted[t.name] = result.get("task_c", {}).get(t.name, {}).get("label", heads[t.name][0])
     emotions = {emotion: head for head, emotion in classifier.manifest.task_b_names.items()}
+    return heads, predicted, emotions
+
+
+def _labels(request: Request, result: dict[str, Any], body: ReviewDecisionRequest) -> dict[str, str]:
+    heads, predicted, emotions = _heads(request, result)
     try:
         return corrected_labels(predicted, heads, emotions, body.labels, body.task_b)
     except LabelError as err:

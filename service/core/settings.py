@@ -112,7 +112,8 @@ class GatewaySettings(BaseSettings):
     max_queue: int = Field(default=32, ge=0)
     shutdown_grace_s: float = Field(default=60.0, gt=0)  # in-flight requests may finish this long
     # The database (service/store): policies, the review queue, the audit log. SQLite file by default
-    # (WAL, safe for MEMOTION_PROCESSES=N on one node); postgresql://user:pass@host/db for clusters.
+    # (WAL, safe for MEMOTION_PROCESSES=N on one node); postgresql://user:pass@host/db for clusters;
+    # none: no database (answers without a decision block; admin and review endpoints answer 503).
     database_url: str = "sqlite:///memotion.db"
     # Every database call waits at most this long (connect, lock, statement): the request path never
     # blocks on the database for longer.

@@ -11,6 +11,8 @@ from service.store.migrate import ensure_schema
 
 logger = logging.getLogger("memotion.gateway")
 
+DATABASE_OFF = "none"  # MEMOTION_DATABASE_URL=none: a gateway without database (scores only)
+
 
 def open_database(settings: GatewaySettings) -> Database:
     """The database of ``settings``, its schema current; GatewayStartupError with the reason if not."""
