@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from memotion.cli_args import names, positive_int, run_handler
-from service import policy_cli
+from service import policy_cli, review_cli
 
 # Every route the gateway serves (tests/test_fuzz_schema.py checks this list against the app's).
 ENDPOINTS: tuple[tuple[str, str, str], ...] = (
@@ -53,6 +53,7 @@ def register(commands: Any) -> None:
     _add_api_key_parser(commands)
     _add_db_parser(commands)
     policy_cli.register(commands)
+    review_cli.register(commands)
 
 
 def _add_serve_parser(commands: Any) -> None:
