@@ -110,3 +110,9 @@ def test_rules_for_unknown_heads_or_labels_are_refused() -> None:
     ):
         with pytest.raises(ValidationError):
             rules(invalid)
+
+
+def test_a_rule_the_served_models_cannot_answer_sends_the_meme_to_review() -> None:
+    policy = rules({"head": "toxicity", "threshold": 0.5, "action": "block"})
+    decision = decide(policy, meme(SCORES, TEXT_SAYS_OFFENSIVE))
+    assert decision.action == "review" and decision.reasons[0].kind == "policy_mismatch"

@@ -161,10 +161,7 @@ def _classify(url: str, image: bytes, text: str) -> dict:
     return httpx.post(f"{url}/v1/classify", json=body, timeout=60).json()["decision"]
 
 
-def test_review_queue_with_the_keyboard(review_gateway: str) -> None:
-    if CHROMIUM is None:
-        tool_missing("no chromium on this machine: `make system-packages` installs Debian's (needs apt)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+def test_review_queue_with_the_keyboard(page, review_gateway: str) -> None:  # type: ignore[no-untyped-def]
     staff = {"Authorization": f"Bearer {MODERATOR}"}
     meme = render_meme("ME EXPLAINING", "THE JOKE AGAIN")
     first = _classify(review_gateway, meme, "me explaining the joke again")["review_id"]
@@ -174,9 +171,8 @@ def test_review_queue_with_the_keyboard(review_gateway: str) -> None:
     assert repost["repost_of"]["review_id"] == first
     other = _classify(review_gateway, photo_jpeg(seed=9), "a landscape")["review_id"]
 
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page = page.context.browser.new_page(viewport={"width": 1280, "height": 1000})  # the module's browser
+    try:
         page.goto(f"{review_gateway}/ui")
         page.click("#tab-review")
         page.fill("#staff-key", MODERATOR)
@@ -197,7 +193,8 @@ def test_review_queue_with_the_keyboard(review_gateway: str) -> None:
         page.wait_for_selector("#item-status:has-text('claimed by moderator-1')")
         page.keyboard.press("a")
         page.wait_for_selector("#queue-summary:has-text('0 left')")
-        browser.close()
+    finally:
+        page.close()
 
     first_answer = httpx.get(f"{review_gateway}/v1/reviews/{repost['review_id']}", headers=staff).json()
     assert (first_answer["decided_action"], first_answer["decided_by"]) == ("block", "moderator-1")

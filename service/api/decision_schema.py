@@ -8,10 +8,11 @@ from pydantic import BaseModel, Field
 
 
 class DecisionReason(BaseModel):
-    kind: Literal["threshold", "near_threshold", "low_agreement", "repost"] = Field(
+    kind: Literal["threshold", "near_threshold", "low_agreement", "repost", "policy_mismatch"] = Field(
         description="threshold: a rule's score reached its threshold; near_threshold: within the policy's "
         "uncertainty margin of it (-> review); low_agreement: too few members voted the ensemble's label "
-        "(score = their share); repost: the same meme was decided before and the policy applies that."
+        "(score = their share); repost: the same meme was decided before and the policy applies that; "
+        "policy_mismatch: a rule names a head the served models lack (-> review)."
     )
     head: str = Field(description="The Task B emotion or head the rule reads.", examples=["offensive"])
     label: str | None = Field(default=None, description="The head's label the score is about, if the rule names one.")

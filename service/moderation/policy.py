@@ -5,6 +5,8 @@ label)) or ``at_least`` (P(that intensity or higher)); a score at or above the r
 leads to its action. The most severe action wins (block > review > allow). The uncertainty band
 sends a meme to review instead: a score within ``margin`` of a block/review threshold, or a head
 the policy looks at on which fewer than ``min_agreement`` of the members voted the ensemble's label.
+A rule naming a head the served models do not have (the models changed under the policy) sends the
+meme to review too (``policy_mismatch``) rather than failing the answer or silently allowing it.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class MemeScores:
 
 @dataclass(frozen=True)
 class Reason:
-    kind: Literal["threshold", "near_threshold", "low_agreement", "repost"]
+    kind: Literal["threshold", "near_threshold", "low_agreement", "repost", "policy_mismatch"]
     head: str
     score: float
     threshold: float
@@ -145,7 +147,11 @@ def decide(rules: PolicyRules, meme: MemeScores) -> Decision:
     margin = rules.uncertainty.margin
     looked_at: list[str] = []
     for rule in rules.rules:
-        head, score, labels = _target(rule, meme)
+        try:
+            head, score, labels = _target(rule, meme)
+        except UnknownHead:  # a policy written for other models: a person looks instead
+            reasons.append(Reason("policy_mismatch", rule.head, 0.0, rule.threshold, "review", rule.label))
+            continue
         looked_at.append(head)
         by, members = driven_by(head, labels, meme)
         label = rule.label or rule.at_least

@@ -9,9 +9,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service.moderation.image_hash import hamming
 from service.store.engine import Database
@@ -34,6 +35,7 @@ class RepostIndex:
         self._db, self._refresh_s, self._clock = db, refresh_s, clock
         self._lock = threading.Lock()
         self._loaded_at: float | None = None
+        self._loaded_stamp: tuple[int, Any] | None = None
         self._by_sha: dict[str, tuple[int, str]] = {}
         self._ids = np.zeros(0, dtype=np.int64)
         self._hashes = np.zeros(0, dtype=np.int64)
@@ -41,7 +43,7 @@ class RepostIndex:
 
     def invalidate(self) -> None:
         with self._lock:
-            self._loaded_at = None
+            self._loaded_at = self._loaded_stamp = None
 
     def _refresh(self) -> None:
         now = self._clock()
@@ -49,10 +51,20 @@ class RepostIndex:
             if self._loaded_at is not None and now - self._loaded_at < self._refresh_s:
                 return
             try:
-                self._load()
+                stamp = self._stamp()
+                if stamp != self._loaded_stamp:  # reload only when a decision was added or changed
+                    self._load()
+                    self._loaded_stamp = stamp
             except Exception as err:
                 logger.warning("cannot read the decided memes (keeping the last index): %s", err)
             self._loaded_at = now
+
+    def _stamp(self) -> tuple[int, Any]:
+        """How many decided items there are and the newest decision: cheap, and it changes with them."""
+        query = select(func.count(), func.max(ReviewItem.decided_at)).where(ReviewItem.status == "decided")
+        with self._db.session() as session:
+            count, newest = session.execute(query).one()
+        return int(count), newest
 
     def _load(self) -> None:
         query = (
