@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from service.access.keys import hash_key
 from service.launchers.gateway_process import GatewayProcess
+from service.store.engine import Database
+from service.store.migrate import upgrade
 from tests.gateway_fixtures import photo_jpeg, render_meme
 
 pytestmark = pytest.mark.slow
@@ -177,3 +183,17 @@ def test_hostile_input_gets_a_json_4xx(http: httpx.Client, method: str, path: st
     response = http.request(method, path, json=body, headers=bearer(ADA))
     assert response.status_code == status, response.text
     assert response.json()["error"]["status"] == status
+
+
+def test_a_gateway_refuses_a_database_newer_than_its_code(model_repository: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'future.db'}"
+    db = Database.open(url)
+    upgrade(db)
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0999_future'"))
+    db.close()
+    command = [sys.executable, "-m", "service", "serve", "--repository", str(model_repository), "--port", "0"]
+    env = {**os.environ, "MEMOTION_DATABASE_URL": url}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "newer than this memotion knows" in done.stderr and "0999_future" in done.stderr

@@ -119,3 +119,14 @@ def test_an_unreachable_server_fails_fast() -> None:
         schema_state(db)
     assert time.monotonic() - started < 5.0
     db.close()
+
+
+def test_the_db_commands_upgrade_and_report(tmp_path, capsys) -> None:
+    from service.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["db", "current", "--url", url]) == 1  # empty: behind
+    assert main(["db", "upgrade", "--url", url]) == 0
+    assert f"empty -> {code_head()}" in capsys.readouterr().out
+    assert main(["db", "current", "--url", url]) == 0
+    assert '"status": "the database schema is current' in capsys.readouterr().out
