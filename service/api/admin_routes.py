@@ -10,8 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.decisions import served_heads
-from service.api.schemas import ErrorResponse
-from service.api.staff_deps import AdminDep, current_moderator, in_session
+from service.api.staff_deps import AdminDep, Route, current_moderator, in_session, staff_router
 from service.core.errors import ApiError
 from service.moderation import audit, policy_store
 from service.moderation.policy import NAME_PATTERN, PolicyRules, check_rules
@@ -50,10 +49,6 @@ class AuditEntryBody(BaseModel):
     entity_id: str
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorResponse} for status in statuses}
 
 
 async def list_policies(request: Request, staff: AdminDep) -> list[PolicySummary]:
@@ -122,43 +117,14 @@ async def audit_log(
 
 
 def admin_router() -> APIRouter:
-    router = APIRouter(prefix="/v1/admin", tags=["admin"])
-    common = _errors(401, 403, 422, 503)
-    router.add_api_route("/policies", list_policies, methods=["GET"], summary="List policies", responses=common)
-    router.add_api_route(
-        "/policies/{name}", get_policy, methods=["GET"], summary="A policy's rules", responses=_errors(404) | common
-    )
-    router.add_api_route(
-        "/policies/{name}",
-        put_policy,
-        methods=["PUT"],
-        summary="Create a policy or add a version",
-        description="The rules are checked against the served models' heads and labels (422 otherwise).",
-        responses=_errors(409) | common,
-    )
-    router.add_api_route(
-        "/policies/{name}/versions",
-        policy_versions,
-        methods=["GET"],
-        summary="Every version of a policy",
-        responses=_errors(404) | common,
-    )
-    router.add_api_route(
-        "/assignments", list_assignments, methods=["GET"], summary="API key -> policy", responses=common
-    )
-    router.add_api_route(
-        "/assignments/{key_name}",
-        put_assignment,
-        methods=["PUT"],
-        summary="Assign a policy to an API key (* : the default)",
-        responses=_errors(404) | common,
-    )
-    router.add_api_route(
-        "/assignments/{key_name}",
-        delete_assignment,
-        methods=["DELETE"],
-        summary="Remove an API key's assignment",
-        responses=_errors(404) | common,
-    )
-    router.add_api_route("/audit", audit_log, methods=["GET"], summary="The audit log", responses=common)
-    return router
+    routes: list[Route] = [
+        ("GET", "/policies", list_policies, "List policies", ()),
+        ("GET", "/policies/{name}", get_policy, "A policy's rules", (404,)),
+        ("PUT", "/policies/{name}", put_policy, "Create a policy or add a version", (409,)),
+        ("GET", "/policies/{name}/versions", policy_versions, "Every version of a policy", (404,)),
+        ("GET", "/assignments", list_assignments, "API key -> policy", ()),
+        ("PUT", "/assignments/{key_name}", put_assignment, "Assign a policy to an API key (* : the default)", (404,)),
+        ("DELETE", "/assignments/{key_name}", delete_assignment, "Remove an API key's assignment", (404,)),
+        ("GET", "/audit", audit_log, "The audit log", ()),
+    ]
+    return staff_router("/v1/admin", "admin", routes)

@@ -8,8 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.schemas import ErrorResponse
-from service.api.staff_deps import ModeratorDep, current_moderator, in_session
+from service.api.staff_deps import ModeratorDep, Route, current_moderator, in_session, staff_router
 from service.core.errors import ApiError
 from service.moderation import review_store
 from service.moderation.corrections import LabelError, corrected_labels
@@ -68,10 +67,6 @@ class ReviewDecisionRequest(BaseModel):
         default_factory=dict, max_length=16, description='Task B corrections, e.g. {"offensive": true}.'
     )
     note: str | None = Field(default=None, max_length=2000)
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorResponse} for status in statuses}
 
 
 async def list_reviews(
@@ -157,36 +152,12 @@ async def decide_review(
 
 
 def review_router() -> APIRouter:
-    router = APIRouter(prefix="/v1/reviews", tags=["review queue"])
-    common = _errors(401, 403, 422, 503)
-    router.add_api_route("", list_reviews, methods=["GET"], summary="The review queue, oldest first", responses=common)
-    router.add_api_route(
-        "/{item_id}",
-        get_review,
-        methods=["GET"],
-        summary="One item and the decided memes it repeats",
-        responses=_errors(404) | common,
-    )
-    router.add_api_route(
-        "/{item_id}/thumbnail",
-        get_thumbnail,
-        methods=["GET"],
-        summary="The item's thumbnail (JPEG)",
-        response_class=Response,
-        responses={200: {"content": {"image/jpeg": {}}}} | _errors(404) | common,
-    )
-    router.add_api_route(
-        "/{item_id}/claim",
-        claim_review,
-        methods=["POST"],
-        summary="Claim an item",
-        responses=_errors(404, 409) | common,
-    )
-    router.add_api_route(
-        "/{item_id}/decision",
-        decide_review,
-        methods=["POST"],
-        summary="Decide an item: action, corrected labels, note",
-        responses=_errors(404, 409) | common,
-    )
-    return router
+    routes: list[Route] = [
+        ("GET", "", list_reviews, "The review queue, oldest first", ()),
+        ("GET", "/{item_id}", get_review, "One item and the decided memes it repeats", (404,)),
+        ("GET", "/{item_id}/thumbnail", get_thumbnail, "The item's thumbnail (JPEG)", (404,)),
+        ("POST", "/{item_id}/claim", claim_review, "Claim an item", (404, 409)),
+        ("POST", "/{item_id}/decision", decide_review, "Decide an item: action, corrected labels, note", (404, 409)),
+    ]
+    thumbnail = {"response_class": Response, "openapi_extra": {"responses": {"200": {"content": {"image/jpeg": {}}}}}}
+    return staff_router("/v1/reviews", "review queue", routes, get_thumbnail=thumbnail)

@@ -3,16 +3,17 @@ loop, with the store's errors turned into the API's (404, 409, 422, 503)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import Depends, Request, Security
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.access.staff import Staff, StaffGate
+from service.api.schemas import ErrorResponse
 from service.core.errors import CLIENT_SCOPE_KEY, ApiError
 from service.moderation.moderator import Moderator
 from service.moderation.policy import UnknownHead
@@ -81,3 +82,27 @@ async def in_session(request: Request, work: Callable[[Session], T]) -> T:
         return await anyio.to_thread.run_sync(run)
     except (PolicyNotFound, ItemNotFound, ItemConflict, UnknownHead, SQLAlchemyError) as err:
         raise _translate(err) from err
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these statuses and the ones every staff endpoint may answer."""
+    return {status: {"model": ErrorResponse} for status in (*statuses, 401, 403, 422, 503)}
+
+
+# (method, path, endpoint, summary, extra error statuses)
+Route = tuple[str, str, Callable[..., Any], str, Sequence[int]]
+
+
+def staff_router(prefix: str, tag: str, routes: Sequence[Route], **extra: dict[str, Any]) -> APIRouter:
+    """A router of staff endpoints; ``extra``: more add_api_route options per endpoint name."""
+    router = APIRouter(prefix=prefix, tags=[tag])
+    for method, path, endpoint, summary, statuses in routes:
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            summary=summary,
+            responses=error_responses(*statuses),
+            **extra.get(endpoint.__name__, {}),
+        )
+    return router

@@ -11,6 +11,13 @@ from sqlalchemy.orm import Session
 from service.store.schema import AuditEntry
 
 
+def iso_utc(at: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite hands back naive datetimes: they are UTC)."""
+    if at is None:
+        return None
+    return (at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)).isoformat()
+
+
 def record(
     session: Session,
     actor: str,
@@ -29,7 +36,7 @@ def record(
 def entry_dict(entry: AuditEntry) -> dict[str, Any]:
     return {
         "id": entry.id,
-        "at": _iso(entry.at),
+        "at": iso_utc(entry.at),
         "actor": entry.actor,
         "action": entry.action,
         "entity": entry.entity,
@@ -37,11 +44,6 @@ def entry_dict(entry: AuditEntry) -> dict[str, Any]:
         "before": entry.before,
         "after": entry.after,
     }
-
-
-def _iso(at: datetime) -> str:
-    """ISO 8601 in UTC (SQLite hands back naive datetimes: they are UTC)."""
-    return (at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)).isoformat()
 
 
 def entries(

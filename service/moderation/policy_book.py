@@ -5,49 +5,34 @@ policies in use (logged) until it answers again."""
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 
 from service.moderation.policy_store import DEFAULT_KEY, NO_POLICY, StoredPolicy, current_policies
+from service.moderation.refresh import Refresher
 from service.store.engine import Database
-
-logger = logging.getLogger("memotion.gateway")
 
 
 class PolicyBook:
     def __init__(self, db: Database, refresh_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._db = db
-        self._refresh_s = refresh_s
-        self._clock = clock
-        self._lock = threading.Lock()
         self._policies: dict[str, StoredPolicy] = {}
         self._assigned: dict[str, str] = {}
-        self._loaded_at: float | None = None
+        self._refresher = Refresher(self._load, refresh_s, "the policies", clock)
+
+    def _load(self) -> None:
+        with self._db.session() as session:
+            self._policies, self._assigned = current_policies(session)
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._loaded_at = None
-
-    def _refresh(self) -> None:
-        now = self._clock()
-        with self._lock:
-            if self._loaded_at is not None and now - self._loaded_at < self._refresh_s:
-                return
-            try:
-                with self._db.session() as session:
-                    self._policies, self._assigned = current_policies(session)
-            except Exception as err:  # keep the last known policies; try again after refresh_s
-                logger.warning("cannot read the policies (keeping the last ones): %s", err)
-            self._loaded_at = now
+        self._refresher.invalidate()
 
     def policy_for(self, key_name: str) -> StoredPolicy:
         """The policy of an API key's name: its own assignment, else the default (``*``), else none."""
-        self._refresh()
+        self._refresher.refresh()
         name = self._assigned.get(key_name) or self._assigned.get(DEFAULT_KEY)
         return self._policies.get(name, NO_POLICY) if name else NO_POLICY
 
     def named(self, name: str) -> StoredPolicy | None:
-        self._refresh()
+        self._refresher.refresh()
         return self._policies.get(name)

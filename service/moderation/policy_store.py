@@ -4,13 +4,13 @@ assigned to API key names (``*``: the default, the open gateway's too). Every ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.moderation.audit import record
+from service.moderation.audit import iso_utc, record
 from service.moderation.policy import PolicyRules
 from service.store.schema import Policy, PolicyAssignment, PolicyVersion, utcnow
 
@@ -34,15 +34,9 @@ class StoredPolicy:
             "name": self.name,
             "version": self.version,
             "rules": self.rules.model_dump(mode="json"),
-            "created_at": _iso(self.created_at),
+            "created_at": iso_utc(self.created_at),
             "created_by": self.created_by,
         }
-
-
-def _iso(at: datetime | None) -> str | None:
-    if at is None:
-        return None
-    return (at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)).isoformat()
 
 
 # No policy assigned and no default: allow everything, say so (policy "none", version 0).

@@ -4,8 +4,6 @@ decision made through this process), so a request compares hashes without a data
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,10 +13,10 @@ import numpy as np
 from sqlalchemy import func, select
 
 from service.moderation.image_hash import hamming
+from service.moderation.refresh import Refresher
 from service.store.engine import Database
 from service.store.schema import ReviewItem
 
-logger = logging.getLogger("memotion.gateway")
 INDEX_LIMIT = 200_000  # newest decided items kept in the index
 
 
@@ -32,32 +30,22 @@ class Repost:
 
 class RepostIndex:
     def __init__(self, db: Database, refresh_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._db, self._refresh_s, self._clock = db, refresh_s, clock
-        self._lock = threading.Lock()
-        self._loaded_at: float | None = None
+        self._db = db
         self._loaded_stamp: tuple[int, Any] | None = None
         self._by_sha: dict[str, tuple[int, str]] = {}
         self._ids = np.zeros(0, dtype=np.int64)
         self._hashes = np.zeros(0, dtype=np.int64)
         self._actions: list[str] = []
+        self._refresher = Refresher(self._load_if_changed, refresh_s, "the decided memes", clock)
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._loaded_at = self._loaded_stamp = None
+        self._refresher.invalidate()
 
-    def _refresh(self) -> None:
-        now = self._clock()
-        with self._lock:
-            if self._loaded_at is not None and now - self._loaded_at < self._refresh_s:
-                return
-            try:
-                stamp = self._stamp()
-                if stamp != self._loaded_stamp:  # reload only when a decision was added or changed
-                    self._load()
-                    self._loaded_stamp = stamp
-            except Exception as err:
-                logger.warning("cannot read the decided memes (keeping the last index): %s", err)
-            self._loaded_at = now
+    def _load_if_changed(self) -> None:
+        stamp = self._stamp()
+        if stamp != self._loaded_stamp:  # reload only when a decision was added or changed
+            self._load()
+            self._loaded_stamp = stamp
 
     def _stamp(self) -> tuple[int, Any]:
         """How many decided items there are and the newest decision: cheap, and it changes with them."""
@@ -86,12 +74,12 @@ class RepostIndex:
 
     @property
     def empty(self) -> bool:
-        self._refresh()
+        self._refresher.refresh()
         return not self._by_sha and not len(self._ids)
 
     def find(self, sha256: str | None, phash: int | None, max_distance: int) -> Repost | None:
         """The newest decided item with the same bytes, else the nearest picture within ``max_distance`` bits."""
-        self._refresh()
+        self._refresher.refresh()
         if sha256 is not None and sha256 in self._by_sha:
             item_id, action = self._by_sha[sha256]
             return Repost(item_id, action, "sha256", 0)

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.moderation.audit import record
+from service.moderation.audit import iso_utc, record
 from service.moderation.image_hash import hamming
 from service.store.schema import ReviewItem, utcnow
 
@@ -68,17 +68,10 @@ def _state(row: ReviewItem) -> dict[str, Any]:
     }
 
 
-def _iso(at: datetime | None) -> str | None:
-    """ISO 8601 in UTC (SQLite hands back naive datetimes: they are UTC)."""
-    if at is None:
-        return None
-    return (at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)).isoformat()
-
-
 def item_dict(row: ReviewItem, *, full: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row.id,
-        "created_at": _iso(row.created_at),
+        "created_at": iso_utc(row.created_at),
         "status": row.status,
         "reason": row.reason,
         "client": row.client,
@@ -92,9 +85,9 @@ def item_dict(row: ReviewItem, *, full: bool = False) -> dict[str, Any]:
         "text": row.text,
         "model_version": row.model_version,
         "claimed_by": row.claimed_by,
-        "claimed_at": _iso(row.claimed_at),
+        "claimed_at": iso_utc(row.claimed_at),
         "decided_by": row.decided_by,
-        "decided_at": _iso(row.decided_at),
+        "decided_at": iso_utc(row.decided_at),
         "decided_action": row.decided_action,
         "corrected_labels": row.corrected_labels,
         "note": row.note,
@@ -138,12 +131,18 @@ def list_items(
     return [item_dict(r) for r in page], (page[-1].id if len(rows) > limit else None)
 
 
-def claim(session: Session, item_id: int, actor: str) -> dict[str, Any]:
+def _open_row(session: Session, item_id: int, actor: str) -> ReviewItem:
+    """The item, if ``actor`` may claim or decide it: not decided, not claimed by someone else."""
     row = get_row(session, item_id)
     if row.status == "decided":
-        raise ItemConflict(f"review item {item_id} is already decided")
+        raise ItemConflict(f"review item {item_id} is already decided (by {row.decided_by})")
     if row.status == "claimed" and row.claimed_by != actor:
         raise ItemConflict(f"review item {item_id} is claimed by {row.claimed_by}")
+    return row
+
+
+def claim(session: Session, item_id: int, actor: str) -> dict[str, Any]:
+    row = _open_row(session, item_id, actor)
     before = _state(row)
     row.status, row.claimed_by, row.claimed_at = "claimed", actor, utcnow()
     record(session, actor, "review.claim", "review_item", item_id, before, _state(row))
@@ -154,11 +153,7 @@ def decide(
     session: Session, item_id: int, actor: str, action: str, labels: dict[str, str], note: str | None
 ) -> dict[str, Any]:
     """Record a person's decision and corrected labels (a full set of head -> label)."""
-    row = get_row(session, item_id)
-    if row.status == "decided":
-        raise ItemConflict(f"review item {item_id} is already decided (by {row.decided_by})")
-    if row.status == "claimed" and row.claimed_by != actor:
-        raise ItemConflict(f"review item {item_id} is claimed by {row.claimed_by}")
+    row = _open_row(session, item_id, actor)
     before = _state(row)
     row.status, row.decided_by, row.decided_at = "decided", actor, utcnow()
     row.decided_action, row.corrected_labels, row.note = action, labels, note
@@ -195,7 +190,7 @@ def _repost(row: ReviewItem) -> dict[str, Any]:
     return {
         "review_id": row.id,
         "decided_action": row.decided_action,
-        "decided_at": _iso(row.decided_at),
+        "decided_at": iso_utc(row.decided_at),
         "corrected_labels": row.corrected_labels,
         "text": row.text,
     }
