@@ -153,3 +153,49 @@ def test_corrected_labels_fill_a_full_row() -> None:
     for labels, task_b in (({"mood": "x"}, {}), ({"sentiment": "angry"}, {}), ({}, {"toxic": True})):
         with pytest.raises(LabelError):
             corrected_labels(predicted, heads, emotions, labels, task_b)
+
+
+def _moderator(db, rules: PolicyRules, seed: int = 0):
+    from service.moderation.moderator import Moderator
+
+    with db.session() as s:
+        policy_store.put_policy(s, "p", rules, "ada")
+        policy_store.assign(s, "*", "p", "ada")
+    return Moderator(db, PolicyBook(db, 0.0), RepostIndex(db, 0.0), seed=seed)
+
+
+def _submission(image: bytes | None, text: str = "caption"):
+    from service.moderation.moderator import Submission
+    from service.moderation.policy import Head, MemeScores
+
+    scores = MemeScores(
+        {"offensive": Head(("no", "yes"), {"no": 0.3, "yes": 0.7}, "yes")},
+        {"offensive": "offensive"},
+        {"offensive": 0.7},
+        {"clip_text": {"offensive": "yes"}, "clip_image": {"offensive": "no"}},
+        {"clip_text": "text", "clip_image": "image"},
+    )
+    return Submission("alice", "r1", image, text, scores, {"task_a": {"label": "neutral"}}, "v1")
+
+
+def test_the_moderator_queues_reviews_samples_and_applies_reposts(db) -> None:
+    meme = render_meme("queue", "me")
+    moderator = _moderator(db, PolicyRules.model_validate({"rules": [], "review_sample_rate": 1.0}))
+    sampled = moderator.moderate(_submission(meme))
+    assert sampled["action"] == "allow" and sampled["review_id"] is not None
+    with db.session() as s:
+        row = s.get(ReviewItem, sampled["review_id"])
+        assert row.reason == "sample" and row.thumbnail is not None and row.image is None
+        review_store.decide(s, row.id, "mo", "block", {}, None)
+    rules = {"rules": [{"head": "offensive", "threshold": 0.5, "action": "review"}], "keep_full_image": True}
+    moderator = _moderator(db, PolicyRules.model_validate(rules))
+    queued = moderator.moderate(_submission(photo_jpeg(seed=3)))
+    assert queued["action"] == "review" and queued["reasons"][0]["driven_by"] == "text"
+    with db.session() as s:
+        assert s.get(ReviewItem, queued["review_id"]).image == photo_jpeg(seed=3)
+    seen = moderator.moderate(_submission(meme, "other words"))
+    assert seen["repost_of"]["review_id"] == sampled["review_id"] and seen["action"] == "review"
+    moderator = _moderator(db, PolicyRules.model_validate({**rules, "apply_reposts": True}))
+    applied = moderator.moderate(_submission(meme, "other words"))
+    assert applied["action"] == "block" and applied["reasons"][0]["kind"] == "repost" and applied["review_id"] is None
+    assert moderator.moderate(_submission(None, "text only"))["review_id"] is not None  # no image: still queued
