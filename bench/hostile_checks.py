@@ -1,0 +1,300 @@
+"""The probes of bench/hostile_probes.py (issue 20), one function each, against a :class:`ProbeGateway`:
+a real `memotion serve` process whose shared result cache is a real redis-server, both on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.launchers.gateway_process import GatewayProcess, free_port
+from tests.fuzz_runner import MemorySampler, rss_kib, server_pid
+from tests.gateway_fixtures import png_bomb
+from tests.raw_http import connect, follow_up, hang_up, read_response, request_bytes
+
+
+class ProbeGateway:
+    """redis-server and `memotion serve` (Redis result cache, OCR off), stopped on exit."""
+
+    ENV = {"MEMOTION_OCR": "none", "MEMOTION_RESULT_CACHE": "redis", "MEMOTION_LOG_LEVEL": "info"}
+
+    def __init__(self, repository: Path, log_path: Path) -> None:
+        self.repository, self.log_path = repository, log_path
+        self.redis: subprocess.Popen[bytes] | None = None
+        self.gateway: GatewayProcess | None = None
+        self.url = ""
+        self.pid = 0
+
+    def __enter__(self) -> ProbeGateway:
+        port = free_port()
+        self._redis_dir = tempfile.mkdtemp(prefix="memotion-probe-redis-")
+        command = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", self._redis_dir]
+        self.redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        env = {**self.ENV, "MEMOTION_RESULT_CACHE_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        self.gateway = GatewayProcess(self.repository, env=env, log_path=self.log_path)
+        self.url = self.gateway.start()
+        self.pid = server_pid(self.url)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        if self.redis is not None:
+            self.redis.send_signal(signal.SIGCONT)
+            self.redis.terminate()
+            self.redis.wait(10)
+        shutil.rmtree(self._redis_dir, ignore_errors=True)
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """The sum of ``name{...labels...}`` samples on /metrics."""
+        text = httpx.get(f"{self.url}/metrics", timeout=30).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and labels in line or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+def batch_bomb(gateway: ProbeGateway, items: int, side: int) -> dict[str, Any]:
+    """``items`` copies of a ``side`` x ``side`` 1-bit PNG in one batch: status, time, memory."""
+    image = base64.b64encode(png_bomb(side, side)).decode()
+    body = json.dumps({"items": [{"id": str(i), "image": image, "text": "x"} for i in range(items)]}).encode()
+    before = rss_kib(gateway.pid) / 1024.0
+    with MemorySampler(gateway.pid, interval_s=0.02) as sampler:
+        start = time.perf_counter()
+        response = httpx.post(
+            f"{gateway.url}/v1/classify/batch",
+            content=body,
+            headers={"Content-Type": "application/json"},
+            timeout=300,
+        )
+        seconds = time.perf_counter() - start
+    time.sleep(1.0)
+    statuses: dict[str, int] = {}
+    if response.status_code == 200:
+        for item in response.json()["items"]:
+            key = str(item["status"]) + ("" if item["status"] == 200 else f" {item['error']['code']}")
+            statuses[key] = statuses.get(key, 0) + 1
+    return {
+        "items": items,
+        "size": f"{side}x{side}",
+        "body_kb": round(len(body) / 1024),
+        "status": response.status_code,
+        "seconds": round(seconds, 2),
+        "rss_before_mib": round(before, 1),
+        "peak_rss_mib": round(max(sampler.peak_kib / 1024.0, before), 1),
+        "rss_after_mib": round(rss_kib(gateway.pid) / 1024.0, 1),
+        "item_statuses": statuses,
+    }
+
+
+SURROGATE = "\ud800"
+
+
+def _json(payload: Any) -> bytes:
+    return json.dumps(payload).encode()  # ensure_ascii: the surrogate travels as a \ud800 escape
+
+
+def surrogate_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
+    """(name, path, headers, body) of each way a lone surrogate can reach the gateway."""
+    form = b'--b\r\nContent-Disposition: form-data; name="text"\r\n\r\n+2AA-\r\n--b\r\n'
+    form += b'Content-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    form += png_bomb(8, 8) + b"\r\n--b--\r\n"
+    good = {"id": "good", "text": "when the code finally compiles"}
+    as_json = {"Content-Type": "application/json"}
+    return [
+        (
+            "form field, charset=utf-7",
+            "/v1/classify",
+            {"Content-Type": "multipart/form-data; charset=utf-7; boundary=b"},
+            form,
+        ),
+        ("JSON text", "/v1/classify", as_json, _json({"text": SURROGATE})),
+        ("JSON text, ?explain=true", "/v1/classify?explain=true", as_json, _json({"text": "a" + SURROGATE})),
+        ("JSON text, no-store", "/v1/classify", {**as_json, "Cache-Control": "no-store"}, _json({"text": SURROGATE})),
+        ("JSON thresholds name", "/v1/classify", as_json, _json({"text": "x", "thresholds": {SURROGATE: 0.3}})),
+        (
+            "batch item text (+ a good item)",
+            "/v1/classify/batch",
+            as_json,
+            _json({"items": [good, {"text": SURROGATE}]}),
+        ),
+        ("batch item id", "/v1/classify/batch", as_json, _json({"items": [{"id": SURROGATE, "text": "x"}]})),
+        (
+            "batch thresholds name",
+            "/v1/classify/batch",
+            as_json,
+            _json({"items": [good], "thresholds": {SURROGATE: 0.3}}),
+        ),
+    ]
+
+
+def surrogates(gateway: ProbeGateway) -> list[dict[str, Any]]:
+    out = []
+    with httpx.Client(base_url=gateway.url, timeout=60) as client:
+        for name, path, headers, body in surrogate_requests():
+            response = client.post(path, content=body, headers=headers)
+            data = response.json()
+            if "items" in data:
+                detail = "items " + ", ".join(f"{i['id']}: {i['status']}" for i in data["items"])
+            else:
+                detail = data.get("error", {}).get("code", "")
+            out.append({"probe": name, "status": response.status_code, "detail": detail})
+    return out
+
+
+def error_requests() -> list[tuple[str, bytes]]:
+    """One request per error status the gateway answers (raw bytes, sent on a fresh connection)."""
+    as_json = {"Content-Type": "application/json"}
+    return [
+        ("404 unknown route", request_bytes("GET", "/v1/nope")),
+        ("405 wrong method", request_bytes("GET", "/v1/classify")),
+        ("415 wrong content type", request_bytes("POST", "/v1/classify", b"x", {"Content-Type": "text/plain"})),
+        (
+            "415 form charset",
+            request_bytes(
+                "POST", "/v1/classify", b"", {"Content-Type": "multipart/form-data; charset=utf-7; boundary=b"}
+            ),
+        ),
+        ("422 bad JSON", request_bytes("POST", "/v1/classify", b"{", as_json)),
+        ("422 surrogate", request_bytes("POST", "/v1/classify", _json({"text": SURROGATE}), as_json)),
+        ("422 batch validation", request_bytes("POST", "/v1/classify/batch", b'{"items": []}', as_json)),
+        (
+            "400 broken multipart",
+            request_bytes("POST", "/v1/classify", b"--b\r\nxx", {"Content-Type": "multipart/form-data; boundary=b"}),
+        ),
+        (
+            "413 declared too large",
+            request_bytes("POST", "/v1/classify", b"", {**as_json, "Content-Length": str(10**9)}),
+        ),
+        (
+            "413 too many items",
+            request_bytes("POST", "/v1/classify/batch", _json({"items": [{"text": "x"}] * 33}), as_json),
+        ),
+        (
+            "413 image too large",
+            request_bytes(
+                "POST", "/v1/classify", _json({"image": base64.b64encode(png_bomb(7000, 7000)).decode()}), as_json
+            ),
+        ),
+    ]
+
+
+def follow_ups(gateway: ProbeGateway) -> list[dict[str, Any]]:
+    out = []
+    for name, raw in error_requests():
+        result = follow_up(gateway.url, raw)
+        out.append({"probe": name, "status": result.status, "verdict": result.verdict, "detail": result.detail})
+    return out
+
+
+def hang_ups(gateway: ProbeGateway, clients: int = 12) -> dict[str, Any]:
+    """Clients that send part of a declared body and close: how /metrics and the log count them."""
+    before_500 = gateway.metric("memotion_requests_total", 'status="500"')
+    before_499 = gateway.metric("memotion_requests_total", 'status="499"')
+    log_before = gateway.log_path.read_text(errors="replace").count("Traceback")
+    form = "multipart/form-data; boundary=b"
+    for i in range(clients):
+        path, kind = [
+            ("/v1/classify", form),
+            ("/v1/classify", "application/json"),
+            ("/v1/classify/batch", "application/json"),
+        ][i % 3]
+        hang_up(gateway.url, path, kind, 100_000, b"--b\r\n" if kind == form else b'{"items": [')
+    time.sleep(1.0)
+    return {
+        "clients": clients,
+        "status_500": int(gateway.metric("memotion_requests_total", 'status="500"') - before_500),
+        "status_499": int(gateway.metric("memotion_requests_total", 'status="499"') - before_499),
+        "tracebacks": gateway.log_path.read_text(errors="replace").count("Traceback") - log_before,
+    }
+
+
+def _latencies_ms(client: httpx.Client, texts: list[str]) -> list[float]:
+    out = []
+    for text in texts:
+        start = time.perf_counter()
+        response = client.post("/v1/classify", json={"text": text})
+        out.append((time.perf_counter() - start) * 1000.0)
+        if response.status_code != 200:
+            raise RuntimeError(f"text-only request failed: {response.status_code} {response.text[:300]}")
+    return out
+
+
+def frozen_redis(gateway: ProbeGateway, requests: int = 30) -> dict[str, Any]:
+    """Text-only requests with Redis healthy, then frozen with SIGSTOP (distinct texts: misses)."""
+    assert gateway.redis is not None
+    with httpx.Client(base_url=gateway.url, timeout=60) as client:
+        _latencies_ms(client, [f"warm {i}" for i in range(5)])
+        healthy = _latencies_ms(client, [f"healthy {i}" for i in range(requests)])
+        os.kill(gateway.redis.pid, signal.SIGSTOP)
+        try:
+            frozen = _latencies_ms(client, [f"frozen {i}" for i in range(requests)])
+        finally:
+            os.kill(gateway.redis.pid, signal.SIGCONT)
+    healthy_median, frozen_median = statistics.median(healthy), statistics.median(frozen[1:])
+    return {
+        "requests": requests,
+        "healthy_median_ms": round(healthy_median, 2),
+        "frozen_first_ms": round(frozen[0], 1),
+        "frozen_median_ms": round(frozen_median, 2),
+        "added_median_ms": round(frozen_median - healthy_median, 2),
+        "breaker": {
+            event: int(gateway.metric("memotion_result_cache_breaker_total", f'event="{event}"'))
+            for event in ("open", "skipped", "closed")
+        },
+    }
+
+
+def _stall(gateway: ProbeGateway) -> socket.socket:
+    sock = connect(gateway.url, timeout_s=120)
+    head = request_bytes(
+        "POST", "/v1/classify", headers={"Content-Type": "application/json", "Content-Length": "100000"}
+    )
+    sock.sendall(head + b'{"text": "')
+    return sock
+
+
+def stalled_upload(gateway: ProbeGateway) -> dict[str, Any]:
+    """An upload that stops after a few bytes: seconds until the gateway answers it."""
+    start = time.perf_counter()
+    with _stall(gateway) as sock:
+        response = read_response(sock)
+    return {"status": response.status, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def shutdown_with_stalled_upload(gateway: ProbeGateway) -> dict[str, Any]:
+    """SIGTERM while an upload has stopped arriving: seconds until the gateway process exits."""
+    assert gateway.gateway is not None
+    sock = _stall(gateway)
+    time.sleep(1.5)  # the upload has stopped
+    answered: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            answered["status"] = read_response(sock).status
+        except (ConnectionError, OSError) as err:
+            answered["status"] = f"none ({type(err).__name__})"
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    start = time.perf_counter()
+    gateway.gateway.stop(timeout_s=120)
+    seconds = time.perf_counter() - start
+    reader.join(10)
+    sock.close()
+    gateway.gateway = None
+    return {"seconds": round(seconds, 2), "stalled_client_got": answered.get("status")}
