@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import signal
 import socket
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,10 +14,12 @@ from typing import Any
 
 import httpx
 
-from service.launchers.gateway_process import GatewayProcess, free_port
+from service.launchers.gateway_process import GatewayProcess
+from tests.fuzz_round2 import error_requests, surrogate_requests
 from tests.fuzz_runner import MemorySampler, rss_kib, server_pid
 from tests.gateway_fixtures import png_bomb
 from tests.raw_http import connect, follow_up, hang_up, read_response, request_bytes
+from tests.redis_fixtures import RedisServer
 
 
 class ProbeGateway:
@@ -32,18 +29,14 @@ class ProbeGateway:
 
     def __init__(self, repository: Path, log_path: Path) -> None:
         self.repository, self.log_path = repository, log_path
-        self.redis: subprocess.Popen[bytes] | None = None
+        self.redis = RedisServer()
         self.gateway: GatewayProcess | None = None
         self.url = ""
         self.pid = 0
 
     def __enter__(self) -> ProbeGateway:
-        port = free_port()
-        self._redis_dir = tempfile.mkdtemp(prefix="memotion-probe-redis-")
-        command = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", self._redis_dir]
-        self.redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        env = {**self.ENV, "MEMOTION_RESULT_CACHE_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        self.redis.__enter__()
+        env = {**self.ENV, "MEMOTION_RESULT_CACHE_REDIS_URL": self.redis.url}
         self.gateway = GatewayProcess(self.repository, env=env, log_path=self.log_path)
         self.url = self.gateway.start()
         self.pid = server_pid(self.url)
@@ -52,11 +45,7 @@ class ProbeGateway:
     def __exit__(self, *_: object) -> None:
         if self.gateway is not None:
             self.gateway.stop()
-        if self.redis is not None:
-            self.redis.send_signal(signal.SIGCONT)
-            self.redis.terminate()
-            self.redis.wait(10)
-        shutil.rmtree(self._redis_dir, ignore_errors=True)
+        self.redis.__exit__()
 
     def metric(self, name: str, labels: str = "") -> float:
         """The sum of ``name{...labels...}`` samples on /metrics."""
@@ -101,47 +90,6 @@ def batch_bomb(gateway: ProbeGateway, items: int, side: int) -> dict[str, Any]:
     }
 
 
-SURROGATE = "\ud800"
-
-
-def _json(payload: Any) -> bytes:
-    return json.dumps(payload).encode()  # ensure_ascii: the surrogate travels as a \ud800 escape
-
-
-def surrogate_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
-    """(name, path, headers, body) of each way a lone surrogate can reach the gateway."""
-    form = b'--b\r\nContent-Disposition: form-data; name="text"\r\n\r\n+2AA-\r\n--b\r\n'
-    form += b'Content-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
-    form += png_bomb(8, 8) + b"\r\n--b--\r\n"
-    good = {"id": "good", "text": "when the code finally compiles"}
-    as_json = {"Content-Type": "application/json"}
-    return [
-        (
-            "form field, charset=utf-7",
-            "/v1/classify",
-            {"Content-Type": "multipart/form-data; charset=utf-7; boundary=b"},
-            form,
-        ),
-        ("JSON text", "/v1/classify", as_json, _json({"text": SURROGATE})),
-        ("JSON text, ?explain=true", "/v1/classify?explain=true", as_json, _json({"text": "a" + SURROGATE})),
-        ("JSON text, no-store", "/v1/classify", {**as_json, "Cache-Control": "no-store"}, _json({"text": SURROGATE})),
-        ("JSON thresholds name", "/v1/classify", as_json, _json({"text": "x", "thresholds": {SURROGATE: 0.3}})),
-        (
-            "batch item text (+ a good item)",
-            "/v1/classify/batch",
-            as_json,
-            _json({"items": [good, {"text": SURROGATE}]}),
-        ),
-        ("batch item id", "/v1/classify/batch", as_json, _json({"items": [{"id": SURROGATE, "text": "x"}]})),
-        (
-            "batch thresholds name",
-            "/v1/classify/batch",
-            as_json,
-            _json({"items": [good], "thresholds": {SURROGATE: 0.3}}),
-        ),
-    ]
-
-
 def surrogates(gateway: ProbeGateway) -> list[dict[str, Any]]:
     out = []
     with httpx.Client(base_url=gateway.url, timeout=60) as client:
@@ -154,43 +102,6 @@ def surrogates(gateway: ProbeGateway) -> list[dict[str, Any]]:
                 detail = data.get("error", {}).get("code", "")
             out.append({"probe": name, "status": response.status_code, "detail": detail})
     return out
-
-
-def error_requests() -> list[tuple[str, bytes]]:
-    """One request per error status the gateway answers (raw bytes, sent on a fresh connection)."""
-    as_json = {"Content-Type": "application/json"}
-    return [
-        ("404 unknown route", request_bytes("GET", "/v1/nope")),
-        ("405 wrong method", request_bytes("GET", "/v1/classify")),
-        ("415 wrong content type", request_bytes("POST", "/v1/classify", b"x", {"Content-Type": "text/plain"})),
-        (
-            "415 form charset",
-            request_bytes(
-                "POST", "/v1/classify", b"", {"Content-Type": "multipart/form-data; charset=utf-7; boundary=b"}
-            ),
-        ),
-        ("422 bad JSON", request_bytes("POST", "/v1/classify", b"{", as_json)),
-        ("422 surrogate", request_bytes("POST", "/v1/classify", _json({"text": SURROGATE}), as_json)),
-        ("422 batch validation", request_bytes("POST", "/v1/classify/batch", b'{"items": []}', as_json)),
-        (
-            "400 broken multipart",
-            request_bytes("POST", "/v1/classify", b"--b\r\nxx", {"Content-Type": "multipart/form-data; boundary=b"}),
-        ),
-        (
-            "413 declared too large",
-            request_bytes("POST", "/v1/classify", b"", {**as_json, "Content-Length": str(10**9)}),
-        ),
-        (
-            "413 too many items",
-            request_bytes("POST", "/v1/classify/batch", _json({"items": [{"text": "x"}] * 33}), as_json),
-        ),
-        (
-            "413 image too large",
-            request_bytes(
-                "POST", "/v1/classify", _json({"image": base64.b64encode(png_bomb(7000, 7000)).decode()}), as_json
-            ),
-        ),
-    ]
 
 
 def follow_ups(gateway: ProbeGateway) -> list[dict[str, Any]]:
@@ -236,15 +147,11 @@ def _latencies_ms(client: httpx.Client, texts: list[str]) -> list[float]:
 
 def frozen_redis(gateway: ProbeGateway, requests: int = 30) -> dict[str, Any]:
     """Text-only requests with Redis healthy, then frozen with SIGSTOP (distinct texts: misses)."""
-    assert gateway.redis is not None
     with httpx.Client(base_url=gateway.url, timeout=60) as client:
         _latencies_ms(client, [f"warm {i}" for i in range(5)])
         healthy = _latencies_ms(client, [f"healthy {i}" for i in range(requests)])
-        os.kill(gateway.redis.pid, signal.SIGSTOP)
-        try:
+        with gateway.redis.frozen():
             frozen = _latencies_ms(client, [f"frozen {i}" for i in range(requests)])
-        finally:
-            os.kill(gateway.redis.pid, signal.SIGCONT)
     healthy_median, frozen_median = statistics.median(healthy), statistics.median(frozen[1:])
     return {
         "requests": requests,

@@ -121,6 +121,14 @@ class BodyLimitMiddleware:
         response = error_response(error.status, error.code, error.message, scope=scope, headers=error.headers)
         await response(scope, receive, send)
 
+    def _wait(self, deadline: float) -> tuple[float, ApiError]:
+        """How long the next body bytes may take, and the 408 if they do not come: the idle
+        time-out, or what is left of the whole body's time."""
+        left = deadline - anyio.current_time()
+        if left > self.body_idle_timeout_s:
+            return self.body_idle_timeout_s, BodyIdleTimeout(self.body_idle_timeout_s)
+        return max(0.0, left), BodyTimeout(self.body_timeout_s)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -143,8 +151,8 @@ class BodyLimitMiddleware:
                 raise failure
             if body_done:  # after the body: waiting for a disconnect is not bounded here
                 return await receive()
-            left = deadline - anyio.current_time()
-            with anyio.move_on_after(max(0.0, min(left, self.body_idle_timeout_s))):
+            wait_s, late = self._wait(deadline)
+            with anyio.move_on_after(wait_s):
                 message = await receive()
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
@@ -153,8 +161,7 @@ class BodyLimitMiddleware:
                         failure = BodyTooLarge(max_bytes)
                         raise failure
                 return message
-            idle = left > self.body_idle_timeout_s
-            failure = BodyIdleTimeout(self.body_idle_timeout_s) if idle else BodyTimeout(self.body_timeout_s)
+            failure = late
             raise failure
 
         async def guarded_send(message: Message) -> None:
