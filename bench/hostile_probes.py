@@ -16,9 +16,11 @@ the probes measure the limits, not OCR) and reruns the attacks of issue 20:
    the median of the rest), and the circuit breaker's metrics;
 6. a stalled upload: seconds to its 408; and SIGTERM with a stalled upload open: seconds to exit.
 
-Prints a table, writes JSON (default bench/results/hostile_probes.json), exits 1 when a goal of
-the issue is missed (the batch over +1 GiB or 10 s, any 500, any dropped connection, a hang-up
-counted as 500, frozen-Redis median over 50 ms).
+``--baseline /path/to/checkout`` runs the same probes first against that checkout's gateway (for
+example main, before this issue), in the same run. Prints a table, writes JSON (default
+bench/results/hostile_probes.json), exits 1 when a goal of the issue is missed (the batch over
++1 GiB or 10 s, any 500, any dropped connection, a hang-up counted as 500, frozen-Redis median over
+50 ms added).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def goals(results: dict[str, Any]) -> dict[str, bool]:
         "batch: at most +1 GiB": bomb["peak_rss_mib"] - bomb["rss_before_mib"] <= 1024,
         "batch: at most 10 s": bomb["seconds"] <= 10.0,
         "no 500 anywhere": 500 not in statuses and results["hang_ups"]["status_500"] == 0 and bomb["status"] != 500,
-        "no dropped connection": all(p["verdict"] != "dropped" for p in results["follow_ups"]),
+        "no dropped connection": 0 not in statuses and all(p["verdict"] != "dropped" for p in results["follow_ups"]),
         "hang-ups not 5xx": results["hang_ups"]["status_500"] == 0 and results["hang_ups"]["tracebacks"] == 0,
         "frozen redis: median <= 50 ms added": redis["added_median_ms"] <= 50.0,
     }
@@ -92,18 +94,11 @@ def print_table(results: dict[str, Any], verdicts: dict[str, bool]) -> None:
         print(f"  {'met   ' if met else 'MISSED'} {goal}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
-    parser.add_argument("--items", type=int, default=32)
-    parser.add_argument("--side", type=int, default=6000)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/hostile_probes.json"))
-    args = parser.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with ProbeGateway(args.repository, args.out.with_suffix(".server.log")) as gateway:
+def run_probes(repository: Path, log_path: Path, items: int, side: int, code: Path | None) -> dict[str, Any]:
+    """Every probe against one gateway (``code``: the checkout it runs; default this one)."""
+    with ProbeGateway(repository, log_path, code) as gateway:
         results: dict[str, Any] = {
-            "batch_bomb": batch_bomb(gateway, args.items, args.side),
+            "batch_bomb": batch_bomb(gateway, items, side),
             "surrogates": surrogates(gateway),
             "follow_ups": follow_ups(gateway),
             "hang_ups": hang_ups(gateway),
@@ -111,16 +106,33 @@ def main() -> int:
             "stalled_upload": stalled_upload(gateway),
         }
         results["shutdown"] = shutdown_with_stalled_upload(gateway)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--items", type=int, default=32)
+    parser.add_argument("--side", type=int, default=6000)
+    parser.add_argument("--baseline", type=Path, default=None, help="a checkout (e.g. main) to probe first")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/hostile_probes.json"))
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    record: dict[str, Any] = {"machine": platform.platform(), "command": " ".join(sys.argv)}
+    record["server_env"] = ProbeGateway.ENV
+    if args.baseline is not None:
+        baseline = run_probes(
+            args.repository, args.out.with_suffix(".baseline.log"), args.items, args.side, args.baseline
+        )
+        print(f"\nBASELINE: the gateway of {args.baseline}")
+        print_table(baseline, goals(baseline))
+        record["baseline"] = {"code": str(args.baseline), "goals": goals(baseline), **baseline}
+    results = run_probes(args.repository, args.out.with_suffix(".server.log"), args.items, args.side, None)
     verdicts = goals(results)
+    print("\nTHIS TREE")
     print_table(results, verdicts)
-    record = {
-        "machine": platform.platform(),
-        "command": " ".join(sys.argv),
-        "server_env": ProbeGateway.ENV,
-        "seconds": round(time.perf_counter() - started, 1),
-        "goals": verdicts,
-        **results,
-    }
+    record.update({"seconds": round(time.perf_counter() - started, 1), "goals": verdicts, **results})
     args.out.write_text(json.dumps(record, indent=2, default=str))
     print(f"wrote {args.out}")
     return 0 if all(verdicts.values()) else 1

@@ -86,7 +86,8 @@ def test_no_error_answer_drops_its_keep_alive_connection(gateway: str) -> None:
     verdicts = {name: follow_up(gateway, raw) for name, raw in error_requests()}
     assert all(v.status >= 400 for v in verdicts.values()), verdicts
     assert not [name for name, v in verdicts.items() if v.verdict == "dropped"], verdicts
-    assert verdicts["404 unknown route"].verdict == verdicts["422 surrogate"].verdict == "kept"
+    assert verdicts["unknown route"].verdict == verdicts["JSON lone surrogate"].verdict == "kept"
+    assert verdicts["UTF-7 form, a field decoding to U+D800"].status == 415
 
 
 def test_clients_that_hang_up_mid_body_are_not_server_errors(gateway: str) -> None:
