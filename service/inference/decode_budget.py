@@ -10,21 +10,31 @@ budgets, both decided from image headers before any pixel is decoded (service/in
 * :class:`DecodeBudget` -- the bytes of decoded pixels the whole process holds at once
   (``MEMOTION_DECODE_MEMORY_BYTES``). Decoding waits for its share (``MEMOTION_DECODE_WAIT_S``), then
   gives up with 503 ``decode_busy`` and ``Retry-After``: the gateway queues or refuses, it does not grow.
-  A share is held while the decoded image is in use (decoded, classified, dropped) and given back after.
+  A share is held while the decoded image is in use (decoded, classified, dropped) and given back
+  after; once nothing is decoding after a large share, the freed memory is handed back to the system.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from service.core.errors import ApiError
 
 MIB = 1024 * 1024
 _POLL_S = 0.1  # how often a waiting decode looks at whether its request was abandoned
+TRIM_BYTES = 64 * MIB  # after a hold this large, with nothing decoding, freed memory is handed back
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the system: glibc keeps what large decodes freed (in each
+    worker thread's arena) as resident memory otherwise. A no-op where there is no glibc."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _mib(count: int) -> str:
@@ -86,8 +96,11 @@ class DecodeBudget:
         finally:
             with self._cond:
                 self._held -= nbytes
+                idle = self._held == 0
                 self._cond.notify_all()
                 self._report()
+            if idle and nbytes >= TRIM_BYTES:
+                release_free_memory()
 
     def _acquire(self, nbytes: int, cancelled: Callable[[], bool] | None) -> None:
         deadline = time.monotonic() + self.wait_s
