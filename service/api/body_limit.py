@@ -138,7 +138,6 @@ class BodyLimitMiddleware:
         if declared is not None and declared > max_bytes:
             await self._answer(scope, receive, send, BodyTooLarge(max_bytes))
             return
-
         deadline = anyio.current_time() + self.body_timeout_s
         received = 0
         body_done = False
