@@ -20,6 +20,7 @@ from service.api.admin_routes import admin_router
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.classify_routes import BATCH_ROUTE, classify_router
 from service.api.docs import mount_docs
+from service.api.error_boundary import ErrorBoundaryMiddleware
 from service.api.model_card import model_card_router
 from service.api.probe_routes import probe_router
 from service.api.request_context import RequestContextMiddleware
@@ -31,6 +32,7 @@ from service.core.metrics import GatewayMetrics
 from service.core.settings import GatewaySettings
 from service.inference.backends import BackendUnavailable
 from service.inference.classifier import MemeClassifier
+from service.inference.decode_budget import DecodeBudget
 from service.inference.result_cache import create_result_cache
 from service.moderation.moderator import moderator_for
 from service.moderation.retention import RetentionWorker
@@ -77,7 +79,7 @@ async def moderation(app: FastAPI, settings: GatewaySettings) -> AsyncIterator[N
         logger.error("memotion gateway cannot start: %s", err)
         raise
     app.state.database = database
-    app.state.moderator = moderator_for(database, settings.policy_refresh_s)
+    app.state.moderator = moderator_for(database, settings.policy_refresh_s, app.state.decode_budget)
     retention = RetentionWorker(database, settings.review_retention_days)
     retention.start()
     try:
@@ -113,12 +115,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def add_middleware(app: FastAPI, settings: GatewaySettings, metrics: GatewayMetrics) -> None:
-    """Added last = outermost: RequestContext (id, log, metrics) wraps CORS, which wraps the body limit."""
+    """Added last = outermost: RequestContext (id, log, metrics) wraps the error boundary (500s,
+    clients that hang up), which wraps CORS, which wraps the body limit."""
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_upload_bytes,
         per_path={BATCH_ROUTE: settings.max_batch_bytes},
         body_timeout_s=settings.body_timeout_s,
+        body_idle_timeout_s=settings.body_idle_timeout_s,
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -129,6 +133,7 @@ def add_middleware(app: FastAPI, settings: GatewaySettings, metrics: GatewayMetr
             expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After"],
             max_age=600,
         )
+    app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
 
@@ -155,7 +160,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.database = None  # service.store.Database from start-up to shutdown
     app.state.moderator = None  # service.moderation.Moderator (policies, queue) on that database
     app.state.staff = StaffGate(settings.admin_keys)
-    app.state.result_cache = create_result_cache(settings)  # None: MEMOTION_RESULT_CACHE=none
+    # None: MEMOTION_RESULT_CACHE=none; the Redis circuit breaker reports to the metrics.
+    app.state.result_cache = create_result_cache(settings, observe=metrics.observe_cache_breaker)
+    app.state.decode_budget = DecodeBudget(
+        settings.decode_memory_bytes, settings.decode_wait_s, observe=metrics.observe_decode_bytes
+    )
     install_error_handlers(app)
     add_middleware(app, settings, metrics)
     app.include_router(classify_router(settings))

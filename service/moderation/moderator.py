@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import logging
 import random
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from PIL import Image
 
+from service.inference.decode_budget import DecodeBudget
 from service.moderation.image_hash import dhash, sha256_hex, thumbnail_jpeg
 from service.moderation.policy import Decision, MemeScores, Reason, decide
 from service.moderation.policy_book import PolicyBook
@@ -47,16 +49,23 @@ class Fingerprint:
     thumbnail: bytes | None = None
 
 
-def fingerprint(image: bytes | None, with_thumbnail: bool) -> Fingerprint:
+def fingerprint(image: bytes | None, with_thumbnail: bool, budget: DecodeBudget | None = None) -> Fingerprint:
+    """SHA-256, perceptual hash and thumbnail; the decode holds its share of the process's decode
+    memory budget (a busy budget, or a format PIL cannot reopen, only loses the hash: logged)."""
     if image is None:
         return Fingerprint()
     try:
         with Image.open(io.BytesIO(image)) as opened:
             opened.draft("RGB", (256, 256))  # JPEG: decode at a fraction of the size
-            picture = opened.convert("RGB")
-    except Exception:  # the classifier read it; a format PIL cannot reopen only loses the hash
+            holding = budget.hold(opened.width * opened.height * 4) if budget is not None else nullcontext()
+            with holding:
+                picture = opened.convert("RGB")
+                return Fingerprint(
+                    sha256_hex(image), dhash(picture), thumbnail_jpeg(picture) if with_thumbnail else None
+                )
+    except Exception as err:  # the classifier read it; this only loses the picture's hash
+        logger.warning("no perceptual hash for a queued meme: %s", err)
         return Fingerprint(sha256_hex(image))
-    return Fingerprint(sha256_hex(image), dhash(picture), thumbnail_jpeg(picture) if with_thumbnail else None)
 
 
 def reason_dict(reason: Reason) -> dict[str, Any]:
@@ -66,9 +75,17 @@ def reason_dict(reason: Reason) -> dict[str, Any]:
 
 
 class Moderator:
-    def __init__(self, db: Database, policies: PolicyBook, reposts: RepostIndex, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        policies: PolicyBook,
+        reposts: RepostIndex,
+        seed: int | None = None,
+        decode_budget: DecodeBudget | None = None,
+    ) -> None:
         self.db, self.policies, self.reposts = db, policies, reposts
         self._random = random.Random(seed)
+        self._budget = decode_budget
 
     def moderate(self, meme: Submission) -> dict[str, Any]:
         """The answer's ``decision`` block."""
@@ -76,7 +93,8 @@ class Moderator:
         decision = decide(policy.rules, meme.scores)
         sampled = decision.action != "review" and self._random.random() < policy.rules.review_sample_rate
         wants_hash = meme.image is not None and (decision.action == "review" or sampled or not self.reposts.empty)
-        prints = fingerprint(meme.image, decision.action == "review" or sampled) if wants_hash else Fingerprint()
+        queue = decision.action == "review" or sampled
+        prints = fingerprint(meme.image, queue, self._budget) if wants_hash else Fingerprint()
         repost = self.reposts.find(prints.sha256, prints.phash, policy.rules.repost_max_distance)
         if repost is not None and policy.rules.apply_reposts:
             decision = Decision(
@@ -100,7 +118,7 @@ class Moderator:
         self, meme: Submission, policy: StoredPolicy, block: dict[str, Any], prints: Fingerprint, reason: str
     ) -> int | None:
         if prints.thumbnail is None and meme.image is not None:
-            prints = fingerprint(meme.image, True)
+            prints = fingerprint(meme.image, True, self._budget)
         item = NewItem(
             reason=reason,
             client=meme.client,
@@ -125,6 +143,6 @@ class Moderator:
             return None
 
 
-def moderator_for(db: Database, refresh_s: float) -> Moderator:
+def moderator_for(db: Database, refresh_s: float, decode_budget: DecodeBudget | None = None) -> Moderator:
     """The gateway's moderator: policies and the decided memes cached for ``refresh_s`` seconds."""
-    return Moderator(db, PolicyBook(db, refresh_s), RepostIndex(db, refresh_s))
+    return Moderator(db, PolicyBook(db, refresh_s), RepostIndex(db, refresh_s), decode_budget=decode_budget)
