@@ -71,6 +71,18 @@ def test_claim_and_decide_conflicts_and_the_audit_trail(db) -> None:
         review_store.claim(s, 999, "mo")
 
 
+def test_a_stale_claim_expires(db) -> None:
+    with db.session() as s:
+        item_id = review_store.add_item(s, _item(photo_jpeg(seed=4)))
+        review_store.claim(s, item_id, "mo")
+    with pytest.raises(review_store.ItemConflict), db.session() as s:
+        review_store.claim(s, item_id, "eve")
+    with db.session() as s:
+        s.get(ReviewItem, item_id).claimed_at = utcnow() - review_store.CLAIM_EXPIRES_AFTER - timedelta(minutes=1)
+    with db.session() as s:
+        assert review_store.claim(s, item_id, "eve")["claimed_by"] == "eve"
+
+
 def test_pages_and_filters(db) -> None:
     with db.session() as s:
         ids = [review_store.add_item(s, _item(photo_jpeg(seed=i))) for i in range(5)]

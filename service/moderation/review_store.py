@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from service.store.schema import ReviewItem, utcnow
 
 STATUSES = ("pending", "claimed", "decided")
 REPOST_SCAN_LIMIT = 100_000  # decided items compared by perceptual hash, newest first
+CLAIM_EXPIRES_AFTER = timedelta(minutes=30)  # then another moderator may claim or decide the item
 
 
 class ItemNotFound(LookupError):
@@ -136,9 +137,17 @@ def _open_row(session: Session, item_id: int, actor: str) -> ReviewItem:
     row = get_row(session, item_id)
     if row.status == "decided":
         raise ItemConflict(f"review item {item_id} is already decided (by {row.decided_by})")
-    if row.status == "claimed" and row.claimed_by != actor:
+    if row.status == "claimed" and row.claimed_by != actor and not _claim_expired(row.claimed_at):
         raise ItemConflict(f"review item {item_id} is claimed by {row.claimed_by}")
     return row
+
+
+def _claim_expired(claimed_at: datetime | None) -> bool:
+    """A claim older than CLAIM_EXPIRES_AFTER no longer holds the item (its moderator went away)."""
+    if claimed_at is None:
+        return True
+    at = claimed_at if claimed_at.tzinfo is not None else claimed_at.replace(tzinfo=timezone.utc)
+    return utcnow() - at > CLAIM_EXPIRES_AFTER
 
 
 def claim(session: Session, item_id: int, actor: str) -> dict[str, Any]:
