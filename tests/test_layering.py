@@ -1,7 +1,7 @@
 """The import direction of the packages (docs/architecture.md): the contract ``memotion/`` at the
 bottom, the gateway ``service/`` and ``training/`` on it and never on each other, the CLI
-``memotion_cli/`` on top; inside the gateway core < store < text < inference < access < api < the entry
-points (scoring, launchers, and the modules right under service/: cli, server, ...).
+``memotion_cli/`` on top; inside the gateway core < store < text < inference < access < api = jobs =
+scoring < the entry points (launchers, and the modules right under service/: cli, server, ...).
 
 Every ``import`` in every module counts, lazy ones inside functions too, and so does
 ``importlib.import_module("...")`` with a literal name. A failure lists each offending file:line.
@@ -25,8 +25,9 @@ FORBIDDEN = {
 }
 # Inside the gateway: a subpackage imports only subpackages of lower or equal rank.
 # store (the database: engine, tables, migrations) needs only core; the API layer uses it.
-SERVICE_RANK = {"core": 0, "store": 1, "text": 2, "inference": 3, "access": 4, "api": 5}
-ENTRY_RANK = 6  # scoring/, launchers/, and the modules right under service/ (cli, server, ...)
+# jobs (async jobs: routes, worker) sits beside api, and scoring (the batch scorer it runs) with them.
+SERVICE_RANK = {"core": 0, "store": 1, "text": 2, "inference": 3, "access": 4, "api": 5, "jobs": 5, "scoring": 5}
+ENTRY_RANK = 6  # launchers/ and the modules right under service/ (cli, server, ...)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def violations(imports: Iterable[Import]) -> dict[str, list[Import]]:
         "memotion_cli is the top: only memotion_cli imports it": lambda i: (
             i.target == "memotion_cli" and i.package != "memotion_cli"
         ),
-        "gateway upwards (core alone < store < text < inference < access < api < entry points)": upward_in_gateway,
+        "gateway upwards (core < store < text < inference < access < api = jobs = scoring < entry)": upward_in_gateway,
     }
     found = {rule: [i for i in imports if check(i)] for rule, check in rules.items()}
     return {rule: bad for rule, bad in found.items() if bad}

@@ -2,7 +2,7 @@
 
 Routes: ``POST /v1/classify``, ``POST /v1/classify/batch`` (service/api/classify_routes.py),
 ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (service/api/probe_routes.py), the dashboard at
-``/ui`` (service/api/ui).
+``/ui`` (service/api/ui), the async jobs under ``/v1/jobs`` (service/jobs, with their background worker).
 """
 
 import logging
@@ -29,6 +29,9 @@ from service.core.settings import GatewaySettings
 from service.inference.backends import BackendUnavailable
 from service.inference.classifier import MemeClassifier
 from service.inference.result_cache import create_result_cache
+from service.jobs.routes import jobs_router
+from service.jobs.views import JOBS_ROUTE
+from service.jobs.worker import JobWorker
 from service.store.lifecycle import open_database
 
 logger = logging.getLogger("memotion.gateway")
@@ -76,6 +79,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     classifier.set_batch_observer(app.state.metrics)  # the embedded backend's dynamic batchers
     app.state.classifier = classifier
+    worker = JobWorker(database, lambda: app.state.classifier, settings) if settings.jobs_enabled else None
+    if worker is not None:
+        worker.start()
     logger.info(
         "ready: repository %s version %s, members %s",
         settings.model_repository,
@@ -85,6 +91,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if worker is not None:  # finishes its chunk, gives its job back for another process to resume
+            await anyio.to_thread.run_sync(worker.stop)
         app.state.classifier = None
         classifier.close()
         app.state.database = None
@@ -98,14 +106,14 @@ def add_middleware(app: FastAPI, settings: GatewaySettings, metrics: GatewayMetr
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_upload_bytes,
-        per_path={BATCH_ROUTE: settings.max_batch_bytes},
+        per_path={BATCH_ROUTE: settings.max_batch_bytes, JOBS_ROUTE: settings.jobs_max_bytes},
         body_timeout_s=settings.body_timeout_s,
     )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After"],
             max_age=600,
@@ -138,6 +146,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_error_handlers(app)
     add_middleware(app, settings, metrics)
     app.include_router(classify_router(settings))
+    app.include_router(jobs_router())
     mount_ui(app)
     mount_docs(app)
     app.include_router(probe_router())
