@@ -40,6 +40,9 @@ def test_every_endpoint_was_fuzzed(fuzz_report: FuzzReport) -> None:
     names = set(fuzz_report.endpoints)
     for operation in ("POST /v1/classify", "POST /v1/classify/batch", "GET /healthz", "GET /readyz", "GET /metrics"):
         assert operation in names, names
+    jobs = ("POST /v1/jobs", "GET /v1/jobs", "GET /v1/jobs/{job_id}", "GET /v1/jobs/{job_id}/results")
+    for operation in (*jobs, "DELETE /v1/jobs/{job_id}", "POST /v1/jobs/{job_id}/cancel"):
+        assert operation in names, names
     assert fuzz_report.cases >= 200, fuzz_report.as_dict()
 
 

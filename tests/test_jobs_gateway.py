@@ -14,7 +14,8 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -82,15 +83,19 @@ class Receiver:
         return Handler
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    """A Receiver served by a real HTTP server on a free loopback port."""
     receiver = Receiver()
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), receiver.handler())
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/memotion"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield receiver
-    server.shutdown()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def verify_signature(secret: str, header: str, body: bytes, tolerance_s: int = 300) -> bool:
@@ -120,7 +125,7 @@ def _settings(database_url: str, allowed: Path) -> dict[str, str]:
     }
 
 
-def _wait(base: str, job_id: str, done: callable, timeout_s: float = 120.0) -> dict:
+def _wait(base: str, job_id: str, done: Callable[[dict], bool], timeout_s: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         job = httpx.get(f"{base}/v1/jobs/{job_id}", headers=_auth("alice"), timeout=10).json()
@@ -142,7 +147,7 @@ class Resumed:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def resumed(request, model_repository, receiver, tmp_path_factory) -> Iterator[Resumed]:
+def resumed(request, model_repository, tmp_path_factory) -> Iterator[Resumed]:
     """A job of N_ITEMS real memes, its gateway killed (SIGKILL) mid-run, resumed by a new gateway."""
     root = tmp_path_factory.mktemp(f"jobs-{request.param}")
     if request.param == "sqlite":
@@ -152,24 +157,25 @@ def resumed(request, model_repository, receiver, tmp_path_factory) -> Iterator[R
     allowed = root / "allowed"
     allowed.mkdir()
     env = _settings(database_url, allowed)
-    first = GatewayProcess(model_repository, env=env, log_path=root / "first.log")
-    base = first.start()
-    try:
-        body = {"items": real_memes(N_ITEMS), "callback_url": receiver.url}
-        created = httpx.post(f"{base}/v1/jobs", json=body, headers=_auth("alice"), timeout=30)
-        assert created.status_code == 202, created.text
-        job_id = created.json()["id"]
-        assert created.headers["Location"] == f"/v1/jobs/{job_id}"
-        seen = _wait(base, job_id, lambda j: j["progress"]["done"] >= 4)
-        first.kill()
-    finally:
-        first.stop()
-    assert seen["status"] == "running" and seen["progress"]["done"] < N_ITEMS, seen
-    # On PostgreSQL the new gateway runs two processes: both workers look for the job, one takes it.
-    processes = {"MEMOTION_PROCESSES": "2"} if request.param == "postgresql" else {}
-    with GatewayProcess(model_repository, env=env | processes, log_path=root / "second.log") as second:
-        job = _wait(second, job_id, lambda j: j["status"] == "succeeded")
-        yield Resumed(second, job_id, seen["progress"]["done"], database_url, receiver, job, allowed)
+    with running_receiver() as receiver:
+        first = GatewayProcess(model_repository, env=env, log_path=root / "first.log")
+        base = first.start()
+        try:
+            body = {"items": real_memes(N_ITEMS), "callback_url": receiver.url}
+            created = httpx.post(f"{base}/v1/jobs", json=body, headers=_auth("alice"), timeout=30)
+            assert created.status_code == 202, created.text
+            job_id = created.json()["id"]
+            assert created.headers["Location"] == f"/v1/jobs/{job_id}"
+            seen = _wait(base, job_id, lambda j: j["progress"]["done"] >= 4)
+            first.kill()
+        finally:
+            first.stop()
+        assert seen["status"] == "running" and seen["progress"]["done"] < N_ITEMS, seen
+        # On PostgreSQL the new gateway runs two processes: both workers look for the job, one takes it.
+        processes = {"MEMOTION_PROCESSES": "2"} if request.param == "postgresql" else {}
+        with GatewayProcess(model_repository, env=env | processes, log_path=root / "second.log") as second:
+            job = _wait(second, job_id, lambda j: j["status"] == "succeeded")
+            yield Resumed(second, job_id, seen["progress"]["done"], database_url, receiver, job, allowed)
 
 
 def test_a_killed_job_resumes_with_every_meme_scored_once(resumed: Resumed) -> None:

@@ -92,6 +92,15 @@ class JobWorker:
         self._held = job.id
         try:
             self._run(job, classifier)
+        except SQLAlchemyError:
+            raise  # the database, not the job: the lease runs out and the job is resumed
+        except Exception as err:
+            if self._stop.is_set():  # the models were unloaded under a chunk at shutdown: resume later
+                store.release_job(self.db, job.id, self.name)
+                return True
+            # Bad items are records, never exceptions: this is systematic, so the job ends as failed.
+            logger.exception("job %s failed", job.id)
+            store.finish_job(self.db, job, self.name, "failed", f"{type(err).__name__}: {err}"[:500])
         finally:
             self._held = None
         return True
