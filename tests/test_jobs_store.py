@@ -211,3 +211,25 @@ def test_worker_processes_get_the_webhook_secret_itself() -> None:
     assert env["MEMOTION_WEBHOOK_SECRET"] == "s3cret"
     assert json.loads(env["MEMOTION_WEBHOOK_ALLOWED_HOSTS"]) == ["a.example"]
     assert GatewaySettings.model_validate({"webhook_secret": env["MEMOTION_WEBHOOK_SECRET"]}).webhook_secret
+
+
+def test_finished_jobs_are_deleted_after_the_retention_and_uploads_once_scored(db) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    from service.store.jobs_schema import JobItem
+
+    job = _job(db, items=2)
+    running = _job(db, items=1)
+    claimed = store.claim_job(db, "w1", 30)
+    items = store.pending_items(db, job.id, 10)
+    store.complete_chunk(db, job.id, "w1", 30, _records(items))
+    store.finish_job(db, claimed, "w1")
+    with db.session() as session:
+        assert session.scalars(select(JobItem.image).where(JobItem.job_id == job.id)).all() == [None, None]
+    now = datetime.now(timezone.utc)
+    assert store.delete_finished_before(db, now - timedelta(days=1)) == 0  # finished just now: kept
+    assert store.delete_finished_before(db, now + timedelta(seconds=1)) == 1
+    assert store.get_job(db, job.id, "alice") is None and store.result_records(db, job.id, -1, 10) == []
+    assert store.get_job(db, running.id, "alice") is not None  # never a queued or running one

@@ -92,7 +92,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         if worker is not None:  # finishes its chunk, gives its job back for another process to resume
-            await anyio.to_thread.run_sync(worker.stop)
+            await anyio.to_thread.run_sync(worker.stop, settings.shutdown_grace_s)
         app.state.classifier = None
         classifier.close()
         app.state.database = None

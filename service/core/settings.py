@@ -126,6 +126,7 @@ class GatewaySettings(BaseSettings):
     # Server-side sources a job may name ({"source": "/data/memes"}): folders (and what is below
     # them) of this machine; empty: none. Object-store URLs are not supported yet.
     jobs_allowed_paths: list[Path] = Field(default_factory=list)
+    jobs_retention_days: float = Field(default=30.0, gt=0)  # finished jobs and their results are deleted after
     jobs_ray_address: str | None = None  # path jobs score on Ray (service/scoring/ray_cluster.py)
     jobs_ray_actors: int = Field(default=2, ge=1)
     # Webhooks: a job's callback_url gets the result notice, signed (HMAC-SHA256, README "Jobs").

@@ -13,9 +13,10 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from service.store.engine import Database
 from service.store.jobs_schema import Job, JobItem
@@ -172,7 +173,7 @@ def complete_chunk(
             stored = session.execute(
                 update(JobItem)
                 .where(JobItem.job_id == job_id, JobItem.position == position, JobItem.done.is_(False))
-                .values(done=True, record=record, scored_by=worker)
+                .values(done=True, record=record, scored_by=worker, image=None)  # the upload is not kept
             )
             if stored.rowcount != 1:  # type: ignore[attr-defined]
                 raise LeaseLost(f"{job_id}: item {position} was already recorded")  # rolls the chunk back
@@ -220,6 +221,16 @@ def result_records(db: Database, job_id: str, after: int, limit: int) -> list[tu
             .limit(limit)
         )
         return [(position, record or {}) for position, record in session.execute(query)]
+
+
+def delete_finished_before(db: Database, cutoff: datetime) -> int:
+    """Remove jobs (items and results too) that finished before ``cutoff``; how many."""
+    with db.session() as session:
+        old = list(session.scalars(select(Job.id).where(Job.status.in_(FINISHED), Job.finished_at < cutoff)))
+        if old:
+            session.execute(delete(JobItem).where(JobItem.job_id.in_(old)))
+            session.execute(delete(Job).where(Job.id.in_(old)))
+        return len(old)
 
 
 def claim_webhook(db: Database, hold_s: float) -> Job | None:

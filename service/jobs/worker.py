@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,6 +26,10 @@ from service.store.engine import Database
 from service.store.jobs_schema import Job
 
 logger = logging.getLogger("memotion.jobs")
+
+BACKEND_DOWN = "backend_unavailable"  # an item's error when Triton is down: retried, never recorded
+BACKEND_RETRY_S = 5.0
+CLEANUP_EVERY_S = 600.0
 
 
 def worker_name() -> str:
@@ -52,14 +57,18 @@ class JobWorker:
         self._thread.start()
         self._heartbeat.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float = 60.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
         self._heartbeat.join(timeout_s)
 
     def _loop(self) -> None:
+        next_cleanup = 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() >= next_cleanup:
+                    next_cleanup = time.monotonic() + CLEANUP_EVERY_S
+                    self._clean_up()
                 busy = self._deliver_one() | self._run_one()
             except SQLAlchemyError as err:
                 logger.warning("job worker: database unavailable (%s); retrying", err)
@@ -69,6 +78,12 @@ class JobWorker:
                 busy = False
             if not busy:
                 self._stop.wait(self.settings.jobs_poll_s)
+
+    def _clean_up(self) -> None:
+        cutoff = datetime.now(timezone.utc) - timedelta(days=self.settings.jobs_retention_days)
+        removed = store.delete_finished_before(self.db, cutoff)
+        if removed:
+            logger.info("deleted %d jobs finished more than %g days ago", removed, self.settings.jobs_retention_days)
 
     def _renew(self) -> None:
         """Keep the lease of the job being scored alive while a (slow) chunk runs."""
@@ -117,6 +132,13 @@ class JobWorker:
                     logger.info("job %s succeeded", job.id)
                 return
             records = score_items(classifier, job.source, items, job.thresholds, self.settings)
+            if self._stop.is_set() and any(r.get("error_code") == "internal_error" for r in records.values()):
+                store.release_job(self.db, job.id, self.name)  # the models went away under the chunk
+                return
+            if any(record.get("error_code") == BACKEND_DOWN for record in records.values()):
+                logger.warning("job %s: inference backend unavailable; retrying the chunk shortly", job.id)
+                self._stop.wait(BACKEND_RETRY_S)  # not recorded: the items are scored when it is back
+                continue
             try:
                 store.complete_chunk(self.db, job.id, self.name, self.settings.jobs_lease_s, records)
             except store.LeaseLost:
