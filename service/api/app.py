@@ -18,6 +18,7 @@ from service.access.gatekeeper import Gatekeeper
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.classify_routes import BATCH_ROUTE, classify_router
 from service.api.docs import mount_docs
+from service.api.error_boundary import ErrorBoundaryMiddleware
 from service.api.model_card import model_card_router
 from service.api.probe_routes import probe_router
 from service.api.request_context import RequestContextMiddleware
@@ -28,6 +29,7 @@ from service.core.metrics import GatewayMetrics
 from service.core.settings import GatewaySettings
 from service.inference.backends import BackendUnavailable
 from service.inference.classifier import MemeClassifier
+from service.inference.decode_budget import DecodeBudget
 from service.inference.result_cache import create_result_cache
 from service.jobs.routes import jobs_router
 from service.jobs.views import JOBS_ROUTE
@@ -79,8 +81,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     classifier.set_batch_observer(app.state.metrics)  # the embedded backend's dynamic batchers
     app.state.classifier = classifier
-    worker = JobWorker(database, lambda: app.state.classifier, settings) if settings.jobs_enabled else None
-    if worker is not None:
+    worker = None
+    if settings.jobs_enabled:  # the jobs share the requests' decode memory budget
+        worker = JobWorker(database, lambda: app.state.classifier, settings, app.state.decode_budget)
         worker.start()
     logger.info(
         "ready: repository %s version %s, members %s",
@@ -102,12 +105,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def add_middleware(app: FastAPI, settings: GatewaySettings, metrics: GatewayMetrics) -> None:
-    """Added last = outermost: RequestContext (id, log, metrics) wraps CORS, which wraps the body limit."""
+    """Added last = outermost: RequestContext (id, log, metrics) wraps the error boundary (500s,
+    clients that hang up), which wraps CORS, which wraps the body limit."""
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_upload_bytes,
         per_path={BATCH_ROUTE: settings.max_batch_bytes, JOBS_ROUTE: settings.jobs_max_bytes},
         body_timeout_s=settings.body_timeout_s,
+        body_idle_timeout_s=settings.body_idle_timeout_s,
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -118,6 +123,7 @@ def add_middleware(app: FastAPI, settings: GatewaySettings, metrics: GatewayMetr
             expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After"],
             max_age=600,
         )
+    app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
 
@@ -142,7 +148,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.admission = Admission(settings.workers, settings.max_queue, registry=metrics.registry)
     app.state.classifier = None
     app.state.database = None  # service.store.Database from start-up to shutdown
-    app.state.result_cache = create_result_cache(settings)  # None: MEMOTION_RESULT_CACHE=none
+    # None: MEMOTION_RESULT_CACHE=none; the Redis circuit breaker reports to the metrics.
+    app.state.result_cache = create_result_cache(settings, observe=metrics.observe_cache_breaker)
+    app.state.decode_budget = DecodeBudget(
+        settings.decode_memory_bytes, settings.decode_wait_s, observe=metrics.observe_decode_bytes
+    )
     install_error_handlers(app)
     add_middleware(app, settings, metrics)
     app.include_router(classify_router(settings))

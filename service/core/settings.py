@@ -56,6 +56,8 @@ class GatewaySettings(BaseSettings):
     # (408 and the connection closed after); they do not hold a worker or shutdown for longer.
     header_timeout_s: float = Field(default=10.0, gt=0)
     body_timeout_s: float = Field(default=60.0, gt=0)
+    # An upload that stops (no body bytes for this long) gets its 408 then, not at body_timeout_s.
+    body_idle_timeout_s: float = Field(default=10.0, gt=0)
     ort_intra_op_threads: int = Field(default=0, ge=0)  # 0: cores / processes (one per core with 1 process)
     # Scaling on one node (README "Scaling"): gateway processes (uvicorn workers, metrics shared
     # through PROMETHEUS_MULTIPROC_DIR), dynamic batching of the embedded backend (settings from each
@@ -68,6 +70,9 @@ class GatewaySettings(BaseSettings):
     result_cache_bytes: int = Field(default=64 * MIB, ge=1024)
     result_cache_redis_url: str = "redis://127.0.0.1:6379/0"
     result_cache_ttl_s: int = Field(default=24 * 3600, ge=1)  # redis entries expire after this
+    result_cache_timeout_s: float = Field(default=0.5, gt=0)  # per Redis call
+    # After a Redis failure, skip Redis (misses) for this long: a sick Redis costs one time-out per period.
+    result_cache_backoff_s: float = Field(default=30.0, ge=0)
     # MEMOTION_BACKEND=triton: where Triton is and how to talk to it.
     # host:port of Triton's gRPC endpoint (or HTTP, with triton_protocol=http); a grpc:// or http://
     # scheme in the URL picks the protocol itself.
@@ -93,6 +98,12 @@ class GatewaySettings(BaseSettings):
     # Batch endpoint.
     max_batch_items: int = Field(default=32, ge=1)
     max_batch_bytes: int = Field(default=64 * MIB, gt=0)
+    # Decoded pixels: what one request may decode, all its images together (checked from the headers;
+    # an image beyond it is refused, 413), and the bytes of decoded pixels the process holds at once
+    # (decoding waits up to decode_wait_s for its share, then 503 with Retry-After).
+    max_request_pixels: int = Field(default=100_000_000, gt=0)
+    decode_memory_bytes: int = Field(default=768 * MIB, gt=0)
+    decode_wait_s: float = Field(default=5.0, ge=0)
     batch_timeout_s: float = Field(default=120.0, gt=0)
     # Access: API keys (JSON list of {name, sha256[, rate_per_minute, burst]}) and/or a file of them;
     # none configured = open gateway. Limits per key in memes per minute.

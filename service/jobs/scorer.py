@@ -12,6 +12,7 @@ from service.api.batch import BatchItem, BatchOutcomes, run_batch
 from service.api.classification import ClassifyOptions
 from service.core.settings import GatewaySettings
 from service.inference.classifier import MemeClassifier
+from service.inference.decode_budget import DecodeBudget
 from service.inference.imaging import ImageLimits
 from service.scoring.local import ScoreItem, error_record, flatten_response, score_chunk
 from service.store.jobs_schema import JobItem
@@ -20,11 +21,15 @@ NEVER = lambda: False  # noqa: E731 - a chunk runs to its end; cancelling stops 
 
 
 def score_inline(
-    classifier: MemeClassifier, items: Sequence[JobItem], thresholds: Mapping[str, float], settings: GatewaySettings
+    classifier: MemeClassifier,
+    items: Sequence[JobItem],
+    thresholds: Mapping[str, float],
+    settings: GatewaySettings,
+    decode_budget: DecodeBudget | None,
 ) -> list[dict[str, Any]]:
     batch = [BatchItem(id=item.item_id, image=item.image, text=item.text) for item in items]
     outcomes = BatchOutcomes([item.item_id for item in items])
-    options = ClassifyOptions(thresholds=thresholds)
+    options = ClassifyOptions(thresholds=thresholds, decode_budget=decode_budget)
     limits = ImageLimits.from_settings(settings)
     run_batch(
         classifier, batch, outcomes, options, max_pixels=limits, max_text_chars=settings.max_text_chars, cancelled=NEVER
@@ -42,7 +47,11 @@ def score_inline(
 
 
 def score_paths(
-    classifier: MemeClassifier, items: Sequence[JobItem], thresholds: Mapping[str, float], settings: GatewaySettings
+    classifier: MemeClassifier,
+    items: Sequence[JobItem],
+    thresholds: Mapping[str, float],
+    settings: GatewaySettings,
+    decode_budget: DecodeBudget | None,
 ) -> list[dict[str, Any]]:
     chunk = [ScoreItem(item.item_id, item.image, item.text) for item in items]
     if settings.jobs_ray_address:
@@ -67,6 +76,7 @@ def score_paths(
         max_pixels=ImageLimits.from_settings(settings),
         max_text_chars=settings.max_text_chars,
         thresholds=dict(thresholds),
+        decode_budget=decode_budget,
     )
 
 
@@ -76,8 +86,10 @@ def score_items(
     items: Sequence[JobItem],
     thresholds: Mapping[str, float],
     settings: GatewaySettings,
+    decode_budget: DecodeBudget | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Records by item position."""
+    """Records by item position. ``decode_budget``: the process's (the requests' too), so a job never
+    decodes more pixels at once than the gateway allows; a chunk is one request's pixel budget."""
     score = score_paths if source == "path" else score_inline
-    records = score(classifier, items, thresholds, settings)
+    records = score(classifier, items, thresholds, settings, decode_budget)
     return {item.position: record for item, record in zip(items, records, strict=True)}

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.batch import BatchItem
-from service.api.wire import Thresholds
+from service.api.wire import Thresholds, UnicodeText
 from service.store.jobs_schema import Job
 
 JOBS_ROUTE = "/v1/jobs"
@@ -31,14 +31,14 @@ class JobRequest(BaseModel):
     items: list[BatchItem] | None = Field(
         default=None, min_length=1, description="The memes, as for /v1/classify/batch; at most MEMOTION_JOBS_MAX_ITEMS."
     )
-    source: str | None = Field(
+    source: UnicodeText | None = Field(
         default=None,
         max_length=4096,
         description="Instead of items: a folder, table or Memotion data set on the server, inside "
         "MEMOTION_JOBS_ALLOWED_PATHS.",
     )
     thresholds: Thresholds | None = Field(default=None, description="Task B thresholds for every item.")
-    callback_url: str | None = Field(
+    callback_url: UnicodeText | None = Field(
         default=None, max_length=2048, description="Receives the signed result notice when the job ends."
     )
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.core.settings import GatewaySettings
 from service.inference.classifier import MemeClassifier
+from service.inference.decode_budget import DecodeBudget
 from service.jobs import store, webhooks
 from service.jobs.scorer import score_items
 from service.jobs.views import job_view
@@ -27,8 +28,10 @@ from service.store.jobs_schema import Job
 
 logger = logging.getLogger("memotion.jobs")
 
-BACKEND_DOWN = "backend_unavailable"  # an item's error when Triton is down: retried, never recorded
-BACKEND_RETRY_S = 5.0
+# Item errors that say "not now" (Triton down, the decode memory budget busy): the chunk is not
+# recorded but scored again shortly.
+RETRY_LATER = ("backend_unavailable", "decode_busy")
+RETRY_S = 5.0
 CLEANUP_EVERY_S = 600.0
 
 
@@ -41,9 +44,14 @@ class JobWorker:
     job back (another process resumes it at once) and joins."""
 
     def __init__(
-        self, db: Database, classifier: Callable[[], MemeClassifier | None], settings: GatewaySettings
+        self,
+        db: Database,
+        classifier: Callable[[], MemeClassifier | None],
+        settings: GatewaySettings,
+        decode_budget: DecodeBudget | None = None,
     ) -> None:
         self.db = db
+        self.decode_budget = decode_budget
         self.classifier = classifier
         self.settings = settings
         self.name = worker_name()
@@ -131,13 +139,14 @@ class JobWorker:
                 if store.finish_job(self.db, job, self.name):
                     logger.info("job %s succeeded", job.id)
                 return
-            records = score_items(classifier, job.source, items, job.thresholds, self.settings)
+            records = score_items(classifier, job.source, items, job.thresholds, self.settings, self.decode_budget)
             if self._stop.is_set() and any(r.get("error_code") == "internal_error" for r in records.values()):
                 store.release_job(self.db, job.id, self.name)  # the models went away under the chunk
                 return
-            if any(record.get("error_code") == BACKEND_DOWN for record in records.values()):
-                logger.warning("job %s: inference backend unavailable; retrying the chunk shortly", job.id)
-                self._stop.wait(BACKEND_RETRY_S)  # not recorded: the items are scored when it is back
+            busy = {r["error_code"] for r in records.values() if r.get("error_code") in RETRY_LATER}
+            if busy:
+                logger.warning("job %s: %s; scoring the chunk again shortly", job.id, ", ".join(sorted(busy)))
+                self._stop.wait(RETRY_S)
                 continue
             try:
                 store.complete_chunk(self.db, job.id, self.name, self.settings.jobs_lease_s, records)

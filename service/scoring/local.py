@@ -214,36 +214,42 @@ def score_chunk(
     max_pixels: ImageLimits | int,
     max_text_chars: int,
     thresholds: dict[str, float] | None = None,
+    max_request_pixels: int | None = None,
+    decode_budget: Any = None,
 ) -> list[dict[str, Any]]:
-    """Classify ``items`` (one model call for the good ones) into flat records, in order."""
-    from service.api.batch import Prepared, classify_prepared
-    from service.api.classification import ClassifyOptions, check_text, check_text_only
-    from service.inference.imaging import decode_image
+    """Classify ``items`` (one model call for the good ones) into flat records, in order. Their
+    images are charged to one pixel budget (``max_request_pixels``; default: ``max_pixels`` each)
+    from their headers, and decoded chunk by chunk as they are classified (within ``decode_budget``,
+    a :class:`~service.inference.decode_budget.DecodeBudget`, when given)."""
+    from service.api.batch import Prepared, classify_prepared, prepare_item
+    from service.api.classification import ClassifyOptions, check_text
+    from service.inference.decode_budget import RequestBudget
+    from service.inference.imaging import as_limits
 
     sink = _Collect(items)
+    budget = RequestBudget(max_request_pixels or max(1, len(items)) * as_limits(max_pixels).max_pixels)
     with_image: list[Prepared] = []
     text_only: list[Prepared] = []
     for index, item in enumerate(items):
         try:
             text = check_text(item.text, max_text_chars)
-            if item.image is None:
-                if text is None:
-                    raise ApiError(422, "missing_field", "neither an image nor a text")
-                check_text_only(classifier)
-                text_only.append(Prepared(index, None, text))
-                continue
-            try:
-                data = Path(item.image).read_bytes()
-            except OSError as err:
-                raise ApiError(400, "unreadable_file", f"cannot read {item.image}: {err.strerror or err}") from err
-            with_image.append(Prepared(index, decode_image(data, max_pixels), text))
+            data = _read_image(item.image) if item.image is not None else None
+            prepared = prepare_item(classifier, index, data, text, max_pixels, budget)
+            (text_only if prepared.image is None else with_image).append(prepared)
         except ApiError as err:
             sink.fail(index, err.status, err.code, err.message)
-    options = ClassifyOptions(thresholds=thresholds or {})
+    options = ClassifyOptions(thresholds=thresholds or {}, decode_budget=decode_budget)
     never = lambda: False  # noqa: E731 - batch scoring is never abandoned midway
     classify_prepared(classifier, with_image, options, sink, never, text_only=False)
     classify_prepared(classifier, text_only, options, sink, never, text_only=True)
     return [sink.records[i] for i in range(len(items))]
+
+
+def _read_image(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ApiError(400, "unreadable_file", f"cannot read {path}: {err.strerror or err}") from err
 
 
 # --- output --------------------------------------------------------------------------------------
