@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, false, func, insert, or_, select, true, update
 
 from service.store.engine import Database
 from service.store.jobs_schema import Job, JobItem
@@ -143,7 +143,7 @@ def pending_items(db: Database, job_id: str, limit: int) -> list[JobItem]:
     with db.session() as session:
         query = (
             select(JobItem)
-            .where(JobItem.job_id == job_id, JobItem.done.is_(False))
+            .where(JobItem.job_id == job_id, JobItem.done == false())
             .order_by(JobItem.position)
             .limit(limit)
         )
@@ -172,7 +172,7 @@ def complete_chunk(
         for position, record in records.items():
             stored = session.execute(
                 update(JobItem)
-                .where(JobItem.job_id == job_id, JobItem.position == position, JobItem.done.is_(False))
+                .where(JobItem.job_id == job_id, JobItem.position == position, JobItem.done == false())
                 .values(done=True, record=record, scored_by=worker, image=None)  # the upload is not kept
             )
             if stored.rowcount != 1:  # type: ignore[attr-defined]
@@ -216,7 +216,7 @@ def result_records(db: Database, job_id: str, after: int, limit: int) -> list[tu
     with db.session() as session:
         query = (
             select(JobItem.position, JobItem.record)
-            .where(JobItem.job_id == job_id, JobItem.done.is_(True), JobItem.position > after)
+            .where(JobItem.job_id == job_id, JobItem.done == true(), JobItem.position > after)
             .order_by(JobItem.position)
             .limit(limit)
         )
