@@ -147,6 +147,8 @@ class JobWorker:
             if busy:
                 logger.warning("job %s: %s; scoring the chunk again shortly", job.id, ", ".join(sorted(busy)))
                 self._stop.wait(RETRY_S)
+                if not store.renew_lease(self.db, job.id, self.name, self.settings.jobs_lease_s):
+                    return  # cancelled (or taken over) meanwhile
                 continue
             try:
                 store.complete_chunk(self.db, job.id, self.name, self.settings.jobs_lease_s, records)
