@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from memotion.manifest import ManifestError, load_manifest
 from service.api.http_timeouts import protocol_factory
 from service.core.errors import GatewayStartupError
@@ -109,6 +111,9 @@ def settings_environment(settings: GatewaySettings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if value is not None:
             env[f"MEMOTION_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):  # dumped as "**********": the workers need the value itself
+            env[f"MEMOTION_{name.upper()}"] = secret.get_secret_value()
     return env
 
 

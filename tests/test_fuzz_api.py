@@ -87,6 +87,9 @@ def test_every_endpoint_was_fuzzed(fuzz_report: FuzzReport) -> None:
         assert source in names, names
     for source in ("client hang-ups", "POST /v1/classify (redis frozen)", "/metrics: 5xx counted by the server"):
         assert source in names, names
+    jobs = ("POST /v1/jobs", "GET /v1/jobs", "GET /v1/jobs/{job_id}", "GET /v1/jobs/{job_id}/results")
+    for operation in (*jobs, "DELETE /v1/jobs/{job_id}", "POST /v1/jobs/{job_id}/cancel"):
+        assert operation in names, names
     assert fuzz_report.cases >= 200, fuzz_report.as_dict()
 
 

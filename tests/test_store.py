@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from service.store import jobs_schema  # noqa: F401  (the jobs' tables join Base.metadata)
 from service.store.engine import Database, DatabaseError, dialect_of, normalise_url
 from service.store.migrate import code_head, ensure_schema, schema_state, upgrade
 from service.store.schema import Base

@@ -2,7 +2,7 @@
 
 Routes: ``POST /v1/classify``, ``POST /v1/classify/batch`` (service/api/classify_routes.py),
 ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (service/api/probe_routes.py), the dashboard at
-``/ui`` (service/api/ui).
+``/ui`` (service/api/ui), the async jobs under ``/v1/jobs`` (service/jobs, with their background worker).
 """
 
 import logging
@@ -34,6 +34,9 @@ from service.inference.backends import BackendUnavailable
 from service.inference.classifier import MemeClassifier
 from service.inference.decode_budget import DecodeBudget
 from service.inference.result_cache import create_result_cache
+from service.jobs.routes import jobs_router
+from service.jobs.views import JOBS_ROUTE
+from service.jobs.worker import JobWorker
 from service.moderation.moderator import moderator_for
 from service.moderation.retention import RetentionWorker
 from service.store.lifecycle import DATABASE_OFF, open_database
@@ -91,22 +94,38 @@ async def moderation(app: FastAPI, settings: GatewaySettings) -> AsyncIterator[N
 
 
 @asynccontextmanager
+async def job_worker(app: FastAPI, settings: GatewaySettings) -> AsyncIterator[None]:
+    """The async jobs' background worker (service/jobs) on the open database, sharing the requests'
+    decode memory budget; none with MEMOTION_JOBS_ENABLED=false or without a database."""
+    if app.state.database is None or not settings.jobs_enabled:
+        yield
+        return
+    worker = JobWorker(app.state.database, lambda: app.state.classifier, settings, app.state.decode_budget)
+    worker.start()
+    try:
+        yield
+    finally:  # finishes its chunk, gives its job back for another process to resume
+        await anyio.to_thread.run_sync(worker.stop, settings.shutdown_grace_s)
+
+
+@asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The database (see ``moderation``) and the classifier (``app.state.classifier``) live from
-    startup to shutdown; None outside."""
+    """The database (see ``moderation``), the classifier (``app.state.classifier``) and the job worker
+    live from startup to shutdown; None outside."""
     settings: GatewaySettings = app.state.settings
     async with moderation(app, settings):
         classifier = await load_classifier(settings)
         classifier.set_batch_observer(app.state.metrics)  # the embedded backend's dynamic batchers
         app.state.classifier = classifier
-        logger.info(
-            "ready: repository %s version %s, members %s",
-            settings.model_repository,
-            classifier.manifest.repository_version,
-            [m.name for m in classifier.members],
-        )
         try:
-            yield
+            async with job_worker(app, settings):
+                logger.info(
+                    "ready: repository %s version %s, members %s",
+                    settings.model_repository,
+                    classifier.manifest.repository_version,
+                    [m.name for m in classifier.members],
+                )
+                yield
         finally:
             app.state.classifier = None
             classifier.close()
@@ -120,7 +139,7 @@ def add_middleware(app: FastAPI, settings: GatewaySettings, metrics: GatewayMetr
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_upload_bytes,
-        per_path={BATCH_ROUTE: settings.max_batch_bytes},
+        per_path={BATCH_ROUTE: settings.max_batch_bytes, JOBS_ROUTE: settings.jobs_max_bytes},
         body_timeout_s=settings.body_timeout_s,
         body_idle_timeout_s=settings.body_idle_timeout_s,
     )
@@ -128,7 +147,7 @@ def add_middleware(app: FastAPI, settings: GatewaySettings, metrics: GatewayMetr
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After"],
             max_age=600,
@@ -170,6 +189,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(classify_router(settings))
     app.include_router(admin_router())  # /v1/admin/...: policies, assignments, audit (admin staff key)
     app.include_router(review_router())  # /v1/reviews/...: the review queue (moderator staff key)
+    app.include_router(jobs_router())  # /v1/jobs: async jobs (API keys; needs the database)
     mount_ui(app)
     mount_docs(app)
     app.include_router(probe_router())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -124,7 +124,7 @@ class GatewaySettings(BaseSettings):
     shutdown_grace_s: float = Field(default=60.0, gt=0)  # in-flight requests may finish this long
     # The database (service/store): policies, the review queue, the audit log. SQLite file by default
     # (WAL, safe for MEMOTION_PROCESSES=N on one node); postgresql://user:pass@host/db for clusters;
-    # none: no database (answers without a decision block; admin and review endpoints answer 503).
+    # none: no database (answers without a decision block; admin, review and jobs endpoints answer 503).
     database_url: str = "sqlite:///memotion.db"
     # Every database call waits at most this long (connect, lock, statement): the request path never
     # blocks on the database for longer.
@@ -137,3 +137,29 @@ class GatewaySettings(BaseSettings):
     admin_keys: list[StaffKeyEntry] = Field(default_factory=list)
     policy_refresh_s: float = Field(default=1.0, ge=0, le=3600)
     review_retention_days: int = Field(default=30, ge=0)  # 0: keep the images
+    # Async jobs (service/jobs): POST /v1/jobs, scored in chunks by a worker inside each gateway
+    # process; a job is held under a lease in the database (another process takes it over when the
+    # lease runs out, e.g. after a crash).
+    jobs_enabled: bool = True  # false: no worker in this process (the routes still answer)
+    jobs_max_items: int = Field(default=100_000, ge=1)  # items of one job (inline or found at a path)
+    jobs_max_bytes: int = Field(default=256 * MIB, gt=0)  # the POST /v1/jobs body
+    jobs_max_active: int = Field(default=4, ge=1)  # queued or running jobs per API key (429 beyond)
+    jobs_chunk_size: int = Field(default=16, ge=1, le=1024)  # items scored and committed together
+    jobs_lease_s: float = Field(default=30.0, gt=0)  # a silent worker's job is taken over after this
+    jobs_poll_s: float = Field(default=1.0, gt=0)  # an idle worker looks for work this often
+    # Server-side sources a job may name ({"source": "/data/memes"}): folders (and what is below
+    # them) of this machine; empty: none. Object-store URLs are not supported yet.
+    jobs_allowed_paths: list[Path] = Field(default_factory=list)
+    jobs_retention_days: float = Field(default=30.0, gt=0)  # finished jobs and their results are deleted after
+    jobs_ray_address: str | None = None  # path jobs score on Ray (service/scoring/ray_cluster.py)
+    jobs_ray_actors: int = Field(default=2, ge=1)
+    # Webhooks: a job's callback_url gets the result notice, signed (HMAC-SHA256, README "Jobs").
+    webhook_secret: SecretStr | None = None  # unset: callback URLs are refused
+    # Hosts a callback may name ("*": any host whose addresses are public) and private networks it
+    # may still reach (CIDRs, e.g. ["10.1.0.0/16"]); loopback, private and link-local addresses are
+    # refused unless listed.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    webhook_max_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_backoff_s: float = Field(default=10.0, gt=0)  # first retry after this, doubling (1 h at most)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)

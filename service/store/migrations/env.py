@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from service.store import jobs_schema  # noqa: F401  (its tables join Base.metadata)
 from service.store.schema import Base
 
 connection = context.config.attributes["connection"]
