@@ -25,17 +25,19 @@ def test_a_path_chunk_on_ray_matches_the_local_scorer(model_repository: Path, sy
     local_settings = GatewaySettings(model_repository=model_repository, ocr="none")
     classifier = MemeClassifier.from_settings(local_settings)
     try:
-        local = score_items(classifier, "path", items, {}, local_settings)
+        local_chunk = score_items(classifier, "path", items, {}, local_settings)
         init_ray("local", num_cpus=2)
         try:
-            remote = score_items(
+            remote_chunk = score_items(
                 classifier, "path", items, {}, local_settings.model_copy(update={"jobs_ray_address": "local"})
             )
         finally:
             ray.shutdown()
     finally:
         classifier.close()
+    local, remote = local_chunk.records, remote_chunk.records
     assert list(remote) == list(local) == list(range(6))
+    assert list(local_chunk.answers) == list(range(6)) and remote_chunk.answers == {}  # Ray: records only
     for position, record in remote.items():
         assert record["id"] == found[position].id and record["status"] == "ok"
         for key, value in record.items():

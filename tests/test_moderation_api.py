@@ -1,15 +1,18 @@
 """Moderation over real HTTP on SQLite and on a real PostgreSQL server: the decision block on single
-and batch answers, policies changed through the admin API reaching the next answer, per-key
-assignment, staff keys, the review queue (claim, conflicts, decide, audit), reposts, and 4xx
-discipline on every new endpoint. One `memotion serve` process per database."""
+and batch answers and on async jobs' records, policies changed through the admin API reaching the
+next answer, per-key assignment, staff keys, the review queue (claim, conflicts, decide, audit),
+reposts, and 4xx discipline on every new endpoint. One `memotion serve` process per database."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,44 @@ def test_a_policy_per_api_key_and_batch_answers(http: httpx.Client) -> None:
     assert all(d["action"] == "review" and d["review_id"] >= 1 for d in decisions)
     assert classify(http, ALICE, photo_jpeg(seed=5), "x")["decision"]["policy"] == "house"
     assert http.get("/v1/admin/assignments", headers=bearer(ADA)).json() == {"*": "house", "bob": "queue-all"}
+
+
+def finished_job(http: httpx.Client, key: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """POST /v1/jobs with ``items`` as ``key``, wait for it to succeed, its records (JSON Lines)."""
+    created = http.post("/v1/jobs", json={"items": items}, headers=bearer(key))
+    assert created.status_code == 202, created.text
+    job_id, deadline = created.json()["id"], time.monotonic() + 60
+    while (job := http.get(f"/v1/jobs/{job_id}", headers=bearer(key)).json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    lines = http.get(f"/v1/jobs/{job_id}/results", headers=bearer(key)).text.splitlines()
+    return [json.loads(line) for line in lines] + [{"job_id": job_id}]
+
+
+def test_job_records_carry_the_owners_decision_and_queue_for_review(http: httpx.Client) -> None:
+    import pyarrow.parquet as pq
+
+    image = photo_jpeg(seed=11)
+    items = [{"id": "j1", "image": base64.b64encode(image).decode(), "text": "x"}, {"id": "j2", "text": "only text"}]
+    *records, tail = finished_job(http, BOB, items)  # bob: "queue-all" (every meme to review)
+    decisions = [record["decision"] for record in records]
+    assert [(d["action"], d["policy"]) for d in decisions] == [("review", "queue-all")] * 2, decisions
+    batch = http.post("/v1/classify/batch", json={"items": items}, headers=bearer(BOB)).json()["items"]
+    without_id = [{k: v for k, v in d.items() if k != "review_id"} for d in decisions]
+    assert without_id == [{k: v for k, v in i["result"]["decision"].items() if k != "review_id"} for i in batch]
+    queued = http.get("/v1/reviews", params={"client": "bob", "limit": 200}, headers=bearer(MO)).json()["items"]
+    by_id = {item["id"]: item for item in queued}
+    first, second = (by_id[d["review_id"]] for d in decisions)  # both in the review queue
+    assert first["image_sha256"] == hashlib.sha256(image).hexdigest() and first["has_thumbnail"]
+    assert second["text"] == "only text" and second["policy"] == "queue-all"
+    table = pq.read_table(
+        io.BytesIO(http.get(f"/v1/jobs/{tail['job_id']}/results?format=parquet", headers=bearer(BOB)).content)
+    )
+    assert table.column("decision_action").to_pylist() == ["review", "review"]
+    assert table.column("decision_review_id").to_pylist() == [d["review_id"] for d in decisions]
+    alice = finished_job(http, ALICE, items[1:])[0]["decision"]  # alice: the default policy "house"
+    assert (alice["policy"], alice["policy_version"]) == ("house", 2) and "review_id" not in alice
 
 
 def test_review_round_trip_with_conflicts_audit_and_reposts(http: httpx.Client) -> None:

@@ -100,7 +100,13 @@ async def job_worker(app: FastAPI, settings: GatewaySettings) -> AsyncIterator[N
     if app.state.database is None or not settings.jobs_enabled:
         yield
         return
-    worker = JobWorker(app.state.database, lambda: app.state.classifier, settings, app.state.decode_budget)
+    worker = JobWorker(
+        app.state.database,
+        lambda: app.state.classifier,
+        settings,
+        app.state.decode_budget,
+        moderator=lambda: app.state.moderator,  # decisions under the job owner's policy, as for answers
+    )
     worker.start()
     try:
         yield

@@ -1,6 +1,6 @@
 """Attach the ``decision`` block to classification answers (single and batch): the answer's scores
 and votes become the policy's view of the meme (service/moderation/policy.py), the moderator decides
-and queues, off the event loop."""
+and queues, off the event loop. The async jobs (service/jobs/decisions.py) use the same blocks."""
 
 from __future__ import annotations
 
@@ -41,11 +41,9 @@ def meme_scores(answer: ClassifyResponse, classifier: MemeClassifier) -> MemeSco
     )
 
 
-def _submission(
-    client: Client, answer: ClassifyResponse, image: bytes | None, classifier: MemeClassifier
-) -> Submission:
+def _submission(client: str, answer: ClassifyResponse, image: bytes | None, classifier: MemeClassifier) -> Submission:
     return Submission(
-        client=client.name,
+        client=client,
         request_id=answer.request_id,
         image=image,
         text=answer.text.value,
@@ -55,8 +53,15 @@ def _submission(
     )
 
 
-def _decide_all(moderator: Moderator, submissions: Sequence[Submission]) -> list[DecisionBody]:
-    return [DecisionBody.model_validate(moderator.moderate(s)) for s in submissions]
+def decide_answers(
+    moderator: Moderator,
+    client: str,
+    classifier: MemeClassifier,
+    answers: Sequence[tuple[ClassifyResponse, bytes | None]],
+) -> list[DecisionBody]:
+    """The ``decision`` block of each answer under ``client``'s policy (the API key's name), memes to
+    review queued (blocking: call it off the event loop). The async jobs' worker calls it too."""
+    return [DecisionBody.model_validate(moderator.moderate(_submission(client, a, i, classifier))) for a, i in answers]
 
 
 async def attach_decisions(
@@ -69,8 +74,7 @@ async def attach_decisions(
     moderator: Moderator | None = getattr(request.app.state, "moderator", None)
     if moderator is None or not answers:
         return
-    submissions = [_submission(client, answer, image, classifier) for answer, image in answers]
-    decisions = await anyio.to_thread.run_sync(_decide_all, moderator, submissions)
+    decisions = await anyio.to_thread.run_sync(decide_answers, moderator, client.name, classifier, answers)
     for (answer, _), decision in zip(answers, decisions):
         answer.decision = decision
 

@@ -1,6 +1,7 @@
 """A job's records as JSON Lines (streamed page by page from the database) or Parquet (written page
 by page to a temporary file): memory stays bounded by one page, whatever the job's size. Each record
-is the flat shape of `memotion score` (service/scoring/local.py) with the item's ``index``."""
+is the flat shape of `memotion score` (service/scoring/local.py) with the item's ``index`` and its
+``decision`` block (JSON Lines: the block as in a single answer; Parquet: ``decision_*`` columns)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,27 @@ from service.scoring.local import record_columns
 from service.store.engine import Database
 
 PAGE = 500
+# Parquet: the decision block as flat columns (type as in record_columns) plus the whole block as JSON.
+DECISION_COLUMNS = {
+    "decision_action": "string",
+    "decision_policy": "string",
+    "decision_policy_version": "int",
+    "decision_review_id": "int",
+    "decision_json": "string",
+}
+
+
+def decision_fields(record: dict[str, Any]) -> dict[str, Any]:
+    block = record.get("decision")
+    if not block:
+        return dict.fromkeys(DECISION_COLUMNS)
+    return {
+        "decision_action": block.get("action"),
+        "decision_policy": block.get("policy"),
+        "decision_policy_version": block.get("policy_version"),
+        "decision_review_id": block.get("review_id"),
+        "decision_json": json.dumps(block, ensure_ascii=False),
+    }
 
 
 def records(db: Database, job_id: str) -> Iterator[dict[str, Any]]:
@@ -46,8 +68,9 @@ def write_parquet(db: Database, job_id: str, manifest: Manifest) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"string": pa.string(), "double": pa.float64(), "bool": pa.bool_()}
-    schema = pa.schema([("index", pa.int64())] + [(n, types[t]) for n, t in record_columns(manifest).items()])
+    types = {"string": pa.string(), "double": pa.float64(), "bool": pa.bool_(), "int": pa.int64()}
+    columns = record_columns(manifest) | DECISION_COLUMNS
+    schema = pa.schema([("index", pa.int64())] + [(n, types[t]) for n, t in columns.items()])
     handle, name = tempfile.mkstemp(prefix="memotion-job-", suffix=".parquet")
     os.close(handle)
     path = Path(name)
@@ -55,7 +78,8 @@ def write_parquet(db: Database, job_id: str, manifest: Manifest) -> Path:
         with pq.ParquetWriter(path, schema) as writer:
             page: list[dict[str, Any]] = []
             for record in records(db, job_id):
-                page.append({column: record.get(column) for column in schema.names})
+                flat = record | decision_fields(record)
+                page.append({column: flat.get(column) for column in schema.names})
                 if len(page) >= PAGE:
                     writer.write_table(pa.Table.from_pylist(page, schema=schema))
                     page = []

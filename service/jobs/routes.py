@@ -23,6 +23,7 @@ from service.jobs import results, store, webhooks
 from service.jobs.sources import inline_inputs, path_inputs
 from service.jobs.views import JOBS_ROUTE, JobList, JobRequest, JobView, job_view
 from service.store.engine import Database
+from service.store.lifecycle import DATABASE_OFF
 
 T = TypeVar("T")
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="The job's id (32 hex digits).")]
@@ -34,6 +35,10 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def _database(request: Request) -> Database:
     database: Database | None = request.app.state.database
+    if database is None and request.app.state.settings.database_url == DATABASE_OFF:
+        raise ApiError(
+            503, "database_off", "this gateway runs without a database (MEMOTION_DATABASE_URL=none): no jobs"
+        )
     if database is None:
         raise ApiError(
             503, "not_ready", "the database is not open (the gateway is starting or stopping); retry shortly"

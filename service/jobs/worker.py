@@ -21,8 +21,10 @@ from service.core.settings import GatewaySettings
 from service.inference.classifier import MemeClassifier
 from service.inference.decode_budget import DecodeBudget
 from service.jobs import store, webhooks
+from service.jobs.decisions import attach_job_decisions
 from service.jobs.scorer import score_items
 from service.jobs.views import job_view
+from service.moderation.moderator import Moderator
 from service.store.engine import Database
 from service.store.jobs_schema import Job
 
@@ -49,9 +51,11 @@ class JobWorker:
         classifier: Callable[[], MemeClassifier | None],
         settings: GatewaySettings,
         decode_budget: DecodeBudget | None = None,
+        moderator: Callable[[], Moderator | None] = lambda: None,
     ) -> None:
         self.db = db
         self.decode_budget = decode_budget
+        self.moderator = moderator  # the decision blocks and the review queue (as for single answers)
         self.classifier = classifier
         self.settings = settings
         self.name = worker_name()
@@ -139,7 +143,8 @@ class JobWorker:
                 if store.finish_job(self.db, job, self.name):
                     logger.info("job %s succeeded", job.id)
                 return
-            records = score_items(classifier, job.source, items, job.thresholds, self.settings, self.decode_budget)
+            scored = score_items(classifier, job.source, items, job.thresholds, self.settings, self.decode_budget)
+            records = scored.records
             if self._stop.is_set() and any(r.get("error_code") == "internal_error" for r in records.values()):
                 store.release_job(self.db, job.id, self.name)  # the models went away under the chunk
                 return
@@ -150,6 +155,9 @@ class JobWorker:
                 if not store.renew_lease(self.db, job.id, self.name, self.settings.jobs_lease_s):
                     return  # cancelled (or taken over) meanwhile
                 continue
+            moderator = self.moderator()
+            if moderator is not None:
+                attach_job_decisions(moderator, job, classifier, items, scored)
             try:
                 store.complete_chunk(self.db, job.id, self.name, self.settings.jobs_lease_s, records)
             except store.LeaseLost:

@@ -192,14 +192,16 @@ def error_record(item_id: str, source: str | None, code: str, message: str) -> d
 
 
 class _Collect:
-    """An OutcomeSink that keeps flat records by item index."""
+    """An OutcomeSink that keeps flat records (and the answered items' responses) by item index."""
 
     def __init__(self, items: Sequence[ScoreItem]) -> None:
         self.items = items
         self.records: dict[int, dict[str, Any]] = {}
+        self.responses: dict[int, Any] = {}
 
     def ok(self, index: int, response: Any) -> None:
         item = self.items[index]
+        self.responses[index] = response
         self.records[index] = flatten_response(item.id, item.image, response.model_dump(mode="json"))
 
     def fail(self, index: int, status: int, code: str, message: str) -> None:
@@ -221,6 +223,30 @@ def score_chunk(
     images are charged to one pixel budget (``max_request_pixels``; default: ``max_pixels`` each)
     from their headers, and decoded chunk by chunk as they are classified (within ``decode_budget``,
     a :class:`~service.inference.decode_budget.DecodeBudget`, when given)."""
+    records, _ = score_chunk_answers(
+        classifier,
+        items,
+        max_pixels=max_pixels,
+        max_text_chars=max_text_chars,
+        thresholds=thresholds,
+        max_request_pixels=max_request_pixels,
+        decode_budget=decode_budget,
+    )
+    return records
+
+
+def score_chunk_answers(
+    classifier: Any,
+    items: Sequence[ScoreItem],
+    *,
+    max_pixels: ImageLimits | int,
+    max_text_chars: int,
+    thresholds: dict[str, float] | None = None,
+    max_request_pixels: int | None = None,
+    decode_budget: Any = None,
+) -> tuple[list[dict[str, Any]], dict[int, Any]]:
+    """:func:`score_chunk`'s records, and the answered items' full responses
+    (:class:`~service.api.schemas.ClassifyResponse`) by index (the jobs' policy decisions read them)."""
     from service.api.batch import Prepared, classify_prepared, prepare_item
     from service.api.classification import ClassifyOptions, check_text
     from service.inference.decode_budget import RequestBudget
@@ -242,7 +268,7 @@ def score_chunk(
     never = lambda: False  # noqa: E731 - batch scoring is never abandoned midway
     classify_prepared(classifier, with_image, options, sink, never, text_only=False)
     classify_prepared(classifier, text_only, options, sink, never, text_only=True)
-    return [sink.records[i] for i in range(len(items))]
+    return [sink.records[i] for i in range(len(items))], sink.responses
 
 
 def _read_image(path: str) -> bytes:
