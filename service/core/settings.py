@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -163,3 +163,9 @@ class GatewaySettings(BaseSettings):
     webhook_max_attempts: int = Field(default=6, ge=1, le=50)
     webhook_backoff_s: float = Field(default=10.0, gt=0)  # first retry after this, doubling (1 h at most)
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _blank_secret_is_none(cls, value: object) -> object:
+        """An empty MEMOTION_WEBHOOK_SECRET (compose's ``${VAR:-}``) means none, not an empty HMAC key."""
+        return None if isinstance(value, str) and not value.strip() else value
