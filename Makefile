@@ -48,12 +48,15 @@ deploy-lint: $(STAMP)
 	$(BIN)/python k8s/validate.py
 
 # The system packages some tests start for real (Debian's; nothing is downloaded at test time):
-# chromium for the 3 dashboard tests (tests/test_ui.py, Playwright drives it) and redis-server for the
-# shared result cache (tests/test_result_cache.py, tests/test_scaling.py). Idempotent; where apt
-# cannot run, the tests that need them skip with a message saying so (and fail under CI).
-SYSTEM_PACKAGES := chromium redis-server
+# chromium for the 3 dashboard tests (tests/test_ui.py, Playwright drives it), redis-server for the
+# shared result cache (tests/test_result_cache.py, tests/test_scaling.py) and postgresql for the
+# database tests (tests/database_fixtures.py runs its initdb/pg_ctl, from /usr/lib/postgresql/*/bin).
+# Idempotent; where apt cannot run, the tests that need them skip with a message saying so (and fail
+# under CI).
+SYSTEM_PACKAGES := chromium redis-server postgresql
 system-packages:
 	@missing=""; for tool in chromium redis-server; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -z "$$missing" ]; then echo "system packages: $(SYSTEM_PACKAGES) present"; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \

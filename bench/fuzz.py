@@ -11,11 +11,17 @@ cases per operation and per source. Prints a table per endpoint (cases, statuses
 the server's peak resident memory, writes JSON (default bench/results/fuzz.json), and exits 1 if any
 answer was a 5xx or a transport error. Also times the text cleaner on pathological 2000-character
 texts (the URL regex case). Traffic goes to loopback only.
+
+Issue 20's sources run too (tests/fuzz_round2.py): lone surrogates at every entry, odd form
+charsets, batch pixel totals, a follow-up on the same keep-alive connection after every answer
+(a dropped connection fails the run), client hang-ups (then /metrics must count no 5xx), and the
+gateway's shared result cache in a real redis-server frozen with SIGSTOP (``--no-redis`` to skip).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -26,8 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.launchers.gateway_process import GatewayProcess
 from service.text.cleaning import clean_ocr_text
+from tests.fuzz_round2 import FrozenCache
 from tests.fuzz_runner import FuzzReport, rss_kib, run_fuzz, server_pid
+from tests.redis_fixtures import RedisServer
 
+REDIS_ENV = {
+    "MEMOTION_RESULT_CACHE": "redis",
+    "MEMOTION_RESULT_CACHE_TIMEOUT_S": "0.3",
+    "MEMOTION_RESULT_CACHE_BACKOFF_S": "5",
+}
 TEXT_SHAPES = ("a.", "a-", "a.-", "a_.", "aaaa.", "www.", "@", "|", "a- ", "x.y/")
 
 
@@ -65,14 +78,33 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="0: the same cases every run; else random")
     parser.add_argument("--timeout", type=float, default=30.0, help="the server's MEMOTION_REQUEST_TIMEOUT_S")
     parser.add_argument("--out", type=Path, default=Path("bench/results/fuzz.json"))
+    parser.add_argument("--no-redis", action="store_true", help="no Redis result cache (no frozen-Redis cases)")
     args = parser.parse_args()
 
     env = {"MEMOTION_OCR": args.ocr, "MEMOTION_REQUEST_TIMEOUT_S": str(args.timeout), "MEMOTION_LOG_LEVEL": "warning"}
     log_path = args.out.with_suffix(".server.log")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with GatewayProcess(args.repository, env=env, log_path=log_path) as base_url:
+    with contextlib.ExitStack() as stack:
+        frozen = None
+        if not args.no_redis:
+            redis = stack.enter_context(RedisServer())
+            env.update(REDIS_ENV, MEMOTION_RESULT_CACHE_REDIS_URL=redis.url)
+            frozen = FrozenCache(
+                redis.frozen,
+                float(REDIS_ENV["MEMOTION_RESULT_CACHE_TIMEOUT_S"]),
+                float(REDIS_ENV["MEMOTION_RESULT_CACHE_BACKOFF_S"]),
+            )
+        base_url = stack.enter_context(GatewayProcess(args.repository, env=env, log_path=log_path))
         pid = server_pid(base_url)
-        report = run_fuzz(base_url, pid, examples=args.examples, timeout_s=args.timeout + 30.0, seed=args.seed)
+        report = run_fuzz(
+            base_url,
+            pid,
+            examples=args.examples,
+            timeout_s=args.timeout + 30.0,
+            seed=args.seed,
+            max_side=6000,
+            frozen_cache=frozen,
+        )
         peak_lifetime_mib = rss_kib(pid, "VmHWM") / 1024.0
     cleaning = worst_cleaning_ms()
     print_report(report, cleaning)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from memotion.cli_args import names, positive_int, run_handler
+from service import policy_cli, review_cli
 
 # Every route the gateway serves (tests/test_fuzz_schema.py checks this list against the app's).
 ENDPOINTS: tuple[tuple[str, str, str], ...] = (
@@ -24,6 +25,10 @@ ENDPOINTS: tuple[tuple[str, str, str], ...] = (
     ("GET", "/readyz", "readiness: models and OCR loaded, backend ready (503 until then)"),
     ("GET", "/metrics", "Prometheus metrics"),
     ("GET", "/v1/model-card", "what the served models are and how they were measured"),
+    ("GET", "/v1/admin/policies", "policies (PUT .../{name} adds a version; admin staff key)"),
+    ("PUT", "/v1/admin/assignments/{key}", "assign a policy to an API key (* : the default)"),
+    ("GET", "/v1/admin/audit", "the audit log: who changed what, before and after"),
+    ("GET", "/v1/reviews", "the review queue (moderator staff key); /{id}, /{id}/claim, /{id}/decision"),
     ("GET", "/docs", "interactive API docs (Swagger UI, served from the gateway: works offline)"),
     ("GET", "/docs/assets/{file}", "Swagger UI's scripts and styles"),
     ("GET", "/docs/oauth2-redirect", "Swagger UI's OAuth2 redirect page"),
@@ -46,6 +51,9 @@ def register(commands: Any) -> None:
     _add_classify_parser(commands)
     _add_score_parser(commands)
     _add_api_key_parser(commands)
+    _add_db_parser(commands)
+    policy_cli.register(commands)
+    review_cli.register(commands)
 
 
 def _add_serve_parser(commands: Any) -> None:
@@ -146,6 +154,56 @@ def _add_api_key_parser(commands: Any) -> None:
     key.add_argument("--rate-per-minute", type=float, help="this key's limit in memes per minute")
     key.add_argument("--burst", type=positive_int, help="this key's burst size")
     key.set_defaults(handler=_api_key)
+
+
+def _add_db_parser(commands: Any) -> None:
+    db = commands.add_parser(
+        "db",
+        help="the gateway database: migrate it or show its schema version",
+        description="The database behind policies, the review queue and the audit log "
+        "(MEMOTION_DATABASE_URL: a SQLite file by default, postgresql://... for clusters). The gateway "
+        "migrates it at start-up unless MEMOTION_DATABASE_MIGRATE=false; then run `memotion db upgrade`.",
+    )
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = actions.add_parser("upgrade", help="apply the migrations this memotion has (refuses a newer schema)")
+    upgrade.add_argument("--url", help="database URL (default: MEMOTION_DATABASE_URL)")
+    upgrade.set_defaults(handler=_db_upgrade)
+    current = actions.add_parser("current", help="print the database's schema revision and this code's newest")
+    current.add_argument("--url", help="database URL (default: MEMOTION_DATABASE_URL)")
+    current.set_defaults(handler=_db_current)
+
+
+def _open_db(args: argparse.Namespace) -> Any:
+    from service.core.settings import GatewaySettings
+    from service.store.engine import Database
+
+    settings = GatewaySettings(**({"database_url": args.url} if args.url else {}))
+    return Database.open(settings.database_url, settings.database_timeout_s)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from service.store.migrate import schema_state, upgrade
+
+    db = _open_db(args)
+    try:
+        before = schema_state(db).current
+        after = upgrade(db)
+    finally:
+        db.close()
+    print(f"database schema: {before or 'empty'} -> {after.current}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    from service.store.migrate import schema_state
+
+    db = _open_db(args)
+    try:
+        state = schema_state(db)
+    finally:
+        db.close()
+    print(json.dumps({"current": state.current, "head": state.head, "status": state.describe()}))
+    return 0 if state.up_to_date else 1
 
 
 def _serve(args: argparse.Namespace) -> int:

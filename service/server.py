@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from memotion.manifest import ManifestError, load_manifest
 from service.api.http_timeouts import protocol_factory
 from service.core.errors import GatewayStartupError
@@ -27,6 +29,7 @@ from service.core.logging_config import configure_logging, uvicorn_log_config
 from service.core.metrics import MULTIPROC_ENV
 from service.core.settings import GatewaySettings
 from service.inference.backends.triton_endpoint import triton_endpoint
+from service.store.lifecycle import DATABASE_OFF, open_database
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -54,8 +57,9 @@ def preflight(settings: GatewaySettings) -> None:
 
 
 def serve(settings: GatewaySettings) -> None:
-    """Serve until interrupted. Exits with a message and status 2 if the repository is unusable
-    (status 3, uvicorn's, if loading the models or OCR fails later during start-up)."""
+    """Serve until interrupted. Exits with a message and status 2 if the repository or the database
+    is unusable (a schema newer than this code, an unreachable server); status 3, uvicorn's, if
+    loading the models or OCR fails later during start-up."""
     import uvicorn
 
     from service.api.app import create_app
@@ -63,6 +67,8 @@ def serve(settings: GatewaySettings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     try:
         preflight(settings)
+        if settings.database_url != DATABASE_OFF:
+            open_database(settings).close()  # migrate (or check) once, before any worker process starts
     except GatewayStartupError as err:
         print(f"memotion serve: {err}", file=sys.stderr)
         raise SystemExit(EXIT_UNUSABLE_REPOSITORY) from None
@@ -105,6 +111,9 @@ def settings_environment(settings: GatewaySettings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if value is not None:
             env[f"MEMOTION_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):  # dumped as "**********": the workers need the value itself
+            env[f"MEMOTION_{name.upper()}"] = secret.get_secret_value()
     return env
 
 

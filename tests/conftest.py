@@ -8,8 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.database_fixtures import database_url, postgres_server  # noqa: F401  (fixtures)
 from tests.gateway_fixtures import gateway_url, start_gateway  # noqa: F401  (fixtures)
 from tests.translation_fixtures import translation_model_dir  # noqa: F401  (fixture)
+
+if "MEMOTION_DATABASE_URL" not in os.environ:
+    # The gateways the tests start (in process and as `memotion serve` children) keep their database
+    # in a temporary folder, not in the checkout.
+    import atexit
+    import shutil
+    import tempfile
+
+    _DB_FOLDER = tempfile.mkdtemp(prefix="memotion-test-db-")
+    atexit.register(shutil.rmtree, _DB_FOLDER, ignore_errors=True)
+    os.environ["MEMOTION_DATABASE_URL"] = f"sqlite:///{_DB_FOLDER}/memotion.db"
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """Drive a real gateway with generated requests and record what came back (tests/test_fuzz_api.py
-runs a few hundred cases, bench/fuzz.py a few thousand).
+runs a few hundred cases, bench/fuzz.py a few thousand). Issue 20's sources (text at every entry,
+odd form charsets, batch pixel totals, a follow-up on the same connection after every error status,
+client hang-ups, a frozen Redis) are in tests/fuzz_round2.py.
 
 Two sources of cases: Schemathesis, from the gateway's own OpenAPI schema (every operation, valid
 and invalid data: ``positive`` and ``negative`` generation), and the Hypothesis strategies of
@@ -20,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +30,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 from tests.fuzz_strategies import classify_json_bodies, image_files, thresholds_values
+
+if TYPE_CHECKING:
+    from tests.fuzz_round2 import FrozenCache
 
 
 def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
@@ -76,14 +81,15 @@ class FuzzReport:
     rss_before_mib: float = 0.0
     seconds: float = 0.0
 
-    def record(self, endpoint: str, status: int | None, seconds: float, what: str) -> None:
+    def record(self, endpoint: str, status: int | None, seconds: float, what: str, problem: str | None = None) -> None:
+        """One case; a failure when ``status`` is None (transport error) or 5xx, or ``problem`` says so."""
         stats = self.endpoints.setdefault(endpoint, EndpointStats())
         stats.cases += 1
         stats.statuses[status if status is not None else 0] += 1
         if seconds > stats.worst_s:
             stats.worst_s, stats.worst_case = seconds, what[:300]
-        if status is None or status >= 500:
-            stats.failures.append(f"{status}: {what[:500]}")
+        if status is None or status >= 500 or problem:
+            stats.failures.append(f"{status}: {(problem + ': ') if problem else ''}{what[:500]}")
 
     @property
     def cases(self) -> int:
@@ -154,8 +160,11 @@ def _hypothesis_settings(examples: int, seed: int) -> Callable[[Any], Any]:
     )
 
 
-def fuzz_schema(base_url: str, report: FuzzReport, examples: int, timeout_s: float) -> None:
-    """Every operation of the gateway's OpenAPI schema, valid and invalid data (Schemathesis)."""
+def fuzz_schema(
+    base_url: str, report: FuzzReport, examples: int, timeout_s: float, headers: dict[str, str] | None = None
+) -> None:
+    """Every operation of the gateway's OpenAPI schema, valid and invalid data (Schemathesis);
+    ``headers`` (a staff key) go with every case, so the admin and review endpoints get past the key check."""
     import schemathesis
     from schemathesis import GenerationMode
 
@@ -163,11 +172,17 @@ def fuzz_schema(base_url: str, report: FuzzReport, examples: int, timeout_s: flo
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            _fuzz_operation(base_url, report, examples, timeout_s, operation, mode)
+            _fuzz_operation(base_url, report, examples, timeout_s, operation, mode, headers)
 
 
 def _fuzz_operation(
-    base_url: str, report: FuzzReport, examples: int, timeout_s: float, operation: Any, mode: Any
+    base_url: str,
+    report: FuzzReport,
+    examples: int,
+    timeout_s: float,
+    operation: Any,
+    mode: Any,
+    headers: dict[str, str] | None = None,
 ) -> None:
     import requests
 
@@ -178,7 +193,7 @@ def _fuzz_operation(
     def run(case: Any) -> None:
         start = time.perf_counter()
         try:
-            response = case.call(base_url=base_url, timeout=timeout_s)
+            response = case.call(base_url=base_url, timeout=timeout_s, headers=headers)
             status: int | None = response.status_code
             detail = f" -> {response.text[:300]}" if status is not None and status >= 500 else ""
         except requests.RequestException as err:
@@ -190,17 +205,28 @@ def _fuzz_operation(
         run()
 
 
-def _timed(report: FuzzReport, name: str, what: str, call: Callable[[], httpx.Response]) -> None:
+def _timed(
+    report: FuzzReport,
+    name: str,
+    what: str,
+    call: Callable[[], httpx.Response],
+    check: Callable[[httpx.Response], str | None] | None = None,
+) -> float:
+    """Run one case and record it (``check``: what is wrong with an answer, beyond a 5xx); its seconds."""
     start = time.perf_counter()
+    problem = None
     try:
         response = call()
         status: int | None = response.status_code
         detail = f" -> {response.text[:300]}" if response.status_code >= 500 else ""
+        problem = check(response) if check is not None else None
     except httpx.LocalProtocolError:
-        return  # the client itself refused to send it (a header value HTTP forbids): not a case
+        return 0.0  # the client itself refused to send it (a header value HTTP forbids): not a case
     except httpx.HTTPError as err:
         status, detail = None, f" -> {type(err).__name__}: {err}"
-    report.record(name, status, time.perf_counter() - start, what + detail)
+    seconds = time.perf_counter() - start
+    report.record(name, status, seconds, what + detail, problem)
+    return seconds
 
 
 def fuzz_uploads(base_url: str, report: FuzzReport, examples: int, client: httpx.Client, seed: int = 0) -> None:
@@ -296,14 +322,34 @@ def fuzz_routes(base_url: str, report: FuzzReport, examples: int, client: httpx.
     probe()
 
 
-def run_fuzz(base_url: str, pid: int, *, examples: int, timeout_s: float, seed: int = 0) -> FuzzReport:
-    """The whole run: ``examples`` cases per Schemathesis operation and per Hypothesis source."""
+def run_fuzz(
+    base_url: str,
+    pid: int,
+    *,
+    examples: int,
+    timeout_s: float,
+    seed: int = 0,
+    max_side: int = 2000,
+    frozen_cache: FrozenCache | None = None,
+    schema_headers: dict[str, str] | None = None,
+) -> FuzzReport:
+    """The whole run: ``examples`` cases per Schemathesis operation and per Hypothesis source
+    (``max_side``: the largest side of the batch pixel-total cases; ``frozen_cache``: how to freeze
+    the gateway's Redis, for the frozen-dependency cases; ``schema_headers``: sent with every
+    Schemathesis case, a staff key for the admin and review endpoints). Last, /metrics must count no 5xx."""
+    from tests.fuzz_round2 import fuzz_frozen_cache, fuzz_hostile_round2, server_counted_5xx
+
     report = FuzzReport(rss_before_mib=rss_kib(pid) / 1024.0)
     start = time.perf_counter()
     with MemorySampler(pid) as sampler, httpx.Client(timeout=httpx.Timeout(timeout_s, connect=10.0)) as client:
-        fuzz_schema(base_url, report, examples, timeout_s)
+        fuzz_schema(base_url, report, examples, timeout_s, schema_headers)
         fuzz_uploads(base_url, report, examples, client, seed)
         fuzz_routes(base_url, report, examples, client, seed)
+        fuzz_hostile_round2(base_url, report, examples, client, seed, max_side)
+        if frozen_cache is not None:
+            fuzz_frozen_cache(base_url, report, examples, client, frozen_cache, seed)
+        counted = server_counted_5xx(client, base_url)
+        report.record("/metrics: 5xx counted by the server", 200, 0.0, f"{counted}", "5xx counted" if counted else None)
     report.peak_rss_mib = sampler.peak_kib / 1024.0
     report.seconds = time.perf_counter() - start
     return report

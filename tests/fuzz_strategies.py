@@ -153,3 +153,62 @@ def classify_json_bodies(draw: st.DrawFn) -> Any:
     if draw(st.booleans()):
         body["thresholds"] = draw(thresholds_values())
     return body
+
+
+# --- issue 20: text at every entry, odd charsets, batch pixel totals, hang-ups -------------------
+
+lone_surrogates = st.integers(0xD800, 0xDFFF).map(chr)
+
+
+@st.composite
+def surrogate_texts(draw: st.DrawFn) -> str:
+    """Text holding at least one lone surrogate (what a JSON ``"\\ud800"`` escape or UTF-7 makes)."""
+    parts = draw(st.lists(st.text(max_size=8) | lone_surrogates, min_size=1, max_size=5))
+    return "".join(parts) + draw(lone_surrogates)
+
+
+def hostile_texts() -> st.SearchStrategy[str]:
+    """Ordinary text, or text that is not valid Unicode."""
+    return st.text(max_size=40) | surrogate_texts()
+
+
+CHARSETS = ("utf-7", "UTF-7", '"utf-7"', "latin-1", "iso-8859-1", "utf-16", "shift_jis", "utf-8", "UTF8", "x-nope", "")
+
+
+@st.composite
+def multipart_with_charset(draw: st.DrawFn, image: bytes) -> tuple[str, bytes]:
+    """(Content-Type, body) of a classify form whose Content-Type names an odd ``charset``; its text
+    field holds bytes that mean something else under that charset (UTF-7's ``+2AA-`` is U+D800)."""
+    charset = draw(st.sampled_from(CHARSETS))
+    text = draw(st.sampled_from([b"+2AA-", b"+2ADcAA-", b"\xff\xfe\x00\xd8", b"caf\xe9", b"\xed\xa0\x80", b"ok"]))
+    body = b'--b\r\nContent-Disposition: form-data; name="text"\r\n'
+    if draw(st.booleans()):
+        body += b"Content-Type: text/plain; charset=" + draw(st.sampled_from(CHARSETS)).encode() + b"\r\n"
+    body += b"\r\n" + text + b"\r\n--b\r\n"
+    body += b'Content-Disposition: form-data; name="image"; filename="m.png"\r\nContent-Type: image/png\r\n\r\n'
+    body += image + b"\r\n--b--\r\n"
+    return f"multipart/form-data; charset={charset}; boundary=b", body
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of ``width`` x ``height`` zero pixels: a few KB however large it declares."""
+    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+    row = b"\x00" * (1 + (width + 7) // 8)
+    idat = zlib.compress(row * height, 9)
+    return b"\x89PNG\r\n\x1a\n" + header + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def pixel_batches(max_side: int) -> st.SearchStrategy[list[tuple[int, int]]]:
+    """The declared sizes of a batch's images: many large ones, whose total goes past a request's budget."""
+    side = st.sampled_from([8, 64, 500, max_side // 2, max_side])
+    return st.lists(st.tuples(side, side), min_size=1, max_size=12)
+
+
+@st.composite
+def hang_ups(draw: st.DrawFn) -> tuple[str, str, int, bytes]:
+    """(path, Content-Type, declared length, bytes sent before hanging up) of a client that leaves."""
+    path = draw(st.sampled_from(["/v1/classify", "/v1/classify/batch", "/v1/nope", "/healthz"]))
+    content_type = draw(st.sampled_from(["application/json", "multipart/form-data; boundary=b", "text/plain"]))
+    declared = draw(st.integers(10, 5_000_000))
+    sent = draw(st.binary(max_size=200) | st.just(b'{"items": [{"text": "') | st.just(b"--b\r\n"))
+    return path, content_type, declared, sent[: max(0, declared - 1)]

@@ -168,6 +168,34 @@ def test_overlays_are_complete_stacks() -> None:
         assert {m["type"] for m in hpa["metrics"]} == ({"Resource", "Pods"} if overlay == "gpu-prod" else {"Resource"})
 
 
+@pytest.mark.parametrize("overlay", ["cpu-dev", "gpu-prod"])
+def test_gateways_get_the_jobs_settings_and_the_webhook_secret(overlay: str, monkeypatch) -> None:
+    """The rendered gateway: its settings (the jobs' among them) read as GatewaySettings, and the
+    webhook HMAC key comes from the gateway Secret (optional: without it callbacks are refused)."""
+    pytest.importorskip("kubernetes_validate")
+    objects = validate.render(K8S / "overlays" / overlay)
+    gateway = _by_name(objects, "Deployment", "memotion-gateway")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in gateway["env"]}
+    ref = env["MEMOTION_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"].startswith("memotion-gateway-secrets") and ref["key"] == "webhook-secret" and ref["optional"]
+    config = _config(objects, "memotion-gateway-config")
+    for name in [n for n in os.environ if n.startswith("MEMOTION_")]:
+        monkeypatch.delenv(name)
+    for name, value in config.items():
+        if name.startswith("MEMOTION_"):
+            monkeypatch.setenv(name, value)
+    settings = GatewaySettings()
+    assert settings.webhook_allowed_hosts and settings.jobs_retention_days > 0
+    assert settings.jobs_enabled and settings.jobs_lease_s >= 3 * settings.jobs_poll_s
+    assert settings.jobs_max_bytes <= 64 * 1024 * 1024  # a body the 3 GiB pod parses without trouble
+    if overlay == "cpu-dev":  # the generated dev Secret holds a key; production's is the platform's
+        secret = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == ref["name"])
+        assert "webhook-secret" in secret["data"]
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]["gateway"]["environment"]
+    assert compose["MEMOTION_WEBHOOK_SECRET"] == "${MEMOTION_WEBHOOK_SECRET:-}"  # unset or empty: no webhooks
+    assert GatewaySettings(webhook_secret="").webhook_secret is None
+
+
 def _by_name(objects: list[dict], kind: str, name: str) -> dict:
     return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
 
@@ -282,7 +310,8 @@ def test_base_images_are_pinned() -> None:
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     for service in compose["services"].values():
         if "build" not in service:
-            assert re.search(r":v?\d+\.\d+\.\d+$", service["image"]), service["image"]
+            # major.minor.patch, or major.minor for images that publish no patch tags (postgres:17.6)
+            assert re.search(r":v?\d+\.\d+(\.\d+)?$", service["image"]), service["image"]
 
 
 def test_gateway_image_matches_its_manifests() -> None:

@@ -1,7 +1,7 @@
 """The import direction of the packages (docs/architecture.md): the contract ``memotion/`` at the
 bottom, the gateway ``service/`` and ``training/`` on it and never on each other, the CLI
-``memotion_cli/`` on top; inside the gateway core < text < inference < access < api < the entry
-points (scoring, launchers, and the modules right under service/: cli, server, ...).
+``memotion_cli/`` on top; inside the gateway core < store < text < inference < access < moderation < api = jobs =
+scoring < the entry points (launchers, and the modules right under service/: cli, server, ...).
 
 Every ``import`` in every module counts, lazy ones inside functions too, and so does
 ``importlib.import_module("...")`` with a literal name. A failure lists each offending file:line.
@@ -24,8 +24,21 @@ FORBIDDEN = {
     "training": {"memotion_cli", "service"},
 }
 # Inside the gateway: a subpackage imports only subpackages of lower or equal rank.
-SERVICE_RANK = {"core": 0, "text": 1, "inference": 2, "access": 3, "api": 4}
-ENTRY_RANK = 5  # scoring/, launchers/, and the modules right under service/ (cli, server, ...)
+# store (the database: engine, tables, migrations) needs only core; moderation (policies, the review
+# queue) works on the store; the API layer uses both. jobs (async jobs: routes, worker) sits beside api
+# (it runs api's batch code, app starts its worker), and scoring (the batch scorer it runs) with them.
+SERVICE_RANK = {
+    "core": 0,
+    "store": 1,
+    "text": 2,
+    "inference": 3,
+    "access": 4,
+    "moderation": 5,
+    "api": 6,
+    "jobs": 6,
+    "scoring": 6,
+}
+ENTRY_RANK = 7  # launchers/ and the modules right under service/ (cli, server, ...)
 
 
 @dataclass(frozen=True)
@@ -117,7 +130,9 @@ def violations(imports: Iterable[Import]) -> dict[str, list[Import]]:
         "memotion_cli is the top: only memotion_cli imports it": lambda i: (
             i.target == "memotion_cli" and i.package != "memotion_cli"
         ),
-        "gateway upwards (core alone < text < inference < access < api < entry points)": upward_in_gateway,
+        "gateway upwards (core < store < text < inference < access < moderation < api = jobs = scoring < entry)": (
+            upward_in_gateway
+        ),
     }
     found = {rule: [i for i in imports if check(i)] for rule, check in rules.items()}
     return {rule: bad for rule, bad in found.items() if bad}

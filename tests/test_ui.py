@@ -1,9 +1,11 @@
 """The moderation dashboard (/ui) in headless Chromium (Debian's `chromium`, driven by Playwright):
 drop a meme, see the three tasks with scores and the OCR text; classify a batch and open a results
-file. Screenshots are kept in ``test-artifacts/`` (or ``$MEMOTION_TEST_ARTIFACTS``)."""
+file; work the review queue with the keyboard. Screenshots are kept in ``test-artifacts/`` (or
+``$MEMOTION_TEST_ARTIFACTS``)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -13,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway_fixtures import photo_jpeg, render_meme
+from service.access.keys import hash_key
+from tests.gateway_fixtures import photo_jpeg, render_meme, start_gateway
 from tests.tooling import tool_missing
 
 pytestmark = pytest.mark.slow
@@ -131,3 +134,70 @@ def test_batch_results(page, tmp_path: Path) -> None:  # type: ignore[no-untyped
     assert page.locator("#batch-table tbody tr").first.inner_text().split("\t")[1] == "m2"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ui-batch.png"), full_page=True)
+
+
+# --- the review queue --------------------------------------------------------------------------
+
+MODERATOR = "mk_ui-moderator-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def review_gateway(model_repository: Path, tmp_path_factory) -> Iterator[str]:
+    """A gateway whose default policy queues every meme, with a moderator (admin) staff key."""
+    database = tmp_path_factory.mktemp("ui-review") / "memotion.db"
+    staff = [{"name": "moderator-1", "sha256": hash_key(MODERATOR), "role": "admin"}]
+    with start_gateway(
+        model_repository, ocr="none", database_url=f"sqlite:///{database}", admin_keys=json.dumps(staff)
+    ) as url:
+        headers = {"Authorization": f"Bearer {MODERATOR}"}
+        policy = {"rules": [{"head": "humorous", "threshold": 0.0, "action": "review"}]}  # every meme: review
+        httpx.put(f"{url}/v1/admin/policies/queue-all", json=policy, headers=headers).raise_for_status()
+        httpx.put(f"{url}/v1/admin/assignments/*", json={"policy": "queue-all"}, headers=headers).raise_for_status()
+        yield url
+
+
+def _classify(url: str, image: bytes, text: str) -> dict:
+    body = {"image": base64.b64encode(image).decode(), "text": text}
+    return httpx.post(f"{url}/v1/classify", json=body, timeout=60).json()["decision"]
+
+
+def test_review_queue_with_the_keyboard(page, review_gateway: str) -> None:  # type: ignore[no-untyped-def]
+    staff = {"Authorization": f"Bearer {MODERATOR}"}
+    meme = render_meme("ME EXPLAINING", "THE JOKE AGAIN")
+    first = _classify(review_gateway, meme, "me explaining the joke again")["review_id"]
+    decided = {"action": "block", "labels": {"sentiment": "negative"}, "note": "pile-on"}
+    httpx.post(f"{review_gateway}/v1/reviews/{first}/decision", json=decided, headers=staff).raise_for_status()
+    repost = _classify(review_gateway, meme, "same picture, other words")
+    assert repost["repost_of"]["review_id"] == first
+    other = _classify(review_gateway, photo_jpeg(seed=9), "a landscape")["review_id"]
+
+    page = page.context.browser.new_page(viewport={"width": 1280, "height": 1000})  # the module's browser
+    try:
+        page.goto(f"{review_gateway}/ui")
+        page.click("#tab-review")
+        page.fill("#staff-key", MODERATOR)
+        page.click("#queue-load")
+        page.wait_for_selector(f"#item-id:has-text('{repost['review_id']}')")
+        assert page.locator("#queue-list li").count() == 2
+        assert "review threshold: humorous" in page.inner_text("#item-reasons")
+        assert page.locator(f"#item-similar li[data-review='{first}']").count() == 1
+        assert "same file" in page.inner_text("#item-similar")
+        assert page.locator("#item-thumbnail").is_visible()
+        page.select_option("#item-labels select[data-head='sentiment']", "positive")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ui-review-queue.png"), full_page=True)
+        page.locator("body").click(position={"x": 5, "y": 300})  # focus off the select: keys go to the page
+        page.keyboard.press("b")
+        page.wait_for_selector(f"#item-id:has-text('{other}')")
+        page.keyboard.press("c")
+        page.wait_for_selector("#item-status:has-text('claimed by moderator-1')")
+        page.keyboard.press("a")
+        page.wait_for_selector("#queue-summary:has-text('0 left')")
+    finally:
+        page.close()
+
+    first_answer = httpx.get(f"{review_gateway}/v1/reviews/{repost['review_id']}", headers=staff).json()
+    assert (first_answer["decided_action"], first_answer["decided_by"]) == ("block", "moderator-1")
+    assert first_answer["corrected_labels"]["sentiment"] == "positive"
+    second = httpx.get(f"{review_gateway}/v1/reviews/{other}", headers=staff).json()
+    assert (second["status"], second["decided_action"], second["claimed_by"]) == ("decided", "allow", "moderator-1")

@@ -4,10 +4,11 @@
 * No ``Content-Length`` (chunked upload): bytes are counted as they stream in; once over the limit
   reading stops (``receive`` raises :class:`BodyTooLarge`) and the client gets 413 JSON, whatever the
   application behind tried to answer.
-* Slow clients: the whole body must arrive within ``body_timeout_s`` of the request's start; a client
-  that declares a length and stalls gets 408 JSON and the connection is closed, so it holds neither a
-  worker nor a graceful shutdown for longer. (The request line and headers have their own time-out
-  in the HTTP protocol: service/api/http_timeouts.py.)
+* Slow clients: the whole body must arrive within ``body_timeout_s`` of the request's start, and an
+  upload that stops (no bytes for ``body_idle_timeout_s``) gets its 408 then, without waiting for the
+  total: 408 JSON and the connection is closed, so a stalled client holds neither a worker nor a
+  graceful shutdown for longer. (The request line and headers have their own time-out in the HTTP
+  protocol, which also ends stalled uploads at once on shutdown: service/api/http_timeouts.py.)
 * Before a 413 the rest of the body is read and thrown away (up to :data:`DRAIN_BYTES` and
   :data:`DRAIN_SECONDS`), so a client that is still sending sees the 413 instead of a connection
   reset (closing a socket with unread data makes the kernel send RST). Not with
@@ -54,6 +55,16 @@ class BodyTimeout(ApiError):
         )
 
 
+class BodyIdleTimeout(ApiError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408,
+            "request_timeout",
+            f"no bytes of the request body arrived for {seconds:g} s; send it again",
+            headers={"Connection": "close"},
+        )
+
+
 def _header(scope: Scope, wanted: bytes) -> bytes | None:
     for name, value in scope.get("headers", ()):
         if name == wanted:
@@ -92,21 +103,31 @@ class BodyLimitMiddleware:
         max_bytes: int,
         per_path: dict[str, int] | None = None,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+        body_idle_timeout_s: float | None = None,
     ) -> None:
         if max_bytes <= 0 or any(v <= 0 for v in (per_path or {}).values()):
             raise ValueError("max_bytes must be positive")
-        if body_timeout_s <= 0:
-            raise ValueError("body_timeout_s must be positive")
+        if body_timeout_s <= 0 or (body_idle_timeout_s is not None and body_idle_timeout_s <= 0):
+            raise ValueError("body_timeout_s and body_idle_timeout_s must be positive")
         self.app = app
         self.max_bytes = max_bytes
         self.per_path = dict(per_path or {})
         self.body_timeout_s = body_timeout_s
+        self.body_idle_timeout_s = min(body_idle_timeout_s or body_timeout_s, body_timeout_s)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, error: ApiError) -> None:
         if isinstance(error, BodyTooLarge) and _header(scope, b"expect") != b"100-continue":
             await drain(receive)
         response = error_response(error.status, error.code, error.message, scope=scope, headers=error.headers)
         await response(scope, receive, send)
+
+    def _wait(self, deadline: float) -> tuple[float, ApiError]:
+        """How long the next body bytes may take, and the 408 if they do not come: the idle
+        time-out, or what is left of the whole body's time."""
+        left = deadline - anyio.current_time()
+        if left > self.body_idle_timeout_s:
+            return self.body_idle_timeout_s, BodyIdleTimeout(self.body_idle_timeout_s)
+        return max(0.0, left), BodyTimeout(self.body_timeout_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,7 +138,6 @@ class BodyLimitMiddleware:
         if declared is not None and declared > max_bytes:
             await self._answer(scope, receive, send, BodyTooLarge(max_bytes))
             return
-
         deadline = anyio.current_time() + self.body_timeout_s
         received = 0
         body_done = False
@@ -130,7 +150,8 @@ class BodyLimitMiddleware:
                 raise failure
             if body_done:  # after the body: waiting for a disconnect is not bounded here
                 return await receive()
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            wait_s, late = self._wait(deadline)
+            with anyio.move_on_after(wait_s):
                 message = await receive()
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
@@ -139,7 +160,7 @@ class BodyLimitMiddleware:
                         failure = BodyTooLarge(max_bytes)
                         raise failure
                 return message
-            failure = BodyTimeout(self.body_timeout_s)
+            failure = late
             raise failure
 
         async def guarded_send(message: Message) -> None:

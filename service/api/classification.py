@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.api.schemas import ClassifyResponse, classify_response
 from service.core.errors import ApiError
 from service.inference.classifier import ClassifyResult, MemeClassifier
-from service.inference.imaging import ImageLimits, decode_image
+from service.inference.decode_budget import DecodeBudget
+from service.inference.imaging import ImageLimits, open_image
 from service.inference.result_cache import CacheUse, ResultCache, cached_classification
+from service.text.unicode_gate import require_unicode
 
 
 @dataclass(frozen=True)
@@ -26,17 +29,23 @@ class ClassifyOptions:
     cache: ResultCache | None = None
     cache_use: CacheUse = field(default_factory=CacheUse)
     observe_cache: Callable[[str], None] | None = None
+    # The process-wide memory budget for decoded pixels (service/inference/decode_budget.py); None: none.
+    decode_budget: DecodeBudget | None = None
 
 
-def check_text(text: str | None, max_chars: int) -> str | None:
-    """The request's text, or None (-> OCR) when absent or blank; ApiError 422 when too long."""
-    if text is None or not text.strip():
+def check_text(text: str | None, max_chars: int, field: str = "text") -> str | None:
+    """The text gate of every entry: the request's text, or None (-> OCR) when absent or blank;
+    ApiError 422 naming ``field`` when it is not valid Unicode or too long."""
+    if text is None:
+        return None
+    require_unicode(text, field)
+    if not text.strip():
         return None
     if len(text) > max_chars:
         raise ApiError(
             422,
             "text_too_long",
-            f"field 'text' has {len(text)} characters; at most {max_chars} are allowed",
+            f"field '{field}' has {len(text)} characters; at most {max_chars} are allowed",
         )
     return text
 
@@ -74,6 +83,11 @@ def shape_response(
     )
 
 
+def _holding(budget: DecodeBudget | None, nbytes: int, cancelled: Callable[[], bool] | None) -> Any:
+    """``budget.hold(nbytes)``, or nothing to hold without a budget."""
+    return budget.hold(nbytes, cancelled) if budget is not None else nullcontext()
+
+
 def classify_upload(
     classifier: MemeClassifier,
     data: bytes | None,
@@ -104,9 +118,12 @@ def classify_upload(
             )[0]
             result.timings_ms = {**result.timings_ms, "total": (time.perf_counter() - start) * 1000.0}
             return result
-        image = decode_image(data, max_pixels)
-        decode_ms = (time.perf_counter() - start) * 1000.0
-        result = classifier.classify(image, request_text, cancelled=cancelled)
+        opened = open_image(data, max_pixels)  # every limit from the header, before any pixel
+        with _holding(options.decode_budget, opened.decoded_bytes, cancelled):
+            image = opened.decode()
+            decode_ms = (time.perf_counter() - start) * 1000.0
+            result = classifier.classify(image, request_text, cancelled=cancelled)
+            del image
         result.timings_ms = {"decode": decode_ms, **result.timings_ms, "total": (time.perf_counter() - start) * 1000.0}
         return result
 

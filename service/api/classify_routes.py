@@ -6,6 +6,7 @@ work to :class:`~service.access.admission.Admission` (worker threads, bounded qu
 """
 
 import functools
+import json
 import time
 from typing import Annotated, Any
 
@@ -19,8 +20,9 @@ from service.access.gatekeeper import Gatekeeper
 from service.access.keys import Client
 from service.api.batch import BatchItemResult, BatchOutcomes, BatchRequest, BatchResponse, run_batch
 from service.api.classification import ClassifyOptions, check_text, classify_upload
+from service.api.decisions import attach_decisions, batch_answers
 from service.api.schemas import ClassifyResponse, ErrorResponse
-from service.api.wire import Thresholds, decode_base64_image, parse_thresholds_field
+from service.api.wire import Thresholds, UnicodeText, decode_base64_image, parse_thresholds_field
 from service.core.errors import REQUEST_ID_SCOPE_KEY, ApiError, validation_message
 from service.core.metrics import GatewayMetrics
 from service.core.settings import GatewaySettings
@@ -29,6 +31,7 @@ from service.inference.classifier import MemeClassifier
 from service.inference.imaging import ImageLimits
 from service.inference.result_cache import cache_use
 from service.inference.thresholds import ThresholdError, resolve_thresholds
+from service.text.unicode_gate import INVALID_TEXT
 
 CLASSIFY_ROUTE = "/v1/classify"
 BATCH_ROUTE = "/v1/classify/batch"
@@ -44,7 +47,7 @@ class ClassifyJsonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: str | None = Field(default=None, description="The meme image, base64 (or a data:image/...;base64, URL).")
-    text: str | None = Field(
+    text: UnicodeText | None = Field(
         default=None,
         description="The meme's text. Without an image: classified by the "
         "text-only models. With an image but no text: read by OCR.",
@@ -161,6 +164,7 @@ def _options(
         cache=getattr(request.app.state, "result_cache", None),
         cache_use=cache_use(request.headers.get("cache-control")),
         observe_cache=request.app.state.metrics.observe_cache,
+        decode_budget=getattr(request.app.state, "decode_budget", None),
     )
 
 
@@ -168,7 +172,22 @@ def _backend_down(err: BackendUnavailable) -> ApiError:
     return ApiError(503, "backend_unavailable", f"{err}; retry shortly", headers={"Retry-After": "1"})
 
 
+def _check_form_charset(request: Request) -> None:
+    """Form fields are UTF-8: a ``charset`` parameter naming anything else is refused (415), since
+    Starlette would decode the fields under it (UTF-7 turns ``+2AA-`` into a lone surrogate)."""
+    for parameter in request.headers.get("content-type", "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise ApiError(
+                415,
+                "unsupported_charset",
+                f"form fields are read as UTF-8 only; the request declares charset={value.strip()[:40]!r} "
+                "(send UTF-8 and leave the charset parameter out, or set it to utf-8)",
+            )
+
+
 async def _read_form(request: Request, max_text_chars: int) -> tuple[bytes, str | None, Any]:
+    _check_form_charset(request)
     form = await request.form(max_files=2, max_fields=8)
     try:
         for name in ("image", "text", "thresholds"):
@@ -191,10 +210,11 @@ async def _read_form(request: Request, max_text_chars: int) -> tuple[bytes, str 
 
 
 async def _read_json(request: Request, max_text_chars: int) -> tuple[bytes | None, str | None, Any]:
+    raw = await request.body()
     try:
-        body = ClassifyJsonRequest.model_validate_json(await request.body())
+        body = ClassifyJsonRequest.model_validate_json(raw)
     except ValidationError as err:
-        errors = err.errors(include_url=False)
+        errors = _text_errors(raw) or err.errors(include_url=False)
         code, message = validation_message(errors, hint=f" ({FORM_HINT})")
         if errors and all(tuple(e.get("loc", ()))[:1] == ("thresholds",) for e in errors):
             code = "invalid_thresholds"  # the code a form's malformed thresholds get too
@@ -205,6 +225,18 @@ async def _read_json(request: Request, max_text_chars: int) -> tuple[bytes | Non
             raise ApiError(422, "missing_field", f"send 'image' (base64), 'text', or both ({FORM_HINT})")
         return None, body.text, body.thresholds
     return decode_base64_image(body.image), body.text, body.thresholds
+
+
+def _text_errors(raw: bytes) -> list[Any]:
+    """The field-named ``invalid_text`` errors of a body whose JSON holds a lone surrogate escape
+    (which pydantic's parser refuses without naming the field; Python's parses it); else none."""
+    try:
+        ClassifyJsonRequest.model_validate(json.loads(raw))
+    except ValidationError as err:
+        return [e for e in err.errors(include_url=False) if e.get("type") == INVALID_TEXT]
+    except (ValueError, RecursionError):
+        return []
+    return []
 
 
 async def _read_upload(request: Request, max_text_chars: int) -> tuple[bytes | None, str | None, Any]:
@@ -254,6 +286,7 @@ async def classify(
     except BackendUnavailable as err:
         raise _backend_down(err) from err
     metrics.observe_stages(timings)
+    await attach_decisions(request, client, classifier, [(result, data)])
     response.headers["X-Model-Version"] = result.model_version
     return result
 
@@ -287,6 +320,7 @@ async def _run_batch_items(
                 max_pixels=ImageLimits.from_settings(settings),
                 max_text_chars=settings.max_text_chars,
                 cancelled=cancelled,
+                max_request_pixels=settings.max_request_pixels,
             ),
             timeout_s=settings.batch_timeout_s,
             timeout_message=timeout_message,
@@ -316,6 +350,7 @@ async def classify_batch(
     gatekeeper.charge(client, count)  # only a well-formed batch costs tokens
     start = time.perf_counter()
     items = await _run_batch_items(admission, settings, classifier, body, options)
+    await attach_decisions(request, client, classifier, batch_answers(body, items))
     succeeded = sum(1 for item in items if item.status == 200)
     response.headers["X-Model-Version"] = classifier.manifest.repository_version
     for item in items:

@@ -1,7 +1,9 @@
 """Pure ASGI middleware around every HTTP request: X-Request-ID, one access-log line, request metrics.
 
-It sits inside Starlette's ServerErrorMiddleware, so for an unhandled exception it records a 500
-and lets the exception go on to the catch-all handler.
+It sits inside Starlette's ServerErrorMiddleware and wraps the error boundary
+(service/api/error_boundary.py), which answers a bug with a 500 and marks a client that hung up
+mid-body; such a request is recorded as 499 ``client_closed``, not as the status the application
+tried to send. An exception that still gets here is recorded as a 500 and goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.core.errors import CLIENT_SCOPE_KEY, ERROR_CODE_SCOPE_KEY, REQUEST_ID_SCOPE_KEY
+from service.core.errors import (
+    CLIENT_CLOSED_SCOPE_KEY,
+    CLIENT_CLOSED_STATUS,
+    CLIENT_SCOPE_KEY,
+    ERROR_CODE_SCOPE_KEY,
+    REQUEST_ID_SCOPE_KEY,
+)
 from service.core.metrics import GatewayMetrics
 
 access_logger = logging.getLogger("memotion.gateway.access")
@@ -115,9 +123,11 @@ class RequestContextMiddleware:
 
     def _record(self, scope: Scope, exchange: _Exchange, seconds: float) -> None:
         """Request metrics, the error counter for a 4xx/5xx, and the access-log line."""
+        code = scope.get(ERROR_CODE_SCOPE_KEY)
+        if scope.get(CLIENT_CLOSED_SCOPE_KEY):
+            exchange.status, code = CLIENT_CLOSED_STATUS, "client_closed"
         route = route_label(scope)
         self.metrics.observe_request(route, scope.get("method", "-"), exchange.status, seconds)
-        code = scope.get(ERROR_CODE_SCOPE_KEY)
         if exchange.status >= 400:
             code = code or "unknown"
             self.metrics.observe_error(code)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.api.decision_schema import DecisionBody
 from service.inference.classifier import ClassifyResult, TaskPrediction
 from service.inference.thresholds import decide_task_b, presence_probability
 
@@ -130,6 +131,10 @@ class ClassifyResponse(BaseModel):
     )
     explain: Explanation | None = Field(
         default=None, description="Only with ?explain=true: the text path step by step."
+    )
+    decision: DecisionBody | None = Field(
+        default=None,
+        description="What the client's moderation policy makes of this meme: allow, review or block, and why.",
     )
 
 

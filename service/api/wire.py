@@ -3,6 +3,7 @@
 :data:`Thresholds` is the one type of a ``thresholds`` value, in a JSON body, a batch and a form field
 alike: an object of numbers (``true`` or ``"0.3"`` are refused everywhere, ranges are checked by
 ``service.inference.thresholds``). Every malformed value is an :class:`ApiError` 422, never a 500.
+:data:`UnicodeText` is a body's string field that must be valid Unicode (the text gate).
 """
 
 from __future__ import annotations
@@ -12,11 +13,26 @@ import binascii
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 from service.core.errors import ApiError, validation_message
+from service.text.unicode_gate import INVALID_TEXT, unicode_problem
 
-Thresholds = dict[str, Annotated[float, Field(strict=True)]]
+
+def _valid_unicode(value: str) -> str:
+    problem = unicode_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(
+            INVALID_TEXT, "not valid Unicode ({problem}); send the text as UTF-8", {"problem": problem}
+        )
+    return value
+
+
+# A string field of a request body: the text gate (service/text/unicode_gate.py) as a validation
+# error naming the field, code ``invalid_text``.
+UnicodeText = Annotated[str, AfterValidator(_valid_unicode)]
+Thresholds = dict[UnicodeText, Annotated[float, Field(strict=True)]]
 _THRESHOLDS = TypeAdapter(Thresholds)
 THRESHOLDS_HINT = 'send a JSON object of numbers in [0, 1], e.g. {"offensive": 0.3}'
 

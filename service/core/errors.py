@@ -21,6 +21,10 @@ logger = logging.getLogger("memotion.gateway")
 ERROR_CODE_SCOPE_KEY = "memotion.error_code"
 REQUEST_ID_SCOPE_KEY = "memotion.request_id"
 CLIENT_SCOPE_KEY = "memotion.client"  # the API key's name, set by service.access.gatekeeper
+# Set when the client hung up before its request body was in (service/api/error_boundary.py): the
+# request is recorded with this status (nginx's "client closed request"), not as a server error.
+CLIENT_CLOSED_SCOPE_KEY = "memotion.client_closed"
+CLIENT_CLOSED_STATUS = 499
 
 
 class ApiError(StarletteHTTPException):
@@ -44,8 +48,14 @@ class GatewayStartupError(RuntimeError):
     """The gateway cannot start (unusable model repository, unsupported backend, missing OCR weights)."""
 
 
+def printable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a lone surrogate echoed from a request (a field name, a
+    thresholds name) is written as its escape (``\\ud800``) instead of failing the answer."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": status}}
+    return {"error": {"code": code, "message": printable(message), "status": status}}
 
 
 def error_response(
@@ -110,7 +120,7 @@ def _http_message(request: Request, exc: StarletteHTTPException) -> str:
 
 
 def _field_path(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    parts = [printable(str(p)) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
     return ".".join(parts) or ".".join(str(p) for p in loc) or "request"
 
 
@@ -126,7 +136,10 @@ def validation_message(
             problems.append(f"field '{field}' is required")
         else:
             problems.append(f"field '{field}': {err.get('msg', 'invalid value')}")
-    code = "missing_field" if errors and all(e.get("type") == "missing" for e in errors) else "invalid_request"
+    types = {str(e.get("type")) for e in errors}
+    code = {"missing": "missing_field", "invalid_text": "invalid_text"}.get(
+        types.pop() if len(types) == 1 else "", "invalid_request"
+    )
     return code, "; ".join(problems) + hint
 
 
@@ -153,19 +166,33 @@ async def validation_exception_handler(request: Request, exc: Exception) -> JSON
     return error_response(422, code, message, scope=request.scope)
 
 
-async def unhandled_exception_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Last resort: a bug, not bad input. Logged with its traceback; the client gets 500 JSON."""
-    request_id = request.scope.get(REQUEST_ID_SCOPE_KEY, "-")
-    logger.error("unhandled error in %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc)
-    headers = {"X-Request-ID": request_id} if request_id != "-" else None
+def internal_error_response(scope: MutableMapping[str, Any], exc: BaseException) -> JSONResponse:
+    """Last resort: a bug, not bad input. Logged with its traceback; the client gets 500 JSON with
+    ``Connection: close`` (the connection's state is unknown after a bug: it is closed properly,
+    never dropped silently)."""
+    request_id = scope.get(REQUEST_ID_SCOPE_KEY, "-")
+    logger.error(
+        "unhandled error in %s %s (request %s)",
+        scope.get("method", "-"),
+        scope.get("path", "-"),
+        request_id,
+        exc_info=exc,
+    )
+    headers = {"Connection": "close"}
+    if request_id != "-":
+        headers["X-Request-ID"] = request_id
     return error_response(
         500,
         "internal_error",
         f"the gateway failed while handling this request (request id {request_id}); this is a bug, "
         "please report it with the request id",
-        scope=request.scope,
+        scope=scope,
         headers=headers,
     )
+
+
+async def unhandled_exception_handler(request: Request, exc: Exception) -> JSONResponse:
+    return internal_error_response(request.scope, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

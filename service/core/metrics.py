@@ -29,6 +29,7 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._declare_request_metrics()
         self._declare_backend_metrics()
+        self._declare_budget_metrics()
         if is_multiprocess():
             atexit.unregister(_mark_dead)  # once per process, however many apps
             atexit.register(_mark_dead)
@@ -86,6 +87,28 @@ class GatewayMetrics:
             registry=registry,
         )
 
+    def _declare_budget_metrics(self) -> None:
+        """The decode memory budget, and the shared cache's circuit breaker."""
+        registry = self.registry
+        self.decode_bytes = Gauge(
+            "memotion_decode_memory_bytes",
+            "Bytes of decoded pixels held now, against MEMOTION_DECODE_MEMORY_BYTES.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.cache_breaker_open = Gauge(
+            "memotion_result_cache_breaker_open",
+            "1 while the shared result cache (Redis) is skipped after a failure (circuit breaker open).",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.cache_breaker_events = Counter(
+            "memotion_result_cache_breaker_total",
+            "Circuit breaker of the shared result cache: opened, closed, and calls skipped while open.",
+            ["event"],
+            registry=registry,
+        )
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, method=method, status=str(status)).inc()
         self.request_seconds.labels(route=route).observe(seconds)
@@ -109,6 +132,15 @@ class GatewayMetrics:
 
     def observe_cache(self, result: str) -> None:
         self.cache_lookups.labels(result=result).inc()
+
+    def observe_cache_breaker(self, event: str) -> None:
+        """The result cache's circuit breaker: "open", "closed" or "skipped"."""
+        self.cache_breaker_events.labels(event=event).inc()
+        if event in ("open", "closed"):
+            self.cache_breaker_open.set(1.0 if event == "open" else 0.0)
+
+    def observe_decode_bytes(self, held: int) -> None:
+        self.decode_bytes.set(held)
 
     def render(self) -> bytes:
         """This app's metrics; every process's together in multiprocess mode."""

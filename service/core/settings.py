@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -24,6 +24,12 @@ class ApiKeyEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
     rate_per_minute: float | None = Field(default=None, gt=0, description="default: the gateway's")
     burst: int | None = Field(default=None, ge=1, description="default: the gateway's")
+
+
+class StaffKeyEntry(ApiKeyEntry):
+    """A person's key for the admin API (policies: ``admin``) and the review queue (``moderator`` too)."""
+
+    role: Literal["admin", "moderator"] = "admin"
 
 
 class GatewaySettings(BaseSettings):
@@ -56,6 +62,8 @@ class GatewaySettings(BaseSettings):
     # (408 and the connection closed after); they do not hold a worker or shutdown for longer.
     header_timeout_s: float = Field(default=10.0, gt=0)
     body_timeout_s: float = Field(default=60.0, gt=0)
+    # An upload that stops (no body bytes for this long) gets its 408 then, not at body_timeout_s.
+    body_idle_timeout_s: float = Field(default=10.0, gt=0)
     ort_intra_op_threads: int = Field(default=0, ge=0)  # 0: cores / processes (one per core with 1 process)
     # Scaling on one node (README "Scaling"): gateway processes (uvicorn workers, metrics shared
     # through PROMETHEUS_MULTIPROC_DIR), dynamic batching of the embedded backend (settings from each
@@ -68,6 +76,9 @@ class GatewaySettings(BaseSettings):
     result_cache_bytes: int = Field(default=64 * MIB, ge=1024)
     result_cache_redis_url: str = "redis://127.0.0.1:6379/0"
     result_cache_ttl_s: int = Field(default=24 * 3600, ge=1)  # redis entries expire after this
+    result_cache_timeout_s: float = Field(default=0.5, gt=0)  # per Redis call
+    # After a Redis failure, skip Redis (misses) for this long: a sick Redis costs one time-out per period.
+    result_cache_backoff_s: float = Field(default=30.0, ge=0)
     # MEMOTION_BACKEND=triton: where Triton is and how to talk to it.
     # host:port of Triton's gRPC endpoint (or HTTP, with triton_protocol=http); a grpc:// or http://
     # scheme in the URL picks the protocol itself.
@@ -93,6 +104,12 @@ class GatewaySettings(BaseSettings):
     # Batch endpoint.
     max_batch_items: int = Field(default=32, ge=1)
     max_batch_bytes: int = Field(default=64 * MIB, gt=0)
+    # Decoded pixels: what one request may decode, all its images together (checked from the headers;
+    # an image beyond it is refused, 413), and the bytes of decoded pixels the process holds at once
+    # (decoding waits up to decode_wait_s for its share, then 503 with Retry-After).
+    max_request_pixels: int = Field(default=100_000_000, gt=0)
+    decode_memory_bytes: int = Field(default=768 * MIB, gt=0)
+    decode_wait_s: float = Field(default=5.0, ge=0)
     batch_timeout_s: float = Field(default=120.0, gt=0)
     # Access: API keys (JSON list of {name, sha256[, rate_per_minute, burst]}) and/or a file of them;
     # none configured = open gateway. Limits per key in memes per minute.
@@ -105,3 +122,50 @@ class GatewaySettings(BaseSettings):
     workers: int = Field(default=2, ge=1)
     max_queue: int = Field(default=32, ge=0)
     shutdown_grace_s: float = Field(default=60.0, gt=0)  # in-flight requests may finish this long
+    # The database (service/store): policies, the review queue, the audit log. SQLite file by default
+    # (WAL, safe for MEMOTION_PROCESSES=N on one node); postgresql://user:pass@host/db for clusters;
+    # none: no database (answers without a decision block; admin, review and jobs endpoints answer 503).
+    database_url: str = "sqlite:///memotion.db"
+    # Every database call waits at most this long (connect, lock, statement): the request path never
+    # blocks on the database for longer.
+    database_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # Start-up: true runs the migrations (as `memotion db upgrade`); false only checks the schema.
+    database_migrate: bool = True
+    # Moderation (service/moderation): staff keys for the admin API and the review queue (JSON list of
+    # {name, sha256, role}; none: those endpoints answer 403), how stale the policies and the index of
+    # decided memes may be in a process (seconds), and after how many days queued images are deleted.
+    admin_keys: list[StaffKeyEntry] = Field(default_factory=list)
+    policy_refresh_s: float = Field(default=1.0, ge=0, le=3600)
+    review_retention_days: int = Field(default=30, ge=0)  # 0: keep the images
+    # Async jobs (service/jobs): POST /v1/jobs, scored in chunks by a worker inside each gateway
+    # process; a job is held under a lease in the database (another process takes it over when the
+    # lease runs out, e.g. after a crash).
+    jobs_enabled: bool = True  # false: no worker in this process (the routes still answer)
+    jobs_max_items: int = Field(default=100_000, ge=1)  # items of one job (inline or found at a path)
+    jobs_max_bytes: int = Field(default=256 * MIB, gt=0)  # the POST /v1/jobs body
+    jobs_max_active: int = Field(default=4, ge=1)  # queued or running jobs per API key (429 beyond)
+    jobs_chunk_size: int = Field(default=16, ge=1, le=1024)  # items scored and committed together
+    jobs_lease_s: float = Field(default=30.0, gt=0)  # a silent worker's job is taken over after this
+    jobs_poll_s: float = Field(default=1.0, gt=0)  # an idle worker looks for work this often
+    # Server-side sources a job may name ({"source": "/data/memes"}): folders (and what is below
+    # them) of this machine; empty: none. Object-store URLs are not supported yet.
+    jobs_allowed_paths: list[Path] = Field(default_factory=list)
+    jobs_retention_days: float = Field(default=30.0, gt=0)  # finished jobs and their results are deleted after
+    jobs_ray_address: str | None = None  # path jobs score on Ray (service/scoring/ray_cluster.py)
+    jobs_ray_actors: int = Field(default=2, ge=1)
+    # Webhooks: a job's callback_url gets the result notice, signed (HMAC-SHA256, README "Jobs").
+    webhook_secret: SecretStr | None = None  # unset: callback URLs are refused
+    # Hosts a callback may name ("*": any host whose addresses are public) and private networks it
+    # may still reach (CIDRs, e.g. ["10.1.0.0/16"]); loopback, private and link-local addresses are
+    # refused unless listed.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    webhook_max_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_backoff_s: float = Field(default=10.0, gt=0)  # first retry after this, doubling (1 h at most)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _blank_secret_is_none(cls, value: object) -> object:
+        """An empty MEMOTION_WEBHOOK_SECRET (compose's ``${VAR:-}``) means none, not an empty HMAC key."""
+        return None if isinstance(value, str) and not value.strip() else value

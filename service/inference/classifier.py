@@ -31,6 +31,7 @@ from service.inference.oscar import OscarStages
 from service.inference.request_batching import RequestBatcher, request_batching_policy
 from service.text.processing import ProcessedText, TextProcessor, TextStep, text_config_from_settings
 from service.text.translation import TranslationError
+from service.text.unicode_gate import repaired
 
 TextSource = Literal["ocr", "request"]
 
@@ -338,7 +339,8 @@ class MemeClassifier:
                     check()
                     started = time.perf_counter()
                     with timer.stage("ocr"):
-                        resolved.append(self.ocr.read(scaled_for_ocr(image, self.ocr_max_side)))
+                        # the text gate's rule for text nobody can resend: U+FFFD for a lone surrogate
+                        resolved.append(repaired(self.ocr.read(scaled_for_ocr(image, self.ocr_max_side))))
                     ocr_ms[-1] = (time.perf_counter() - started) * 1000.0
                 sources.append("ocr")
         return resolved, sources, ocr_ms

@@ -6,6 +6,8 @@ PNG would blow up in the shortest-edge resize). Truncated files are rejected, ne
 PIL refuses a file that ends early, and a JPEG whose scan data is too short for the size it declares
 is refused before decoding (libjpeg would fill the missing part with grey). Only common raster
 formats are opened (no EPS, which would run Ghostscript, and none of PIL's exotic plugins).
+:func:`open_image` stops after the header (an :class:`OpenedImage`, with the memory its decoding
+will take), so callers can budget that memory before they decode; :func:`decode_image` does both.
 :func:`scaled_for_ocr` bounds what OCR reads.
 """
 
@@ -157,10 +159,52 @@ def jpeg_scan_shortfall(data: bytes) -> str | None:
     return None
 
 
-def decode_image(data: bytes, limits: ImageLimits | int) -> Image.Image:
-    """Decode an upload into an RGB image (EXIF orientation applied, first frame of animations).
+# Bytes PIL keeps per pixel for a decoded frame, by mode (RGB, RGBA, CMYK, I, F...: 4).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+_RGB_BYTES = 4  # PIL stores RGB as 4 bytes a pixel
 
-    ``limits``: an :class:`ImageLimits`, or a bare pixel budget (default side and aspect limits)."""
+
+def decoded_bytes_estimate(width: int, height: int, mode: str, rgba_step: bool = False, turned: bool = False) -> int:
+    """The most memory decoding one image to RGB holds at once: the frame in its own mode and its RGB
+    copy, plus an RGBA step (palette, transparency) and a turned copy (EXIF orientation) when taken."""
+    per_pixel = _MODE_BYTES.get(mode, 4) + _RGB_BYTES + (4 if rgba_step else 0) + (_RGB_BYTES if turned else 0)
+    return width * height * per_pixel
+
+
+@dataclass
+class OpenedImage:
+    """An upload whose header was read and checked against every limit; no pixel decoded yet.
+    :meth:`decode` decodes it (once the memory for it is granted: service/inference/decode_budget.py)."""
+
+    image: Image.Image
+    data: bytes
+    max_pixels: int
+
+    @property
+    def pixels(self) -> int:
+        return self.image.width * self.image.height
+
+    @property
+    def decoded_bytes(self) -> int:
+        """:func:`decoded_bytes_estimate` for this image, from its header."""
+        mode, info = self.image.mode, self.image.info
+        rgba_step = mode in ("P", "PA") or "transparency" in info
+        # Any EXIF may turn the image (reading its orientation could decode a PNG: count the copy).
+        turned = "exif" in info or 0x0112 in getattr(self.image, "tag_v2", {})
+        return decoded_bytes_estimate(self.image.width, self.image.height, mode, rgba_step, turned)
+
+    def decode(self) -> Image.Image:
+        """The RGB image (EXIF orientation applied, first frame); a corrupt-image error otherwise.
+        Once only: the frame in its own mode is released as soon as the RGB copy exists."""
+        try:
+            return _to_rgb(_load_oriented(self.image, self.max_pixels))
+        finally:
+            self.image.close()
+
+
+def open_image(data: bytes, limits: ImageLimits | int) -> OpenedImage:
+    """Read and check an upload's header (size, side, aspect ratio, JPEG scan length) without
+    decoding a pixel: 400, 413, 415 or 422 for what cannot or may not be decoded."""
     limits = as_limits(limits)
     if not data:
         raise ApiError(400, "empty_file", f"the uploaded image is empty (0 bytes); upload a {ALLOWED_DESCRIPTION} file")
@@ -171,7 +215,14 @@ def decode_image(data: bytes, limits: ImageLimits | int) -> Image.Image:
         shortfall = jpeg_scan_shortfall(data)
         if shortfall is not None:
             raise _corrupt(shortfall)
-    return _to_rgb(_load_oriented(image, limits.max_pixels))
+    return OpenedImage(image, data, limits.max_pixels)
+
+
+def decode_image(data: bytes, limits: ImageLimits | int) -> Image.Image:
+    """Decode an upload into an RGB image (EXIF orientation applied, first frame of animations).
+
+    ``limits``: an :class:`ImageLimits`, or a bare pixel budget (default side and aspect limits)."""
+    return open_image(data, limits).decode()
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -197,20 +248,18 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def _load_oriented(image: Image.Image, max_pixels: int) -> Image.Image:
-    """The first frame decoded, turned as its EXIF orientation says."""
+    """The first frame decoded, turned (in place) as its EXIF orientation says."""
     width, height = image.size
     try:
         image.seek(0)
         image.load()
-        oriented = ImageOps.exif_transpose(image)
-        if oriented is None:  # pragma: no cover - only with in_place=True
-            oriented = image
+        ImageOps.exif_transpose(image, in_place=True)  # no copy of an image that needs no turning
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise _too_large(width, height, max_pixels) from err
     except Exception as err:
         logger.debug("image decode failed", exc_info=err)
         raise _corrupt(str(err) or type(err).__name__) from err
-    return oriented
+    return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

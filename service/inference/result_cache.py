@@ -10,7 +10,9 @@ per request. An answer is stored with its model version and never returned for a
 
 ``MemoryResultCache`` (default): in process, LRU, bounded in entries and bytes.
 ``RedisResultCache``: shared by every gateway replica and process (``MEMOTION_RESULT_CACHE=redis``);
-entries expire after ``result_cache_ttl_s``; Redis down means misses, never failed requests.
+entries expire after ``result_cache_ttl_s``; Redis down means misses, never failed requests, and
+after a failure Redis is skipped for ``result_cache_backoff_s`` (a circuit breaker), so a frozen
+Redis costs one time-out per period, not every request.
 Per request: ``Cache-Control: no-cache`` classifies afresh (and stores the answer), ``no-store``
 neither reads nor writes.
 """
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from service.core.settings import GatewaySettings
+from service.inference.circuit_breaker import CircuitBreaker
 from service.inference.classifier import ClassifyResult, MemeClassifier, TaskPrediction
 from service.text.processing import TextStep
 
@@ -109,7 +112,8 @@ def cache_key(image: bytes | None, text: str | None, fingerprint: str) -> str:
     """SHA-256 over the image bytes' SHA-256, the text sent (None: read by OCR) and the fingerprint."""
     image_hash = hashlib.sha256(image).hexdigest() if image is not None else "no image"
     parts = [FORMAT, fingerprint, image_hash, "read by OCR" if text is None else ["sent", text]]
-    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+    # surrogatepass: the text gate keeps lone surrogates out, but a key must never be what fails
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def encode_result(result: ClassifyResult, model_version: str) -> bytes:
@@ -189,47 +193,68 @@ class MemoryResultCache:
 
 
 class RedisResultCache:
-    """Shared by every replica: one Redis key per entry, expiring after ``ttl_s``."""
+    """Shared by every replica: one Redis key per entry, expiring after ``ttl_s``. Behind a circuit
+    breaker: after a failure (down, or frozen: ``timeout_s``) Redis is skipped for ``backoff_s``."""
 
     name = "redis"
     PREFIX = "memotion:result:"
 
-    def __init__(self, url: str, ttl_s: int, max_bytes: int, timeout_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        ttl_s: int,
+        max_bytes: int,
+        timeout_s: float = 0.5,
+        backoff_s: float = 30.0,
+        observe: Callable[[str], None] | None = None,
+    ) -> None:
         import redis
 
         self.url = url
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
         self.flights = SingleFlight()  # within this process; replicas share the stored answers
+        self.breaker = CircuitBreaker(f"result cache: redis at {url}", backoff_s, observe)
         self._client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 
     def get(self, key: str) -> bytes | None:
+        if not self.breaker.allow():
+            return None  # Redis is sick: a miss, at no cost
         try:
             value = self._client.get(self.PREFIX + key)
         except Exception as err:  # Redis down or slow: a miss, never a failed request
-            logger.warning("result cache: redis at %s: %s", self.url, err)
+            self.breaker.failure(err)
             return None
+        self.breaker.success()
         return bytes(value) if value is not None else None  # type: ignore[arg-type]
 
     def put(self, key: str, value: bytes) -> None:
-        if len(value) > self.max_bytes:
+        if len(value) > self.max_bytes or not self.breaker.allow():
             return
         try:
             self._client.set(self.PREFIX + key, value, ex=self.ttl_s)
         except Exception as err:
-            logger.warning("result cache: redis at %s: %s", self.url, err)
+            self.breaker.failure(err)
+            return
+        self.breaker.success()
 
     def close(self) -> None:
         self._client.close()
 
 
-def create_result_cache(settings: GatewaySettings) -> ResultCache | None:
-    """The cache ``MEMOTION_RESULT_CACHE`` asks for (None: off)."""
+def create_result_cache(settings: GatewaySettings, observe: Callable[[str], None] | None = None) -> ResultCache | None:
+    """The cache ``MEMOTION_RESULT_CACHE`` asks for (None: off); ``observe``: told the Redis circuit
+    breaker's events (service/inference/circuit_breaker.py)."""
     if settings.result_cache == "none":
         return None
     if settings.result_cache == "redis":
         return RedisResultCache(
-            settings.result_cache_redis_url, settings.result_cache_ttl_s, settings.result_cache_bytes
+            settings.result_cache_redis_url,
+            settings.result_cache_ttl_s,
+            settings.result_cache_bytes,
+            timeout_s=settings.result_cache_timeout_s,
+            backoff_s=settings.result_cache_backoff_s,
+            observe=observe,
         )
     return MemoryResultCache(settings.result_cache_entries, settings.result_cache_bytes)
 

@@ -111,5 +111,16 @@ class GatewayProcess(StoppedOnExit):
                 process.wait()
         return process.returncode
 
+    def kill(self) -> None:
+        """SIGKILL the gateway and its worker processes at once: a crash, no shutdown code runs."""
+        process, self._process = self._process, None
+        if not self._keep_log:
+            self.log_path.unlink(missing_ok=True)
+        if process is None:
+            return
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session (start_new_session): the whole group
+        process.wait()
+
     def __enter__(self) -> str:
         return self.start()

@@ -192,14 +192,16 @@ def error_record(item_id: str, source: str | None, code: str, message: str) -> d
 
 
 class _Collect:
-    """An OutcomeSink that keeps flat records by item index."""
+    """An OutcomeSink that keeps flat records (and the answered items' responses) by item index."""
 
     def __init__(self, items: Sequence[ScoreItem]) -> None:
         self.items = items
         self.records: dict[int, dict[str, Any]] = {}
+        self.responses: dict[int, Any] = {}
 
     def ok(self, index: int, response: Any) -> None:
         item = self.items[index]
+        self.responses[index] = response
         self.records[index] = flatten_response(item.id, item.image, response.model_dump(mode="json"))
 
     def fail(self, index: int, status: int, code: str, message: str) -> None:
@@ -214,36 +216,66 @@ def score_chunk(
     max_pixels: ImageLimits | int,
     max_text_chars: int,
     thresholds: dict[str, float] | None = None,
+    max_request_pixels: int | None = None,
+    decode_budget: Any = None,
 ) -> list[dict[str, Any]]:
-    """Classify ``items`` (one model call for the good ones) into flat records, in order."""
-    from service.api.batch import Prepared, classify_prepared
-    from service.api.classification import ClassifyOptions, check_text, check_text_only
-    from service.inference.imaging import decode_image
+    """Classify ``items`` (one model call for the good ones) into flat records, in order. Their
+    images are charged to one pixel budget (``max_request_pixels``; default: ``max_pixels`` each)
+    from their headers, and decoded chunk by chunk as they are classified (within ``decode_budget``,
+    a :class:`~service.inference.decode_budget.DecodeBudget`, when given)."""
+    records, _ = score_chunk_answers(
+        classifier,
+        items,
+        max_pixels=max_pixels,
+        max_text_chars=max_text_chars,
+        thresholds=thresholds,
+        max_request_pixels=max_request_pixels,
+        decode_budget=decode_budget,
+    )
+    return records
+
+
+def score_chunk_answers(
+    classifier: Any,
+    items: Sequence[ScoreItem],
+    *,
+    max_pixels: ImageLimits | int,
+    max_text_chars: int,
+    thresholds: dict[str, float] | None = None,
+    max_request_pixels: int | None = None,
+    decode_budget: Any = None,
+) -> tuple[list[dict[str, Any]], dict[int, Any]]:
+    """:func:`score_chunk`'s records, and the answered items' full responses
+    (:class:`~service.api.schemas.ClassifyResponse`) by index (the jobs' policy decisions read them)."""
+    from service.api.batch import Prepared, classify_prepared, prepare_item
+    from service.api.classification import ClassifyOptions, check_text
+    from service.inference.decode_budget import RequestBudget
+    from service.inference.imaging import as_limits
 
     sink = _Collect(items)
+    budget = RequestBudget(max_request_pixels or max(1, len(items)) * as_limits(max_pixels).max_pixels)
     with_image: list[Prepared] = []
     text_only: list[Prepared] = []
     for index, item in enumerate(items):
         try:
             text = check_text(item.text, max_text_chars)
-            if item.image is None:
-                if text is None:
-                    raise ApiError(422, "missing_field", "neither an image nor a text")
-                check_text_only(classifier)
-                text_only.append(Prepared(index, None, text))
-                continue
-            try:
-                data = Path(item.image).read_bytes()
-            except OSError as err:
-                raise ApiError(400, "unreadable_file", f"cannot read {item.image}: {err.strerror or err}") from err
-            with_image.append(Prepared(index, decode_image(data, max_pixels), text))
+            data = _read_image(item.image) if item.image is not None else None
+            prepared = prepare_item(classifier, index, data, text, max_pixels, budget)
+            (text_only if prepared.image is None else with_image).append(prepared)
         except ApiError as err:
             sink.fail(index, err.status, err.code, err.message)
-    options = ClassifyOptions(thresholds=thresholds or {})
+    options = ClassifyOptions(thresholds=thresholds or {}, decode_budget=decode_budget)
     never = lambda: False  # noqa: E731 - batch scoring is never abandoned midway
     classify_prepared(classifier, with_image, options, sink, never, text_only=False)
     classify_prepared(classifier, text_only, options, sink, never, text_only=True)
-    return [sink.records[i] for i in range(len(items))]
+    return [sink.records[i] for i in range(len(items))], sink.responses
+
+
+def _read_image(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ApiError(400, "unreadable_file", f"cannot read {path}: {err.strerror or err}") from err
 
 
 # --- output --------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Drop a meme to see its three tasks with scores and the text the models read (OCR or typed), or
 drop several / load a ``memotion score`` results file to review a batch. It talks to the same
 public API as any client (``/v1/classify``, ``/v1/classify/batch``), with the API key typed in
-the page (kept in the browser's local storage).
+the page (kept in the browser's local storage). Answers show their policy decision; the review
+queue tab (``review.js``) lists pending memes with their reasons and the similar memes already
+decided, and decides them with the keyboard through ``/v1/reviews`` with a staff key.
 """
 
 from __future__ import annotations

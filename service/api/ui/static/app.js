@@ -80,6 +80,7 @@ function render(result) {
       el("h3", {}, `${head}: ${prediction.label} (${prediction.code})`), bars(prediction.scores, prediction.label)));
   }
   $("task-c").replaceChildren(...heads);
+  renderDecision(result.decision);
   $("ocr-text").textContent = result.text.value || "(no text)";
   $("text-source").textContent = result.text.source === "ocr" ? "read by OCR" : "sent with the request";
   $("language").textContent = result.language ? "language " + result.language : "";
@@ -93,6 +94,26 @@ function render(result) {
   $("notice").textContent = result.notice || "";
   $("notice").hidden = !result.notice;
   $("result").hidden = false;
+}
+
+function reasonItem(reason) {
+  const label = reason.label ? ` ${reason.label}` : "";
+  const score = reason.kind === "low_agreement" ? `agreement ${pct(reason.score)} < ${pct(reason.threshold)}`
+    : `${pct(reason.score)} vs ${pct(reason.threshold)}`;
+  return el("li", { class: "reason " + reason.action, "data-kind": reason.kind },
+    el("b", {}, reason.action), ` ${reason.kind.replace("_", " ")}: ${reason.head}${label} ${score}`,
+    reason.driven_by && reason.driven_by !== "none" ? ` · driven by ${reason.driven_by}` : "");
+}
+
+function renderDecision(decision) {
+  $("decision").hidden = !decision;
+  if (!decision) return;
+  $("decision-action").textContent = decision.action;
+  $("decision-action").className = "action " + decision.action;
+  $("decision-policy").textContent = `policy ${decision.policy} v${decision.policy_version}` +
+    (decision.review_id ? ` · queued #${decision.review_id}` : "") +
+    (decision.repost_of ? ` · repost of #${decision.repost_of.review_id} (${decision.repost_of.decided_action})` : "");
+  $("decision-reasons").replaceChildren(...(decision.reasons || []).map(reasonItem));
 }
 
 async function classifyCurrent() {
@@ -241,8 +262,7 @@ function init() {
   for (const tab of document.querySelectorAll(".tab")) {
     tab.addEventListener("click", () => {
       for (const other of document.querySelectorAll(".tab")) other.classList.toggle("active", other === tab);
-      $("panel-single").hidden = tab.dataset.tab !== "single";
-      $("panel-batch").hidden = tab.dataset.tab !== "batch";
+      for (const panel of document.querySelectorAll(".panel")) panel.hidden = panel.id !== "panel-" + tab.dataset.tab;
     });
   }
   $("file-input").addEventListener("change", (e) => chooseFile(e.target.files[0]));
