@@ -7,6 +7,8 @@ repository is never left half written, and what is served is said.
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -102,8 +104,9 @@ def real_meme_data(tmp_path_factory, request) -> Path:
 
 
 @pytest.fixture(scope="module")
-def vit_b_run(real_meme_data, tmp_path_factory) -> Path:
-    """CLIP-image on a ViT-B-32 loaded from a state dict saved here, trained one step."""
+def vit_b_run(real_meme_data, tmp_path_factory) -> Iterator[Path]:
+    """CLIP-image on a ViT-B-32 loaded from a state dict saved here, trained one step (about 2 GB
+    of checkpoints and ONNX files, removed afterwards)."""
     from training.backbone import create_clip
     from training.recipe import RecipeConfig, train_recipe
     from training.trainer import TrainConfig
@@ -119,7 +122,8 @@ def vit_b_run(real_meme_data, tmp_path_factory) -> Path:
         threads=2,
     )
     train_recipe(real_meme_data, root / "run", config, progress=False, log=lambda _: None)
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_vit_b_32_trains_exports_int8_and_serves_real_memes_over_http(vit_b_run, real_meme_data):
