@@ -25,10 +25,25 @@ ENDPOINTS: tuple[tuple[str, str, str], ...] = (
     ("GET", "/readyz", "readiness: models and OCR loaded, backend ready (503 until then)"),
     ("GET", "/metrics", "Prometheus metrics"),
     ("GET", "/v1/model-card", "what the served models are and how they were measured"),
-    ("GET", "/v1/admin/policies", "policies (PUT .../{name} adds a version; admin staff key)"),
-    ("PUT", "/v1/admin/assignments/{key}", "assign a policy to an API key (* : the default)"),
+    ("GET", "/v1/admin/policies", "list policies (admin staff key)"),
+    ("GET", "/v1/admin/policies/{name}", "a policy's rules"),
+    ("PUT", "/v1/admin/policies/{name}", "create a policy or add a version"),
+    ("GET", "/v1/admin/policies/{name}/versions", "every version of a policy"),
+    ("GET", "/v1/admin/assignments", "API key -> policy"),
+    ("PUT", "/v1/admin/assignments/{key_name}", "assign a policy to an API key (* : the default)"),
+    ("DELETE", "/v1/admin/assignments/{key_name}", "remove an API key's assignment"),
     ("GET", "/v1/admin/audit", "the audit log: who changed what, before and after"),
-    ("GET", "/v1/reviews", "the review queue (moderator staff key); /{id}, /{id}/claim, /{id}/decision"),
+    ("GET", "/v1/reviews", "the review queue, oldest first (moderator staff key)"),
+    ("GET", "/v1/reviews/{item_id}", "one item and the decided memes it repeats"),
+    ("GET", "/v1/reviews/{item_id}/thumbnail", "the item's thumbnail (JPEG)"),
+    ("POST", "/v1/reviews/{item_id}/claim", "claim an item"),
+    ("POST", "/v1/reviews/{item_id}/decision", "decide an item: action, corrected labels, note"),
+    ("POST", "/v1/jobs", "start an async job (202; items inline or an allowed server-side path)"),
+    ("GET", "/v1/jobs", "this key's jobs"),
+    ("GET", "/v1/jobs/{job_id}", "a job's status and progress"),
+    ("DELETE", "/v1/jobs/{job_id}", "cancel a job"),
+    ("POST", "/v1/jobs/{job_id}/cancel", "cancel a job"),
+    ("GET", "/v1/jobs/{job_id}/results", "a job's results (JSON Lines or Parquet)"),
     ("GET", "/docs", "interactive API docs (Swagger UI, served from the gateway: works offline)"),
     ("GET", "/docs/assets/{file}", "Swagger UI's scripts and styles"),
     ("GET", "/docs/oauth2-redirect", "Swagger UI's OAuth2 redirect page"),
@@ -38,7 +53,7 @@ ENDPOINTS: tuple[tuple[str, str, str], ...] = (
 )
 SERVE_DESCRIPTION = (
     "Serve the HTTP gateway:\n\n"
-    + "\n".join(f"  {method:<5} {path:<22} {what}" for method, path, what in ENDPOINTS)
+    + "\n".join(f"  {method:<5} {path:<36} {what}" for method, path, what in ENDPOINTS)
     + "\n\nEvery option can also be set with an environment variable MEMOTION_<OPTION> (e.g. MEMOTION_PORT); "
     "the README's settings table lists all of them (limits, time-outs, keys)."
 )
