@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 from bench.roofline import cpu_flags, measure_roofline  # noqa: E402
 from memotion.data_format import MemeRecord, load_split, write_split  # noqa: E402
 from memotion.manifest import Manifest, ModelEntry, load_manifest  # noqa: E402
-from memotion.preprocess import images_to_batch  # noqa: E402
 from memotion.tokenizer import ClipTokenizer  # noqa: E402
 from memotion.voting import majority_vote  # noqa: E402
+from training.quantize import records_feeds  # noqa: E402
 
 SHARED = Path(os.environ.get("MEMOTION_SHARED_DATA", ROOT.parent / "shared" / "data"))
 TRAIN_MEMES = SHARED / "memotion1-train-128px" / "labels.csv"
@@ -172,17 +172,8 @@ def member_rows(workdir: Path, feeds: dict[str, np.ndarray], roofline: dict, sec
 
 
 def memes_and_feeds(manifest: Manifest, repository: Path, records: list[MemeRecord]) -> dict[str, np.ndarray]:
-    from PIL import Image
-
     tokenizer = ClipTokenizer(repository / manifest.tokenizer.file, manifest.tokenizer.context_length)
-    images = []
-    for record in records:
-        with Image.open(record.image_path) as image:
-            images.append(image.convert("RGB"))
-    return {
-        "input_ids": tokenizer([r.text for r in records]),
-        "pixel_values": images_to_batch(images, manifest.preprocessing),
-    }
+    return records_feeds(records, tokenizer, manifest.preprocessing)
 
 
 def ensemble_labels(repository: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -47,14 +47,17 @@ def real_meme_feeds(
     summary: dict, tokenizer: ClipTokenizer, preprocessing: Preprocessing, limit: int = AGREEMENT_MEMES
 ) -> dict[str, np.ndarray] | None:
     """input_ids and pixel_values of up to ``limit`` of the run's validation memes (None if absent)."""
-    from PIL import Image
-
     val = Path(summary["data"]["dir"]) / "val.csv"
     if not val.is_file():
         return None
     records = load_split(val)[:limit]
-    if not records:
-        return None
+    return records_feeds(records, tokenizer, preprocessing) if records else None
+
+
+def records_feeds(records: list, tokenizer: ClipTokenizer, preprocessing: Preprocessing) -> dict[str, np.ndarray]:
+    """The members' inputs (input_ids, pixel_values) for Memotion records (their caption and image)."""
+    from PIL import Image
+
     images = []
     for record in records:
         with Image.open(record.image_path) as image:
