@@ -8,6 +8,7 @@ here: label order, image preprocessing, tokenizer, model files and their tensor 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +62,17 @@ class WordPieceTokenizerEntry(_Strict):
     type: Literal["bert_wordpiece_pair"] = "bert_wordpiece_pair"
     file: str
     max_length: int = Field(gt=4)
+
+
+class TextTokenizerEntry(_Strict):
+    """A text member's own tokenizer (``bert_text``): BERT WordPiece over the text alone, a
+    ``tokenizers`` JSON file. ``[CLS] text [SEP]`` truncated and padded with [PAD] to
+    ``max_length``; gives ``bert_input_ids`` (int64 [B, max_length]). See
+    ``memotion.tokenizer.WordPieceTokenizer``."""
+
+    type: Literal["bert_wordpiece"] = "bert_wordpiece"
+    file: str
+    max_length: int = Field(gt=2)
 
 
 class RegionDetectorEntry(_Strict):
@@ -143,10 +155,15 @@ ModelInput = Literal[
     "oscar_attention_mask",
     "region_features",
     "region_mask",
+    "bert_input_ids",
+    "text",
 ]
 # The inputs a model's own pre-stages make (OSCAR): from ``text_tokenizer`` and from ``detector``.
 WORDPIECE_INPUTS = ("oscar_input_ids", "oscar_token_type_ids", "oscar_attention_mask")
 REGION_INPUTS = ("region_features", "region_mask")
+# A text member's own tokenizer's ids (bert_text), and the raw text (tfidf_lr: string [B, 1]).
+TEXT_TOKENIZER_INPUT = "bert_input_ids"
+RAW_TEXT_INPUT = "text"
 
 
 class ModelEntry(_Strict):
@@ -172,6 +189,8 @@ class ModelEntry(_Strict):
         "fusion_factorised_bilinear",
         "gmu",
         "pmmo",
+        "bert_text",
+        "tfidf_lr",
     ]
     version: int = Field(ge=1)
     file: str
@@ -180,7 +199,7 @@ class ModelEntry(_Strict):
     output_kind: Literal["logits"] = "logits"
     validation: dict[str, float] = Field(default_factory=dict)
     backbone: dict[str, str | None] = Field(default_factory=dict)
-    text_tokenizer: WordPieceTokenizerEntry | None = None
+    text_tokenizer: WordPieceTokenizerEntry | TextTokenizerEntry | None = None
     detector: RegionDetectorEntry | None = None
     # A model with a direct Task B head (BCE-trained) has one more graph output of this name:
     # [B, 4] logits (sigmoid) in task_b_names order. With ensemble.task_b "direct" it is that
@@ -191,8 +210,10 @@ class ModelEntry(_Strict):
 
     @model_validator(mode="after")
     def _stages_present(self) -> ModelEntry:
-        if set(self.inputs) & set(WORDPIECE_INPUTS) and self.text_tokenizer is None:
-            raise ValueError(f"model {self.name}: inputs {self.inputs} need a text_tokenizer entry")
+        if set(self.inputs) & set(WORDPIECE_INPUTS) and not isinstance(self.text_tokenizer, WordPieceTokenizerEntry):
+            raise ValueError(f"model {self.name}: inputs {self.inputs} need a bert_wordpiece_pair text_tokenizer")
+        if TEXT_TOKENIZER_INPUT in self.inputs and not isinstance(self.text_tokenizer, TextTokenizerEntry):
+            raise ValueError(f"model {self.name}: input {TEXT_TOKENIZER_INPUT} needs a bert_wordpiece text_tokenizer")
         if set(self.inputs) & set(REGION_INPUTS) and self.detector is None:
             raise ValueError(f"model {self.name}: inputs {self.inputs} need a detector entry")
         return self
@@ -203,8 +224,10 @@ class ModelEntry(_Strict):
 
     def input_dims(self, name: str) -> list[int] | None:
         """Per-item dims of an input this entry's own stages make (None for the CLIP inputs)."""
-        if name in WORDPIECE_INPUTS and self.text_tokenizer is not None:
+        if name in (*WORDPIECE_INPUTS, TEXT_TOKENIZER_INPUT) and self.text_tokenizer is not None:
             return [self.text_tokenizer.max_length]
+        if name == RAW_TEXT_INPUT:
+            return [1]
         if self.detector is not None and name == "region_features":
             return [self.detector.regions, self.detector.feature_dim]
         if self.detector is not None and name == "region_mask":
@@ -307,9 +330,33 @@ class EnsembleEntry(_Strict):
     # What a user must know about the selection (a validation set too small to tell the members
     # apart: training/ensemble_evidence.py); printed by export, logged by the gateway at start-up.
     warnings: tuple[str, ...] = ()
+    # Per head, how its voters are combined (absent: ``method``, majority vote): ``mean_probability``
+    # is argmax of the voters' mean probability, weighted by ``task_weights[head]`` when given
+    # (memotion/voting.py); the rule was chosen on validation by the F1 in ``objective``.
+    task_rules: dict[str, Literal["majority_vote", "mean_probability"]] = Field(default_factory=dict)
+    task_weights: dict[str, dict[str, float]] = Field(default_factory=dict)
+    objective: Literal["weighted_f1", "macro_f1"] = "weighted_f1"
+
+    @model_validator(mode="after")
+    def _weights_name_voters(self) -> EnsembleEntry:
+        for task, weights in self.task_weights.items():
+            voters = self.members_for(task)
+            if set(weights) != set(voters) or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+                raise ValueError(f"ensemble: task_weights[{task!r}] must give each of {list(voters)} a weight >= 0")
+        return self
 
     def members_for(self, task: str) -> tuple[str, ...]:
         return self.task_members.get(task, self.members)
+
+    def rule_for(self, task: str) -> str:
+        return self.task_rules.get(task, self.method)
+
+    def weights_for(self, task: str, voters: Sequence[str]) -> list[float] | None:
+        """The weights of ``voters`` (the members that ran) for ``task``; None: equal."""
+        weights = self.task_weights.get(task)
+        if weights is None or not any(weights.get(v, 0.0) > 0 for v in voters):
+            return None
+        return [weights.get(v, 0.0) for v in voters]
 
     def task_b_members_for(self, head: str) -> tuple[str, ...]:
         return self.task_b_members.get(head, self.members_for(head))

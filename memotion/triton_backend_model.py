@@ -11,6 +11,15 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 
+def _text(array):
+    """A string tensor (Triton BYTES: bytes objects) as the str objects ONNX Runtime takes."""
+    if array.dtype != object:
+        return array
+    return np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in array.ravel()], dtype=object).reshape(
+        array.shape
+    )
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -36,7 +45,9 @@ class TritonPythonModel:
 
     def execute(self, requests):
         try:
-            feeds = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs] for r in requests]
+            feeds = [
+                [_text(pb_utils.get_input_tensor_by_name(r, name).as_numpy()) for name in self.inputs] for r in requests
+            ]
             results = self._run(feeds)
         except Exception as err:  # every request of the batch gets the error
             error = pb_utils.TritonError(f"{type(err).__name__}: {err}")

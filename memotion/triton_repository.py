@@ -43,6 +43,7 @@ _ONNX_TO_TRITON = {
     5: "TYPE_INT16",
     6: "TYPE_INT32",
     7: "TYPE_INT64",
+    8: "TYPE_STRING",  # tfidf_lr's text input
     9: "TYPE_BOOL",
     10: "TYPE_FP16",
     11: "TYPE_FP64",

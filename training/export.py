@@ -223,8 +223,8 @@ def write_repository(
     int8_feeds = agreement_feeds(summary, tokenizer, preprocessing, samples) if quantize == "int8" else None
     entries = []
     for kind, info in summary["models"].items():
-        model, meta = load_checkpoint(run_dir / info["checkpoint"])
         spec = model_kind(kind)
+        model = load_checkpoint(run_dir / info["checkpoint"])[0] if info.get("checkpoint") else None
         if spec.export is not None:  # a kind with stages of its own (OSCAR: detector, tokenizer)
             entries.append(spec.export(KindExport(model, kind, run_dir, repository, version, info["validation"], log)))
         else:
@@ -259,6 +259,9 @@ def ensemble_entry(ensemble: dict) -> EnsembleEntry:
         task_b_members={head: tuple(m) for head, m in ensemble.get("task_b_members", {}).items()},
         selection=ensemble.get("search", "all"),
         warnings=tuple(ensemble.get("warnings", ())),
+        task_rules=dict(ensemble.get("task_rules", {})),
+        task_weights={task: dict(w) for task, w in ensemble.get("task_weights", {}).items()},
+        objective=ensemble.get("objective", "weighted_f1"),
     )
 
 

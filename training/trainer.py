@@ -275,7 +275,9 @@ class MemotionStep:
         self.prediction = prediction_branch(kind)
         self.train, self.blending = setup_blending(model, kind, train, config, self.alphas, log)
         self.pmr = self._pmr(config.pmr)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # A model with parts that learn at their own rate (bert_text: its pretrained encoder) says so.
+        groups = model.optimizer_groups(config.lr) if hasattr(model, "optimizer_groups") else model.parameters()
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
     def _pmr(self, pmr: PMRConfig) -> PrototypeRebalancing | None:
         """PMR (or just its rho monitor) on models exposing the two encoders' features."""

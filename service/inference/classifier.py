@@ -17,10 +17,21 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from memotion.manifest import Manifest, ManifestError, ModelEntry, ServedModel, TaskEntry, load_manifest
+from memotion.manifest import (
+    RAW_TEXT_INPUT,
+    TEXT_TOKENIZER_INPUT,
+    Manifest,
+    ManifestError,
+    ModelEntry,
+    ServedModel,
+    TaskEntry,
+    TextTokenizerEntry,
+    WordPieceTokenizerEntry,
+    load_manifest,
+)
 from memotion.preprocess import images_to_batch
-from memotion.tokenizer import ClipTokenizer
-from memotion.voting import majority_vote, presence_probabilities
+from memotion.tokenizer import ClipTokenizer, WordPieceTokenizer
+from memotion.voting import combine, majority_vote, presence_probabilities
 from service.core.errors import GatewayStartupError
 from service.core.settings import GatewaySettings
 from service.inference.backends import InferenceBackend, create_backend
@@ -148,8 +159,10 @@ class MemeClassifier:
         self.stages = {
             m.name: OscarStages(m, self.repository_root, backend)
             for m in self.members
-            if m.detector is not None or m.text_tokenizer is not None
+            if m.detector is not None or isinstance(m.text_tokenizer, WordPieceTokenizerEntry)
         }
+        # Text members with a tokenizer of their own (bert_text): WordPiece ids per member.
+        self.text_tokenizers = text_tokenizers(self.members, self.repository_root)
         # Members that read only the text: what a request without an image is classified with.
         self.text_only_members = [m for m in self.members if not reads_image(m)]
         # An engine that is not thread-safe (EasyOCR) runs one image at a time; waiting here (not
@@ -357,6 +370,8 @@ class MemeClassifier:
         if any("input_ids" in m.inputs for m in members):
             with timer.stage("tokenize"):
                 tensors["input_ids"] = self.tokenizer(texts)
+        if any(RAW_TEXT_INPUT in m.inputs for m in members):  # tfidf_lr: the text itself, [B, 1]
+            tensors[RAW_TEXT_INPUT] = np.array(texts, dtype=object).reshape(-1, 1)
         if any("pixel_values" in m.inputs for m in members):
             present = [image for image in images if image is not None]  # all of them (_chosen_members)
             with timer.stage("preprocess"):
@@ -376,6 +391,10 @@ class MemeClassifier:
         staged: dict[str, dict[str, np.ndarray]] = {}
         regions: dict[str, list] = {}  # detector name -> each image's regions
         for member in members:
+            tokenizer = self.text_tokenizers.get(member.name)
+            if tokenizer is not None:
+                with timer.stage("tokenize"):
+                    staged[member.name] = {TEXT_TOKENIZER_INPUT: tokenizer(texts)}
             stages = self.stages.get(member.name)
             if stages is None:
                 continue
@@ -416,18 +435,13 @@ class MemeClassifier:
         """Each head voted by its own voters (the ensemble search's choice), and Task B per Task C head."""
         ensemble = self.manifest.ensemble
         probabilities = outputs.probabilities
-        voted = {
-            task.name: majority_vote(
-                [probabilities[m][task.name] for m in outputs.voters(ensemble.members_for(task.name))]
-            )
-            for task in self.tasks
-        }
-        mean_scores = {
-            task.name: np.mean(
-                [probabilities[m][task.name] for m in outputs.voters(ensemble.members_for(task.name))], axis=0
-            )
-            for task in self.tasks
-        }
+        voted, mean_scores = {}, {}
+        for task in self.tasks:  # each head by its own rule (majority vote or weighted mean probability)
+            voters = outputs.voters(ensemble.members_for(task.name))
+            member_probabilities = [probabilities[m][task.name] for m in voters]
+            weights = ensemble.weights_for(task.name, voters)
+            voted[task.name] = combine(ensemble.rule_for(task.name), member_probabilities, weights)
+            mean_scores[task.name] = np.average(member_probabilities, axis=0, weights=weights)
         present = {  # Task B per Task C head: from the voted intensity, or voted directly
             task.name: voted[task.name] > 0
             if ensemble.task_b != "direct"
@@ -471,6 +485,19 @@ class MemeClassifier:
             code=task.codes[index],
             scores={label: float(score) for label, score in zip(task.labels, scores)},
         )
+
+
+def text_tokenizers(members: Sequence[ModelEntry], root: Path) -> dict[str, WordPieceTokenizer]:
+    """The WordPiece tokenizer of each member with one of its own (``bert_text``), by member name."""
+    tokenizers = {}
+    for member in members:
+        entry = member.text_tokenizer
+        if isinstance(entry, TextTokenizerEntry):
+            try:
+                tokenizers[member.name] = WordPieceTokenizer(root / entry.file, entry.max_length)
+            except Exception as err:
+                raise ManifestError(f"{root / entry.file}: not a usable WordPiece tokenizer: {err}") from err
+    return tokenizers
 
 
 def gateway_models(settings: GatewaySettings, manifest: Manifest) -> list[ServedModel]:

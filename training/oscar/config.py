@@ -71,6 +71,9 @@ class OscarConfig:
     """
 
     bert: str | None = None
+    # The SHA-256 of ``bert``'s model.safetensors, checked before loading; ``bert="minilm"`` is the
+    # installed all-MiniLM-L6-v2 wheel, whose hash is known (training/pretrained_text/encoder.py).
+    bert_sha256: str | None = None
     tiny_bert: TinyBert = field(default_factory=TinyBert)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     max_length: int = DEFAULT_MAX_LENGTH

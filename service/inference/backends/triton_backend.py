@@ -26,7 +26,12 @@ from service.inference.backends.base import BackendError, BackendUnavailable
 logger = logging.getLogger("memotion.gateway")
 
 Protocol = Literal["grpc", "http"]
-_INPUT_DTYPES = {"input_ids": np.int64, "pixel_values": np.float32}  # as the ONNX Runtime backend
+_INPUT_DTYPES = {
+    "input_ids": np.int64,
+    "pixel_values": np.float32,
+    "bert_input_ids": np.int64,
+    "text": object,
+}  # as the ONNX Runtime backend
 RECONNECT_BACKOFF_MS = 1000
 HEALTH_TIMEOUT_S = 2.0
 _INT32_MAX = 2**31 - 1

