@@ -31,13 +31,14 @@ from training.real_scores import MEASURES, TASK_KEYS, score_predictions
 from training.recipe import offline_recipe
 
 
-def run_data_set(name: str, seeds: int, out: Path, report: dict) -> None:
-    data = load_data_set(RealDataConfig(data_root=str(shared_data_root())), name)
+def run_data_set(name: str, seeds: int, out: Path, report: dict, max_train: int | None = None) -> None:
+    config = RealDataConfig(data_root=str(shared_data_root()), max_train=max_train)
+    data = load_data_set(config, name)
     kind = data.spec.kind
     records = {s: data.records_of(s) for s in ("train", "val", "test")}
     y = {s: truth(records[s]) for s in ("val", "test")}
     started = time.perf_counter()
-    baselines = baseline_probabilities(data, RealDataConfig(data_root=str(shared_data_root())))
+    baselines = baseline_probabilities(data, config)
     baseline_seconds = time.perf_counter() - started
     tensors = make_tensors(records, offline_recipe())
     tfidf = tfidf_member(records, tensors, out / "runs" / name / "tfidf_lr", print)
@@ -91,12 +92,13 @@ def main() -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATA_SETS), choices=list(DATA_SETS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-train", type=int, default=0, help="stratified cap on training memes (0: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {}
     for name in args.datasets:
-        run_data_set(name, args.seeds, args.out, report)
+        run_data_set(name, args.seeds, args.out, report, args.max_train or None)
     (args.out / "offline_recipe.md").write_text(table(report) + "\n")
     return 0
 

@@ -283,3 +283,36 @@ def test_triton_serves_the_string_and_wordpiece_members(offline_run: tuple[Path,
                 assert set(body["votes"]) == {"bert_text", "tfidf_lr"}
                 got = {"sentiment": body["task_a"]["label"], **{h: c["label"] for h, c in body["task_c"].items()}}
                 assert got == {t: v[row] for t, v in labels.items()}, body
+
+
+def test_the_command_line_picks_the_offline_recipe():
+    from memotion_cli.main import build_parser
+    from training.cli import recipe_from_args
+    from training.recipe import offline_recipe
+
+    parse = build_parser().parse_args
+    recipe = recipe_from_args(parse(["train", "--recipe", "offline", "--data", "d", "--out", "o"]))
+    assert recipe == offline_recipe()
+    assert recipe.models == ("bert_text", "tfidf_lr") and recipe.ensemble_objective == "macro_f1"
+    assert recipe.text_encoder.encoder == "minilm" and recipe.text_encoder.sha256 is None
+    args = parse(
+        ["train", "--recipe", "offline", "--data", "d", "--out", "o", "--text-encoder", "/m", "--text-encoder-sha256"]
+        + [
+            "ab" * 32,
+            "--ensemble-objective",
+            "weighted_f1",
+            "--ensemble-rules",
+            "majority_vote",
+            "--oscar-bert",
+            "minilm",
+        ]
+    )
+    recipe = recipe_from_args(args)
+    assert (recipe.text_encoder.encoder, recipe.text_encoder.sha256) == ("/m", "ab" * 32)
+    assert recipe.ensemble_objective == "weighted_f1" and recipe.ensemble_rules == ("majority_vote",)
+    assert recipe.oscar.bert == "minilm"
+    assert recipe_from_args(parse(["train", "--data", "d", "--out", "o"])).models == (
+        "clip_text",
+        "clip_image",
+        "clip_multi",
+    )

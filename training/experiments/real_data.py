@@ -134,6 +134,13 @@ def run_job(config: RealDataConfig, name: str, seed: int, log: Callable[[str], N
             lambda line: log(f"[{name} seed {seed}] {line}"),
         )
         seconds = {n: round(r.seconds, 1) for n, r in trained.items()}
+        if config.plan.offline:  # the offline recipe's members and ensemble (issue 23)
+            from training.experiments.real_data_offline import offline_rows
+
+            records = {s: data.records_of(s) for s in ("train", "val", "test")}
+            rows_offline, _, offline_seconds = offline_rows(records, tensors, seed, log, config.plan.out_dir)
+            probabilities.update(rows_offline)
+            seconds.update({n: round(v, 1) for n, v in offline_seconds.items()})
         for model_name, result in trained.items():
             test: MemeTensors = tensors[result.test_tensors]
             probabilities[model_name] = {

@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser, default_out: Path | None = No
     parser.add_argument("--workers", type=int, default=2, help="processes running (data set, seed) jobs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--quick", action="store_true", help="a smoke version (minutes)")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="add the offline recipe's rows (MiniLM-text, TF-IDF + LR as an ONNX member, their ensemble)",
+    )
+    parser.add_argument("--no-clip", action="store_true", help="leave out the CLIP-based rows (with --offline)")
 
 
 def config_from_args(args: argparse.Namespace) -> RealDataConfig:
@@ -67,6 +73,8 @@ def config_from_args(args: argparse.Namespace) -> RealDataConfig:
         multi_epochs=args.multi_epochs,
         fusion_epochs=args.fusion_epochs,
         out_dir=str(args.out / "runs"),
+        clip_models=not getattr(args, "no_clip", False),
+        offline=getattr(args, "offline", False),
     )
     config = RealDataConfig(
         data_root=str(args.data_root),

@@ -40,6 +40,8 @@ class ModelPlan:
     balanced_text: bool = True  # the re-balanced CLIP-text row (issue 15, part 3)
     balance_power: float = 0.5  # Task A over-sampling: 0 none, 1 uniform
     out_dir: str | None = None  # where checkpoints go (None: a temporary folder)
+    clip_models: bool = True  # False: none of the CLIP-based rows (only baselines and, with offline, its rows)
+    offline: bool = False  # the offline recipe's rows (issue 23; training/experiments/real_data_offline.py)
 
 
 @dataclass
@@ -70,6 +72,8 @@ def train_models(
     tensors = make_tensors(records, recipe)
     root = Path(plan.out_dir or tempfile.mkdtemp(prefix="real_data_")) / f"seed{seed}"
     fitter = _Fitter(recipe, seed, tensors["train"], tensors["val"], root, log)
+    if not plan.clip_models:
+        return fitter.trained, tensors
     uni = replace(fitter.base, epochs=plan.unimodal_epochs)
     text = fitter.fit("CLIP-text", fitter.fresh("clip_text"), "clip_text", uni)
     image = fitter.fit("CLIP-image", fitter.fresh("clip_image"), "clip_image", uni)
