@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,12 @@ from training.experiments.real_data_cli import shared_data_root
 from training.experiments.real_data_models import make_tensors
 from training.experiments.real_data_offline import offline_rows, tfidf_member
 from training.real_scores import MEASURES, TASK_KEYS, score_predictions
-from training.recipe import offline_recipe
+from training.recipe import RecipeConfig, offline_recipe
 
 
-def run_data_set(name: str, seeds: int, out: Path, report: dict, max_train: int | None = None) -> None:
+def run_data_set(
+    name: str, seeds: int, out: Path, report: dict, max_train: int | None = None, recipe: RecipeConfig | None = None
+) -> None:
     config = RealDataConfig(data_root=str(shared_data_root()), max_train=max_train)
     data = load_data_set(config, name)
     kind = data.spec.kind
@@ -51,6 +54,7 @@ def run_data_set(name: str, seeds: int, out: Path, report: dict, max_train: int 
             seed,
             lambda line, seed=seed: print(f"[{name} seed {seed}] {line}", flush=True),
             str(out / "runs" / name),
+            recipe,
             tfidf=tfidf,
         )
         predictions = {**baselines, **rows}
@@ -93,12 +97,18 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-train", type=int, default=0, help="stratified cap on training memes (0: all)")
+    parser.add_argument(
+        "--task-a-balanced", action="store_true", help="variant: MiniLM-text's Task A CE weighted by class frequency"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {}
     for name in args.datasets:
-        run_data_set(name, args.seeds, args.out, report, args.max_train or None)
+        recipe = offline_recipe()
+        if args.task_a_balanced:
+            recipe = replace(recipe, train=replace(recipe.train, task_a_balanced=True))
+        run_data_set(name, args.seeds, args.out, report, args.max_train or None, recipe)
     (args.out / "offline_recipe.md").write_text(table(report) + "\n")
     return 0
 

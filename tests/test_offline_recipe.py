@@ -316,3 +316,23 @@ def test_the_command_line_picks_the_offline_recipe():
         "clip_image",
         "clip_multi",
     )
+
+
+def test_task_a_class_weights_weigh_its_cross_entropy():
+    import torch.nn.functional as F
+
+    from training.losses import class_balanced_alpha, multitask_loss
+
+    torch.manual_seed(0)
+    logits = [torch.randn(6, spec.num_classes) for spec in ALL_TASKS]
+    targets = [torch.tensor([0, 2, 2, 2, 1, 2])] + [torch.zeros(6, dtype=torch.int64)] * 4
+    weight = class_balanced_alpha([1, 1, 4])  # inverse frequency, mean 1
+    assert weight.tolist() == pytest.approx([4 / 3, 4 / 3, 1 / 3])
+    plain = multitask_loss(logits, targets, 2.0)
+    weighted = multitask_loss(logits, targets, 2.0, task_a_weight=weight)
+    torch.testing.assert_close(
+        weighted - plain, F.cross_entropy(logits[0], targets[0], weight=weight) - F.cross_entropy(logits[0], targets[0])
+    )
+    ce = -torch.log_softmax(logits[0], -1)[torch.arange(6), targets[0]]
+    w = weight[targets[0]]
+    torch.testing.assert_close(weighted - plain, (w * ce).sum() / w.sum() - ce.mean())

@@ -38,14 +38,17 @@ def multitask_loss(
     targets: Sequence[torch.Tensor],
     focal_gamma: float,
     alphas: Sequence[torch.Tensor | None] | None = None,
+    task_a_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CE for Task A (the first head), focal loss for the Task C heads (paper Table 3); summed.
+    ``task_a_weight``: per-class weights of Task A's CE (None: unweighted, the paper's).
 
     A model with a direct Task B head has one more output after the task heads ([B, 4] logits,
     memotion.labels.TASK_B_OUTPUT): its BCE against intensity > 0 is added.
     """
     alphas = alphas if alphas is not None else [None] * len(logits)
-    total = F.cross_entropy(logits[0], targets[0])
+    weight = task_a_weight.to(logits[0].dtype) if task_a_weight is not None else None
+    total = F.cross_entropy(logits[0], targets[0], weight=weight)
     for head_logits, head_targets, alpha in zip(logits[1:], targets[1:], alphas[1:]):
         total = total + focal_loss(head_logits, head_targets, focal_gamma, alpha)
     if len(logits) > len(targets):

@@ -54,6 +54,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     focal_gamma: float = 2.0
     focal_alpha: bool = False  # per-class alpha from class frequencies (the authors used none)
+    task_a_balanced: bool = False  # Task A's CE weighted by inverse class frequency (for macro F1)
     # Gradient blending of a multi-branch model's losses (eq. 7): off, fixed (the authors'
     # searched weights below) or estimated from each branch's OGR (training/gradient_blending.py).
     gb_mode: GBMode = "fixed"
@@ -272,6 +273,7 @@ class MemotionStep:
         self.log, self.on_epoch, self.desc = log, on_epoch, f"train {kind}"
         self.generator = torch.Generator().manual_seed(config.seed)
         self.alphas = [class_balanced_alpha(c) for c in class_counts(train)] if config.focal_alpha else None
+        self.task_a_weight = class_balanced_alpha(class_counts(train)[0]) if config.task_a_balanced else None
         self.prediction = prediction_branch(kind)
         self.train, self.blending = setup_blending(model, kind, train, config, self.alphas, log)
         self.pmr = self._pmr(config.pmr)
@@ -309,9 +311,12 @@ class MemotionStep:
             branches = run_branches(self.model, self.kind, batch.input_ids, batch.pixel_values, batch.extras)
         gamma, alphas = self.config.focal_gamma, self.alphas
         if self.blending.mode == "off":
-            loss = multitask_loss(branches[self.prediction], targets, gamma, alphas)
+            loss = multitask_loss(branches[self.prediction], targets, gamma, alphas, self.task_a_weight)
         else:
-            losses = {name: multitask_loss(logits, targets, gamma, alphas) for name, logits in branches.items()}
+            losses = {
+                name: multitask_loss(logits, targets, gamma, alphas, self.task_a_weight)
+                for name, logits in branches.items()
+            }
             loss = gradient_blend(losses, self.blending.weights)
         if self.pmr is not None:
             loss = loss + self.pmr.loss(text_z, image_z, batch.targets, epoch, step)
