@@ -132,7 +132,7 @@ def _add_text_member_options(train: argparse.ArgumentParser) -> None:
 
 
 def _add_stage_options(train: argparse.ArgumentParser) -> None:
-    """Which stage and schedule, which data, which backbone and models."""
+    """Which stage and schedule, which data."""
     train.add_argument(
         "--stage",
         choices=["memotion", "pretrain", "pretrain-uni"],
@@ -164,6 +164,11 @@ def _add_stage_options(train: argparse.ArgumentParser) -> None:
         help="run a staged schedule (pretrainCLIP -> pretrainuni -> Memotion): a name "
         "(paper, tiny) or a JSON file; --data is its data root",
     )
+    _add_model_choice_options(train)
+
+
+def _add_model_choice_options(train: argparse.ArgumentParser) -> None:
+    """Where the run goes, which backbone, which models and recipe."""
     train.add_argument("--out", type=Path, required=True, help="run directory to write")
     train.add_argument(
         "--tiny", action="store_true", help="tiny random-initialised CLIP preset (seconds on a CPU; tests, demo)"

@@ -155,20 +155,24 @@ def run_job(config: RealDataConfig, name: str, seed: int, log: Callable[[str], N
             for n, probs in probabilities.items()
         }
         shares = {n: _task_a_share(probs["test"]) for n, probs in probabilities.items()}
-        selections = {}
-        for ens_name, members in ensembles(list(trained), ["TF-IDF + LR"]).items():
-            selection = search_ensemble({m: probabilities[m]["val"] for m in members}, y["val"])
-            rows[ens_name] = {
-                s: score_predictions(
-                    kind, y[s], ensemble_predict({m: probabilities[m][s] for m in members}, selection)[0]
-                )
-                for s in ("val", "test")
-            }
-            selections[ens_name] = selection.to_json()["task_members"]
+        selections = _ensemble_rows(kind, list(trained), probabilities, y, rows)
         log(f"[{name} seed {seed}] " + ", ".join(f"{n} {r['test']['macro']['task_a']:.3f}" for n, r in rows.items()))
         return {"rows": rows, "seconds": seconds, "task_a_share": shares, "selections": selections, "data": data.report}
     finally:
         torch.set_num_threads(threads)
+
+
+def _ensemble_rows(kind: str, trained: list[str], probabilities: dict, y: dict, rows: dict) -> dict[str, object]:
+    """Each ensemble's voters searched on validation, its val/test scores added to ``rows``; the voters."""
+    selections = {}
+    for ens_name, members in ensembles(trained, ["TF-IDF + LR"]).items():
+        selection = search_ensemble({m: probabilities[m]["val"] for m in members}, y["val"])
+        rows[ens_name] = {
+            s: score_predictions(kind, y[s], ensemble_predict({m: probabilities[m][s] for m in members}, selection)[0])
+            for s in ("val", "test")
+        }
+        selections[ens_name] = selection.to_json()["task_members"]
+    return selections
 
 
 def _task_a_share(probabilities: dict[str, np.ndarray]) -> list[float]:
