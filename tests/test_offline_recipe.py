@@ -241,6 +241,33 @@ def test_the_gateway_answers_as_training_does(offline_run: tuple[Path, Path]):
         classifier.close()
 
 
+def test_int8_export_quantises_the_text_member_and_serves(offline_run: tuple[Path, Path], tmp_path: Path):
+    """`memotion export --quantize int8` on an offline run: bert_text (exported by its kind) is
+    quantised and measured on the validation memes' WordPiece ids; the string-input TF-IDF graph
+    stays FP32, said in the log; the gateway serves the INT8 repository."""
+    from PIL import Image
+
+    from service.core.settings import GatewaySettings
+    from service.inference.classifier import MemeClassifier
+    from training.export import export_run
+
+    run_dir, _ = offline_run
+    lines: list[str] = []
+    repository = export_run(run_dir, tmp_path / "int8", log=lines.append, quantize="int8")
+    manifest = load_manifest(repository)
+    quantization = manifest.model("bert_text").quantization
+    assert quantization is not None and quantization.inputs == "validation memes", lines
+    assert set(quantization.label_agreement) == {t.name for t in ALL_TASKS}
+    assert manifest.model("tfidf_lr").quantization is None
+    assert any("tfidf_lr kept FP32" in line for line in lines), lines
+    classifier = MemeClassifier.from_settings(GatewaySettings(model_repository=repository, ocr="none", batching=False))
+    try:
+        results = classifier.classify_batch([Image.new("RGB", (64, 64), "white")] * len(TEXTS), TEXTS)
+        assert len(results) == len(TEXTS) and all(set(r.tasks) >= {t.name for t in ALL_TASKS} for r in results)
+    finally:
+        classifier.close()
+
+
 def _timer():
     from service.inference.classifier import StageTimer
 

@@ -43,7 +43,7 @@ from memotion.voters import served_voters
 from training.backbone import register_model_configs
 from training.factory import KindExport, load_checkpoint, model_inputs, model_kind
 from training.ocr_export import export_ocr
-from training.quantize import QUANTIZE_CHOICES, quantize_member, real_meme_feeds
+from training.quantize import QUANTIZE_CHOICES, captions, quantize_entry, quantize_member, real_meme_feeds
 from training.recipe import read_summary
 from training.staged_repository import staged_repository
 from training.tokenizer_export import write_clip_tokenizer
@@ -61,9 +61,11 @@ class ExportError(RuntimeError):
 def sample_inputs(tokenizer: ClipTokenizer, preprocessing: Preprocessing, batch: int = 3) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     size = preprocessing.image_size
+    texts = [SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)] for i in range(batch)]
     return {
-        "input_ids": tokenizer([SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)] for i in range(batch)]),
+        "input_ids": tokenizer(texts),
         "pixel_values": rng.standard_normal((batch, 3, size, size)).astype(np.float32),
+        "text": captions(texts),
     }
 
 
@@ -226,7 +228,8 @@ def write_repository(
         spec = model_kind(kind)
         model = load_checkpoint(run_dir / info["checkpoint"])[0] if info.get("checkpoint") else None
         if spec.export is not None:  # a kind with stages of its own (OSCAR: detector, tokenizer)
-            entries.append(spec.export(KindExport(model, kind, run_dir, repository, version, info["validation"], log)))
+            entry = spec.export(KindExport(model, kind, run_dir, repository, version, info["validation"], log))
+            entries.append(quantize_entry(entry, repository, int8_feeds, log) if int8_feeds else entry)
         else:
             entries.append(export_model(model, kind, info, summary, samples, repository, version, log, int8_feeds))
         del model  # one member's weights in memory at a time (ViT-B: hundreds of MB each)

@@ -17,14 +17,24 @@ from pathlib import Path
 import numpy as np
 
 from memotion.data_format import load_split
-from memotion.manifest import Preprocessing, QuantizationEntry
+from memotion.manifest import (
+    RAW_TEXT_INPUT,
+    TEXT_TOKENIZER_INPUT,
+    ModelEntry,
+    Preprocessing,
+    QuantizationEntry,
+    TextTokenizerEntry,
+)
 from memotion.preprocess import images_to_batch
-from memotion.tokenizer import ClipTokenizer
+from memotion.tokenizer import ClipTokenizer, WordPieceTokenizer
 
 QUANTIZE_CHOICES = ("none", "int8")
 AGREEMENT_MEMES = 64  # validation memes the INT8 graph is compared with FP32 on
 CHUNK = 16  # memes per ONNX Runtime call while comparing (bounds memory at ViT-B size)
 METHOD = "onnxruntime dynamic: MatMul/Gemm weights int8 per channel, activations uint8 per call"
+# Members whose inputs are all of these are quantised; the others (tfidf_lr: one linear layer over
+# sparse TF-IDF features from a string input, nothing to gain; OSCAR: detector stages) stay FP32.
+QUANTIZED_INPUTS = ("input_ids", "pixel_values", TEXT_TOKENIZER_INPUT)
 
 
 def quantize_int8(fp32: Path, out: Path) -> Path:
@@ -55,7 +65,8 @@ def real_meme_feeds(
 
 
 def records_feeds(records: list, tokenizer: ClipTokenizer, preprocessing: Preprocessing) -> dict[str, np.ndarray]:
-    """The members' inputs (input_ids, pixel_values) for Memotion records (their caption and image)."""
+    """The members' inputs (input_ids, pixel_values) for Memotion records (their caption and image),
+    and the captions themselves (``text``, string [N, 1]: tfidf_lr's input, what text members tokenize)."""
     from PIL import Image
 
     images = []
@@ -65,7 +76,38 @@ def records_feeds(records: list, tokenizer: ClipTokenizer, preprocessing: Prepro
     return {
         "input_ids": tokenizer([r.text for r in records]),
         "pixel_values": images_to_batch(images, preprocessing),
+        RAW_TEXT_INPUT: captions([r.text for r in records]),
     }
+
+
+def captions(texts: Sequence[str]) -> np.ndarray:
+    """Texts as the string [N, 1] array a ``text`` input takes."""
+    return np.array(list(texts), dtype=object).reshape(-1, 1)
+
+
+def member_feeds(entry: ModelEntry, repository: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """``entry``'s inputs from ``feeds`` (bert_input_ids by its own tokenizer from ``feeds["text"]``);
+    None for a member that stays FP32 (an input outside ``QUANTIZED_INPUTS``)."""
+    if set(entry.inputs) - set(QUANTIZED_INPUTS):
+        return None
+    inputs = dict(feeds)
+    if isinstance(entry.text_tokenizer, TextTokenizerEntry):
+        tokenizer = WordPieceTokenizer(repository / entry.text_tokenizer.file, entry.text_tokenizer.max_length)
+        inputs[TEXT_TOKENIZER_INPUT] = tokenizer([str(t) for t in feeds[RAW_TEXT_INPUT][:, 0]])
+    return {name: inputs[name] for name in entry.inputs}
+
+
+def quantize_entry(
+    entry: ModelEntry, repository: Path, feeds: tuple[dict[str, np.ndarray], str], log: Callable[[str], None]
+) -> ModelEntry:
+    """A member exported by its kind's own ``export`` (bert_text, tfidf_lr, OSCAR) quantised like
+    the CLIP members where its inputs allow (``member_feeds``); else kept FP32, said in the log."""
+    inputs = member_feeds(entry, repository, feeds[0])
+    if inputs is None:
+        log(f"  int8: {entry.name} kept FP32 (inputs {', '.join(entry.inputs)}: only {QUANTIZED_INPUTS} members)")
+        return entry
+    quantization = quantize_member(repository / entry.file, inputs, entry.served_outputs(), feeds[1], log)
+    return entry.model_copy(update={"quantization": quantization})
 
 
 def _run_chunked(path: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
