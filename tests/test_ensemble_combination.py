@@ -140,3 +140,24 @@ def test_manifest_rules_and_weights():
         EnsembleEntry(members=("a", "b"), task_weights={"sentiment": {"a": 1.0}})  # b votes too: no weight
     with pytest.raises(ValueError):
         EnsembleEntry(members=("a",), task_rules={"sentiment": "stacking"})  # type: ignore[dict-item]
+
+
+def test_selection_warnings_score_the_searched_voters_by_their_rule():
+    """A weighted mean of a (right, unsure) and b (confidently wrong) beats every member voting by
+    far more than the noise on 400 memes; scored as a majority vote it would not (a false warning)."""
+    from training.ensemble_evidence import selection_warnings
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 400)
+    wrong = (truth + 1) % 3
+    a = np.full((400, 3), 0.3)
+    a[np.arange(400), truth] = 0.4
+    b = np.full((400, 3), 0.05)
+    b[np.arange(400), wrong] = 0.9
+    c = rng.dirichlet(np.ones(3), 400)
+    probabilities = {"a": {"sentiment": a}, "b": {"sentiment": b}, "c": {"sentiment": c}}
+    y_true = {"sentiment": truth}
+    chosen = {"sentiment": ("a", "b")}
+    rules, weights = {"sentiment": "mean_probability"}, {"sentiment": {"a": 0.9, "b": 0.1}}
+    assert selection_warnings(probabilities, y_true, chosen, rules, weights, "macro_f1") == []
+    assert len(selection_warnings(probabilities, y_true, chosen)) == 1  # their majority vote: undecided

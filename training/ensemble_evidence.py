@@ -6,6 +6,8 @@ the same, and the tie-break then quietly serves one member. This check compares,
 searched subset with every member voting: when the searched subset wins by less than the noise of
 an F1 measured on n memes (1/sqrt(n), two standard errors of a proportion at its widest), the data
 could not tell the members apart, and the warning says so (summary.json, manifest, export, gateway).
+The searched side is scored by its own combination rule and weights (training/ensemble_combination.py)
+and both sides by the F1 the search maximised.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from memotion.labels import ALL_TASKS
-from memotion.voting import majority_vote
-from training.metrics import weighted_f1
+from memotion.voting import combine
+from training.ensemble_search import Objective, objective_score
 
 Probabilities = Mapping[str, Mapping[str, np.ndarray]]  # model -> task -> [N, classes]
 
@@ -28,17 +30,30 @@ def noise_bound(memes: int) -> float:
 
 
 def vote_f1(
-    probabilities: Probabilities, members: tuple[str, ...], head: str, truth: np.ndarray, classes: int
+    probabilities: Probabilities,
+    members: tuple[str, ...],
+    head: str,
+    truth: np.ndarray,
+    classes: int,
+    rule: str = "majority_vote",
+    weights: Mapping[str, float] | None = None,
+    objective: Objective = "weighted_f1",
 ) -> float:
-    """Weighted F1 of ``members``' majority vote on ``head``."""
-    return weighted_f1(truth, majority_vote([probabilities[m][head] for m in members]), classes)
+    """``objective`` F1 of ``members`` combined by ``rule`` (``weights``: per member) on ``head``."""
+    ordered = None if weights is None else [weights[m] for m in members]
+    return objective_score(objective, truth, combine(rule, [probabilities[m][head] for m in members], ordered), classes)
 
 
 def undecided_heads(
-    probabilities: Probabilities, y_true: Mapping[str, np.ndarray], task_members: Mapping[str, tuple[str, ...]]
+    probabilities: Probabilities,
+    y_true: Mapping[str, np.ndarray],
+    task_members: Mapping[str, tuple[str, ...]],
+    task_rules: Mapping[str, str] | None = None,
+    task_weights: Mapping[str, Mapping[str, float]] | None = None,
+    objective: Objective = "weighted_f1",
 ) -> dict[str, float]:
-    """Head -> F1 margin of its searched voters over all members, for heads where a subset was
-    chosen (fewer than all members) by a margin below ``noise_bound``."""
+    """Head -> ``objective`` margin of its searched voters (by their rule and weights) over all
+    members voting, for heads where a subset was chosen by a margin below ``noise_bound``."""
     everyone = tuple(probabilities)
     undecided = {}
     for spec in ALL_TASKS:
@@ -46,8 +61,10 @@ def undecided_heads(
         if len(chosen) == len(everyone):
             continue
         truth = np.asarray(y_true[spec.name])
-        margin = vote_f1(probabilities, chosen, spec.name, truth, spec.num_classes) - vote_f1(
-            probabilities, everyone, spec.name, truth, spec.num_classes
+        rule = (task_rules or {}).get(spec.name, "majority_vote")
+        weights = (task_weights or {}).get(spec.name)
+        margin = vote_f1(probabilities, chosen, spec.name, truth, spec.num_classes, rule, weights, objective) - vote_f1(
+            probabilities, everyone, spec.name, truth, spec.num_classes, objective=objective
         )
         if margin < noise_bound(len(truth)):
             undecided[spec.name] = margin
@@ -55,10 +72,15 @@ def undecided_heads(
 
 
 def selection_warnings(
-    probabilities: Probabilities, y_true: Mapping[str, np.ndarray], task_members: Mapping[str, tuple[str, ...]]
+    probabilities: Probabilities,
+    y_true: Mapping[str, np.ndarray],
+    task_members: Mapping[str, tuple[str, ...]],
+    task_rules: Mapping[str, str] | None = None,
+    task_weights: Mapping[str, Mapping[str, float]] | None = None,
+    objective: Objective = "weighted_f1",
 ) -> list[str]:
     """The warning to show when the validation set could not tell the members apart (else none)."""
-    undecided = undecided_heads(probabilities, y_true, task_members)
+    undecided = undecided_heads(probabilities, y_true, task_members, task_rules, task_weights, objective)
     if not undecided:
         return []
     memes = len(np.asarray(next(iter(y_true.values()))))
@@ -66,7 +88,8 @@ def selection_warnings(
     return [
         f"the validation set ({memes} memes) is too small to tell the members apart on "
         f"{', '.join(undecided)}: the searched voters ({', '.join(picked)}) beat all members voting by "
-        f"at most {max(undecided.values()):.3f} weighted F1, below the noise bound 1/sqrt({memes}) = "
+        f"at most {max(undecided.values()):.3f} {objective.replace('_f1', ' F1')}, below the noise bound "
+        f"1/sqrt({memes}) = "
         f"{noise_bound(memes):.3f}; fewer members are served than were trained. Use a larger validation "
         "set, or `memotion train --no-ensemble-search` to have every member vote"
     ]

@@ -148,7 +148,9 @@ def ensemble_summary(
         selection = search_combination(probabilities, y_true, objective, rules, task_b)
     return {
         **selection.to_json(),
-        "warnings": selection_warnings(probabilities, y_true, selection.task_members),
+        "warnings": selection_warnings(
+            probabilities, y_true, selection.task_members, selection.task_rules, selection.task_weights, objective
+        ),
         "validation": ensemble_scores(probabilities, y_true, selection),
         "validation_all_members": ensemble_scores(probabilities, y_true, everyone),
     }
