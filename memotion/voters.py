@@ -1,4 +1,5 @@
-"""What a repository serves, in words: the members that vote on each head, and the ensemble's warnings.
+"""What a repository serves, in words: the members that vote on each head and how they are
+combined (majority vote, or a mean / weighted mean of their probabilities), and the ensemble's warnings.
 
 ``memotion export`` prints these lines and the gateway logs them at start-up, so nobody serves one
 member while believing the three-member ensemble answers.
@@ -19,13 +20,23 @@ def voters_by_head(ensemble: EnsembleEntry, heads: Sequence[str]) -> dict[str, t
     return voters
 
 
+def combination(ensemble: EnsembleEntry, head: str, members: tuple[str, ...]) -> str:
+    """How ``head``'s voters are combined, in words ("" for the paper's majority vote)."""
+    if head.startswith("task_b:") or ensemble.rule_for(head) == "majority_vote":
+        return ""
+    weights = ensemble.weights_for(head, members)
+    if weights is None:
+        return " (mean probability)"
+    return f" (weighted mean probability: {', '.join(f'{m} {w:.2f}' for m, w in zip(members, weights))})"
+
+
 def served_voters(ensemble: EnsembleEntry, heads: Sequence[str]) -> list[str]:
-    """One line for the members, one per group of heads with the same voters, one per warning."""
-    groups: dict[tuple[str, ...], list[str]] = {}
+    """One line for the members, one per group of heads with the same voters and rule, one per warning."""
+    groups: dict[tuple[tuple[str, ...], str], list[str]] = {}
     for head, members in voters_by_head(ensemble, heads).items():
-        groups.setdefault(members, []).append(head)
+        groups.setdefault((members, combination(ensemble, head, members)), []).append(head)
     lines = [
         f"serving {len(ensemble.members)} member(s) {', '.join(ensemble.members)} (selection: {ensemble.selection})"
     ]
-    lines += [f"  {', '.join(group)} <- {' + '.join(members)}" for members, group in groups.items()]
+    lines += [f"  {', '.join(group)} <- {' + '.join(members)}{rule}" for (members, rule), group in groups.items()]
     return lines + [f"WARNING: {warning}" for warning in ensemble.warnings]

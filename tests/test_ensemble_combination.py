@@ -161,3 +161,19 @@ def test_selection_warnings_score_the_searched_voters_by_their_rule():
     rules, weights = {"sentiment": "mean_probability"}, {"sentiment": {"a": 0.9, "b": 0.1}}
     assert selection_warnings(probabilities, y_true, chosen, rules, weights, "macro_f1") == []
     assert len(selection_warnings(probabilities, y_true, chosen)) == 1  # their majority vote: undecided
+
+
+def test_served_voters_say_each_heads_combination_rule():
+    from memotion.voters import served_voters
+
+    ensemble = EnsembleEntry(
+        members=("bert_text", "tfidf_lr"),
+        task_rules={"humour": "mean_probability", "sarcasm": "mean_probability"},
+        task_weights={"humour": {"bert_text": 0.6, "tfidf_lr": 0.4}},
+    )
+    lines = served_voters(ensemble, ["humour", "sarcasm", "offensive"])
+    assert lines[1:] == [
+        "  humour <- bert_text + tfidf_lr (weighted mean probability: bert_text 0.60, tfidf_lr 0.40)",
+        "  sarcasm <- bert_text + tfidf_lr (mean probability)",
+        "  offensive <- bert_text + tfidf_lr",
+    ]
