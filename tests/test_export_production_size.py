@@ -176,3 +176,23 @@ def test_training_cost_is_estimated_and_the_batch_lowered_to_fit_the_memory():
     assert tight.batch_size < 32 and tight.fits() and "batch" in tight.describe(members, 128)
     with pytest.raises(MemoryError, match="even at batch 1"):
         fit_batch_size(estimate(32, 2e9), lambda b: estimate(b, 2e9))
+
+
+def test_training_cost_counts_the_text_encoder_and_not_the_tfidf_member():
+    """The offline recipe (bert_text + tfidf_lr on a tiny CLIP): the estimate is MiniLM's, from its
+    config.json; the scikit-learn member trains no tower."""
+    from training.cost_estimate import Tower, bert_tower, training_cost
+
+    minilm = {"vocab_size": 30522, "hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6}
+    bert = bert_tower({**minilm, "max_position_embeddings": 512}, tokens=48)
+    assert 21e6 < bert.parameters < 24e6  # all-MiniLM-L6-v2: 22.7 M
+    tiny = {"text": Tower(10_000, 1, 8, 16), "image": Tower(10_000, 1, 8, 4), "bert": bert}
+
+    def cost(members):
+        return training_cost(tiny, members, (600, 300), 1000, 32, 100e9, None)
+
+    offline, alone = cost(("bert_text", "tfidf_lr")), cost(("bert_text",))
+    assert offline == alone
+    assert offline.seconds_per_epoch == pytest.approx((3 * 600 + 300) * bert.forward_flops() / 100e9)
+    assert offline.peak_bytes > 16 * bert.parameters + 32 * bert.activation_bytes()
+    assert cost(("tfidf_lr",)).peak_bytes < cost(("clip_multi",)).peak_bytes

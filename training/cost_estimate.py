@@ -75,7 +75,34 @@ def clip_towers(clip: object) -> dict[str, Tower]:
     }
 
 
-MEMBER_TOWERS = {"clip_text": ("text",), "clip_image": ("image",), "clip_multi": ("text", "image")}
+# The towers each kind trains; bert_text its own encoder ("bert": ``encoder_tower``), tfidf_lr
+# none (scikit-learn, no torch); any other kind counts as CLIP-multi (both CLIP towers).
+MEMBER_TOWERS = {
+    "clip_text": ("text",),
+    "clip_image": ("image",),
+    "clip_multi": ("text", "image"),
+    "bert_text": ("bert",),
+    "tfidf_lr": (),
+}
+
+
+def bert_tower(config: dict, tokens: int) -> Tower:
+    """A BERT encoder from its HuggingFace ``config.json``: embeddings, then per layer attention
+    (4 h^2) and MLP (2 h i) weights; ``tokens`` per text."""
+    width, inner = int(config["hidden_size"]), int(config["intermediate_size"])
+    embeddings = (config["vocab_size"] + config["max_position_embeddings"] + config.get("type_vocab_size", 2)) * width
+    layers = int(config["num_hidden_layers"])
+    return Tower(int(embeddings + layers * (4 * width * width + 2 * width * inner)), layers, width, tokens)
+
+
+def encoder_tower(options: object) -> Tower:
+    """The ``bert_text`` encoder of a ``TextEncoderConfig`` (its folder's config.json, nothing loaded)."""
+    import json
+
+    from training.pretrained_text.encoder import encoder_folder
+
+    folder, _ = encoder_folder(options.encoder)  # type: ignore[attr-defined]
+    return bert_tower(json.loads((folder / "config.json").read_text()), options.max_length)  # type: ignore[attr-defined]
 
 
 def available_memory_bytes() -> float | None:
@@ -98,8 +125,8 @@ def training_cost(
     matmul_flops: float,
     available: float | None,
 ) -> TrainingCost:
-    """The estimate for CLIP members (other kinds count as CLIP-multi: both towers)."""
-    clip_params = sum(t.parameters for t in towers.values())
+    """The estimate for the members' towers (``MEMBER_TOWERS``; other kinds count as CLIP-multi)."""
+    clip_params = sum(towers[name].parameters for name in ("text", "image") if name in towers)
     member_towers = [[towers[n] for n in MEMBER_TOWERS.get(m, ("text", "image"))] for m in members]
     training_bytes = max(
         16.0 * sum(t.parameters for t in group) + batch_size * sum(t.activation_bytes() for t in group)

@@ -30,7 +30,14 @@ from training.backbone import (
 )
 from training.baselines import TfidfConfig
 from training.compute import matmul_rate
-from training.cost_estimate import TrainingCost, available_memory_bytes, clip_towers, fit_batch_size, training_cost
+from training.cost_estimate import (
+    TrainingCost,
+    available_memory_bytes,
+    clip_towers,
+    encoder_tower,
+    fit_batch_size,
+    training_cost,
+)
 from training.dataset import MemeTensors, build_tensors
 from training.ensemble_combination import RULE_CHOICES, search_combination
 from training.ensemble_evidence import selection_warnings
@@ -305,6 +312,8 @@ def check_training_cost(config: RecipeConfig, data: PreparedData, log: Callable[
     """Say what training will cost (training/cost_estimate.py); lower the batch size to stay
     within this machine's free memory (said loudly), or MemoryError when even batch 1 would not."""
     towers = clip_towers(data.probe)
+    if "bert_text" in config.models:
+        towers["bert"] = encoder_tower(config.text_encoder)
     per_meme = 3 * data.preprocessing.image_size**2 * 4 + data.context_length * 8
     memes = (len(data.train), len(data.val))
     rate, available = matmul_rate("cpu", 512, seconds=0.2), available_memory_bytes()
