@@ -12,7 +12,7 @@ import pytest
 
 from service.core.errors import ApiError
 from service.jobs import store, webhooks
-from service.jobs.sources import check_allowed
+from service.jobs.sources import check_allowed, path_inputs
 from service.store.engine import Database
 from service.store.migrate import ensure_schema
 
@@ -200,6 +200,26 @@ def test_sources_must_lie_inside_an_allowed_folder(tmp_path) -> None:
     with pytest.raises(ApiError) as err:
         check_allowed(str(allowed / "memes"), [])
     assert err.value.status == 403
+
+
+def test_a_source_item_whose_text_no_database_can_store_is_refused_with_a_422(tmp_path) -> None:
+    """NUL (no PostgreSQL text holds it) or a lone surrogate in a table's text, id or image cell:
+    POST /v1/jobs says which item (not a 503 "retry" from the database, nor a 500 from the path)."""
+    (tmp_path / "a.png").write_bytes(b"not read here")
+    good = {"id": "a", "image": str(tmp_path / "a.png"), "text": "fine"}
+    table = tmp_path / "memes.jsonl"
+    table.write_text(json.dumps(good) + "\n")
+    assert [i.text for i in path_inputs(str(table), [tmp_path], 10)] == ["fine"]
+    for field, value in (
+        ("text", "a\x00b"),
+        ("id", "b\x00"),
+        ("image", str(tmp_path / "a\x00.png")),
+        ("text", "\ud800"),
+    ):
+        table.write_text(json.dumps(good) + "\n" + json.dumps(good | {"id": "z", field: value}) + "\n")
+        with pytest.raises(ApiError) as err:
+            path_inputs(str(table), [tmp_path], 10)
+        assert (err.value.status, err.value.code) == (422, "invalid_source") and f"its {field}" in err.value.message
 
 
 def test_worker_processes_get_the_webhook_secret_itself() -> None:

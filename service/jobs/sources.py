@@ -10,7 +10,8 @@ from pathlib import Path
 from service.api.batch import BatchItem
 from service.core.errors import ApiError
 from service.jobs.store import JobInput
-from service.scoring.local import discover_items
+from service.scoring.local import ScoreItem, discover_items
+from service.text.unicode_gate import unicode_problem
 
 OBJECT_STORE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://", "file://")
 
@@ -46,6 +47,14 @@ def check_allowed(source: str, roots: Sequence[Path]) -> Path:
     return resolved
 
 
+def _check_text(item: ScoreItem) -> None:
+    """The text gate for a found item's id, image path and text: they are stored in the database."""
+    for field, value in (("id", item.id), ("image", item.image), ("text", item.text)):
+        problem = unicode_problem(value) if value is not None else None
+        if problem is not None:
+            raise ApiError(422, "invalid_source", f"item {item.id!r}: its {field} is not valid text ({problem})")
+
+
 def path_inputs(source: str, configured_roots: Sequence[Path], max_items: int) -> list[JobInput]:
     """The memes found at ``source``; every image must lie in an allowed folder too (a table may name
     any file: one outside is refused as a whole, before anything is read)."""
@@ -63,6 +72,7 @@ def path_inputs(source: str, configured_roots: Sequence[Path], max_items: int) -
         raise ApiError(413, "too_many_items", f"{source} holds {len(found)} memes; a job may have at most {max_items}")
     inputs = []
     for item in found:
+        _check_text(item)
         if item.image is not None and not _inside(Path(item.image).resolve(), roots):
             raise ApiError(403, "source_not_allowed", f"item {item.id!r} names an image outside the allowed folders")
         inputs.append(JobInput(item.id, item.image, item.text))
