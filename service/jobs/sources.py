@@ -11,12 +11,18 @@ from service.api.batch import BatchItem
 from service.core.errors import ApiError
 from service.jobs.store import JobInput
 from service.scoring.local import ScoreItem, discover_items
-from service.text.unicode_gate import unicode_problem
+from service.text.unicode_gate import require_unicode, unicode_problem
 
 OBJECT_STORE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://", "file://")
 
 
 def inline_inputs(items: Sequence[BatchItem]) -> list[JobInput]:
+    """The job's items as stored: their text and image strings through the text gate first (the
+    database holds no lone surrogate or NUL), a 422 naming the item's field."""
+    for i, item in enumerate(items):
+        for field, value in (("text", item.text), ("image", item.image)):
+            if value is not None:
+                require_unicode(value, f"items[{i}].{field}")
     return [JobInput(item.id if item.id is not None else str(i), item.image, item.text) for i, item in enumerate(items)]
 
 
