@@ -204,14 +204,16 @@ def test_sources_must_lie_inside_an_allowed_folder(tmp_path) -> None:
 
 
 def test_a_source_item_whose_text_no_database_can_store_is_refused_with_a_422(tmp_path) -> None:
-    """NUL (no PostgreSQL text holds it) or a lone surrogate in a table's text, id or image cell:
-    POST /v1/jobs says which item (not a 503 "retry" from the database, nor a 500 from the path)."""
+    """NUL (no PostgreSQL text holds it) or a lone surrogate in a table's text, id or image cell, or
+    an id longer than the column: POST /v1/jobs says which item (not a 503 "retry" from the
+    database, nor a 500 from the path)."""
     (tmp_path / "a.png").write_bytes(b"not read here")
     good = {"id": "a", "image": str(tmp_path / "a.png"), "text": "fine"}
     table = tmp_path / "memes.jsonl"
     table.write_text(json.dumps(good) + "\n")
     assert [i.text for i in path_inputs(str(table), [tmp_path], 10)] == ["fine"]
     for field, value in (
+        ("id", "i" * 513),  # longer than PostgreSQL's column
         ("text", "a\x00b"),
         ("id", "b\x00"),
         ("image", str(tmp_path / "a\x00.png")),
@@ -220,7 +222,8 @@ def test_a_source_item_whose_text_no_database_can_store_is_refused_with_a_422(tm
         table.write_text(json.dumps(good) + "\n" + json.dumps(good | {"id": "z", field: value}) + "\n")
         with pytest.raises(ApiError) as err:
             path_inputs(str(table), [tmp_path], 10)
-        assert (err.value.status, err.value.code) == (422, "invalid_source") and f"its {field}" in err.value.message
+        assert (err.value.status, err.value.code) == (422, "invalid_source"), value
+        assert f"its {field}" in err.value.message, value
 
 
 def test_an_inline_item_whose_text_or_image_no_database_can_store_is_refused_with_a_422() -> None:

@@ -11,6 +11,7 @@ from service.api.batch import BatchItem
 from service.core.errors import ApiError
 from service.jobs.store import JobInput
 from service.scoring.local import ScoreItem, discover_items
+from service.store.jobs_schema import ITEM_ID_CHARS
 from service.text.unicode_gate import require_unicode, unicode_problem
 
 OBJECT_STORE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://", "file://")
@@ -55,6 +56,12 @@ def check_allowed(source: str, roots: Sequence[Path]) -> Path:
 
 def _check_text(item: ScoreItem) -> None:
     """The text gate for a found item's id, image path and text: they are stored in the database."""
+    if len(item.id) > ITEM_ID_CHARS:
+        raise ApiError(
+            422,
+            "invalid_source",
+            f"item {item.id[:40]!r}...: its id has {len(item.id)} characters; at most {ITEM_ID_CHARS}",
+        )
     for field, value in (("id", item.id), ("image", item.image), ("text", item.text)):
         problem = unicode_problem(value) if value is not None else None
         if problem is not None:
