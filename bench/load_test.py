@@ -254,6 +254,7 @@ def _body_cases() -> list[_Case]:
         ("JSON base64 of a text file", "POST", "/v1/classify", {"json": {"image": _b64(b"plain text here")}}),
         ("JSON image as a number", "POST", "/v1/classify", {"json": {"image": 12345}}),
         ("JSON unknown field", "POST", "/v1/classify", {"json": {"text": "x", "colour": "red"}}),
+        ("JSON text with NUL (no database text holds it)", "POST", "/v1/classify", {"json": {"text": "nul\x00"}}),
         (
             "malformed JSON",
             "POST",
@@ -327,10 +328,10 @@ def _odd_valid_cases(jpeg: bytes) -> list[_Case]:
         ("CMYK JPEG", "POST", "/v1/classify", _multipart(_cmyk_jpeg())),
         ("animated GIF", "POST", "/v1/classify", _multipart(_animated_gif())),
         (
-            "text with NUL, emoji, RTL and Devanagari",
+            "text with emoji, RTL and Devanagari",
             "POST",
             "/v1/classify",
-            _multipart(jpeg, text="nul\x00 😂 مرحبا मेरा दोस्त imgflip.com"),
+            _multipart(jpeg, text="😂 مرحبا मेरा दोस्त imgflip.com"),
         ),
         ("text-only JSON (romanised Hindi)", "POST", "/v1/classify", {"json": {"text": "bhai kya scene hai"}}),
     ]

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from service.api.classification import check_text
 from service.api.error_boundary import ErrorBoundaryMiddleware
 from service.api.http_timeouts import protocol_factory
 from service.api.request_context import RequestContextMiddleware
@@ -113,6 +114,16 @@ def test_the_text_gate_refuses_lone_surrogates_naming_the_field() -> None:
     assert (caught.value.status, caught.value.code) == (422, "invalid_text")
     assert "items[3].text" in caught.value.message and "U+D800 at character 2" in caught.value.message
     assert unicode_problem("\udfff") is not None and repaired("a\udfffb") == "a\ufffdb"
+
+
+def test_the_text_gate_refuses_nul_which_no_database_text_holds() -> None:
+    """A job's items and the review queue store the text in PostgreSQL, which refuses NUL: refused
+    at the gate (422 naming the field), and OCR's text repaired, like a lone surrogate."""
+    with pytest.raises(ApiError) as caught:
+        check_text("ab\x00c", 100, "items[1].text")
+    assert (caught.value.status, caught.value.code) == (422, "invalid_text")
+    assert "items[1].text" in caught.value.message and "U+0000 at character 2" in caught.value.message
+    assert repaired("a\x00b") == "a\ufffdb"
 
 
 def test_no_lone_surrogate_can_fail_a_cache_key_or_an_error_answer() -> None:

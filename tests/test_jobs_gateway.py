@@ -295,10 +295,15 @@ def test_a_server_side_table_is_scored_and_sources_outside_are_refused(resumed: 
         ({"items": [{"text": "x"}], "thresholds": {"nope": 0.5}}, 422, "invalid_thresholds"),
         ({"items": [{"text": "x"}] * 501}, 413, "too_many_items"),
         ({"items": [{"text": "x", "colour": 1}]}, 422, None),
+        ({"items": [{"text": "x"}, {"text": "a\ud800"}]}, 422, "invalid_text"),  # the database stores none
+        ({"items": [{"text": "nul\x00"}]}, 422, "invalid_text"),
+        ({"items": [{"image": "\udc80", "text": "x"}]}, 422, "invalid_text"),
     ],
 )
 def test_bad_job_requests_get_a_4xx_saying_why(resumed: Resumed, body: dict, status: int, code: str | None) -> None:
-    answer = httpx.post(f"{resumed.base}/v1/jobs", json=body, headers=_auth("alice"), timeout=30)
+    raw = json.dumps(body).encode()  # ASCII: a lone surrogate travels as its \uXXXX escape
+    headers = {**_auth("alice"), "Content-Type": "application/json"}
+    answer = httpx.post(f"{resumed.base}/v1/jobs", content=raw, headers=headers, timeout=30)
     assert answer.status_code == status, answer.text
     if code is not None:
         assert answer.json()["error"]["code"] == code, answer.text

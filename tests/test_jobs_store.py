@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from service.api.batch import BatchItem
 from service.core.errors import ApiError
 from service.jobs import store, webhooks
-from service.jobs.sources import check_allowed
+from service.jobs.sources import check_allowed, inline_inputs, path_inputs
 from service.store.engine import Database
 from service.store.migrate import ensure_schema
 
@@ -200,6 +201,39 @@ def test_sources_must_lie_inside_an_allowed_folder(tmp_path) -> None:
     with pytest.raises(ApiError) as err:
         check_allowed(str(allowed / "memes"), [])
     assert err.value.status == 403
+
+
+def test_a_source_item_whose_text_no_database_can_store_is_refused_with_a_422(tmp_path) -> None:
+    """NUL (no PostgreSQL text holds it) or a lone surrogate in a table's text, id or image cell, or
+    an id longer than the column: POST /v1/jobs says which item (not a 503 "retry" from the
+    database, nor a 500 from the path)."""
+    (tmp_path / "a.png").write_bytes(b"not read here")
+    good = {"id": "a", "image": str(tmp_path / "a.png"), "text": "fine"}
+    table = tmp_path / "memes.jsonl"
+    table.write_text(json.dumps(good) + "\n")
+    assert [i.text for i in path_inputs(str(table), [tmp_path], 10)] == ["fine"]
+    for field, value in (
+        ("id", "i" * 513),  # longer than PostgreSQL's column
+        ("text", "a\x00b"),
+        ("id", "b\x00"),
+        ("image", str(tmp_path / "a\x00.png")),
+        ("text", "\ud800"),
+    ):
+        table.write_text(json.dumps(good) + "\n" + json.dumps(good | {"id": "z", field: value}) + "\n")
+        with pytest.raises(ApiError) as err:
+            path_inputs(str(table), [tmp_path], 10)
+        assert (err.value.status, err.value.code) == (422, "invalid_source"), value
+        assert f"its {field}" in err.value.message, value
+
+
+def test_an_inline_item_whose_text_or_image_no_database_can_store_is_refused_with_a_422() -> None:
+    """Stored before it is scored: a lone surrogate (PostgreSQL's driver raised UnicodeEncodeError: a
+    500) or NUL (a 503 "retry") in an item's text or image string is a 422 naming the field."""
+    assert [i.text for i in inline_inputs([BatchItem(text="fine")])] == ["fine"]
+    for field, value in (("text", "a\ud800"), ("text", "a\x00"), ("image", "iVBO\x00"), ("image", "\udc80")):
+        with pytest.raises(ApiError) as err:
+            inline_inputs([BatchItem(text="fine"), BatchItem(**{field: value})])
+        assert (err.value.status, err.value.code) == (422, "invalid_text") and f"items[1].{field}" in err.value.message
 
 
 def test_worker_processes_get_the_webhook_secret_itself() -> None:

@@ -209,6 +209,7 @@ def test_staff_keys_guard_the_new_endpoints(http: httpx.Client) -> None:
         ("POST", "/v1/reviews/1/decision", {"action": "delete"}, 422),
         ("POST", "/v1/reviews/1/decision", {"action": "allow", "labels": {"sentiment": "furious"}}, 422),
         ("POST", "/v1/reviews/1/decision", {"action": "allow", "extra": 1}, 422),
+        ("POST", "/v1/reviews/1/decision", {"action": "allow", "note": "nul\x00"}, 422),  # no database stores it
         ("PUT", "/v1/admin/policies/bad name!", {"rules": []}, 422),
         ("PUT", "/v1/admin/policies/p", {"rules": [{"head": "toxic", "threshold": 0.5, "action": "block"}]}, 422),
         ("PUT", "/v1/admin/policies/p", {"rules": [{"head": "offensive", "threshold": 2, "action": "block"}]}, 422),
@@ -238,3 +239,17 @@ def test_a_gateway_refuses_a_database_newer_than_its_code(model_repository: Path
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "newer than this memotion knows" in done.stderr and "0999_future" in done.stderr
+
+
+def test_a_review_notes_text_goes_through_the_text_gate() -> None:
+    """The note is stored: a lone surrogate (the driver's UnicodeEncodeError, a 500) or NUL (a 503
+    "retry" from PostgreSQL) is refused as invalid_text, the 422 of every text entry."""
+    from pydantic import ValidationError
+
+    from service.api.review_routes import ReviewDecisionRequest
+
+    assert ReviewDecisionRequest.model_validate({"action": "allow", "note": "looks fine"}).note == "looks fine"
+    for note in ("a\ud800", "nul\x00"):
+        with pytest.raises(ValidationError) as err:
+            ReviewDecisionRequest.model_validate({"action": "allow", "note": note})
+        assert err.value.errors()[0]["type"] == "invalid_text"

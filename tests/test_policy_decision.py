@@ -116,3 +116,36 @@ def test_a_rule_the_served_models_cannot_answer_sends_the_meme_to_review() -> No
     policy = rules({"head": "toxicity", "threshold": 0.5, "action": "block"})
     decision = decide(policy, meme(SCORES, TEXT_SAYS_OFFENSIVE))
     assert decision.action == "review" and decision.reasons[0].kind == "policy_mismatch"
+
+
+def test_only_a_heads_own_voters_count_for_agreement_and_driven_by() -> None:
+    """A member outside a head's voters (not in its subset, or of weight 0 under the weighted mean)
+    neither lowers the head's agreement nor drives its reason; a text-only answer, where none of the
+    head's voters ran, counts the members that did (as the classifier combines them)."""
+    from memotion.manifest import EnsembleEntry
+    from service.api.decisions import head_voters
+
+    ensemble = EnsembleEntry(
+        members=("clip_text", "clip_image", "clip_multi"),
+        task_members={"offense": ("clip_text", "clip_multi")},
+        task_rules={"offense": "mean_probability"},
+        task_weights={"offense": {"clip_text": 1.0, "clip_multi": 0.0}},
+    )
+    votes = {
+        "clip_text": {"offense": "very_offensive", "sentiment": "negative"},
+        "clip_image": {"offense": "very_offensive", "sentiment": "negative"},
+        "clip_multi": {"offense": "not_offensive", "sentiment": "negative"},
+    }
+    scores = {"not_offensive": 0.2, "slight": 0.1, "very_offensive": 0.6, "hateful_offensive": 0.1}
+    policy = rules(
+        {"head": "offense", "label": "very_offensive", "threshold": 0.5, "action": "block"},
+        uncertainty={"min_agreement": 0.9},
+    )
+    decision = decide(policy, meme(scores, head_voters(votes, ensemble)))
+    assert decision.action == "block"
+    assert [(r.kind, r.driven_by, r.members) for r in decision.reasons] == [("threshold", "text", ("clip_text",))]
+    text_only = head_voters(
+        {"clip_text": votes["clip_text"]},
+        EnsembleEntry(members=("clip_text", "clip_image"), task_members={"offense": ("clip_image",)}),
+    )
+    assert text_only == {"clip_text": votes["clip_text"]}

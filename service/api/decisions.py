@@ -4,11 +4,12 @@ and queues, off the event loop. The async jobs (service/jobs/decisions.py) use t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import anyio
 from fastapi import Request
 
+from memotion.manifest import EnsembleEntry
 from service.access.keys import Client
 from service.api.batch import BatchItemResult, BatchRequest
 from service.api.decision_schema import DecisionBody
@@ -28,6 +29,18 @@ def member_modality(classifier: MemeClassifier) -> dict[str, str]:
     return out
 
 
+def head_voters(votes: Mapping[str, Mapping[str, str]], ensemble: EnsembleEntry) -> dict[str, dict[str, str]]:
+    """Each member's votes on only the heads it voted on, as the classifier combined them: the head's
+    voters among the members that ran (all that ran when none of them did), less those of weight 0."""
+    heads = {head for member_votes in votes.values() for head in member_votes}
+    voters: dict[str, set[str]] = {}
+    for head in heads:
+        ran = [m for m in ensemble.members_for(head) if m in votes] or list(votes)
+        weights = ensemble.weights_for(head, ran)
+        voters[head] = {m for i, m in enumerate(ran) if weights is None or weights[i] > 0}
+    return {m: {h: label for h, label in member_votes.items() if m in voters[h]} for m, member_votes in votes.items()}
+
+
 def meme_scores(answer: ClassifyResponse, classifier: MemeClassifier) -> MemeScores:
     heads = {classifier.task_a.name: Head(tuple(answer.task_a.scores), answer.task_a.scores, answer.task_a.label)}
     for name, prediction in answer.task_c.items():
@@ -36,7 +49,7 @@ def meme_scores(answer: ClassifyResponse, classifier: MemeClassifier) -> MemeSco
         heads=heads,
         emotion_heads={emotion: head for head, emotion in classifier.manifest.task_b_names.items()},
         emotion_scores=answer.task_b_scores,
-        votes=answer.votes,
+        votes=head_voters(answer.votes, classifier.manifest.ensemble),  # not the members outside a head's vote
         modality=member_modality(classifier),
     )
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.staff_deps import ModeratorDep, Route, current_moderator, in_session, staff_router
+from service.api.wire import UnicodeText
 from service.core.errors import ApiError
 from service.moderation import review_store
 from service.moderation.corrections import LabelError, corrected_labels
@@ -66,7 +67,7 @@ class ReviewDecisionRequest(BaseModel):
     task_b: dict[str, bool] = Field(
         default_factory=dict, max_length=16, description='Task B corrections, e.g. {"offensive": true}.'
     )
-    note: str | None = Field(default=None, max_length=2000)
+    note: UnicodeText | None = Field(default=None, max_length=2000)  # stored: the text gate (no NUL, no surrogate)
 
 
 async def list_reviews(

@@ -18,9 +18,14 @@ API_VERSION = "1"
 
 
 class LabelPrediction(BaseModel):
-    label: str = Field(description="The ensemble's (majority-voted) label.", examples=["positive"])
+    label: str = Field(
+        description="The ensemble's label: its voters' majority vote, or the argmax of their (weighted) mean "
+        "probability, as the manifest's rule for the head says.",
+        examples=["positive"],
+    )
     scores: dict[str, float] = Field(
-        description="Mean member probability of each label (they sum to 1).",
+        description="Mean member probability of each label, weighted where the manifest gives the head "
+        "weights (they sum to 1).",
         examples=[{"negative": 0.1, "neutral": 0.3, "positive": 0.6}],
     )
 
@@ -93,8 +98,9 @@ class ClassifyResponse(BaseModel):
     model_version: str = Field(description="The model repository's version (manifest repository_version).")
     task_a: LabelPrediction = Field(description="Task A: overall sentiment.")
     task_b: dict[str, bool] = Field(
-        description="Task B: is the emotion present? Without a threshold for it: the ensemble's majority vote "
-        "on its Task C intensity is above the lowest level (the paper's rule). It is NOT task_b_scores >= 0.5: "
+        description="Task B: is the emotion present? Without a threshold for it: the ensemble's label for its "
+        "Task C intensity (majority vote, or the manifest's rule for the head) is above the lowest level (the "
+        "paper's rule). It is NOT task_b_scores >= 0.5: "
         "the vote counts members, the score averages their probabilities, so humorous can be false with a "
         "score of 0.52 (most members voted 'not funny'). With a threshold (request or MEMOTION_TASK_THRESHOLDS): "
         "task_b_scores >= threshold."

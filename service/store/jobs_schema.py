@@ -44,6 +44,9 @@ class Job(Base):
     webhook_error: Mapped[str | None] = mapped_column(Text)
 
 
+ITEM_ID_CHARS = 512  # the longest item id a job stores (PostgreSQL refuses a longer one)
+
+
 class JobItem(Base):
     """One meme of a job: its input (base64 image or a file path, text) and, once scored, its flat
     record (service/scoring/local.py's shape), written in the same transaction as the job's progress."""
@@ -53,7 +56,7 @@ class JobItem(Base):
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
-    item_id: Mapped[str] = mapped_column(String(512))
+    item_id: Mapped[str] = mapped_column(String(ITEM_ID_CHARS))
     image: Mapped[str | None] = mapped_column(Text)  # base64 (inline jobs) or a file path (path jobs)
     text: Mapped[str | None] = mapped_column(Text)
     done: Mapped[bool] = mapped_column(Boolean, default=False)
