@@ -606,7 +606,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         result = run_clip_pretraining(train_refs, val_refs, args.out, clip, pretrained, config, args.threads)
         print(f"CLIP_pre: {result.checkpoint} (use it as --pretrained)")
         return 0
-    kinds = [kind for kind in names(args.models) if kind in UNIMODAL_KINDS]
+    kinds = [kind for kind in names(args.models) if kind in UNIMODAL_KINDS] if args.models else list(UNIMODAL_KINDS)
     config = replace(BinaryConfig(), **{**tiny, **overrides})
     results = run_unimodal_pretraining(
         train_refs, val_refs, args.out, clip, pretrained, recipe.model, config, kinds, args.threads
