@@ -110,6 +110,16 @@ def export_onnx(model: nn.Module, inputs: dict[str, np.ndarray], path: Path) -> 
     return path
 
 
+def export_checked(model: nn.Module, inputs: dict[str, np.ndarray], path: Path, kind: str) -> float:
+    """Export ``model`` to ``path`` and check it against PyTorch on ``inputs``; the max |diff|
+    (ExportError past PARITY_TOLERANCE)."""
+    export_onnx(model, inputs, path)
+    error = parity_error(model, path, inputs)
+    if error > PARITY_TOLERANCE:
+        raise ExportError(f"{kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
+    return error
+
+
 def parity_error(model: nn.Module, path: Path, inputs: dict[str, np.ndarray]) -> float:
     """Largest absolute difference between PyTorch and ONNX Runtime logits on ``inputs``."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -149,10 +159,7 @@ def export_model(
     the two against each other on them (training/quantize.py)."""
     relative = f"{kind}/{version}/model.onnx"
     inputs = {name: samples[name] for name in model_inputs(kind)}
-    export_onnx(model, inputs, repository / relative)
-    error = parity_error(model, repository / relative, inputs)
-    if error > PARITY_TOLERANCE:
-        raise ExportError(f"{kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
+    error = export_checked(model, inputs, repository / relative, kind)
     log(f"exported {kind} -> {relative} (ONNX Runtime vs PyTorch max |diff| {error:.1e})")
     quantization = None
     if int8_feeds is not None:

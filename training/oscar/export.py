@@ -115,16 +115,13 @@ def _model_entry(
 
 def export_oscar_model(job: KindExport, kind_dir: Path) -> ModelEntry:
     """OSCAR, its detector and its tokenizer into the repository; the model checked against PyTorch."""
-    from training.export import PARITY_TOLERANCE, ExportError, export_onnx, parity_error
+    from training.export import export_checked
 
     settings = json.loads((kind_dir / SETTINGS_FILE).read_text())
     detector_file, tokenizer_file = _copy_artefacts(job, kind_dir, settings)
     inputs = _sample_feeds(job, settings, detector_file, tokenizer_file)
     model_file = f"{job.kind}/{job.version}/model.onnx"
-    export_onnx(job.model, inputs, job.repository / model_file)
-    error = parity_error(job.model, job.repository / model_file, inputs)
-    if error > PARITY_TOLERANCE:
-        raise ExportError(f"{job.kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
+    error = export_checked(job.model, inputs, job.repository / model_file, job.kind)
     job.log(
         f"exported {job.kind} -> {model_file} + {detector_file} + {tokenizer_file} "
         f"(ONNX Runtime vs PyTorch max |diff| {error:.1e})"

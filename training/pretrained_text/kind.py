@@ -83,7 +83,7 @@ def export_bert_text(job: KindExport) -> ModelEntry:
     """The model as ONNX (checked against PyTorch on the exported tokenizer's ids) and its tokenizer."""
     from memotion.manifest import ModelEntry, TextTokenizerEntry
     from memotion.tokenizer import WordPieceTokenizer
-    from training.export import PARITY_TOLERANCE, SAMPLE_TEXTS, ExportError, export_onnx, parity_error
+    from training.export import SAMPLE_TEXTS, export_checked
 
     kind_dir = job.run_dir / job.kind
     settings = json.loads((kind_dir / SETTINGS_FILE).read_text())
@@ -93,10 +93,7 @@ def export_bert_text(job: KindExport) -> ModelEntry:
     tokenizer = WordPieceTokenizer(job.repository / tokenizer_file, settings["max_length"])
     inputs = {INPUT: tokenizer([*SAMPLE_TEXTS, "a much longer caption " * 20])}
     model_file = f"{job.kind}/{job.version}/model.onnx"
-    export_onnx(job.model, inputs, job.repository / model_file)
-    error = parity_error(job.model, job.repository / model_file, inputs)
-    if error > PARITY_TOLERANCE:
-        raise ExportError(f"{job.kind}: ONNX Runtime differs from PyTorch by {error:.2e}")
+    error = export_checked(job.model, inputs, job.repository / model_file, job.kind)
     job.log(f"exported {job.kind} -> {model_file} + {tokenizer_file} (ONNX Runtime vs PyTorch max |diff| {error:.1e})")
     return ModelEntry(
         name=job.kind,
