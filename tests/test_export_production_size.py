@@ -126,7 +126,15 @@ def vit_b_run(real_meme_data, tmp_path_factory) -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def test_vit_b_32_trains_exports_int8_and_serves_real_memes_over_http(vit_b_run, real_meme_data):
+@pytest.fixture(scope="module")
+def vit_b_export(vit_b_run) -> tuple[Path, list[str]]:
+    """The ViT-B-32 run exported with INT8 members, and what export said."""
+    lines: list[str] = []
+    repository = export_run(vit_b_run / "run", vit_b_run / "model_repository", log=lines.append, quantize="int8")
+    return repository, lines
+
+
+def test_vit_b_32_trains_exports_int8_and_serves_real_memes_over_http(vit_b_run, vit_b_export, real_meme_data):
     from training.factory import load_checkpoint
 
     run = vit_b_run / "run"
@@ -134,8 +142,7 @@ def test_vit_b_32_trains_exports_int8_and_serves_real_memes_over_http(vit_b_run,
     saved = torch.load(vit_b_run / "clip.pt")["visual.conv1.weight"]
     assert torch.allclose(trained.encoder.visual.conv1.weight, saved, atol=1e-3)  # loaded, then one small step
     del trained
-    lines: list[str] = []
-    repository = export_run(run, vit_b_run / "model_repository", log=lines.append, quantize="int8")
+    repository, lines = vit_b_export
     manifest = load_manifest(repository)
     (entry,) = manifest.models
     assert manifest.preprocessing.image_size == 224 and manifest.tokenizer.context_length == 77
@@ -158,6 +165,42 @@ def test_vit_b_32_trains_exports_int8_and_serves_real_memes_over_http(vit_b_run,
         assert given.json()["task_a"]["label"] in manifest.tasks[0].labels
         log = gateway.log_text()
     assert "serving 1 member(s) clip_image" in log and " <- clip_image" in log
+
+
+def test_vit_b_32_served_by_tritonserver_answers_as_the_embedded_gateway(vit_b_export, real_meme_data):
+    """The same INT8 ViT-B-32 repository through a real tritonserver (OCR in Triton too), over HTTP."""
+    from service.launchers.triton_server import TritonServerProcess
+
+    repository, _ = vit_b_export
+    memes = [r.image_path.read_bytes() for r in load_split(real_meme_data / "val.csv")[:3]]
+    memes.append(render_meme("WHEN THE CODE", "COMPILES"))
+    with TritonServerProcess(repository) as server:
+        env = {"MEMOTION_BACKEND": "triton", "MEMOTION_TRITON_URL": server.grpc_url}
+        with GatewayProcess(repository, env=env, ready_timeout_s=180) as url:
+            assert httpx.get(f"{url}/readyz").json()["backend"] == "triton"
+            remote = [classify(url, meme) for meme in memes]
+    with GatewayProcess(repository) as url:
+        local = [classify(url, meme) for meme in memes]
+    assert remote[-1]["text"]["source"] == "ocr" and "CODE" in remote[-1]["text"]["value"].upper()
+    for got, expected in zip(remote, local):
+        assert got["text"] == expected["text"]
+        assert predictions(got) == predictions(expected)
+        assert scores(got) == pytest.approx(scores(expected), abs=1e-4)
+
+
+def predictions(answer: dict) -> dict[str, str]:
+    return {"task_a": answer["task_a"]["label"], **{h: p["label"] for h, p in answer["task_c"].items()}}
+
+
+def scores(answer: dict) -> dict[str, float]:
+    heads = {"task_a": answer["task_a"], **answer["task_c"]}
+    return {f"{h}/{label}": s for h, p in heads.items() for label, s in p["scores"].items()}
+
+
+def classify(url: str, meme: bytes) -> dict:
+    answer = httpx.post(f"{url}/v1/classify", files={"image": ("meme.jpg", meme)}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
 
 
 def test_training_cost_is_estimated_and_the_batch_lowered_to_fit_the_memory():
