@@ -14,6 +14,7 @@ from memotion.labels import ALL_TASKS
 from memotion.manifest import ManifestError, load_manifest
 from memotion.preprocess import images_to_batch
 from memotion.tokenizer import ClipTokenizer
+from memotion.triton_repository import config_path
 from training.export import export_run
 from training.factory import load_checkpoint
 from training.recipe import read_summary
@@ -50,6 +51,24 @@ def test_manifest_describes_the_repository(model_repository, tiny_run):
         assert [o.name for o in model.graph.output] == list(entry.outputs)
         assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
         assert 0 <= entry.validation["task_a"] <= 1
+        # Dynamic token axis (issue 21) where cutting ids to the longest text keeps the logits.
+        axes = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+        if entry.kind in ("clip_text", "clip_multi"):
+            assert entry.token_trimming is not None and len(entry.token_trimming.checked_lengths) == 2
+            assert entry.token_trimming.max_abs_logit_diff < 1e-4
+            assert axes["input_ids"] == ["batch", "tokens"]
+            for variant in ("cpu", "gpu"):  # Triton: a variable length (-1) for the token axis
+                assert triton_input_dims(model_repository / entry.name, variant)["input_ids"] == [-1]
+        else:
+            assert entry.token_trimming is None and axes.get("input_ids", ["batch", 32])[1] == 32
+
+
+def triton_input_dims(model_dir, variant: str) -> dict[str, list[int]]:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse(config_path(model_dir, variant).read_text(), model_config_pb2.ModelConfig())
+    return {t.name: list(t.dims) for t in config.input}
 
 
 @pytest.mark.parametrize("batch", [1, 5])

@@ -40,6 +40,10 @@ class AttentionBlock(nn.Module):
 
 
 class ClipMultiClassifier(nn.Module):
+    # Same logits for ids cut to the longest text: padding is masked out of the keys, and the
+    # classifier reads F_cls,t and the first image token (training/export.py: dynamic token axis).
+    token_trimmable = True
+
     def __init__(
         self,
         text: ClipTextClassifier,

@@ -11,6 +11,10 @@ from training.models.heads import MultiTaskHead, TaskLogits, add_logits
 
 
 class ClipTextClassifier(nn.Module):
+    # Same logits for ids cut to the longest text (causal tower, packed BiLSTM): export gives
+    # input_ids a dynamic token axis (training/export.py).
+    token_trimmable = True
+
     def __init__(
         self,
         encoder: ClipTextEncoder,
