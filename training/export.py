@@ -204,7 +204,9 @@ def export_model(
     quantization = None
     if int8_feeds is not None:
         feeds = {name: int8_feeds[0][name] for name in model_inputs(kind)}
-        quantization = quantize_member(repository / relative, feeds, output_names(model), int8_feeds[1], log)
+        quantization = quantize_member(
+            repository / relative, feeds, output_names(model), int8_feeds[1], log, trim=trimming is not None
+        )
     return ModelEntry(
         name=kind,
         kind=kind,
