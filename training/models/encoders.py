@@ -61,14 +61,19 @@ class ClipTextEncoder(nn.Module):
         cls = x[torch.arange(x.shape[0], device=x.device), input_ids.argmax(dim=-1)]
         return x, cls
 
-    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The transformer's blocks on x [B, L, d_t]; other block types than open_clip's standard
-        one run through the transformer itself (export's parity check then says if L is fixed)."""
+    @property
+    def token_trimmable(self) -> bool:
+        """open_clip's standard batch-first blocks: run by ``residual_block``, any length exports."""
         blocks = self.transformer.resblocks
         standard = all(type(b) is ResidualAttentionBlock and isinstance(b.attn, nn.MultiheadAttention) for b in blocks)
-        if not (standard and getattr(self.transformer, "batch_first", True)):
+        return standard and bool(getattr(self.transformer, "batch_first", True))
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The transformer's blocks on x [B, L, d_t]; other block types run through the transformer
+        itself (their export keeps a fixed token length: ``token_trimmable`` is False)."""
+        if not self.token_trimmable:
             return self.transformer(x, attn_mask=mask)
-        for block in blocks:
+        for block in self.transformer.resblocks:
             x = residual_block(block, x, mask)
         return x
 
