@@ -147,6 +147,18 @@ class QuantizationEntry(_Strict):
     max_abs_logit_diff: float = Field(ge=0)
 
 
+class TokenTrimmingEntry(_Strict):
+    """The model's ``input_ids`` have a dynamic token axis and may be cut to the batch's longest
+    text (``memotion.tokenizer.trim_token_ids``): same logits as at the full context length.
+
+    ``checked_lengths``: the token lengths the export ran the ONNX graph at; ``max_abs_logit_diff``:
+    the largest difference there from PyTorch on the same texts padded to the context length."""
+
+    input: Literal["input_ids"] = "input_ids"
+    checked_lengths: tuple[int, ...]
+    max_abs_logit_diff: float = Field(ge=0)
+
+
 ModelInput = Literal[
     "input_ids",
     "pixel_values",
@@ -207,6 +219,8 @@ class ModelEntry(_Strict):
     task_b_output: str | None = None
     # None: the FP32 export (equal to PyTorch within the export's parity tolerance).
     quantization: QuantizationEntry | None = None
+    # None: input_ids at the tokenizer's full context length (repositories before issue 21).
+    token_trimming: TokenTrimmingEntry | None = None
 
     @model_validator(mode="after")
     def _stages_present(self) -> ModelEntry:

@@ -14,6 +14,19 @@ import numpy as np
 from tokenizers import Tokenizer
 
 
+def trim_token_ids(input_ids: np.ndarray, multiple: int = 1) -> np.ndarray:
+    """CLIP ids [B, L] cut to the batch's longest text (tokens up to its <end_of_text>, the highest
+    id of the vocabulary), rounded up to a multiple of ``multiple`` and at most L: a view, no copy.
+
+    Exact for a model whose manifest entry has ``token_trimming`` (causal text tower, packed
+    BiLSTM, padding masked): only padding after every text's <end_of_text> is dropped."""
+    if input_ids.ndim != 2 or input_ids.shape[1] == 0:
+        return input_ids
+    longest = int(input_ids.argmax(axis=1).max()) + 1
+    length = min(-(-longest // multiple) * multiple, input_ids.shape[1])
+    return input_ids[:, :length]
+
+
 class ClipTokenizer:
     def __init__(self, tokenizer_file: str | Path, context_length: int, pad_id: int = 0) -> None:
         self._tokenizer = Tokenizer.from_file(str(tokenizer_file))

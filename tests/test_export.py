@@ -13,7 +13,8 @@ from memotion.data_format import load_split
 from memotion.labels import ALL_TASKS
 from memotion.manifest import ManifestError, load_manifest
 from memotion.preprocess import images_to_batch
-from memotion.tokenizer import ClipTokenizer
+from memotion.tokenizer import ClipTokenizer, trim_token_ids
+from memotion.triton_repository import config_path
 from training.export import export_run
 from training.factory import load_checkpoint
 from training.recipe import read_summary
@@ -50,6 +51,24 @@ def test_manifest_describes_the_repository(model_repository, tiny_run):
         assert [o.name for o in model.graph.output] == list(entry.outputs)
         assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
         assert 0 <= entry.validation["task_a"] <= 1
+        # Dynamic token axis (issue 21) where cutting ids to the longest text keeps the logits.
+        axes = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+        if entry.kind in ("clip_text", "clip_multi"):
+            assert entry.token_trimming is not None and len(entry.token_trimming.checked_lengths) == 2
+            assert entry.token_trimming.max_abs_logit_diff < 1e-4
+            assert axes["input_ids"] == ["batch", "tokens"]
+            for variant in ("cpu", "gpu"):  # Triton: a variable length (-1) for the token axis
+                assert triton_input_dims(model_repository / entry.name, variant)["input_ids"] == [-1]
+        else:
+            assert entry.token_trimming is None and axes.get("input_ids", ["batch", 32])[1] == 32
+
+
+def triton_input_dims(model_dir, variant: str) -> dict[str, list[int]]:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse(config_path(model_dir, variant).read_text(), model_config_pb2.ModelConfig())
+    return {t.name: list(t.dims) for t in config.input}
 
 
 @pytest.mark.parametrize("batch", [1, 5])
@@ -95,3 +114,26 @@ def test_gateway_contract_rejects_incomplete_repository(model_repository, tmp_pa
         load_manifest(tmp_path)
     with pytest.raises(ManifestError, match="no manifest.json"):
         load_manifest(tmp_path / "empty")
+
+
+def test_int8_text_member_quantises_its_lstm_and_keeps_the_dynamic_token_axis(model_repository, tmp_path):
+    from training.quantize import quantize_int8
+
+    entry = load_manifest(model_repository).model("clip_text")
+    int8 = quantize_int8(model_repository / entry.file, tmp_path / "model.onnx")
+    graph = onnx.load(str(int8)).graph
+    ops = {node.op_type for node in graph.node}
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops, ops
+    assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "tokens"]
+    tokenizer = load_manifest(model_repository).tokenizer
+    ids = ClipTokenizer(model_repository / tokenizer.file, tokenizer.context_length)(["a short meme", "bhai mast"])
+    cut = np.ascontiguousarray(trim_token_ids(ids))
+    assert cut.shape[1] < ids.shape[1]
+    fp32 = ort.InferenceSession(str(model_repository / entry.file), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    # Not bit-equal: INT8 activations are scaled per call, over the rows run (padding or not);
+    # cut or full, the INT8 logits are as near the FP32 ones.
+    for reference, full, trimmed in zip(
+        fp32.run(None, {"input_ids": ids}), session.run(None, {"input_ids": ids}), session.run(None, {"input_ids": cut})
+    ):
+        assert np.abs(trimmed - reference).max() < max(2 * np.abs(full - reference).max(), 1e-2)

@@ -101,3 +101,31 @@ def test_classifier_checkpoint_round_trip(models, batch, tmp_path):
     ids, pixels = batch
     for a, b in zip(loaded(ids, pixels), multi(ids, pixels)):
         torch.testing.assert_close(a, b)
+
+
+def test_text_and_multi_logits_are_the_same_on_ids_cut_to_the_longest_text(models, batch):
+    # The gateway cuts input_ids to the batch's longest text (issue 21): causal text tower,
+    # packed BiLSTM, key padding mask in CLIP-multi, so only padding is dropped.
+    text, _, multi = models
+    ids, pixels = batch
+    longest = int(token_lengths(ids).max())
+    assert longest + 3 < ids.shape[1]
+    with torch.no_grad():
+        full = (text(ids), multi(ids, pixels))
+        for cut in (longest, longest + 3):
+            for got, want in zip((text(ids[:, :cut]), multi(ids[:, :cut], pixels)), full):
+                for a, b in zip(got, want):
+                    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        shorter = text(ids[:, : longest - 1])  # the longest text's <end_of_text> cut off: not the same
+    assert not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(shorter, full[0]))
+
+
+def test_text_encoder_blocks_equal_open_clips_transformer(models, batch):
+    # ClipTextEncoder runs open_clip's blocks with its own attention (symbolic token axis in ONNX).
+    encoder = models[0].encoder
+    ids, _ = batch
+    x = encoder.token_embedding(ids) + encoder.positional_embedding
+    with torch.no_grad():
+        torch.testing.assert_close(
+            encoder.encode(x, encoder.attn_mask), encoder.transformer(x, attn_mask=encoder.attn_mask)
+        )

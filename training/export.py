@@ -35,9 +35,10 @@ from memotion.manifest import (
     Preprocessing,
     TaskEntry,
     TokenizerEntry,
+    TokenTrimmingEntry,
     write_manifest,
 )
-from memotion.tokenizer import ClipTokenizer
+from memotion.tokenizer import ClipTokenizer, trim_token_ids
 from memotion.triton_repository import write_triton_files
 from memotion.voters import served_voters
 from training.backbone import register_model_configs
@@ -103,11 +104,20 @@ def export_onnx(model: nn.Module, inputs: dict[str, np.ndarray], path: Path) -> 
             input_names=names,
             output_names=outputs,
             opset_version=OPSET,
-            dynamic_axes={n: {0: "batch"} for n in names + outputs},
+            dynamic_axes=dynamic_axes(model, names + outputs),
             dynamo=False,
         )
     onnx.checker.check_model(str(path))
     return path
+
+
+def dynamic_axes(model: nn.Module, names: list[str]) -> dict[str, dict[int, str]]:
+    """A dynamic batch axis on every tensor; a dynamic token axis on ``input_ids`` of a model whose
+    logits do not depend on padding after the longest text (``token_trimmable``)."""
+    axes = {name: {0: "batch"} for name in names}
+    if getattr(model, "token_trimmable", False) and "input_ids" in axes:
+        axes["input_ids"] = {0: "batch", 1: "tokens"}
+    return axes
 
 
 def export_checked(model: nn.Module, inputs: dict[str, np.ndarray], path: Path, kind: str) -> float:
@@ -123,12 +133,38 @@ def export_checked(model: nn.Module, inputs: dict[str, np.ndarray], path: Path, 
 def parity_error(model: nn.Module, path: Path, inputs: dict[str, np.ndarray]) -> float:
     """Largest absolute difference between PyTorch and ONNX Runtime logits on ``inputs``."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(output_names(model), inputs)
+    return _max_diff(session.run(output_names(model), inputs), _torch_logits(model, inputs))
+
+
+def _torch_logits(model: nn.Module, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
     with torch.no_grad():
-        expected = model(*(torch.from_numpy(inputs[name]) for name in inputs))
+        return [t.numpy() for t in model(*(torch.from_numpy(inputs[name]) for name in inputs))]
+
+
+def _max_diff(got: list[np.ndarray], expected: list[np.ndarray]) -> float:
     if len(got) != len(expected):
         raise ExportError(f"ONNX graph has {len(got)} outputs, the model {len(expected)}")
-    return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
+    return max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
+
+
+def token_trimming(model: nn.Module, path: Path, inputs: dict[str, np.ndarray], kind: str) -> TokenTrimmingEntry | None:
+    """For a ``token_trimmable`` model: ONNX Runtime on ``input_ids`` cut to the longest text and to
+    halfway to the context length, against PyTorch on the full-length ids (ExportError past
+    PARITY_TOLERANCE); None for a model with a fixed token axis."""
+    if not getattr(model, "token_trimmable", False) or "input_ids" not in inputs:
+        return None
+    ids = inputs["input_ids"]
+    shortest = trim_token_ids(ids).shape[1]
+    lengths = sorted({shortest, (shortest + ids.shape[1] + 1) // 2})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = _torch_logits(model, inputs)
+    error = 0.0
+    for length in lengths:
+        feed = {**inputs, "input_ids": np.ascontiguousarray(ids[:, :length])}
+        error = max(error, _max_diff(session.run(output_names(model), feed), expected))
+    if error > PARITY_TOLERANCE:
+        raise ExportError(f"{kind}: ONNX Runtime on ids cut to {lengths} tokens differs from PyTorch by {error:.2e}")
+    return TokenTrimmingEntry(checked_lengths=tuple(lengths), max_abs_logit_diff=error)
 
 
 def export_tokenizer(summary: dict, repository: Path) -> ClipTokenizer:
@@ -161,10 +197,16 @@ def export_model(
     inputs = {name: samples[name] for name in model_inputs(kind)}
     error = export_checked(model, inputs, repository / relative, kind)
     log(f"exported {kind} -> {relative} (ONNX Runtime vs PyTorch max |diff| {error:.1e})")
+    trimming = token_trimming(model, repository / relative, inputs, kind)
+    if trimming is not None:
+        lengths, diff = trimming.checked_lengths, trimming.max_abs_logit_diff
+        log(f"  dynamic token axis: ids cut to {lengths} tokens vs full, max |diff| {diff:.1e}")
     quantization = None
     if int8_feeds is not None:
         feeds = {name: int8_feeds[0][name] for name in model_inputs(kind)}
-        quantization = quantize_member(repository / relative, feeds, output_names(model), int8_feeds[1], log)
+        quantization = quantize_member(
+            repository / relative, feeds, output_names(model), int8_feeds[1], log, trim=trimming is not None
+        )
     return ModelEntry(
         name=kind,
         kind=kind,
@@ -176,6 +218,7 @@ def export_model(
         backbone={"clip": summary["clip"], "pretrained": summary["pretrained"]},
         task_b_output=TASK_B_OUTPUT if getattr(model, "task_b_direct", False) else None,
         quantization=quantization,
+        token_trimming=trimming,
     )
 
 

@@ -1,12 +1,14 @@
 """INT8 members for CPU serving: ONNX Runtime's dynamic quantisation, checked against FP32.
 
 ``memotion export --quantize int8`` exports each member in FP32 (checked against PyTorch as
-always), quantises its MatMul/Gemm weights to signed INT8 per output channel (activations are
-quantised per call to UINT8, so no calibration set is needed; on x86 with AVX-512 VNNI / AMX the
-u8 x s8 products run on the integer units), and measures how far the INT8 graph is from the FP32
-one on real memes (the run's validation memes when they are on this machine, else sample inputs):
-label agreement per head and the largest logit difference, written into the manifest
-(``ModelEntry.quantization``). The served file is the INT8 graph (``<model>/<version>/model.onnx``).
+always), quantises its MatMul/Gemm and LSTM weights (ONNX Runtime's DynamicQuantizeLSTM: CLIP-text's
+BiLSTM, sequential, the slowest part of that member once the rest is INT8) to signed INT8 per
+output channel -- activations are quantised per call to UINT8, so no calibration set is needed; on
+x86 with AVX-512 VNNI / AMX the u8 x s8 products run on the integer units -- and measures how far
+the INT8 graph is from the FP32 one on real memes (the run's validation memes when they are on
+this machine, else sample inputs): label agreement per head and the largest logit difference,
+written into the manifest (``ModelEntry.quantization``). The served file is the INT8 graph
+(``<model>/<version>/model.onnx``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,17 @@ from memotion.manifest import (
     TextTokenizerEntry,
 )
 from memotion.preprocess import images_to_batch
-from memotion.tokenizer import ClipTokenizer, WordPieceTokenizer
+from memotion.tokenizer import ClipTokenizer, WordPieceTokenizer, trim_token_ids
 
 QUANTIZE_CHOICES = ("none", "int8")
 AGREEMENT_MEMES = 64  # validation memes the INT8 graph is compared with FP32 on
 CHUNK = 16  # memes per ONNX Runtime call while comparing (bounds memory at ViT-B size)
-METHOD = "onnxruntime dynamic: MatMul/Gemm weights int8 per channel, activations uint8 per call"
+METHOD = "onnxruntime dynamic: MatMul/Gemm/LSTM weights int8 per channel, activations uint8 per call"
+# Tried at ViT-B-32 on real memes (issue 21, bench/member_speed.py) and not taken: ONNX Runtime's
+# transformer optimizer first (no Attention fusion on these graphs; slower, lower agreement),
+# static QDQ calibrated on real memes and per-tensor weights (both slower, no better agreement),
+# the heads kept FP32 (same agreement). LSTM: 1.4x on CLIP-text at batch 8, same agreement.
+OP_TYPES = ["MatMul", "Gemm", "LSTM"]
 # Members whose inputs are all of these are quantised; the others (tfidf_lr: one linear layer over
 # sparse TF-IDF features from a string input, nothing to gain; OSCAR: detector stages) stay FP32.
 QUANTIZED_INPUTS = ("input_ids", "pixel_values", TEXT_TOKENIZER_INPUT)
@@ -47,7 +54,7 @@ def quantize_int8(fp32: Path, out: Path) -> Path:
         out,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        op_types_to_quantize=["MatMul", "Gemm"],
+        op_types_to_quantize=OP_TYPES,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
     return out
@@ -110,24 +117,27 @@ def quantize_entry(
     return entry.model_copy(update={"quantization": quantization})
 
 
-def _run_chunked(path: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
+def _run_chunked(path: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str], trim: bool) -> list[np.ndarray]:
+    """The outputs on ``feeds`` CHUNK memes a call; ``trim``: ids cut to each chunk's longest text,
+    as the gateway runs a member with a dynamic token axis (INT8 activation scales see only those)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     memes = len(next(iter(feeds.values())))
-    parts = [
-        session.run(list(outputs), {k: v[start : start + CHUNK] for k, v in feeds.items()})
-        for start in range(0, memes, CHUNK)
-    ]
+    chunks = [{k: v[start : start + CHUNK] for k, v in feeds.items()} for start in range(0, memes, CHUNK)]
+    if trim:
+        chunks = [{**c, "input_ids": np.ascontiguousarray(trim_token_ids(c["input_ids"]))} for c in chunks]
+    parts = [session.run(list(outputs), chunk) for chunk in chunks]
     return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
 
 
 def int8_agreement(
-    fp32: Path, int8: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str], source: str
+    fp32: Path, int8: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str], source: str, trim: bool = False
 ) -> QuantizationEntry:
-    """Per-head label agreement and max |logit difference| of ``int8`` against ``fp32`` on ``feeds``."""
-    reference = _run_chunked(fp32, feeds, outputs)
-    quantised = _run_chunked(int8, feeds, outputs)
+    """Per-head label agreement and max |logit difference| of ``int8`` (``trim``: on ids cut to the
+    longest text, as served) against ``fp32`` (full length) on ``feeds``."""
+    reference = _run_chunked(fp32, feeds, outputs, trim=False)
+    quantised = _run_chunked(int8, feeds, outputs, trim)
     agreement = {
         name: float(np.mean(r.argmax(-1) == q.argmax(-1))) for name, r, q in zip(outputs, reference, quantised)
     }
@@ -147,13 +157,15 @@ def quantize_member(
     outputs: Sequence[str],
     source: str,
     log: Callable[[str], None],
+    trim: bool = False,
 ) -> QuantizationEntry:
-    """Replace the FP32 graph at ``path`` by its INT8 copy; how the two agree on ``feeds``."""
+    """Replace the FP32 graph at ``path`` by its INT8 copy; how the two agree on ``feeds``
+    (``trim``: the INT8 graph on ids cut to the longest text, as the gateway serves it)."""
     fp32 = path.with_name(path.stem + ".fp32.onnx")
     path.rename(fp32)
     try:
         quantize_int8(fp32, path)
-        entry = int8_agreement(fp32, path, feeds, outputs, source)
+        entry = int8_agreement(fp32, path, feeds, outputs, source, trim)
     finally:
         fp32.unlink(missing_ok=True)
     worst = min(entry.label_agreement.values())

@@ -58,6 +58,12 @@ class ClipMultiClassifier(nn.Module):
         self.blocks = nn.ModuleList(AttentionBlock(width, heads, residual) for _ in range(blocks))
         self.head = MultiTaskHead(2 * width, head_hidden, dropout)
 
+    @property
+    def token_trimmable(self) -> bool:
+        """Same logits for ids cut to the longest text: padding is masked out of the keys and the
+        classifier reads F_cls,t and the first image token (training/export.py: dynamic token axis)."""
+        return self.text.token_trimmable
+
     def forward_branches(self, input_ids: torch.Tensor, pixel_values: torch.Tensor) -> dict[str, TaskLogits]:
         """Logits of the text, image and multi-modal branches (for gradient blending)."""
         return self.forward_branches_and_features(input_ids, pixel_values)[0]

@@ -24,6 +24,12 @@ class ClipTextClassifier(nn.Module):
         self.lstm = nn.LSTM(encoder.width, lstm_hidden, num_layers=2, bidirectional=True, batch_first=True)
         self.seq_head = MultiTaskHead(2 * lstm_hidden, head_hidden, dropout)
 
+    @property
+    def token_trimmable(self) -> bool:
+        """Same logits for ids cut to the longest text (causal tower, packed BiLSTM): export gives
+        input_ids a dynamic token axis (training/export.py) where the tower allows it."""
+        return self.encoder.token_trimmable
+
     def logits_from_features(self, states: torch.Tensor, cls: torch.Tensor, lengths: torch.Tensor) -> TaskLogits:
         # Packed, so the backward direction starts at each text's last real token, not at padding.
         packed = pack_padded_sequence(states, lengths.cpu(), batch_first=True, enforce_sorted=False)

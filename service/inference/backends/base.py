@@ -11,7 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from memotion.manifest import ServedModel
+from memotion.manifest import ModelEntry, ServedModel
+from memotion.tokenizer import trim_token_ids
 
 
 class BackendError(RuntimeError):
@@ -40,3 +41,12 @@ class InferenceBackend(Protocol):
     def close(self) -> None:
         """Release sessions / connections; ``ready()`` is False afterwards."""
         ...
+
+
+def trimmed_feed(model: ServedModel, feed: Mapping[str, np.ndarray], multiple: int = 1) -> dict[str, np.ndarray]:
+    """``feed`` with ``input_ids`` cut to the batch's longest text (rounded up to ``multiple``
+    tokens) when the manifest says the model gives the same logits so (``token_trimming``); else as is."""
+    trimming = model.token_trimming if isinstance(model, ModelEntry) else None
+    if trimming is None or trimming.input not in feed:
+        return dict(feed)
+    return {**feed, trimming.input: np.ascontiguousarray(trim_token_ids(feed[trimming.input], multiple))}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from memotion.manifest import ServedModel
-from service.inference.backends.base import BackendError
+from service.inference.backends.base import BackendError, trimmed_feed
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -91,12 +91,13 @@ class OnnxRuntimeBackend:
         return feed
 
     def run(self, model: ServedModel, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One ONNX Runtime call on a prepared feed (one request's, or a batch of them merged)."""
+        """One ONNX Runtime call on a prepared feed (one request's, or a batch of them merged);
+        ``input_ids`` cut to the batch's longest text where the manifest allows it."""
         session = self._sessions.get(model.name)
         if session is None:
             raise BackendError(f"model {model.name} is not loaded")
         names = model.served_outputs()
-        results = session.run(names, feed)
+        results = session.run(names, trimmed_feed(model, feed))
         return {name: np.asarray(value) for name, value in zip(names, results)}
 
     def ready(self) -> bool:

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 
 from memotion.manifest import ServedModel
-from service.inference.backends.base import BackendError, BackendUnavailable
+from service.inference.backends.base import BackendError, BackendUnavailable, trimmed_feed
 
 logger = logging.getLogger("memotion.gateway")
 
@@ -33,6 +33,10 @@ _INPUT_DTYPES = {
     "text": object,
 }  # as the ONNX Runtime backend
 RECONNECT_BACKOFF_MS = 1000
+# input_ids of a model with a dynamic token axis are cut to the longest text rounded up to this
+# many tokens: Triton's dynamic batcher merges only requests of the same shape, so a few lengths
+# (16, 32, ..., the context length) keep concurrent requests batchable.
+TOKEN_MULTIPLE = 16
 HEALTH_TIMEOUT_S = 2.0
 _INT32_MAX = 2**31 - 1
 _GRPC_TRANSPORT_FAILURES = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED")
@@ -189,11 +193,13 @@ class TritonBackend:
             import tritonclient.http as client_module
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+        missing = [name for name in model.inputs if name not in inputs]
+        if missing:
+            raise BackendError(f"model {model.name} needs input {missing[0]!r}, which was not computed")
+        feed = trimmed_feed(model, {name: inputs[name] for name in model.inputs}, TOKEN_MULTIPLE)
         tensors = []
         for name in model.inputs:
-            if name not in inputs:
-                raise BackendError(f"model {model.name} needs input {name!r}, which was not computed")
-            array = np.ascontiguousarray(inputs[name], dtype=_INPUT_DTYPES.get(name))
+            array = np.ascontiguousarray(feed[name], dtype=_INPUT_DTYPES.get(name))
             tensor = client_module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
