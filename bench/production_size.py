@@ -294,10 +294,37 @@ def process_memory(pid: int, processes: int) -> dict:
     """Resident MiB of the gateway: each process serving requests (the workers when there are
     several, else the one), and the whole tree (with uvicorn's supervisor)."""
     children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()] if pid else []
-    serving = children if processes > 1 else [pid]
+    # the workers: the largest children (uvicorn's supervisor also starts a small helper process)
+    serving = sorted(children, key=rss_mib)[-processes:] if processes > 1 else [pid]
     per_process = [rss_mib(p) for p in serving]
     return {"rss_mib": sum(per_process), "rss_per_process_mib": per_process, "pids": serving,
-            "rss_tree_mib": sum(per_process) + (rss_mib(pid) if processes > 1 else 0.0)}  # fmt: skip
+            "rss_tree_mib": sum(rss_mib(p) for p in {pid, *children})}  # fmt: skip
+
+
+def stage_seconds(url: str) -> dict[str, tuple[float, float]]:
+    """The gateway's per-stage totals so far (its ``memotion_stage_seconds`` histogram): stage ->
+    (seconds, requests)."""
+    import re
+
+    import httpx
+
+    totals: dict[str, list[float]] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        found = re.match(r'memotion_stage_seconds_(sum|count)\{.*?stage="([^"]+)".*?\} ([0-9.e+-]+)$', line)
+        if found:
+            kind, stage, value = found.groups()
+            totals.setdefault(stage, [0.0, 0.0])[kind == "count"] += float(value)
+    return {stage: (sums[0], sums[1]) for stage, sums in totals.items()}
+
+
+def stage_ms(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean milliseconds per request of each stage between two ``stage_seconds`` readings."""
+    means = {}
+    for stage, (seconds, count) in after.items():
+        old_seconds, old_count = before.get(stage, (0.0, 0.0))
+        if count > old_count:
+            means[stage] = (seconds - old_seconds) / (count - old_count) * 1000
+    return means
 
 
 def serve_and_load(workdir: Path, payloads: list[bytes], levels: list[int], seconds: float, variants: dict) -> dict:
@@ -314,7 +341,9 @@ def serve_and_load(workdir: Path, payloads: list[bytes], levels: list[int], seco
             for name in order:
                 url = gateways[name].base_url
                 drive(url, payloads[:2], clients, min(2.0, seconds))  # warm-up
+                before = stage_seconds(url)
                 point = {"config": name, "precision": configs[name][0], **drive(url, payloads, clients, seconds)}
+                point["stage_ms"] = stage_ms(before, stage_seconds(url))  # where a meme's time went
                 point["rss_mib"] = rss_mib(report["start"][name]["pid"])
                 report["load"].append(point)
                 log(f"{name} {clients} clients: {point['memes_per_s']:.2f} memes/s, p99 {point['p99_ms']:.0f} ms")
@@ -416,6 +445,12 @@ def print_table(report: dict) -> None:
     for name, start in report["serving"]["start"].items():
         print(f"gateway {name}: ready in {start['ready_s']:.1f} s, RSS {start['rss_mib']:.0f} MiB")
     print(table(report["serving"]["load"], LOAD_COLUMNS))
+    stages = [
+        p for p in report["serving"]["load"] if p["clients"] == min(q["clients"] for q in report["serving"]["load"])
+    ]
+    print(f"\nms per meme by stage at {stages[0]['clients']} client(s) (the gateway's memotion_stage_seconds)")
+    for point in stages:
+        print(f"{point['config']:>16} " + ", ".join(f"{k} {v:.0f}" for k, v in point["stage_ms"].items()))
     for clients, ratio in report["int8_speedup_by_clients"].items():
         print(f"INT8 / FP32 memes/s at {clients} clients: {ratio:.2f}x")
     if report.get("processes"):
