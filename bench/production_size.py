@@ -243,12 +243,16 @@ def drive(url: str, payloads: list[bytes], clients: int, seconds: float) -> dict
         with httpx.Client(base_url=url, timeout=120) as http:
             while time.perf_counter() < stop:
                 started = time.perf_counter()
-                response = http.post("/v1/classify", files={"image": ("meme.jpg", payloads[index % len(payloads)])})
+                try:
+                    meme = {"image": ("meme.jpg", payloads[index % len(payloads)])}
+                    status = http.post("/v1/classify", files=meme).status_code
+                except httpx.HTTPError:  # counted, never a client thread lost silently
+                    status = 0
                 with lock:
-                    if response.status_code == 200:
+                    if status == 200:
                         latencies.append(time.perf_counter() - started)
                     else:
-                        errors[response.status_code] = errors.get(response.status_code, 0) + 1
+                        errors[status] = errors.get(status, 0) + 1
                 index += clients
 
     started = time.perf_counter()
@@ -327,12 +331,36 @@ def stage_ms(before: dict[str, tuple[float, float]], after: dict[str, tuple[floa
     return means
 
 
-def serve_and_load(workdir: Path, payloads: list[bytes], levels: list[int], seconds: float, variants: dict) -> dict:
-    """Every configuration served at once (FP32, INT8 and the variants); driven in turn at each
-    client level, the order reversed every other level."""
+def start_triton(repository: Path, report: dict) -> tuple[object, dict[str, str]]:
+    """A real tritonserver serving ``repository`` (its python-backend instances run ONNX Runtime);
+    the environment of a gateway that uses it. Its start-up and memory (with the stubs) go in ``report``."""
+    from service.launchers.triton_server import TritonServerProcess
+
+    started = time.perf_counter()
+    server = TritonServerProcess(repository, ready_timeout_s=600).start()
+    pid = server.pid or 0
+    tree = [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    report["triton"] = {"ready_s": time.perf_counter() - started, "rss_tree_mib": sum(rss_mib(p) for p in tree)}
+    log(f"tritonserver ready in {report['triton']['ready_s']:.1f} s, RSS {report['triton']['rss_tree_mib']:.0f} MiB")
+    return server, {"MEMOTION_BACKEND": "triton", "MEMOTION_TRITON_URL": server.grpc_url}
+
+
+def serve_and_load(
+    workdir: Path, payloads: list[bytes], levels: list[int], seconds: float, variants: dict, triton: str | None = None
+) -> dict:
+    """Every configuration served at once (FP32, INT8, the variants and, with ``triton``, a gateway
+    on a tritonserver serving that precision's repository); driven in turn at each client level,
+    the order reversed every other level."""
     configs = {"fp32": ("fp32", {}), "int8": ("int8", {}), **variants}
-    gateways, report = {}, {"start": {}, "load": []}
+    gateways, report, server = {}, {"start": {}, "load": []}, None
     try:
+        if triton:
+            try:
+                server, env = start_triton(workdir / triton, report)
+                configs[f"{triton}-triton"] = (triton, env)
+            except Exception as err:  # the embedded rows are still worth having
+                report["triton"] = {"error": str(err)[-2000:]}
+                log(f"tritonserver did not start: {str(err)[-500:]}")
         for name, (precision, env) in configs.items():
             gateways[name], report["start"][name] = start_gateway(workdir / precision, env)
             log(f"gateway {name} ready in {report['start'][name]['ready_s']:.1f} s")
@@ -350,6 +378,8 @@ def serve_and_load(workdir: Path, payloads: list[bytes], levels: list[int], seco
     finally:
         for gateway in gateways.values():
             gateway.stop()
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
     return report
 
 
@@ -481,6 +511,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME:PRECISION:KEY=VALUE,...",
         help="one more gateway in the load table, e.g. int8-1thread:int8:MEMOTION_ORT_INTRA_OP_THREADS=1",
     )
+    parser.add_argument("--triton", choices=("fp32", "int8"), help="also a gateway on tritonserver (that precision)")
     args = parser.parse_args(argv)
     if args.quick:
         args.train, args.val, args.steps, args.seconds, args.clients = 8, 24, 1, 8.0, "1,8"
@@ -523,7 +554,9 @@ def main(argv: list[str] | None = None) -> int:
         measure_models(report, args)
     payloads = ocr_memes(64)
     levels = [int(c) for c in args.clients.split(",")]
-    report["serving"] = serve_and_load(args.workdir, payloads, levels, args.seconds, parse_variants(args.variant))
+    report["serving"] = serve_and_load(
+        args.workdir, payloads, levels, args.seconds, parse_variants(args.variant), args.triton
+    )
     rates = {(p["config"], p["clients"]): p["memes_per_s"] for p in report["serving"]["load"]}
     report["int8_speedup_by_clients"] = {c: rates[("int8", c)] / rates[("fp32", c)] for c in levels}
     counts = [int(n) for n in args.processes.split(",") if n]
