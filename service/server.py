@@ -5,8 +5,8 @@ models, admission and batcher: the way to keep every core of a node busy without
 workers build the app from the environment (``service.api.app:app_from_env``), so ``serve`` puts
 every setting there first; their Prometheus metrics are shared through ``PROMETHEUS_MULTIPROC_DIR``
 (a fresh temporary folder unless set) and added up by whichever worker answers ``/metrics``; each
-ONNX Runtime session gets cores / (N x workers) threads, at least one (``ort_intra_op_threads`` 0),
-so the processes and their concurrent classifications do not oversubscribe the cores.
+ONNX Runtime session gets cores / N threads (``ort_intra_op_threads`` 0) so the processes do not
+oversubscribe the cores.
 """
 
 from __future__ import annotations

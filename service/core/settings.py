@@ -68,7 +68,7 @@ class GatewaySettings(BaseSettings):
     body_timeout_s: float = Field(default=60.0, gt=0)
     # An upload that stops (no body bytes for this long) gets its 408 then, not at body_timeout_s.
     body_idle_timeout_s: float = Field(default=10.0, gt=0)
-    ort_intra_op_threads: int = Field(default=0, ge=0)  # 0: cores / (processes x workers), at least 1
+    ort_intra_op_threads: int = Field(default=0, ge=0)  # 0: cores / processes (one per core with 1 process)
     # Scaling on one node (README "Scaling"): gateway processes (uvicorn workers, metrics shared
     # through PROMETHEUS_MULTIPROC_DIR), dynamic batching of the embedded backend (settings from each
     # model's config.pbtxt, as Triton's), and the result cache.

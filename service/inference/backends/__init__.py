@@ -45,7 +45,7 @@ def create_backend(
             raise GatewayStartupError(f"model repository {repository_root}: {err}") from err
     from service.inference.backends.ort_backend import OnnxRuntimeBackend
 
-    threads = ort_intra_op_threads(settings.ort_intra_op_threads, settings.processes, settings.workers)
+    threads = ort_intra_op_threads(settings.ort_intra_op_threads, settings.processes)
     try:
         # Spinning threads help one session run back to back; with batches (several sessions at
         # once, waits between) or several processes they only burn the CPU the others need.
@@ -74,12 +74,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def ort_intra_op_threads(configured: int, processes: int, workers: int = 1) -> int:
-    """ONNX Runtime's threads per session: the setting, or (0) the cores shared out over what runs at
-    once -- the gateway processes times each one's classifications at once (``workers``; one model
-    runs per classification at a time) -- so that concurrent sessions do not each start one thread
-    per core and fight over the cores (on 2 cores, 1 thread each served 1.4x the memes/s of 2 each
-    at 8 clients and the same at 1 client: bench/production_size.py, README "Production size")."""
+def ort_intra_op_threads(configured: int, processes: int) -> int:
+    """ONNX Runtime's threads per session: the setting, or (0) the cores shared out over the gateway
+    processes, so that N processes on a node do not each start one thread per core."""
     if configured > 0:
         return configured
-    return max(1, usable_cores() // (processes * workers))
+    if processes <= 1:
+        return 0  # ONNX Runtime's default: one per physical core
+    return max(1, usable_cores() // processes)
