@@ -15,7 +15,9 @@ rendered by ``training/data/synthetic.py``. Prints a table and writes JSON (benc
 Settings: ``easyocr`` (the gateway's OCR before: CRAFT + English recogniser on PyTorch, canvas 1280,
 one image at a time); ``ppocr-<min|max><side>`` (PP-OCR detector + recogniser from the model
 repository run by the gateway's ONNX Runtime backend, detection with the image's shorter (min) or
-longer (max) side scaled to <side> pixels).
+longer (max) side scaled to <side> pixels; ``ppocr-max384`` is what the gateway runs by default: the
+manifest's max-960 rule with MEMOTION_OCR_DETECTOR_MAX_SIDE=384). Besides the seeded sample, the
+real memes whose longest side is over 640 px (``--big-memes``), where the detector's size matters.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from PIL import Image
 from training.metrics import character_error_rate
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cm-off-meme-sample"
-DEFAULT_SETTINGS = "easyocr,ppocr-min736,ppocr-min480,ppocr-max960"
+DEFAULT_SETTINGS = "easyocr,ppocr-min736,ppocr-min480,ppocr-max960,ppocr-max384"
 
 
 @dataclass
@@ -50,11 +52,20 @@ class Meme:
     caption: str
 
 
-def real_memes(root: Path, count: int, seed: int) -> list[Meme]:
+def real_memes(root: Path, count: int, seed: int, min_side: int = 0) -> list[Meme]:
+    """``count`` captioned real memes (seeded order); with ``min_side``, only those whose longest
+    side is longer (where the detector's size cap, MEMOTION_OCR_DETECTOR_MAX_SIDE, acts)."""
     with (root / "labels.csv").open(encoding="utf-8") as handle:
         rows = [r for r in csv.DictReader(handle) if r["text"].strip()]
     random.Random(seed).shuffle(rows)
-    return [Meme(r["id"], Image.open(root / r["image_path"]).convert("RGB"), r["text"]) for r in rows[:count]]
+    chosen = []
+    for row in rows:
+        if len(chosen) == count:
+            break
+        image = Image.open(root / row["image_path"])
+        if max(image.size) > min_side:
+            chosen.append(Meme(row["id"], image.convert("RGB"), row["text"]))
+    return chosen
 
 
 def synthetic_memes(count: int, seed: int, workdir: Path) -> list[Meme]:
@@ -146,6 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", type=Path, default=REAL_DATA, help="a Memotion-format CSV folder with captions")
     parser.add_argument("--real-memes", type=int, default=60)
+    parser.add_argument("--big-memes", type=int, default=20, help="real memes whose longest side is over 640 px")
     parser.add_argument("--synthetic-memes", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--callers", type=int, default=8)
@@ -158,6 +170,8 @@ def main() -> None:
         data: dict[str, list[Meme]] = {}
         if args.real_memes and (args.real / "labels.csv").is_file():
             data["real"] = real_memes(args.real, args.real_memes, args.seed)
+            if args.big_memes:
+                data["real_over_640px"] = real_memes(args.real, args.big_memes, args.seed + 1, min_side=640)
         elif args.real_memes:
             print(f"no real memes at {args.real}: measuring synthetic memes only")
         if args.synthetic_memes:

@@ -13,7 +13,11 @@ machine's matmul roofline in the member's precision (bench/roofline.py, same run
 against FP32 on the validation memes (caption given): label agreement per head of the ensemble's
 vote and each one's macro F1; (5) both repositories served by `memotion serve` at once
 (start-up time, RSS), real Hindi-English memes (../shared/data/cm-off-meme-sample, text read by
-OCR) at 1 / 8 / 32 clients, FP32 and INT8 interleaved point by point: memes/s, p50, p99.
+OCR) at 1 / 8 / 32 clients, FP32 and INT8 (and each ``--variant``: a gateway with other settings)
+interleaved point by point: memes/s, p50, p99; (6) start-up and memory with MEMOTION_PROCESSES=N
+(``--processes 1,2``), FP32 and INT8: seconds until every process is ready, resident memory per
+process at start and after 8 clients. ``--reuse --serving-only`` serves the repositories a
+previous run left in ``--workdir`` and measures (5) and (6) only.
 Prints a table, writes JSON (default bench/results/production_size.json). The machine is shared:
 compare FP32 with INT8 (ratios), not with other runs.
 """
@@ -239,12 +243,16 @@ def drive(url: str, payloads: list[bytes], clients: int, seconds: float) -> dict
         with httpx.Client(base_url=url, timeout=120) as http:
             while time.perf_counter() < stop:
                 started = time.perf_counter()
-                response = http.post("/v1/classify", files={"image": ("meme.jpg", payloads[index % len(payloads)])})
+                try:
+                    meme = {"image": ("meme.jpg", payloads[index % len(payloads)])}
+                    status = http.post("/v1/classify", files=meme).status_code
+                except httpx.HTTPError:  # counted, never a client thread lost silently
+                    status = 0
                 with lock:
-                    if response.status_code == 200:
+                    if status == 200:
                         latencies.append(time.perf_counter() - started)
                     else:
-                        errors[response.status_code] = errors.get(response.status_code, 0) + 1
+                        errors[status] = errors.get(status, 0) + 1
                 index += clients
 
     started = time.perf_counter()
@@ -270,32 +278,137 @@ def drive(url: str, payloads: list[bytes], clients: int, seconds: float) -> dict
     }
 
 
-def serve_and_load(workdir: Path, payloads: list[bytes], levels: list[int], seconds: float) -> dict:
-    """Both repositories served at once; FP32 and INT8 driven alternately at each client level."""
+def start_gateway(repository: Path, env: dict[str, str], processes: int = 1) -> tuple[object, dict]:
+    """`memotion serve` with ``processes`` worker processes: (the gateway, its start-up: seconds
+    until every process logged it was ready, resident memory per process and in all)."""
     from service.launchers.gateway_process import GatewayProcess
 
-    gateways, report = {}, {"start": {}, "load": []}
+    gateway = GatewayProcess(
+        repository, env={**GATEWAY_ENV, **env, "MEMOTION_PROCESSES": str(processes)}, ready_timeout_s=600
+    )
+    started = time.perf_counter()
+    gateway.start()
+    while gateway.log_text().count("ready in") < processes and time.perf_counter() - started < 600:
+        time.sleep(0.2)
+    pid = gateway._process.pid if gateway._process else 0
+    return gateway, {"ready_s": time.perf_counter() - started, "pid": pid, **process_memory(pid, processes)}
+
+
+def process_memory(pid: int, processes: int) -> dict:
+    """Resident MiB of the gateway: each process serving requests (the workers when there are
+    several, else the one), and the whole tree (with uvicorn's supervisor)."""
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()] if pid else []
+    # the workers: the largest children (uvicorn's supervisor also starts a small helper process)
+    serving = sorted(children, key=rss_mib)[-processes:] if processes > 1 else [pid]
+    per_process = [rss_mib(p) for p in serving]
+    return {"rss_mib": sum(per_process), "rss_per_process_mib": per_process, "pids": serving,
+            "rss_tree_mib": sum(rss_mib(p) for p in {pid, *children})}  # fmt: skip
+
+
+def stage_seconds(url: str) -> dict[str, tuple[float, float]]:
+    """The gateway's per-stage totals so far (its ``memotion_stage_seconds`` histogram): stage ->
+    (seconds, requests)."""
+    import re
+
+    import httpx
+
+    totals: dict[str, list[float]] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        found = re.match(r'memotion_stage_seconds_(sum|count)\{.*?stage="([^"]+)".*?\} ([0-9.e+-]+)$', line)
+        if found:
+            kind, stage, value = found.groups()
+            totals.setdefault(stage, [0.0, 0.0])[kind == "count"] += float(value)
+    return {stage: (sums[0], sums[1]) for stage, sums in totals.items()}
+
+
+def stage_ms(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean milliseconds per request of each stage between two ``stage_seconds`` readings."""
+    means = {}
+    for stage, (seconds, count) in after.items():
+        old_seconds, old_count = before.get(stage, (0.0, 0.0))
+        if count > old_count:
+            means[stage] = (seconds - old_seconds) / (count - old_count) * 1000
+    return means
+
+
+def start_triton(repository: Path, report: dict) -> tuple[object, dict[str, str]]:
+    """A real tritonserver serving ``repository`` (its python-backend instances run ONNX Runtime);
+    the environment of a gateway that uses it. Its start-up and memory (with the stubs) go in ``report``."""
+    from service.launchers.triton_server import TritonServerProcess
+
+    started = time.perf_counter()
+    server = TritonServerProcess(repository, ready_timeout_s=600).start()
+    pid = server.pid or 0
+    tree = [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    report["triton"] = {"ready_s": time.perf_counter() - started, "rss_tree_mib": sum(rss_mib(p) for p in tree)}
+    log(f"tritonserver ready in {report['triton']['ready_s']:.1f} s, RSS {report['triton']['rss_tree_mib']:.0f} MiB")
+    return server, {"MEMOTION_BACKEND": "triton", "MEMOTION_TRITON_URL": server.grpc_url}
+
+
+def serve_and_load(
+    workdir: Path, payloads: list[bytes], levels: list[int], seconds: float, variants: dict, triton: str | None = None
+) -> dict:
+    """Every configuration served at once (FP32, INT8, the variants and, with ``triton``, a gateway
+    on a tritonserver serving that precision's repository); driven in turn at each client level,
+    the order reversed every other level."""
+    configs = {"fp32": ("fp32", {}), "int8": ("int8", {}), **variants}
+    gateways, report, server = {}, {"start": {}, "load": []}, None
     try:
-        for precision in ("fp32", "int8"):
-            gateway = GatewayProcess(workdir / precision, env=GATEWAY_ENV, ready_timeout_s=600)
-            started = time.perf_counter()
-            gateway.start()
-            pid = gateway._process.pid if gateway._process else 0
-            report["start"][precision] = {"ready_s": time.perf_counter() - started, "rss_mib": rss_mib(pid), "pid": pid}
-            gateways[precision] = gateway
-            log(f"gateway {precision} ready in {report['start'][precision]['ready_s']:.1f} s")
+        if triton:
+            try:
+                server, env = start_triton(workdir / triton, report)
+                configs[f"{triton}-triton"] = (triton, env)
+            except Exception as err:  # the embedded rows are still worth having
+                report["triton"] = {"error": str(err)[-2000:]}
+                log(f"tritonserver did not start: {str(err)[-500:]}")
+        for name, (precision, env) in configs.items():
+            gateways[name], report["start"][name] = start_gateway(workdir / precision, env)
+            log(f"gateway {name} ready in {report['start'][name]['ready_s']:.1f} s")
         for level_index, clients in enumerate(levels):
-            order = ("fp32", "int8") if level_index % 2 == 0 else ("int8", "fp32")
-            for precision in order:
-                drive(gateways[precision].base_url, payloads[:2], clients, min(2.0, seconds))  # warm-up
-                point = {"precision": precision, **drive(gateways[precision].base_url, payloads, clients, seconds)}
-                point["rss_mib"] = rss_mib(report["start"][precision]["pid"])
+            order = list(configs) if level_index % 2 == 0 else list(reversed(configs))
+            for name in order:
+                url = gateways[name].base_url
+                drive(url, payloads[:2], clients, min(2.0, seconds))  # warm-up
+                before = stage_seconds(url)
+                point = {"config": name, "precision": configs[name][0], **drive(url, payloads, clients, seconds)}
+                point["stage_ms"] = stage_ms(before, stage_seconds(url))  # where a meme's time went
+                point["rss_mib"] = rss_mib(report["start"][name]["pid"])
                 report["load"].append(point)
-                log(f"{precision} {clients} clients: {point['memes_per_s']:.2f} memes/s, p99 {point['p99_ms']:.0f} ms")
+                log(f"{name} {clients} clients: {point['memes_per_s']:.2f} memes/s, p99 {point['p99_ms']:.0f} ms")
     finally:
         for gateway in gateways.values():
             gateway.stop()
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
     return report
+
+
+def processes_rows(workdir: Path, payloads: list[bytes], counts: list[int], seconds: float) -> list[dict]:
+    """Start-up and memory with MEMOTION_PROCESSES=N, FP32 and INT8, one gateway at a time: ready
+    time, RSS per process at start and after ``seconds`` of 8 clients (and their memes/s)."""
+    rows = []
+    for precision in ("fp32", "int8"):
+        for processes in counts:
+            gateway, start = start_gateway(workdir / precision, {}, processes)
+            try:
+                load = drive(gateway.base_url, payloads, 8, seconds)  # type: ignore[attr-defined]
+                loaded = process_memory(start["pid"], processes)
+            finally:
+                gateway.stop()  # type: ignore[attr-defined]
+            row = {
+                "precision": precision,
+                "processes": processes,
+                "ready_s": start["ready_s"],
+                "rss_start_mib": start["rss_mib"],
+                "rss_start_per_process_mib": max(start["rss_per_process_mib"]),
+                "rss_loaded_mib": loaded["rss_mib"],
+                "rss_loaded_per_process_mib": max(loaded["rss_per_process_mib"]),
+                "memes_per_s_8_clients": load["memes_per_s"],
+            }
+            rows.append(row)
+            log(f"{precision} x{processes}: ready {row['ready_s']:.1f} s, RSS {row['rss_start_mib']:.0f} -> "
+                f"{row['rss_loaded_mib']:.0f} MiB, {row['memes_per_s_8_clients']:.2f} memes/s")  # fmt: skip
+    return rows
 
 
 def ocr_memes(count: int) -> list[bytes]:
@@ -322,12 +435,24 @@ MEMBER_COLUMNS = (  # header, width, row key, format
 )
 LOAD_COLUMNS = (
     ("clients", 8, "clients", ""),
-    ("prec", 6, "precision", ""),
+    ("config", 16, "config", ""),
     ("memes/s", 8, "memes_per_s", ".2f"),
     ("p50 ms", 8, "p50_ms", ".0f"),
     ("p99 ms", 8, "p99_ms", ".0f"),
     ("errors", 7, "errors", ""),
     ("RSS MiB", 8, "rss_mib", ".0f"),
+)
+
+
+PROCESS_COLUMNS = (
+    ("prec", 6, "precision", ""),
+    ("procs", 6, "processes", ""),
+    ("ready s", 8, "ready_s", ".1f"),
+    ("RSS start", 10, "rss_start_mib", ".0f"),
+    ("per proc", 9, "rss_start_per_process_mib", ".0f"),
+    ("RSS load", 9, "rss_loaded_mib", ".0f"),
+    ("per proc", 9, "rss_loaded_per_process_mib", ".0f"),
+    ("memes/s@8", 10, "memes_per_s_8_clients", ".2f"),
 )
 
 
@@ -338,19 +463,29 @@ def table(rows: list[dict], columns: tuple) -> str:
 
 
 def print_table(report: dict) -> None:
-    roof = report["roofline_gflops"]["best"]
-    print(f"\nroofline, 2 threads, best engine (GFLOP/s): {', '.join(f'{k} {v:.0f}' for k, v in roof.items())}")
-    print(table(report["members"], MEMBER_COLUMNS))
-    quality = report["int8_vs_fp32"]
-    print(
-        f"\nINT8 vs FP32 ensemble on {quality['memes']} real memes: min label agreement "
-        f"{quality['min_agreement']:.1%}, max macro F1 difference {quality['max_macro_f1_diff']:.3f}"
-    )
-    for precision, start in report["serving"]["start"].items():
-        print(f"gateway {precision}: ready in {start['ready_s']:.1f} s, RSS {start['rss_mib']:.0f} MiB")
+    if "members" in report:
+        roof = report["roofline_gflops"]["best"]
+        print(f"\nroofline, 2 threads, best engine (GFLOP/s): {', '.join(f'{k} {v:.0f}' for k, v in roof.items())}")
+        print(table(report["members"], MEMBER_COLUMNS))
+        quality = report["int8_vs_fp32"]
+        print(
+            f"\nINT8 vs FP32 ensemble on {quality['memes']} real memes: min label agreement "
+            f"{quality['min_agreement']:.1%}, max macro F1 difference {quality['max_macro_f1_diff']:.3f}"
+        )
+    for name, start in report["serving"]["start"].items():
+        print(f"gateway {name}: ready in {start['ready_s']:.1f} s, RSS {start['rss_mib']:.0f} MiB")
     print(table(report["serving"]["load"], LOAD_COLUMNS))
+    stages = [
+        p for p in report["serving"]["load"] if p["clients"] == min(q["clients"] for q in report["serving"]["load"])
+    ]
+    print(f"\nms per meme by stage at {stages[0]['clients']} client(s) (the gateway's memotion_stage_seconds)")
+    for point in stages:
+        print(f"{point['config']:>16} " + ", ".join(f"{k} {v:.0f}" for k, v in point["stage_ms"].items()))
     for clients, ratio in report["int8_speedup_by_clients"].items():
         print(f"INT8 / FP32 memes/s at {clients} clients: {ratio:.2f}x")
+    if report.get("processes"):
+        print("\nMEMOTION_PROCESSES=N, one gateway at a time (RSS in MiB; per proc: the largest process)")
+        print(table(report["processes"], PROCESS_COLUMNS))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -364,10 +499,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20.0, help="per load point and per member timing")
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--reuse", action="store_true", help="serve the FP32 / INT8 repositories already in --workdir")
+    parser.add_argument("--serving-only", action="store_true", help="skip the roofline, members and INT8 quality")
+    parser.add_argument(
+        "--processes", default="1,2", help="MEMOTION_PROCESSES values for start-up and memory ('' none)"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:PRECISION:KEY=VALUE,...",
+        help="one more gateway in the load table, e.g. int8-1thread:int8:MEMOTION_ORT_INTRA_OP_THREADS=1",
+    )
+    parser.add_argument("--triton", choices=("fp32", "int8"), help="also a gateway on tritonserver (that precision)")
     args = parser.parse_args(argv)
     if args.quick:
         args.train, args.val, args.steps, args.seconds, args.clients = 8, 24, 1, 8.0, "1,8"
     return args
+
+
+def parse_variants(specs: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
+    """``NAME:PRECISION:KEY=VALUE,...`` -> {name: (precision, environment)}."""
+    variants = {}
+    for spec in specs:
+        name, precision, assignments = (spec.split(":", 2) + [""])[:3]
+        if precision not in ("fp32", "int8"):
+            raise SystemExit(f"--variant {spec!r}: the precision must be fp32 or int8")
+        variants[name] = (precision, dict(a.split("=", 1) for a in assignments.split(",") if a))
+    return variants
+
+
+def measure_models(report: dict, args: argparse.Namespace) -> None:
+    """Roofline, the members one by one, INT8 against FP32 on the validation memes (into ``report``)."""
+    log("matmul roofline")
+    report["roofline_gflops"] = measure_roofline(1024, 2.0, 2)
+    manifest = load_manifest(args.workdir / "fp32")
+    records = load_split(args.workdir / "data" / "val.csv")
+    feeds = memes_and_feeds(manifest, args.workdir / "fp32", records)
+    report["members"] = member_rows(args.workdir, feeds, report["roofline_gflops"], min(args.seconds, 10.0))
+    report["int8_vs_fp32"] = int8_quality(args.workdir, records, feeds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,19 +548,19 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     report: dict = {"machine": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(), "args": vars(args)}
     report["args"] = {k: str(v) for k, v in vars(args).items()}
-    report["pipeline"] = train_and_export(args.workdir, args)
-    log("matmul roofline")
-    report["roofline_gflops"] = measure_roofline(1024, 2.0, 2)
-    manifest = load_manifest(args.workdir / "fp32")
-    records = load_split(args.workdir / "data" / "val.csv")
-    feeds = memes_and_feeds(manifest, args.workdir / "fp32", records)
-    report["members"] = member_rows(args.workdir, feeds, report["roofline_gflops"], min(args.seconds, 10.0))
-    report["int8_vs_fp32"] = int8_quality(args.workdir, records, feeds)
+    built = all((args.workdir / p / "manifest.json").is_file() for p in ("fp32", "int8"))
+    report["pipeline"] = {"reused": True} if args.reuse and built else train_and_export(args.workdir, args)
+    if not args.serving_only:
+        measure_models(report, args)
     payloads = ocr_memes(64)
     levels = [int(c) for c in args.clients.split(",")]
-    report["serving"] = serve_and_load(args.workdir, payloads, levels, args.seconds)
-    rates = {(p["precision"], p["clients"]): p["memes_per_s"] for p in report["serving"]["load"]}
+    report["serving"] = serve_and_load(
+        args.workdir, payloads, levels, args.seconds, parse_variants(args.variant), args.triton
+    )
+    rates = {(p["config"], p["clients"]): p["memes_per_s"] for p in report["serving"]["load"]}
     report["int8_speedup_by_clients"] = {c: rates[("int8", c)] / rates[("fp32", c)] for c in levels}
+    counts = [int(n) for n in args.processes.split(",") if n]
+    report["processes"] = processes_rows(args.workdir, payloads, counts, min(args.seconds, 8.0))
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str))

@@ -52,6 +52,10 @@ class GatewaySettings(BaseSettings):
     max_image_side: int = Field(default=20_000, gt=0)  # longest side, pixels
     max_image_aspect_ratio: float = Field(default=20.0, ge=1.0)  # longest side / shortest side
     ocr_max_side: int = Field(default=1280, ge=64)  # OCR reads a copy scaled down to this longest side
+    # The repository's OCR (ppocr): its text detector reads at most this longest side (its cost grows
+    # with the pixels; boxes are mapped back to the full copy). 0: the manifest's det_limit_side_len
+    # alone. README "OCR" has the measurements.
+    ocr_detector_max_side: int = Field(default=384, ge=0)
     max_text_chars: int = Field(default=2000, ge=0)
     # auto: the repository's OCR models (manifest "ocr", run by the backend) when it has them, else
     # easyocr (PyTorch; memotion[easyocr]); onnx: those models or a start-up error; none: no OCR.

@@ -44,7 +44,7 @@ def create_ocr(
         from service.inference.ocr.ppocr import PpOcrEngine
 
         root = Path(repository_root) if repository_root is not None else Path(settings.model_repository)
-        return PpOcrEngine(manifest.ocr, root, backend)
+        return PpOcrEngine(manifest.ocr, root, backend, det_max_side=settings.ocr_detector_max_side or None)
     from service.inference.ocr.easyocr_engine import EasyOcrEngine
 
     return EasyOcrEngine(settings.ocr_model_dir)
