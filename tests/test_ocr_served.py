@@ -73,6 +73,29 @@ def test_reads_a_rendered_meme_in_reading_order(engine: PpOcrEngine) -> None:
     assert engine.read(Image.new("RGB", (320, 240), (90, 120, 200))) == ""
 
 
+@pytest.fixture(scope="module")
+def int8_engine(tmp_path_factory) -> PpOcrEngine:
+    root = tmp_path_factory.mktemp("ocr-int8")
+    entry = export_ocr(root, int8_calibration=parity_images())
+    return PpOcrEngine(entry, root, OnnxRuntimeBackend(root, entry.models()))
+
+
+def test_int8_export_serves_a_calibrated_detector_that_still_reads(int8_engine: PpOcrEngine) -> None:
+    import hashlib
+
+    import onnx
+
+    entry, root = int8_engine.entry, int8_engine.repository_root
+    detector = onnx.load(str(root / entry.detector.file))
+    assert sum(node.op_type == "QuantizeLinear" for node in detector.graph.node) > 10
+    assert "int8 static QDQ" in entry.detector.source and "int8" not in entry.recognizer.source
+    assert not any(node.op_type == "QuantizeLinear" for node in onnx.load(str(root / entry.recognizer.file)).graph.node)
+    assert hashlib.sha256((root / entry.detector.file).read_bytes()).hexdigest() == entry.detector.sha256
+    text = int8_engine.read(meme("WHEN THE CODE", "FINALLY COMPILES"))
+    assert folded_text(text) == "whenthecodefinallycompiles", text
+    assert int8_engine.read(Image.new("RGB", (320, 240), (90, 120, 200))) == ""
+
+
 def parity_images() -> list[Image.Image]:
     images = [meme("WHEN THE CODE", "FINALLY COMPILES"), meme("bhai ekdum mast", "hai yaar", (400, 400))]
     if (REAL_MEMES / "labels.csv").is_file():  # real memes read in place, when the shared data is there
@@ -214,8 +237,9 @@ SITECUSTOMIZE = textwrap.dedent(
 def repository_with_ocr(model_repository: Path, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("with-ocr") / "model_repository"
     shutil.copytree(model_repository, root)
-    add_ocr_to_repository(root)
-    assert load_manifest(root).ocr is not None
+    add_ocr_to_repository(root, int8_calibration=parity_images())  # both gateway paths serve the INT8 detector
+    ocr = load_manifest(root).ocr
+    assert ocr is not None and "int8 static" in ocr.detector.source
     return root
 
 

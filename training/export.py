@@ -44,6 +44,7 @@ from memotion.voters import served_voters
 from training.backbone import register_model_configs
 from training.factory import KindExport, load_checkpoint, model_inputs, model_kind
 from training.ocr_export import export_ocr
+from training.ocr_quantize import calibration_memes
 from training.quantize import QUANTIZE_CHOICES, captions, quantize_entry, quantize_member, real_meme_feeds
 from training.recipe import read_summary
 from training.staged_repository import staged_repository
@@ -290,7 +291,11 @@ def write_repository(
         "(onnxruntime_onnx) and gpu_tensorrt.pbtxt"
     )
     # OCR networks (PP-OCR detector + recogniser, their Triton configs): training/ocr_export.py.
-    manifest = manifest.model_copy(update={"ocr": export_ocr(repository, log=log)})
+    # With --quantize int8 the detector is static INT8, calibrated on the run's validation memes.
+    ocr_memes = calibration_memes(summary) if quantize == "int8" else []
+    if quantize == "int8" and not ocr_memes:
+        log("OCR detector stays FP32: the run's validation memes (its INT8 calibration set) are not here")
+    manifest = manifest.model_copy(update={"ocr": export_ocr(repository, log=log, int8_calibration=ocr_memes)})
     write_manifest(manifest, repository)
     return manifest
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from PIL import Image
 
 from memotion.manifest import Manifest, OcrEntry, OcrModelEntry, load_manifest, write_manifest
 from memotion.triton_repository import TritonBatching, write_triton_files
+from training.ocr_quantize import METHOD, detector_feeds, quantize_detector_int8
 
 DETECTOR_GRAPH = "PP-OCRv6_det_small.onnx"
 RECOGNIZER_GRAPH = "PP-OCRv6_rec_small.onnx"
@@ -84,11 +87,16 @@ def export_ocr(
     version: int = 1,
     batching: TritonBatching = TritonBatching(),
     log: Callable[[str], None] = lambda _: None,
+    int8_calibration: Sequence[Image.Image] = (),
 ) -> OcrEntry:
-    """Copy the OCR graphs into ``repository``, write the alphabet and their Triton files; the manifest entry."""
+    """Copy the OCR graphs into ``repository``, write the alphabet and their Triton files; the manifest
+    entry. ``int8_calibration``: real memes; when given, the detector is served as static INT8
+    calibrated on them (training/ocr_quantize.py; its ``source`` says so)."""
     repository = Path(repository)
     models = rapidocr_models_dir()
     detector, _ = _copy_graph(models / DETECTOR_GRAPH, repository, DETECTOR_NAME, "ocr_detector", version)
+    if int8_calibration:
+        detector = _quantized_detector(detector, repository, int8_calibration, log)
     recognizer, metadata = _copy_graph(
         models / RECOGNIZER_GRAPH, repository, RECOGNIZER_NAME, "ocr_recognizer", version
     )
@@ -103,14 +111,30 @@ def export_ocr(
     return entry
 
 
+def _quantized_detector(
+    detector: OcrModelEntry, repository: Path, images: Sequence[Image.Image], log: Callable[[str], None]
+) -> OcrModelEntry:
+    graph = repository / detector.file
+    feeds = detector_feeds(images)
+    quantize_detector_int8(graph, detector.inputs[0], feeds)
+    method = METHOD.format(n=len(feeds))
+    log(f"OCR detector: {method}")
+    return detector.model_copy(
+        update={"source": f"{detector.source}; {method}", "sha256": hashlib.sha256(graph.read_bytes()).hexdigest()}
+    )
+
+
 def _carrier(entry: OcrEntry) -> Manifest:
     """write_triton_files wants a manifest; with ``models=`` given it reads nothing from it."""
     return Manifest.model_construct(ocr=entry, models=())
 
 
-def add_ocr_to_repository(repository: Path, log: Callable[[str], None] = lambda _: None) -> Manifest:
+def add_ocr_to_repository(
+    repository: Path, log: Callable[[str], None] = lambda _: None, int8_calibration: Sequence[Image.Image] = ()
+) -> Manifest:
     """Export OCR into an already exported repository and rewrite its manifest (manifest last)."""
     manifest = load_manifest(repository)
-    updated = manifest.model_copy(update={"ocr": export_ocr(Path(repository), log=log)})
+    entry = export_ocr(Path(repository), log=log, int8_calibration=int8_calibration)
+    updated = manifest.model_copy(update={"ocr": entry})
     write_manifest(Manifest.model_validate(updated.model_dump()), repository)
     return updated
