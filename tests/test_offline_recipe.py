@@ -260,6 +260,9 @@ def test_int8_export_quantises_the_text_member_and_serves(offline_run: tuple[Pat
     assert set(quantization.label_agreement) == {t.name for t in ALL_TASKS}
     assert manifest.model("tfidf_lr").quantization is None
     assert any("tfidf_lr kept FP32" in line for line in lines), lines
+    # the OCR text detector: static INT8 calibrated on the run's validation memes (training/ocr_quantize.py)
+    assert manifest.ocr is not None and "int8 static QDQ" in manifest.ocr.detector.source, lines
+    assert "int8" not in manifest.ocr.recognizer.source
     classifier = MemeClassifier.from_settings(GatewaySettings(model_repository=repository, ocr="none", batching=False))
     try:
         results = classifier.classify_batch([Image.new("RGB", (64, 64), "white")] * len(TEXTS), TEXTS)
