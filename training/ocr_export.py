@@ -1,7 +1,8 @@
 """OCR networks into the model repository: PP-OCR's text detector and recogniser (ONNX).
 
 The graphs are the ones the PyPI package ``rapidocr`` ships (PaddleOCR's PP-OCRv6 small detector
-and multilingual recogniser, already ONNX); export copies them verbatim (sha256 in the manifest),
+and multilingual recogniser, already ONNX); export copies them verbatim (sha256 in the manifest;
+with ``--quantize int8`` the detector is then replaced by its static INT8 graph, training/ocr_quantize.py),
 writes the recogniser's alphabet (stored in the graph's metadata) as a text file, checks the
 graphs' tensors, and writes their Triton configs like the classifiers'. On real memes they beat
 EasyOCR's CRAFT + English recogniser on both speed and character error rate (bench/ocr.py), so
