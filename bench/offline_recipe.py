@@ -7,9 +7,10 @@ real-data experiment's fixed split (training/experiments/real_data.py), per seed
 Per data set the TF-IDF baselines are fitted once (they do not depend on the seed); per seed the
 MiniLM-text member is trained as ``memotion train --recipe offline`` trains it. Writes
 OUT/offline_recipe.json after every (data set, seed), OUT/offline_recipe.md (mean +- std over the
-seeds done) and prints the table. Scores: test macro and weighted F1 (training/real_scores.py).
-The members' validation and test probabilities are saved (OUT/members/) so that ``--rescore`` can
-refit the combination (and its ablations, ``VARIANTS``) without training again.
+seeds done), OUT/offline_recipe.png (macro F1 per row) and prints the table. Scores: test macro and
+weighted F1 (training/real_scores.py). The members' validation and test probabilities are saved
+(OUT/members/) so that ``--rescore`` can refit the combination (and its ablations, ``VARIANTS``)
+without training again.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def save_members(path: Path, rows: dict, y_val: dict, y_test: dict) -> None:
     path.write_bytes(pickle.dumps({"members": members, "y_val": y_val, "y_test": y_test}))
 
 
+MEMBER_ROWS = {"bert_text": BERT_ROW, "tfidf_lr": TFIDF_ROW}  # member kind -> its row
 LAST_SESSION_RULES = ("majority_vote", "mean_probability", "weighted_mean")
 VARIANTS = {  # ablations of the combination, refitted on the same members' validation probabilities
     "Offline, no calibration": LAST_SESSION_RULES,
@@ -98,7 +100,8 @@ def rescore(dirs: list[Path], out: Path) -> dict:
             target = merged.setdefault(name, {**entry, "per_seed": []})
             for done in entry["per_seed"]:
                 saved = pickle.loads((folder / "members" / f"{name}-seed{done['seed']}.pkl").read_bytes())
-                rows, chosen = ensemble_rows(saved["members"], saved["y_val"], recipe, VARIANTS)
+                members = {kind: saved["members"][row] for kind, row in MEMBER_ROWS.items()}
+                rows, chosen = ensemble_rows(members, saved["y_val"], recipe, VARIANTS)
                 test = {
                     row: score_predictions(
                         entry["kind"], saved["y_test"], {h: p.argmax(1) for h, p in r["test"].items()}
@@ -108,6 +111,27 @@ def rescore(dirs: list[Path], out: Path) -> dict:
                 target["per_seed"].append({**done, "test": {**done["test"], **test}, "chosen": chosen})
     (out / "offline_recipe.json").write_text(json.dumps(merged, indent=2))
     return merged
+
+
+def plot(report: dict, path: Path) -> Path:
+    """OUT/offline_recipe.png: test macro F1 (mean +- std over the seeds) per row, as the real-data plot."""
+    from training.experiments.real_data_report import plot_scores
+
+    summary: dict = {"datasets": {}}
+    for name, entry in report.items():
+        seeds, keys = entry["per_seed"], TASK_KEYS[entry["kind"]]
+        summary["datasets"][name] = {
+            "kind": entry["kind"],
+            "test": {
+                row: {"macro": {k: _mean_std([s["test"][row]["macro"][k] for s in seeds]) for k in keys}}
+                for row in seeds[0]["test"]
+            },
+        }
+    return plot_scores(summary, path)
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
 def table(report: dict) -> str:
@@ -153,6 +177,7 @@ def main() -> int:
     if args.rescore:
         merged = rescore(args.rescore, args.out)
         (args.out / "offline_recipe.md").write_text(table(merged) + "\n")
+        plot(merged, args.out / "offline_recipe.png")
         print(table(merged))
         return 0
     report: dict = {}
@@ -164,6 +189,7 @@ def main() -> int:
             name, range(args.first_seed, args.first_seed + args.seeds), args.out, report, args.max_train or None, recipe
         )
     (args.out / "offline_recipe.md").write_text(table(report) + "\n")
+    plot(report, args.out / "offline_recipe.png")
     return 0
 
 
