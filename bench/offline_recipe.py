@@ -2,17 +2,22 @@
 real-data experiment's fixed split (training/experiments/real_data.py), per seed.
 
     python bench/offline_recipe.py --out OUT [--datasets memotion1 cm-off-meme] [--seeds 3]
+    python bench/offline_recipe.py --out OUT --rescore RUN1 RUN2   # refit the ensembles only, merge runs
 
 Per data set the TF-IDF baselines are fitted once (they do not depend on the seed); per seed the
 MiniLM-text member is trained as ``memotion train --recipe offline`` trains it. Writes
 OUT/offline_recipe.json after every (data set, seed), OUT/offline_recipe.md (mean +- std over the
-seeds done) and prints the table. Scores: test macro and weighted F1 (training/real_scores.py).
+seeds done), OUT/offline_recipe.png (macro F1 per row) and prints the table. Scores: test macro and
+weighted F1 (training/real_scores.py). The members' validation and test probabilities are saved
+(OUT/members/) so that ``--rescore`` can refit the combination (and its ablations, ``VARIANTS``)
+without training again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
 from dataclasses import replace
@@ -27,7 +32,7 @@ from training.data.real_sets import DATA_SETS
 from training.experiments.real_data import RealDataConfig, baseline_probabilities, load_data_set, truth
 from training.experiments.real_data_cli import shared_data_root
 from training.experiments.real_data_models import make_tensors
-from training.experiments.real_data_offline import offline_rows, tfidf_member
+from training.experiments.real_data_offline import BERT_ROW, TFIDF_ROW, ensemble_rows, offline_rows, tfidf_member
 from training.real_scores import MEASURES, TASK_KEYS, score_predictions
 from training.recipe import RecipeConfig, offline_recipe
 
@@ -58,6 +63,7 @@ def run_data_set(
             tfidf=tfidf,
         )
         predictions = {**baselines, **rows}
+        save_members(out / "members" / f"{name}-seed{seed}.pkl", rows, tensors["val"].target_columns(), y["test"])
         scores = {
             row: score_predictions(kind, y["test"], {h: p.argmax(1) for h, p in probs["test"].items()})
             for row, probs in predictions.items()
@@ -65,6 +71,67 @@ def run_data_set(
         entry["per_seed"].append({"seed": seed, "test": scores, "chosen": chosen, "seconds": seconds})
         (out / "offline_recipe.json").write_text(json.dumps(report, indent=2))
         print(table(report), flush=True)
+
+
+def save_members(path: Path, rows: dict, y_val: dict, y_test: dict) -> None:
+    """The members' validation and test probabilities and the truth, so the combination can be
+    refitted without retraining (``--rescore``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    members = {row: rows[row] for row in (BERT_ROW, TFIDF_ROW)}
+    path.write_bytes(pickle.dumps({"members": members, "y_val": y_val, "y_test": y_test}))
+
+
+MEMBER_ROWS = {"bert_text": BERT_ROW, "tfidf_lr": TFIDF_ROW}  # member kind -> its row
+LAST_SESSION_RULES = ("majority_vote", "mean_probability", "weighted_mean")
+VARIANTS = {  # ablations of the combination, refitted on the same members' validation probabilities
+    "Offline, no calibration": LAST_SESSION_RULES,
+    "Offline + offsets only": (*LAST_SESSION_RULES, "calibrated_mean"),
+    "Offline + stacker only": (*LAST_SESSION_RULES, "stacked_lr"),
+}
+
+
+def rescore(dirs: list[Path], out: Path) -> dict:
+    """Every (data set, seed) of ``dirs``' reports with the ensembles refitted by the current code
+    from the saved member probabilities (members and baselines as they were measured)."""
+    merged: dict = {}
+    recipe = offline_recipe()
+    for folder in dirs:
+        for name, entry in json.loads((folder / "offline_recipe.json").read_text()).items():
+            target = merged.setdefault(name, {**entry, "per_seed": []})
+            for done in entry["per_seed"]:
+                saved = pickle.loads((folder / "members" / f"{name}-seed{done['seed']}.pkl").read_bytes())
+                members = {kind: saved["members"][row] for kind, row in MEMBER_ROWS.items()}
+                rows, chosen = ensemble_rows(members, saved["y_val"], recipe, VARIANTS)
+                test = {
+                    row: score_predictions(
+                        entry["kind"], saved["y_test"], {h: p.argmax(1) for h, p in r["test"].items()}
+                    )
+                    for row, r in rows.items()
+                }
+                target["per_seed"].append({**done, "test": {**done["test"], **test}, "chosen": chosen})
+    (out / "offline_recipe.json").write_text(json.dumps(merged, indent=2))
+    return merged
+
+
+def plot(report: dict, path: Path) -> Path:
+    """OUT/offline_recipe.png: test macro F1 (mean +- std over the seeds) per row, as the real-data plot."""
+    from training.experiments.real_data_report import plot_scores
+
+    summary: dict = {"datasets": {}}
+    for name, entry in report.items():
+        seeds, keys = entry["per_seed"], TASK_KEYS[entry["kind"]]
+        summary["datasets"][name] = {
+            "kind": entry["kind"],
+            "test": {
+                row: {"macro": {k: _mean_std([s["test"][row]["macro"][k] for s in seeds]) for k in keys}}
+                for row in seeds[0]["test"]
+            },
+        }
+    return plot_scores(summary, path)
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
 def table(report: dict) -> str:
@@ -93,6 +160,9 @@ def table(report: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--rescore", type=Path, nargs="+", help="refit the ensembles of these earlier --out folders (no training)"
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATA_SETS), choices=list(DATA_SETS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+N-1")
@@ -104,6 +174,12 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        merged = rescore(args.rescore, args.out)
+        (args.out / "offline_recipe.md").write_text(table(merged) + "\n")
+        plot(merged, args.out / "offline_recipe.png")
+        print(table(merged))
+        return 0
     report: dict = {}
     for name in args.datasets:
         recipe = offline_recipe()
@@ -113,6 +189,7 @@ def main() -> int:
             name, range(args.first_seed, args.first_seed + args.seeds), args.out, report, args.max_train or None, recipe
         )
     (args.out / "offline_recipe.md").write_text(table(report) + "\n")
+    plot(report, args.out / "offline_recipe.png")
     return 0
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from memotion.voting import Stacker
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -323,6 +325,22 @@ class OcrEntry(_Strict):
 ServedModel = ModelEntry | StageModelEntry | OcrModelEntry
 
 
+class HeadCombination(NamedTuple):
+    """memotion.voting.combine's arguments for one head, as the manifest says."""
+
+    rule: str
+    weights: list[float] | None
+    offsets: tuple[float, ...] | None
+    stacker: Stacker | None
+
+
+class StackerEntry(_Strict):
+    """A head's stacker (memotion.voting.Stacker): [C, voters * C] coefficients and C intercepts."""
+
+    coef: tuple[tuple[float, ...], ...]
+    intercept: tuple[float, ...]
+
+
 class EnsembleEntry(_Strict):
     """Majority voting. ``members``: every model the gateway runs. ``task_members``: per head, the
     models that vote on it (found by the exhaustive search on validation; a head not listed: all
@@ -347,9 +365,14 @@ class EnsembleEntry(_Strict):
     # Per head, how its voters are combined (absent: ``method``, majority vote): ``mean_probability``
     # is argmax of the voters' mean probability, weighted by ``task_weights[head]`` when given
     # (memotion/voting.py); the rule was chosen on validation by the F1 in ``objective``.
-    task_rules: dict[str, Literal["majority_vote", "mean_probability"]] = Field(default_factory=dict)
+    task_rules: dict[str, Literal["majority_vote", "mean_probability", "stacked_lr"]] = Field(default_factory=dict)
     task_weights: dict[str, dict[str, float]] = Field(default_factory=dict)
     objective: Literal["weighted_f1", "macro_f1"] = "weighted_f1"
+    # Decision calibration fitted on validation (training/calibration.py): per head, one offset per
+    # class added to the log mean probability (or the stacker's logits) before the argmax; and for
+    # ``stacked_lr`` heads the stacker: logits = coef @ [log p of each voter, in voter order] + intercept.
+    task_offsets: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    task_stackers: dict[str, StackerEntry] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _weights_name_voters(self) -> EnsembleEntry:
@@ -357,6 +380,20 @@ class EnsembleEntry(_Strict):
             voters = self.members_for(task)
             if set(weights) != set(voters) or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
                 raise ValueError(f"ensemble: task_weights[{task!r}] must give each of {list(voters)} a weight >= 0")
+        return self
+
+    @model_validator(mode="after")
+    def _calibration_fits_the_rules(self) -> EnsembleEntry:
+        for task in {*self.task_rules, *self.task_stackers, *self.task_offsets}:
+            rule = self.rule_for(task)
+            if (rule == "stacked_lr") != (task in self.task_stackers):
+                raise ValueError(f"ensemble: head {task!r} needs a stacker exactly when its rule is stacked_lr")
+            if task in self.task_offsets and rule == "majority_vote":
+                raise ValueError(f"ensemble: head {task!r} votes by majority and takes no task_offsets")
+        for task, stacker in self.task_stackers.items():
+            classes, width = len(stacker.intercept), len(self.members_for(task)) * len(stacker.intercept)
+            if any(len(row) != width for row in stacker.coef) or len(stacker.coef) != classes:
+                raise ValueError(f"ensemble: task_stackers[{task!r}].coef must be {classes} x {width}")
         return self
 
     def members_for(self, task: str) -> tuple[str, ...]:
@@ -371,6 +408,18 @@ class EnsembleEntry(_Strict):
         if weights is None or not any(weights.get(v, 0.0) > 0 for v in voters):
             return None
         return [weights.get(v, 0.0) for v in voters]
+
+    def combination_for(self, task: str, voters: Sequence[str]) -> HeadCombination:
+        """How ``voters`` (the members that ran) are combined on ``task``: rule, weights, per-class
+        offsets, stacker. A stacker needs every voter it was fitted on: when one did not run, the
+        head falls back to the plain mean probability of those that did."""
+        rule, stacker = self.rule_for(task), self.task_stackers.get(task)
+        if rule == "stacked_lr" and list(voters) != list(self.members_for(task)):
+            return HeadCombination("mean_probability", None, None, None)
+        weights = self.weights_for(task, voters) if rule == "mean_probability" else None
+        offsets = self.task_offsets.get(task)
+        fitted = None if stacker is None else Stacker(stacker.coef, stacker.intercept)
+        return HeadCombination(rule, weights, offsets, fitted)
 
     def task_b_members_for(self, head: str) -> tuple[str, ...]:
         return self.task_b_members.get(head, self.members_for(head))

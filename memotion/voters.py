@@ -1,5 +1,6 @@
 """What a repository serves, in words: the members that vote on each head and how they are
-combined (majority vote, or a mean / weighted mean of their probabilities), and the ensemble's warnings.
+combined (majority vote, a mean / weighted mean of their probabilities with any per-class offsets, or a
+stacker), and the ensemble's warnings.
 
 ``memotion export`` prints these lines and the gateway logs them at start-up, so nobody serves one
 member while believing the three-member ensemble answers.
@@ -24,10 +25,14 @@ def combination(ensemble: EnsembleEntry, head: str, members: tuple[str, ...]) ->
     """How ``head``'s voters are combined, in words ("" for the paper's majority vote)."""
     if head.startswith("task_b:") or ensemble.rule_for(head) == "majority_vote":
         return ""
+    if ensemble.rule_for(head) == "stacked_lr":
+        return " (stacked logistic regression fitted on validation)"
+    offsets = ensemble.task_offsets.get(head)
+    calibrated = "" if offsets is None else f", class offsets {', '.join(f'{b:+.1f}' for b in offsets)}"
     weights = ensemble.weights_for(head, members)
     if weights is None:
-        return " (mean probability)"
-    return f" (weighted mean probability: {', '.join(f'{m} {w:.2f}' for m, w in zip(members, weights))})"
+        return f" (mean probability{calibrated})"
+    return f" (weighted mean probability: {', '.join(f'{m} {w:.2f}' for m, w in zip(members, weights))}{calibrated})"
 
 
 def served_voters(ensemble: EnsembleEntry, heads: Sequence[str]) -> list[str]:

@@ -76,7 +76,7 @@ def test_search_keeps_the_best_rule_per_head_and_never_loses_to_the_paper():
             ours = objective_score(objective, truth[spec.name], voted[spec.name], spec.num_classes)  # type: ignore[arg-type]
             theirs = objective_score(objective, truth[spec.name], paper_voted[spec.name], spec.num_classes)  # type: ignore[arg-type]
             assert ours >= theirs - 1e-12
-            assert selection.rule(spec.name) in ("majority_vote", "mean_probability")
+            assert selection.rule(spec.name) in ("majority_vote", "mean_probability", "stacked_lr")
             weights = selection.task_weights.get(spec.name)
             if weights is not None:
                 assert set(weights) == set(selection.task_members[spec.name])

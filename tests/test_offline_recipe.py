@@ -165,8 +165,9 @@ def offline_run(synthetic_data: Path, bert_dir: Path, tmp_path_factory) -> tuple
 def expected_answers(run_dir: Path, repository: Path, texts: list[str]) -> tuple[dict, dict]:
     """Training's side: each member's probabilities (bert_text in PyTorch on the exported tokenizer's
     ids, the TF-IDF graph) and each head's label by the manifest's rule and weights."""
-    from memotion.voting import combine
+    from training.ensemble_search import ensemble_predict, selection_from_json
     from training.factory import load_checkpoint
+    from training.recipe import read_summary
     from training.tfidf_member import OnnxTextMember
 
     manifest = load_manifest(repository)
@@ -180,16 +181,9 @@ def expected_answers(run_dir: Path, repository: Path, texts: list[str]) -> tuple
         "bert_text": {t.name: torch.softmax(x, -1).numpy() for t, x in zip(ALL_TASKS, logits)},
         "tfidf_lr": OnnxTextMember(repository / manifest.model("tfidf_lr").file).probabilities(texts),
     }
-    ensemble = manifest.ensemble
-    labels = {}
-    for task in manifest.tasks:
-        voters = [m for m in ensemble.members_for(task.name) if m in members]
-        voted = combine(
-            ensemble.rule_for(task.name),
-            [members[m][task.name] for m in voters],
-            ensemble.weights_for(task.name, voters),
-        )
-        labels[task.name] = [task.labels[i] for i in voted]
+    selection = selection_from_json(read_summary(run_dir)["ensemble"])  # what training fitted
+    voted, _ = ensemble_predict(members, selection)
+    labels = {task.name: [task.labels[i] for i in voted[task.name]] for task in manifest.tasks}
     return members, labels
 
 
@@ -239,6 +233,51 @@ def test_the_gateway_answers_as_training_does(offline_run: tuple[Path, Path]):
             assert {task: result.tasks[task].label for task in labels} == {t: v[row] for t, v in labels.items()}
     finally:
         classifier.close()
+
+
+def test_the_gateway_applies_the_fitted_offsets_and_stacker(offline_run: tuple[Path, Path], tmp_path: Path):
+    """Offsets and stackers fitted on the members' probabilities, written into the manifest as export
+    writes them: the in-process gateway's labels equal training's combination of the same probabilities."""
+    import shutil
+
+    from PIL import Image
+
+    from memotion.manifest import write_manifest
+    from service.core.settings import GatewaySettings
+    from service.inference.classifier import MemeClassifier
+    from training.calibration import fit_stacker
+    from training.ensemble_search import EnsembleSelection, ensemble_predict
+    from training.export import ensemble_entry
+
+    run_dir, built = offline_run
+    repository = tmp_path / "repository"
+    shutil.copytree(built, repository)
+    texts = [f"{t} {i}" for i in range(4) for t in TEXTS]
+    members, _ = expected_answers(run_dir, repository, texts)
+    models, rng = ("bert_text", "tfidf_lr"), np.random.default_rng(0)
+    truth = {t.name: rng.integers(0, t.num_classes, len(texts)) for t in ALL_TASKS}
+    offsets = {t.name: tuple(rng.normal(0, 2, t.num_classes)) for t in ALL_TASKS[:3]}
+    stackers = {
+        t.name: fit_stacker([members[m][t.name] for m in models], truth[t.name], t.num_classes, True)
+        for t in ALL_TASKS[3:]
+    }
+    rules = {t.name: "mean_probability" for t in ALL_TASKS[:3]} | dict.fromkeys(stackers, "stacked_lr")
+    selection = EnsembleSelection(
+        models, {t.name: models for t in ALL_TASKS}, task_rules=rules, task_offsets=offsets, task_stackers=stackers
+    )
+    manifest = load_manifest(repository)
+    write_manifest(manifest.model_copy(update={"ensemble": ensemble_entry(selection.to_json())}), repository)
+    voted, _ = ensemble_predict(members, selection)
+    plain, _ = ensemble_predict(members, EnsembleSelection(models, {t.name: models for t in ALL_TASKS}))
+    assert any((voted[h] != plain[h]).any() for h in voted)  # the calibration changes some answers
+    classifier = MemeClassifier.from_settings(GatewaySettings(model_repository=repository, ocr="none", batching=False))
+    try:
+        results = classifier.classify_batch([Image.new("RGB", (64, 64), "white")] * len(texts), texts)
+    finally:
+        classifier.close()
+    for task in manifest.tasks:
+        served = [result.tasks[task.name].label for result in results]
+        assert served == [task.labels[i] for i in voted[task.name]], task.name
 
 
 def test_int8_export_quantises_the_text_member_and_serves(offline_run: tuple[Path, Path], tmp_path: Path):

@@ -127,7 +127,8 @@ def _add_text_member_options(train: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--ensemble-rules",
-        help="comma-separated rules the search may choose per head: majority_vote, mean_probability, weighted_mean",
+        help="comma-separated rules the search may choose per head: majority_vote, mean_probability, "
+        "weighted_mean, calibrated_mean (per-class offsets), stacked_lr (a stacker); cross-fitted on validation",
     )
 
 

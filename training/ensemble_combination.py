@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from memotion.labels import ALL_TASKS
-from memotion.voting import mean_probability
+from memotion.voting import Stacker, decision_scores, mean_probability
+from training.calibration import fit_offsets, fit_stacker, offsets_cross_score, stacker_cross_score
 from training.ensemble_search import (
     EnsembleSelection,
     Objective,
@@ -25,7 +26,7 @@ from training.ensemble_search import (
     search_ensemble,
 )
 
-RULE_CHOICES = ("majority_vote", "mean_probability", "weighted_mean")
+RULE_CHOICES = ("majority_vote", "mean_probability", "weighted_mean", "calibrated_mean", "stacked_lr")
 MAX_WEIGHTED_MEMBERS = 4  # a grid of step 0.1 over 4 weights: 286 points per head
 
 
@@ -81,6 +82,80 @@ def _head_candidates(
     return out
 
 
+@dataclass(frozen=True)
+class HeadChoice:
+    """One head's combination: rule, voters, weights, and any calibration fitted on validation."""
+
+    score: float
+    rule: str
+    members: tuple[str, ...]
+    weights: dict[str, float] | None = None
+    offsets: tuple[float, ...] | None = None
+    stacker: Stacker | None = None
+
+
+def calibrated_choices(
+    member: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    num_classes: int,
+    objective: Objective,
+    rules: Sequence[str],
+    base: HeadChoice,
+) -> list[HeadChoice]:
+    """Per-class offsets on the best mean-probability candidate (``base``), and a stacker over all
+    members, each scored by cross-fitting on validation (training/calibration.py), then refitted on all of it."""
+    out = []
+    if "calibrated_mean" in rules:
+        ordered = None if base.weights is None else [base.weights[m] for m in base.members]
+        scores = decision_scores("mean_probability", [member[m] for m in base.members], ordered)
+        score = offsets_cross_score(scores, y, num_classes, objective)
+        offsets = fit_offsets(scores, y, num_classes, objective)
+        out.append(HeadChoice(score, "mean_probability", base.members, base.weights, offsets))
+    if "stacked_lr" in rules:
+        models = tuple(member)
+        stacked = [member[m] for m in models]
+        score = stacker_cross_score(stacked, y, num_classes, objective)
+        stacker = fit_stacker(stacked, y, num_classes, balanced=objective == "macro_f1")
+        out.append(HeadChoice(score, "stacked_lr", models, None, None, stacker))
+    return out
+
+
+def best_mean(
+    probabilities: Probabilities,
+    head: str,
+    y: np.ndarray,
+    num_classes: int,
+    objective: Objective,
+    plain: list[HeadChoice],
+) -> HeadChoice:
+    """The best plain mean-probability candidate (searched subset when none was asked for)."""
+    means = [c for c in plain if c.rule == "mean_probability"]
+    if means:
+        return max(means, key=lambda c: c.score)
+    member = {m: probabilities[m][head] for m in probabilities}
+    subset, score = best_subset(member, y, num_classes, tuple(probabilities), objective, "mean_probability")
+    return HeadChoice(score, "mean_probability", subset)
+
+
+def choose_head(
+    probabilities: Probabilities,
+    head: str,
+    y: np.ndarray,
+    num_classes: int,
+    objective: Objective,
+    rules: Sequence[str],
+) -> HeadChoice:
+    """The best of ``rules`` for one head on validation (first of equals, in ``rules`` order; a
+    calibrated rule must beat the uncalibrated ones by its cross-fitted score)."""
+    plain = [HeadChoice(*c) for c in _head_candidates(probabilities, head, y, num_classes, objective, rules)]
+    calibrated = []
+    if {"calibrated_mean", "stacked_lr"} & set(rules):
+        base = best_mean(probabilities, head, y, num_classes, objective, plain)
+        member = {m: probabilities[m][head] for m in probabilities}
+        calibrated = calibrated_choices(member, y, num_classes, objective, rules, base)
+    return max(plain + calibrated, key=lambda c: c.score)
+
+
 def search_combination(
     probabilities: Probabilities,
     y_true: Mapping[str, np.ndarray],
@@ -93,13 +168,17 @@ def search_combination(
     if unknown or not rules:
         raise ValueError(f"unknown combination rules {sorted(unknown)}; choose from {RULE_CHOICES}")
     base = search_ensemble(probabilities, y_true, task_b, objective)
-    task_members, task_rules, task_weights = {}, {}, {}
-    for spec in ALL_TASKS:
-        candidates = _head_candidates(
+    chosen = {
+        spec.name: choose_head(
             probabilities, spec.name, np.asarray(y_true[spec.name]), spec.num_classes, objective, rules
         )
-        score, rule, members, weights = max(candidates, key=lambda c: c[0])  # first of equals
-        task_members[spec.name], task_rules[spec.name] = members, rule
-        if weights is not None:
-            task_weights[spec.name] = weights
-    return replace(base, task_members=task_members, task_rules=task_rules, task_weights=task_weights)
+        for spec in ALL_TASKS
+    }
+    return replace(
+        base,
+        task_members={head: c.members for head, c in chosen.items()},
+        task_rules={head: c.rule for head, c in chosen.items()},
+        task_weights={head: c.weights for head, c in chosen.items() if c.weights is not None},
+        task_offsets={head: c.offsets for head, c in chosen.items() if c.offsets is not None},
+        task_stackers={head: c.stacker for head, c in chosen.items() if c.stacker is not None},
+    )

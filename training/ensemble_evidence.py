@@ -13,7 +13,7 @@ and both sides by the F1 the search maximised.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -38,10 +38,13 @@ def vote_f1(
     rule: str = "majority_vote",
     weights: Mapping[str, float] | None = None,
     objective: Objective = "weighted_f1",
+    offsets: Sequence[float] | None = None,
 ) -> float:
-    """``objective`` F1 of ``members`` combined by ``rule`` (``weights``: per member) on ``head``."""
+    """``objective`` F1 of ``members`` combined by ``rule`` (``weights``: per member; ``offsets``:
+    per class, training/calibration.py) on ``head``."""
     ordered = None if weights is None else [weights[m] for m in members]
-    return objective_score(objective, truth, combine(rule, [probabilities[m][head] for m in members], ordered), classes)
+    voted = combine(rule, [probabilities[m][head] for m in members], ordered, offsets)
+    return objective_score(objective, truth, voted, classes)
 
 
 def undecided_heads(
@@ -51,6 +54,7 @@ def undecided_heads(
     task_rules: Mapping[str, str] | None = None,
     task_weights: Mapping[str, Mapping[str, float]] | None = None,
     objective: Objective = "weighted_f1",
+    task_offsets: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, float]:
     """Head -> ``objective`` margin of its searched voters (by their rule and weights) over all
     members voting, for heads where a subset was chosen by a margin below ``noise_bound``."""
@@ -63,9 +67,10 @@ def undecided_heads(
         truth = np.asarray(y_true[spec.name])
         rule = (task_rules or {}).get(spec.name, "majority_vote")
         weights = (task_weights or {}).get(spec.name)
-        margin = vote_f1(probabilities, chosen, spec.name, truth, spec.num_classes, rule, weights, objective) - vote_f1(
-            probabilities, everyone, spec.name, truth, spec.num_classes, objective=objective
-        )
+        offsets = (task_offsets or {}).get(spec.name)
+        margin = vote_f1(
+            probabilities, chosen, spec.name, truth, spec.num_classes, rule, weights, objective, offsets
+        ) - vote_f1(probabilities, everyone, spec.name, truth, spec.num_classes, objective=objective)
         if margin < noise_bound(len(truth)):
             undecided[spec.name] = margin
     return undecided
@@ -78,9 +83,10 @@ def selection_warnings(
     task_rules: Mapping[str, str] | None = None,
     task_weights: Mapping[str, Mapping[str, float]] | None = None,
     objective: Objective = "weighted_f1",
+    task_offsets: Mapping[str, Sequence[float]] | None = None,
 ) -> list[str]:
     """The warning to show when the validation set could not tell the members apart (else none)."""
-    undecided = undecided_heads(probabilities, y_true, task_members, task_rules, task_weights, objective)
+    undecided = undecided_heads(probabilities, y_true, task_members, task_rules, task_weights, objective, task_offsets)
     if not undecided:
         return []
     memes = len(np.asarray(next(iter(y_true.values()))))

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from memotion.labels import ALL_TASKS, TASK_C
-from memotion.voting import combine, majority_vote, member_presence
+from memotion.voting import Stacker, combine, majority_vote, member_presence
 from training.metrics import macro_f1, memotion_scores, weighted_f1
 
 TaskBMode = Literal["from_task_c", "direct"]
@@ -45,6 +45,10 @@ class EnsembleSelection:
     task_rules: dict[str, str] = field(default_factory=dict)
     task_weights: dict[str, dict[str, float]] = field(default_factory=dict)
     objective: Objective = "weighted_f1"
+    # Decision calibration fitted on validation (training/calibration.py): per-class offsets on a
+    # head's log-scores, and the stacker of a ``stacked_lr`` head (its voters: task_members[head]).
+    task_offsets: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    task_stackers: dict[str, Stacker] = field(default_factory=dict)
 
     def rule(self, task: str) -> str:
         return self.task_rules.get(task, "majority_vote")
@@ -71,7 +75,31 @@ class EnsembleSelection:
             "task_rules": dict(self.task_rules),
             "task_weights": {task: dict(w) for task, w in self.task_weights.items()},
             "objective": self.objective,
+            "task_offsets": {task: list(b) for task, b in self.task_offsets.items()},
+            "task_stackers": {
+                task: {"coef": [list(row) for row in st.coef], "intercept": list(st.intercept)}
+                for task, st in self.task_stackers.items()
+            },
         }
+
+
+def selection_from_json(data: Mapping) -> EnsembleSelection:
+    """The selection that ``EnsembleSelection.to_json`` wrote (summary.json's ``ensemble``)."""
+    return EnsembleSelection(
+        models=tuple(data["candidates"]),
+        task_members={task: tuple(m) for task, m in data["task_members"].items()},
+        task_b=data.get("task_b", "from_task_c"),
+        task_b_members={head: tuple(m) for head, m in data.get("task_b_members", {}).items()},
+        search=data.get("search", "exhaustive"),
+        task_rules=dict(data.get("task_rules", {})),
+        task_weights={task: dict(w) for task, w in data.get("task_weights", {}).items()},
+        objective=data.get("objective", "weighted_f1"),
+        task_offsets={task: tuple(b) for task, b in data.get("task_offsets", {}).items()},
+        task_stackers={
+            task: Stacker(tuple(map(tuple, st["coef"])), tuple(st["intercept"]))
+            for task, st in data.get("task_stackers", {}).items()
+        },
+    )
 
 
 def _lists(groups: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
@@ -171,6 +199,8 @@ def ensemble_predict(
             selection.rule(spec.name),
             [probabilities[m][spec.name] for m in selection.task_members[spec.name]],
             selection.weights(spec.name),
+            selection.task_offsets.get(spec.name),
+            selection.task_stackers.get(spec.name),
         )
         for spec in ALL_TASKS
     }

@@ -33,6 +33,7 @@ from memotion.manifest import (
     Manifest,
     ModelEntry,
     Preprocessing,
+    StackerEntry,
     TaskEntry,
     TokenizerEntry,
     TokenTrimmingEntry,
@@ -320,6 +321,8 @@ def ensemble_entry(ensemble: dict) -> EnsembleEntry:
         task_rules=dict(ensemble.get("task_rules", {})),
         task_weights={task: dict(w) for task, w in ensemble.get("task_weights", {}).items()},
         objective=ensemble.get("objective", "weighted_f1"),
+        task_offsets={task: tuple(b) for task, b in ensemble.get("task_offsets", {}).items()},
+        task_stackers={task: StackerEntry(**st) for task, st in ensemble.get("task_stackers", {}).items()},
     )
 
 

@@ -156,7 +156,13 @@ def ensemble_summary(
     return {
         **selection.to_json(),
         "warnings": selection_warnings(
-            probabilities, y_true, selection.task_members, selection.task_rules, selection.task_weights, objective
+            probabilities,
+            y_true,
+            selection.task_members,
+            selection.task_rules,
+            selection.task_weights,
+            objective,
+            selection.task_offsets,
         ),
         "validation": ensemble_scores(probabilities, y_true, selection),
         "validation_all_members": ensemble_scores(probabilities, y_true, everyone),

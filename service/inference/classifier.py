@@ -439,9 +439,9 @@ class MemeClassifier:
         for task in self.tasks:  # each head by its own rule (majority vote or weighted mean probability)
             voters = outputs.voters(ensemble.members_for(task.name))
             member_probabilities = [probabilities[m][task.name] for m in voters]
-            weights = ensemble.weights_for(task.name, voters)
-            voted[task.name] = combine(ensemble.rule_for(task.name), member_probabilities, weights)
-            mean_scores[task.name] = np.average(member_probabilities, axis=0, weights=weights)
+            how = ensemble.combination_for(task.name, voters)
+            voted[task.name] = combine(how.rule, member_probabilities, how.weights, how.offsets, how.stacker)
+            mean_scores[task.name] = np.average(member_probabilities, axis=0, weights=how.weights)
         present = {  # Task B per Task C head: from the voted intensity, or voted directly
             task.name: voted[task.name] > 0
             if ensemble.task_b != "direct"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,19 +95,8 @@ def offline_rows(
     cached = tfidf is not None
     tfidf_probabilities, tfidf_seconds = tfidf or tfidf_member(records, tensors, root / "tfidf_lr", log)
     members = {"bert_text": bert, "tfidf_lr": tfidf_probabilities}
-    y_val = tensors["val"].target_columns()
-    val = {m: p["val"] for m, p in members.items()}
-    selections = {
-        VOTE_ROW: search_ensemble(val, y_val, objective=recipe.ensemble_objective),
-        RECIPE_ROW: search_combination(val, y_val, recipe.ensemble_objective, recipe.ensemble_rules),
-    }
-    rows: dict[str, Split] = {BERT_ROW: bert, TFIDF_ROW: tfidf_probabilities}
-    for name, selection in selections.items():
-        rows[name] = {
-            split: _one_hot(ensemble_predict({m: p[split] for m, p in members.items()}, selection)[0])
-            for split in ("val", "test")
-        }
-    chosen = {name: {"members": _lists(s.task_members), "rules": dict(s.task_rules)} for name, s in selections.items()}
+    ensembles, chosen = ensemble_rows(members, tensors["val"].target_columns(), recipe)
+    rows: dict[str, Split] = {BERT_ROW: bert, TFIDF_ROW: tfidf_probabilities, **ensembles}
     seconds = {
         BERT_ROW: bert_seconds,
         TFIDF_ROW: tfidf_seconds,
@@ -116,7 +105,33 @@ def offline_rows(
     return rows, chosen, seconds
 
 
-def _lists(groups: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+def ensemble_rows(
+    members: dict[str, Split],
+    y_val: dict[str, np.ndarray],
+    recipe: RecipeConfig,
+    variants: dict[str, tuple] | None = None,
+) -> tuple[dict[str, Split], dict[str, dict]]:
+    """The ensembles' rows (one-hot votes on val and test), each searched on validation: the paper's
+    majority vote, the recipe's rules, and ``variants`` (row -> rules); and what each chose per head."""
+    val = {m: p["val"] for m, p in members.items()}
+    selections = {VOTE_ROW: search_ensemble(val, y_val, objective=recipe.ensemble_objective)}
+    for name, rules in {RECIPE_ROW: recipe.ensemble_rules, **(variants or {})}.items():
+        selections[name] = search_combination(val, y_val, recipe.ensemble_objective, rules)
+    rows = {
+        name: {
+            split: _one_hot(ensemble_predict({m: p[split] for m, p in members.items()}, selection)[0])
+            for split in ("val", "test")
+        }
+        for name, selection in selections.items()
+    }
+    chosen = {
+        name: {"members": _lists(s.task_members), "rules": dict(s.task_rules), "offsets": _lists(s.task_offsets)}
+        for name, s in selections.items()
+    }
+    return rows, chosen
+
+
+def _lists(groups: Mapping[str, tuple]) -> dict[str, list]:
     return {k: list(v) for k, v in groups.items()}
 
 
