@@ -1,6 +1,6 @@
 """Score one chunk of a job with the batch scorer: inline items as ``POST /v1/classify/batch``
 scores them (:func:`service.api.batch.run_batch`), path items as `memotion score` does
-(:func:`service.scoring.local.score_chunk`, or its Ray actor pool when ``MEMOTION_JOBS_RAY_ADDRESS``
+(:func:`service.scoring.local.score_chunk_answers`, or its Ray actor pool when ``MEMOTION_JOBS_RAY_ADDRESS``
 is set). Either way each item becomes one flat record (an error is a record too); the answered items'
 full responses come along (not from Ray) for the policy decisions (service/jobs/decisions.py)."""
 

@@ -209,32 +209,6 @@ class _Collect:
         self.records[index] = error_record(item.id, item.image, code, message)
 
 
-def score_chunk(
-    classifier: Any,
-    items: Sequence[ScoreItem],
-    *,
-    max_pixels: ImageLimits | int,
-    max_text_chars: int,
-    thresholds: dict[str, float] | None = None,
-    max_request_pixels: int | None = None,
-    decode_budget: Any = None,
-) -> list[dict[str, Any]]:
-    """Classify ``items`` (one model call for the good ones) into flat records, in order. Their
-    images are charged to one pixel budget (``max_request_pixels``; default: ``max_pixels`` each)
-    from their headers, and decoded chunk by chunk as they are classified (within ``decode_budget``,
-    a :class:`~service.inference.decode_budget.DecodeBudget`, when given)."""
-    records, _ = score_chunk_answers(
-        classifier,
-        items,
-        max_pixels=max_pixels,
-        max_text_chars=max_text_chars,
-        thresholds=thresholds,
-        max_request_pixels=max_request_pixels,
-        decode_budget=decode_budget,
-    )
-    return records
-
-
 def score_chunk_answers(
     classifier: Any,
     items: Sequence[ScoreItem],
@@ -245,8 +219,12 @@ def score_chunk_answers(
     max_request_pixels: int | None = None,
     decode_budget: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[int, Any]]:
-    """:func:`score_chunk`'s records, and the answered items' full responses
-    (:class:`~service.api.schemas.ClassifyResponse`) by index (the jobs' policy decisions read them)."""
+    """Classify ``items`` (one model call for the good ones): their flat records, in order, and the
+    answered items' full responses (:class:`~service.api.schemas.ClassifyResponse`) by index (the
+    jobs' policy decisions read them). Their images are charged to one pixel budget
+    (``max_request_pixels``; default: ``max_pixels`` each) from their headers, and decoded chunk by
+    chunk as they are classified (within ``decode_budget``, a
+    :class:`~service.inference.decode_budget.DecodeBudget`, when given)."""
     from service.api.batch import Prepared, classify_prepared, prepare_item
     from service.api.classification import ClassifyOptions, check_text
     from service.inference.decode_budget import RequestBudget
@@ -540,12 +518,13 @@ def _score_local(
     classifier = MemeClassifier.from_settings(settings)
     try:
         for chunk in chunks(pending, chunk_size):
-            yield score_chunk(
+            records, _ = score_chunk_answers(
                 classifier,
                 chunk,
                 max_pixels=ImageLimits.from_settings(settings),
                 max_text_chars=settings.max_text_chars,
                 thresholds=thresholds,
             )
+            yield records
     finally:
         classifier.close()

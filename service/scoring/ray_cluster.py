@@ -2,7 +2,7 @@
 
 Ray Data reads the pending items, ``map_batches`` runs :class:`RayScorer` on a pool of actors (each
 loads the model repository and OCR once, then scores chunk after chunk with the same
-:func:`service.scoring.local.score_chunk` as the local job), and the driver streams the finished records
+:func:`service.scoring.local.score_chunk_answers` as the local job), and the driver streams the finished records
 into the same resumable output. Every node needs memotion installed and the model repository and
 images at the same paths (a shared file system).
 
@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from service.core.settings import GatewaySettings
-from service.scoring.local import ScoreItem, score_chunk
+from service.scoring.local import ScoreItem, score_chunk_answers
 
 
 class RayScorer:
@@ -37,7 +37,7 @@ class RayScorer:
             ScoreItem(str(i), None if image in (None, "") else str(image), None if text is None else str(text))
             for i, image, text in zip(batch["id"], batch["image"], batch["text"])
         ]
-        records = score_chunk(
+        records, _ = score_chunk_answers(
             self.classifier,
             items,
             max_pixels=ImageLimits.from_settings(self.settings),
