@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tokenizers import Tokenizer
 
 from memotion.manifest import REGION_INPUTS, WORDPIECE_INPUTS
+from memotion.tokenizer import load_wordpiece
 
 # The input names of the OSCAR ONNX model, in its forward's argument order.
 TEXT_INPUTS = WORDPIECE_INPUTS
@@ -64,14 +64,8 @@ class PairTokenizer:
     """
 
     def __init__(self, tokenizer_file: str | Path, max_length: int) -> None:
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        pad_id = self._tokenizer.token_to_id("[PAD]")
-        if pad_id is None or self._tokenizer.token_to_id("[CLS]") is None:
-            raise ValueError(f"{tokenizer_file}: not a BERT WordPiece tokenizer (no [PAD]/[CLS])")
+        self._tokenizer, self.pad_id = load_wordpiece(tokenizer_file, max_length, strategy="longest_first")
         self.max_length = max_length
-        self.pad_id = pad_id
-        self._tokenizer.enable_truncation(max_length, strategy="longest_first")
-        self._tokenizer.enable_padding(length=max_length, pad_id=pad_id, pad_token="[PAD]")
 
     @property
     def vocab_size(self) -> int:

@@ -53,20 +53,28 @@ class ClipTokenizer:
         return ids
 
 
+def load_wordpiece(
+    tokenizer_file: str | Path, max_length: int, strategy: str = "longest_first"
+) -> tuple[Tokenizer, int]:
+    """A BERT WordPiece ``tokenizers`` file set to truncate (``strategy``, for pairs) and pad to
+    ``max_length`` with ``[PAD]``; (the tokenizer, the pad id). ValueError for any other file."""
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    pad_id = tokenizer.token_to_id("[PAD]")
+    if pad_id is None or tokenizer.token_to_id("[CLS]") is None:
+        raise ValueError(f"{tokenizer_file}: not a BERT WordPiece tokenizer (no [PAD]/[CLS])")
+    tokenizer.enable_truncation(max_length, strategy=strategy)
+    tokenizer.enable_padding(length=max_length, pad_id=pad_id, pad_token="[PAD]")
+    return tokenizer, pad_id
+
+
 class WordPieceTokenizer:
     """BERT WordPiece over single texts from a ``tokenizers`` JSON file (the ``bert_text`` member's):
     ``[CLS] text [SEP]``, truncated to ``max_length`` (``[SEP]`` kept last), padded with ``[PAD]``.
     Training makes its inputs with this class too, so both sides get the same ids."""
 
     def __init__(self, tokenizer_file: str | Path, max_length: int) -> None:
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        pad_id = self._tokenizer.token_to_id("[PAD]")
-        if pad_id is None or self._tokenizer.token_to_id("[CLS]") is None:
-            raise ValueError(f"{tokenizer_file}: not a BERT WordPiece tokenizer (no [PAD]/[CLS])")
+        self._tokenizer, self.pad_id = load_wordpiece(tokenizer_file, max_length)
         self.max_length = max_length
-        self.pad_id: int = pad_id
-        self._tokenizer.enable_truncation(max_length)
-        self._tokenizer.enable_padding(length=max_length, pad_id=pad_id, pad_token="[PAD]")
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> int64 [len(texts), max_length]."""
