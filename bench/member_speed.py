@@ -26,12 +26,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.production_size import log, memes_and_feeds, ms_per_meme, session, table  # noqa: E402
+from bench.production_size import log, memes_and_feeds, ms_per_meme, table, vote_quality  # noqa: E402
 from bench.roofline import cpu_flags, measure_roofline  # noqa: E402
-from memotion.data_format import MemeRecord, load_split  # noqa: E402
+from memotion.data_format import load_split  # noqa: E402
 from memotion.manifest import ModelEntry, load_manifest  # noqa: E402
 from memotion.tokenizer import trim_token_ids  # noqa: E402
-from memotion.voting import majority_vote  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "member_speed.json"
 DEFAULT_VAL = ROOT.parent / "shared" / "data" / "memotion1-train-128px" / "labels.csv"
@@ -99,49 +98,6 @@ def member_rows(
     return rows
 
 
-def served_labels(repository: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The repository's voted label per head, members run BATCH memes a call as the gateway runs
-    them (ids cut to each batch's longest text where the manifest allows it)."""
-    manifest = load_manifest(repository)
-    probabilities: dict[str, dict[str, np.ndarray]] = {}
-    for member in manifest.members():
-        runner = session(repository / member.file)
-        parts = []
-        for start in range(0, len(feeds["input_ids"]), BATCH):
-            sliced = {name: feeds[name][start : start + BATCH] for name in member.inputs}
-            parts.append(runner.run(list(member.outputs), length_feeds(member, sliced).popitem()[1]))
-        for head, k in zip(member.outputs, range(len(member.outputs))):
-            logits = np.concatenate([p[k] for p in parts])
-            exp = np.exp(logits - logits.max(-1, keepdims=True))
-            probabilities.setdefault(member.name, {})[head] = exp / exp.sum(-1, keepdims=True)
-    return {
-        task.name: majority_vote([probabilities[m][task.name] for m in manifest.ensemble.members_for(task.name)])
-        for task in manifest.tasks
-    }
-
-
-def quality(reference: Path, candidate: Path, records: list[MemeRecord], feeds: dict[str, np.ndarray]) -> dict:
-    """``candidate``'s ensemble vote against ``reference``'s: agreement and macro F1 per head."""
-    from training.metrics import macro_f1
-
-    ref, got = served_labels(reference, feeds), served_labels(candidate, feeds)
-    classes = {t.name: len(t.labels) for t in load_manifest(reference).tasks}
-    heads = {}
-    for head in ref:
-        truth = np.array([r.labels()[head] for r in records])
-        heads[head] = {
-            "agreement": float(np.mean(ref[head] == got[head])),
-            "macro_f1_reference": macro_f1(truth, ref[head], classes[head]),
-            "macro_f1": macro_f1(truth, got[head], classes[head]),
-        }
-    return {
-        "memes": len(records),
-        "heads": heads,
-        "min_agreement": min(h["agreement"] for h in heads.values()),
-        "max_macro_f1_diff": max(abs(h["macro_f1_reference"] - h["macro_f1"]) for h in heads.values()),
-    }
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="the training run the repositories were exported from")
@@ -164,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     report["roofline_gflops"] = measure_roofline(1024, 2.0, 2)
     report["members"] = member_rows(args.run, repositories, feeds, report["roofline_gflops"], args.seconds)
     report["quality"] = {
-        name: quality(reference, path, records, feeds) for name, path in list(repositories.items())[1:]
+        name: vote_quality(reference, path, records, feeds) for name, path in list(repositories.items())[1:]
     }
     roof = report["roofline_gflops"]["best"]
     print(f"\nroofline, 2 threads, best engine (GFLOP/s): {', '.join(f'{k} {v:.0f}' for k, v in roof.items())}")

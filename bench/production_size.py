@@ -181,45 +181,48 @@ def memes_and_feeds(manifest: Manifest, repository: Path, records: list[MemeReco
 
 
 def ensemble_labels(repository: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The repository's voted label per head (every member's softmax, majority vote)."""
+    """The repository's voted label per head (every member's softmax, majority vote), members run 8
+    memes a call as the gateway runs them (``trimmed_feed``: ids cut to each batch's longest text
+    where the manifest allows it)."""
+    from service.inference.backends.base import trimmed_feed
+
     manifest = load_manifest(repository)
     probabilities: dict[str, dict[str, np.ndarray]] = {}
     for member in manifest.members():
         runner = session(repository / member.file)
         parts = [
-            runner.run(list(member.outputs), {n: feeds[n][i : i + 8] for n in member.inputs})
+            runner.run(list(member.outputs), trimmed_feed(member, {n: feeds[n][i : i + 8] for n in member.inputs}))
             for i in range(0, len(feeds["input_ids"]), 8)
         ]
         logits = [np.concatenate([p[k] for p in parts]) for k in range(len(member.outputs))]
-        probabilities[member.name] = {
-            head: np.exp(v - v.max(-1, keepdims=True)) / np.exp(v - v.max(-1, keepdims=True)).sum(-1, keepdims=True)
-            for head, v in zip(member.outputs, logits)
-        }
+        exps = [np.exp(v - v.max(-1, keepdims=True)) for v in logits]
+        probabilities[member.name] = {head: e / e.sum(-1, keepdims=True) for head, e in zip(member.outputs, exps)}
     return {
         task.name: majority_vote([probabilities[m][task.name] for m in manifest.ensemble.members_for(task.name)])
         for task in manifest.tasks
     }
 
 
-def int8_quality(workdir: Path, records: list[MemeRecord], feeds: dict[str, np.ndarray]) -> dict:
+def vote_quality(reference: Path, candidate: Path, records: list[MemeRecord], feeds: dict[str, np.ndarray]) -> dict:
+    """``candidate``'s ensemble vote against ``reference``'s on ``records``: agreement and macro F1 per head."""
     from training.metrics import macro_f1
 
-    fp32, int8 = ensemble_labels(workdir / "fp32", feeds), ensemble_labels(workdir / "int8", feeds)
-    truth = {head: np.array([r.labels()[head] for r in records]) for head in fp32}
-    classes = {t.name: len(t.labels) for t in load_manifest(workdir / "fp32").tasks}
+    ref, got = ensemble_labels(reference, feeds), ensemble_labels(candidate, feeds)
+    truth = {head: np.array([r.labels()[head] for r in records]) for head in ref}
+    classes = {t.name: len(t.labels) for t in load_manifest(reference).tasks}
     heads = {
         head: {
-            "agreement": float(np.mean(fp32[head] == int8[head])),
-            "macro_f1_fp32": macro_f1(truth[head], fp32[head], classes[head]),
-            "macro_f1_int8": macro_f1(truth[head], int8[head], classes[head]),
+            "agreement": float(np.mean(ref[head] == got[head])),
+            "macro_f1_reference": macro_f1(truth[head], ref[head], classes[head]),
+            "macro_f1": macro_f1(truth[head], got[head], classes[head]),
         }
-        for head in fp32
+        for head in ref
     }
     return {
         "memes": len(records),
         "heads": heads,
         "min_agreement": min(h["agreement"] for h in heads.values()),
-        "max_macro_f1_diff": max(abs(h["macro_f1_fp32"] - h["macro_f1_int8"]) for h in heads.values()),
+        "max_macro_f1_diff": max(abs(h["macro_f1_reference"] - h["macro_f1"]) for h in heads.values()),
     }
 
 
@@ -537,7 +540,7 @@ def measure_models(report: dict, args: argparse.Namespace) -> None:
     records = load_split(args.workdir / "data" / "val.csv")
     feeds = memes_and_feeds(manifest, args.workdir / "fp32", records)
     report["members"] = member_rows(args.workdir, feeds, report["roofline_gflops"], min(args.seconds, 10.0))
-    report["int8_vs_fp32"] = int8_quality(args.workdir, records, feeds)
+    report["int8_vs_fp32"] = vote_quality(args.workdir / "fp32", args.workdir / "int8", records, feeds)
 
 
 def main(argv: list[str] | None = None) -> int:
