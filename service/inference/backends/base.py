@@ -43,6 +43,20 @@ class InferenceBackend(Protocol):
         ...
 
 
+# The dtype each model input is sent in (the exported graphs'); any other input keeps its own.
+INPUT_DTYPES = {"input_ids": np.int64, "pixel_values": np.float32, "bert_input_ids": np.int64, "text": object}
+
+
+def model_feed(model: ServedModel, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``model``'s inputs from ``inputs``, contiguous and of the graph's dtype (BackendError if one is missing)."""
+    feed: dict[str, np.ndarray] = {}
+    for name in model.inputs:
+        if name not in inputs:
+            raise BackendError(f"model {model.name} needs input {name!r}, which was not computed")
+        feed[name] = np.ascontiguousarray(inputs[name], dtype=INPUT_DTYPES.get(name))
+    return feed
+
+
 def trimmed_feed(model: ServedModel, feed: Mapping[str, np.ndarray], multiple: int = 1) -> dict[str, np.ndarray]:
     """``feed`` with ``input_ids`` cut to the batch's longest text (rounded up to ``multiple``
     tokens) when the manifest says the model gives the same logits so (``token_trimming``); else as is."""

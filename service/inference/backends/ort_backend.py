@@ -10,11 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from memotion.manifest import ServedModel
-from service.inference.backends.base import BackendError, trimmed_feed
+from service.inference.backends.base import BackendError, model_feed, trimmed_feed
 
 logger = logging.getLogger("memotion.gateway")
-
-_INPUT_DTYPES = {"input_ids": np.int64, "pixel_values": np.float32, "bert_input_ids": np.int64, "text": object}
 
 
 def default_providers() -> list[str]:
@@ -83,12 +81,7 @@ class OnnxRuntimeBackend:
         """The feed of ``model``: its inputs, contiguous and of the graph's dtype (BackendError if one is missing)."""
         if model.name not in self._sessions:
             raise BackendError(f"model {model.name} is not loaded")
-        feed: dict[str, np.ndarray] = {}
-        for name in model.inputs:
-            if name not in inputs:
-                raise BackendError(f"model {model.name} needs input {name!r}, which was not computed")
-            feed[name] = np.ascontiguousarray(inputs[name], dtype=_INPUT_DTYPES.get(name))
-        return feed
+        return model_feed(model, inputs)
 
     def run(self, model: ServedModel, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One ONNX Runtime call on a prepared feed (one request's, or a batch of them merged);

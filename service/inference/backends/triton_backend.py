@@ -21,17 +21,11 @@ import httpx
 import numpy as np
 
 from memotion.manifest import ServedModel
-from service.inference.backends.base import BackendError, BackendUnavailable, trimmed_feed
+from service.inference.backends.base import BackendError, BackendUnavailable, model_feed, trimmed_feed
 
 logger = logging.getLogger("memotion.gateway")
 
 Protocol = Literal["grpc", "http"]
-_INPUT_DTYPES = {
-    "input_ids": np.int64,
-    "pixel_values": np.float32,
-    "bert_input_ids": np.int64,
-    "text": object,
-}  # as the ONNX Runtime backend
 RECONNECT_BACKOFF_MS = 1000
 # input_ids of a model with a dynamic token axis are cut to the longest text rounded up to this
 # many tokens: Triton's dynamic batcher merges only requests of the same shape, so a few lengths
@@ -193,13 +187,10 @@ class TritonBackend:
             import tritonclient.http as client_module
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-        missing = [name for name in model.inputs if name not in inputs]
-        if missing:
-            raise BackendError(f"model {model.name} needs input {missing[0]!r}, which was not computed")
-        feed = trimmed_feed(model, {name: inputs[name] for name in model.inputs}, TOKEN_MULTIPLE)
+        feed = trimmed_feed(model, model_feed(model, inputs), TOKEN_MULTIPLE)
         tensors = []
         for name in model.inputs:
-            array = np.ascontiguousarray(feed[name], dtype=_INPUT_DTYPES.get(name))
+            array = feed[name]
             tensor = client_module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
