@@ -75,13 +75,6 @@ def quantize_detector_int8(graph: Path, input_name: str, feeds: Sequence[np.ndar
 def calibration_memes(summary: dict, limit: int = CALIBRATION_MEMES) -> list[Image.Image]:
     """Up to ``limit`` of the run's validation memes (RGB), the detector's calibration set; empty
     when they are not on the exporting machine (the detector then stays FP32)."""
-    from memotion.data_format import load_split
+    from training.quantize import record_images, validation_records
 
-    val = Path(summary["data"]["dir"]) / "val.csv"
-    if not val.is_file():
-        return []
-    images = []
-    for record in load_split(val)[:limit]:
-        with Image.open(record.image_path) as image:
-            images.append(image.convert("RGB"))
-    return images
+    return record_images(validation_records(summary, limit))

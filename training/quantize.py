@@ -64,25 +64,34 @@ def real_meme_feeds(
     summary: dict, tokenizer: ClipTokenizer, preprocessing: Preprocessing, limit: int = AGREEMENT_MEMES
 ) -> dict[str, np.ndarray] | None:
     """input_ids and pixel_values of up to ``limit`` of the run's validation memes (None if absent)."""
-    val = Path(summary["data"]["dir"]) / "val.csv"
-    if not val.is_file():
-        return None
-    records = load_split(val)[:limit]
+    records = validation_records(summary, limit)
     return records_feeds(records, tokenizer, preprocessing) if records else None
 
 
-def records_feeds(records: list, tokenizer: ClipTokenizer, preprocessing: Preprocessing) -> dict[str, np.ndarray]:
-    """The members' inputs (input_ids, pixel_values) for Memotion records (their caption and image),
-    and the captions themselves (``text``, string [N, 1]: tfidf_lr's input, what text members tokenize)."""
+def validation_records(summary: dict, limit: int) -> list:
+    """Up to ``limit`` of the run's validation memes (Memotion records); empty when they are not on
+    this machine (an export elsewhere than the training)."""
+    val = Path(summary["data"]["dir"]) / "val.csv"
+    return load_split(val)[:limit] if val.is_file() else []
+
+
+def record_images(records: list) -> list:
+    """The records' images, RGB (PIL), each file closed once read."""
     from PIL import Image
 
     images = []
     for record in records:
         with Image.open(record.image_path) as image:
             images.append(image.convert("RGB"))
+    return images
+
+
+def records_feeds(records: list, tokenizer: ClipTokenizer, preprocessing: Preprocessing) -> dict[str, np.ndarray]:
+    """The members' inputs (input_ids, pixel_values) for Memotion records (their caption and image),
+    and the captions themselves (``text``, string [N, 1]: tfidf_lr's input, what text members tokenize)."""
     return {
         "input_ids": tokenizer([r.text for r in records]),
-        "pixel_values": images_to_batch(images, preprocessing),
+        "pixel_values": images_to_batch(record_images(records), preprocessing),
         RAW_TEXT_INPUT: captions([r.text for r in records]),
     }
 
