@@ -4,8 +4,9 @@ real-data experiment's fixed split (training/experiments/real_data.py), per seed
     python bench/offline_recipe.py --out OUT [--datasets memotion1 cm-off-meme] [--seeds 3]
     python bench/offline_recipe.py --out OUT --rescore RUN1 RUN2   # refit the ensembles only, merge runs
 
-Per data set the TF-IDF baselines are fitted once (they do not depend on the seed); per seed the
-MiniLM-text member is trained as ``memotion train --recipe offline`` trains it. Writes
+Per data set the baselines are fitted once; per seed the recipe's members are fitted as
+``memotion train --recipe offline`` fits them (the TF-IDF members have no random state: every seed
+gives the same rows; ``--models`` adds ``bert_text``, which does depend on the seed). Writes
 OUT/offline_recipe.json after every (data set, seed), OUT/offline_recipe.md (mean +- std over the
 seeds done), OUT/offline_recipe.png (macro F1 per row) and prints the table. Scores: test macro and
 weighted F1 (training/real_scores.py). The members' validation and test probabilities are saved
@@ -29,10 +30,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.data.real_sets import DATA_SETS
+from training.ensemble_combination import RULE_CHOICES
 from training.experiments.real_data import RealDataConfig, baseline_probabilities, load_data_set, truth
 from training.experiments.real_data_cli import shared_data_root
 from training.experiments.real_data_models import make_tensors
-from training.experiments.real_data_offline import BERT_ROW, TFIDF_ROW, ensemble_rows, offline_rows, tfidf_member
+from training.experiments.real_data_offline import MEMBER_ROWS, ensemble_rows, offline_rows
 from training.real_scores import MEASURES, TASK_KEYS, score_predictions
 from training.recipe import RecipeConfig, offline_recipe
 
@@ -48,8 +50,8 @@ def run_data_set(
     started = time.perf_counter()
     baselines = baseline_probabilities(data, config)
     baseline_seconds = time.perf_counter() - started
-    tensors = make_tensors(records, offline_recipe())
-    tfidf = tfidf_member(records, tensors, out / "runs" / name / "tfidf_lr", print)
+    recipe = recipe or offline_recipe()
+    tensors = make_tensors(records, recipe) if "bert_text" in recipe.models else None
     entry = report.setdefault(name, {"kind": kind, "split": data.report["split"], "per_seed": []})
     entry["baseline_seconds"] = round(baseline_seconds, 1)
     for seed in seeds:
@@ -60,10 +62,10 @@ def run_data_set(
             lambda line, seed=seed: print(f"[{name} seed {seed}] {line}", flush=True),
             str(out / "runs" / name),
             recipe,
-            tfidf=tfidf,
+            VARIANTS,
         )
         predictions = {**baselines, **rows}
-        save_members(out / "members" / f"{name}-seed{seed}.pkl", rows, tensors["val"].target_columns(), y["test"])
+        save_members(out / "members" / f"{name}-seed{seed}.pkl", rows, y["val"], y["test"])
         scores = {
             row: score_predictions(kind, y["test"], {h: p.argmax(1) for h, p in probs["test"].items()})
             for row, probs in predictions.items()
@@ -77,16 +79,14 @@ def save_members(path: Path, rows: dict, y_val: dict, y_test: dict) -> None:
     """The members' validation and test probabilities and the truth, so the combination can be
     refitted without retraining (``--rescore``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    members = {row: rows[row] for row in (BERT_ROW, TFIDF_ROW)}
+    members = {row: rows[row] for row in MEMBER_ROWS.values() if row in rows}
     path.write_bytes(pickle.dumps({"members": members, "y_val": y_val, "y_test": y_test}))
 
 
-MEMBER_ROWS = {"bert_text": BERT_ROW, "tfidf_lr": TFIDF_ROW}  # member kind -> its row
-LAST_SESSION_RULES = ("majority_vote", "mean_probability", "weighted_mean")
+PLAIN_RULES = ("majority_vote", "mean_probability", "weighted_mean")
 VARIANTS = {  # ablations of the combination, refitted on the same members' validation probabilities
-    "Offline, no calibration": LAST_SESSION_RULES,
-    "Offline + offsets only": (*LAST_SESSION_RULES, "calibrated_mean"),
-    "Offline + stacker only": (*LAST_SESSION_RULES, "stacked_lr"),
+    "rule per head searched on val": PLAIN_RULES,
+    "rule per head + calibration (val)": RULE_CHOICES,
 }
 
 
@@ -100,7 +100,7 @@ def rescore(dirs: list[Path], out: Path) -> dict:
             target = merged.setdefault(name, {**entry, "per_seed": []})
             for done in entry["per_seed"]:
                 saved = pickle.loads((folder / "members" / f"{name}-seed{done['seed']}.pkl").read_bytes())
-                members = {kind: saved["members"][row] for kind, row in MEMBER_ROWS.items()}
+                members = {kind: saved["members"][row] for kind, row in MEMBER_ROWS.items() if row in saved["members"]}
                 rows, chosen = ensemble_rows(members, saved["y_val"], recipe, VARIANTS)
                 test = {
                     row: score_predictions(
@@ -168,6 +168,7 @@ def main() -> int:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+N-1")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-train", type=int, default=0, help="stratified cap on training memes (0: all)")
+    parser.add_argument("--models", help="the recipe's members, comma-separated (default: the offline recipe's)")
     parser.add_argument(
         "--paper-task-a", action="store_true", help="variant: MiniLM-text's Task A CE unweighted (the paper's)"
     )
@@ -183,6 +184,8 @@ def main() -> int:
     report: dict = {}
     for name in args.datasets:
         recipe = offline_recipe()
+        if args.models:
+            recipe = replace(recipe, models=tuple(args.models.split(",")))
         if args.paper_task_a:
             recipe = replace(recipe, train=replace(recipe.train, task_a_balanced=False))
         run_data_set(

@@ -102,6 +102,25 @@ def test_direct_task_b_votes_on_presence():
     assert ensemble_scores(probabilities, truth, all_members(["m"], "from_task_c"))["task_b"] == 0.25
 
 
+def test_every_member_votes_by_the_mean_probability_when_asked():
+    # Two members of three classes disagree; a third's confident vote is outvoted but tips the mean.
+    p = {
+        "a": np.array([[0.4, 0.6, 0.0]]),
+        "b": np.array([[0.4, 0.6, 0.0]]),
+        "c": np.array([[1.0, 0.0, 0.0]]),
+    }
+    probabilities = {
+        m: {t.name: np.eye(t.num_classes)[[0]] for t in ALL_TASKS} | {"sentiment": v} for m, v in p.items()
+    }
+    vote = all_members(list(p))
+    mean = all_members(list(p), rule="mean_probability")
+    assert mean.task_rules == {t.name: "mean_probability" for t in ALL_TASKS} and vote.task_rules == {}
+    assert ensemble_predict(probabilities, vote)[0]["sentiment"].tolist() == [1]
+    assert ensemble_predict(probabilities, mean)[0]["sentiment"].tolist() == [0]  # mean 0.6 > 0.4
+    with pytest.raises(ValueError, match="stacked_lr"):
+        all_members(list(p), rule="stacked_lr")
+
+
 def test_direct_search_picks_task_b_voters_separately():
     probabilities, truth = _data({"a": 0.4, "b": 0.7, "c": 0.5}, seed=3)
     selection = search_ensemble(probabilities, truth, "direct")

@@ -122,23 +122,43 @@ def test_tfidf_heads_as_linear_layers_give_scikit_learns_probabilities():
         np.testing.assert_allclose(p, expected, atol=1e-6)
 
 
-def test_the_tfidf_graph_equals_scikit_learn_on_any_text(synthetic_data: Path, tmp_path: Path):
+@pytest.mark.parametrize("kind", ["tfidf_lr", "tfidf_char"])
+def test_the_tfidf_graph_equals_scikit_learn_on_any_text(synthetic_data: Path, tmp_path: Path, kind: str):
+    """Word 1-2 grams and character 2-5 grams (1 + log tf, idf, L2 rows) through ONNX Runtime's
+    tokenizer equal scikit-learn on the whitespace-folded text the gateway feeds."""
     from memotion.data_format import load_split
+    from memotion.raw_text import fold_whitespace
     from training.baselines import NUM_CLASSES
-    from training.tfidf_member import MEMBER_TFIDF, OnnxTextMember, fit_tfidf_member
+    from training.tfidf_member import KIND_CONFIGS, OnnxTextMember, fit_tfidf_member
 
     records = {s: load_split(synthetic_data / f"{s}.csv") for s in ("train", "val")}
     texts = {s: [r.text for r in rows] for s, rows in records.items()}
     labels = {
         s: {t.name: np.array([r.labels()[t.name] for r in rows]) for t in ALL_TASKS} for s, rows in records.items()
     }
-    config = replace(MEMBER_TFIDF, c_grid=(1.0,), class_weights=(None,))
-    model, val, _ = fit_tfidf_member(texts, labels, tmp_path, config, log=lambda _: None)
-    served = OnnxTextMember(tmp_path / "model.onnx").probabilities(TEXTS + ["नमस्ते दुनिया", "a b c d"])
-    expected = model.probabilities(TEXTS + ["नमस्ते दुनिया", "a b c d"])
+    config = replace(KIND_CONFIGS[kind][1], c_grid=(1.0,), class_weights=(None,))
+    model, val, _ = fit_tfidf_member(texts, labels, tmp_path, config, log=lambda _: None, name=kind)
+    assert model.vectoriser.analyzer == ("char" if kind == "tfidf_char" else "word")
+    probe = [*TEXTS, "नमस्ते दुनिया", "a b c d", "x", " two  spaces\tand\na newline ", "😂 lol ÉCOLE"]
+    served = OnnxTextMember(tmp_path / "model.onnx").probabilities(probe)
+    expected = model.probabilities([fold_whitespace(t) for t in probe])
     for head, p in expected.items():
-        assert served[head].shape == (len(TEXTS) + 2, NUM_CLASSES[head])
+        assert served[head].shape == (len(probe), NUM_CLASSES[head])
         np.testing.assert_allclose(served[head], p, atol=1e-5)
+
+
+def test_the_ngram_pool_groups_the_vocabulary_by_length_and_refuses_other_tokenizers():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from training.tfidf_graph import ngram_pool, tokenizer_pattern
+
+    pool, counts, indexes, low, high = ngram_pool({"ab": 2, "b c": 0, "a": 1}, "word")
+    assert (pool, counts, indexes, low, high) == (["a", "ab", "b", "c"], [0, 2], [1, 2, 0], 1, 2)
+    pool, counts, indexes, low, high = ngram_pool({"ab": 1, "b c": 0, "a ": 2}, "char")
+    assert (pool, counts, indexes, low, high) == (["a", "b", "a", " ", "b", " ", "c"], [0, 0, 4], [1, 2, 0], 2, 3)
+    assert tokenizer_pattern(TfidfVectorizer(analyzer="char")) == "."
+    with pytest.raises(ValueError, match="no exact ONNX tokenizer"):
+        tokenizer_pattern(TfidfVectorizer())  # scikit-learn's Unicode \w: RE2's is ASCII
 
 
 @pytest.fixture(scope="module")
@@ -147,15 +167,17 @@ def offline_run(synthetic_data: Path, bert_dir: Path, tmp_path_factory) -> tuple
     from training.export import export_run
     from training.pretrained_text.config import TextEncoderConfig
     from training.recipe import offline_recipe, train_recipe
-    from training.tfidf_member import MEMBER_TFIDF
+    from training.tfidf_member import CHAR_TFIDF, MEMBER_TFIDF
 
     recipe = offline_recipe()
     recipe = replace(
         recipe,
+        models=("bert_text", *recipe.models),  # the recipe's TF-IDF members and the MiniLM member's code
         model=replace(recipe.model, lstm_hidden=16, head_hidden=16),
         train=replace(recipe.train, epochs=1, max_steps=3),
         text_encoder=TextEncoderConfig(str(bert_dir), file_sha256(bert_dir / "model.safetensors"), 24),
         tfidf=replace(MEMBER_TFIDF, c_grid=(1.0,), class_weights=(None, "balanced")),
+        tfidf_char=replace(CHAR_TFIDF, c_grid=(1.0,), class_weights=(None,)),
     )
     run_dir = tmp_path_factory.mktemp("offline-run")
     train_recipe(synthetic_data, run_dir, recipe, progress=False, log=lambda _: None)
@@ -179,7 +201,10 @@ def expected_answers(run_dir: Path, repository: Path, texts: list[str]) -> tuple
         logits = model(torch.from_numpy(ids))
     members = {
         "bert_text": {t.name: torch.softmax(x, -1).numpy() for t, x in zip(ALL_TASKS, logits)},
-        "tfidf_lr": OnnxTextMember(repository / manifest.model("tfidf_lr").file).probabilities(texts),
+        **{
+            kind: OnnxTextMember(repository / manifest.model(kind).file).probabilities(texts)
+            for kind in ("tfidf_lr", "tfidf_char")
+        },
     }
     selection = selection_from_json(read_summary(run_dir)["ensemble"])  # what training fitted
     voted, _ = ensemble_predict(members, selection)
@@ -187,22 +212,29 @@ def expected_answers(run_dir: Path, repository: Path, texts: list[str]) -> tuple
     return members, labels
 
 
-def test_the_offline_run_has_both_members_and_a_rule_per_head(offline_run: tuple[Path, Path]):
+def test_the_offline_run_has_every_member_and_their_mean_on_every_head(offline_run: tuple[Path, Path]):
     from training.recipe import read_summary
 
     run_dir, repository = offline_run
     summary = read_summary(run_dir)
-    assert set(summary["models"]) == {"bert_text", "tfidf_lr"}
-    assert summary["models"]["tfidf_lr"]["checkpoint"] is None
+    assert set(summary["models"]) == {"bert_text", "tfidf_lr", "tfidf_char"}
+    assert summary["models"]["tfidf_char"]["checkpoint"] is None
     manifest = load_manifest(repository)
-    assert {m.kind for m in manifest.models} == {"bert_text", "tfidf_lr"}
+    assert {m.name: m.kind for m in manifest.models} == {
+        "bert_text": "bert_text",
+        "tfidf_lr": "tfidf_lr",
+        "tfidf_char": "tfidf_lr",
+    }
     assert manifest.model("bert_text").inputs == ("bert_input_ids",)
-    assert manifest.model("tfidf_lr").inputs == ("text",)
+    assert manifest.model("tfidf_char").inputs == ("text",)
+    assert manifest.model("tfidf_char").backbone == {"features": "tf-idf character 2-5 grams"}
     ensemble = manifest.ensemble
-    assert ensemble.objective == "macro_f1" and set(ensemble.task_rules) == {t.name for t in ALL_TASKS}
-    assert ensemble.task_rules == summary["ensemble"]["task_rules"]
-    config = (repository / "tfidf_lr" / "config.pbtxt").read_text()
-    assert "TYPE_STRING" in config and "dims: [ 1 ]" in config, config
+    assert ensemble.objective == "macro_f1" and ensemble.task_rules == {t.name: "mean_probability" for t in ALL_TASKS}
+    assert ensemble.task_rules == summary["ensemble"]["task_rules"] and summary["ensemble"]["search"] == "all"
+    assert set(ensemble.members) == {"bert_text", "tfidf_lr", "tfidf_char"}
+    for kind in ("tfidf_lr", "tfidf_char"):
+        config = (repository / kind / "config.pbtxt").read_text()
+        assert "TYPE_STRING" in config and "dims: [ 1 ]" in config, config
 
 
 def test_the_gateway_answers_as_training_does(offline_run: tuple[Path, Path]):
@@ -318,7 +350,7 @@ def _timer():
 
 @pytest.mark.slow
 def test_triton_serves_the_string_and_wordpiece_members(offline_run: tuple[Path, Path]):
-    """Through a real tritonserver (python backend: the TF-IDF graph's string input as Triton BYTES):
+    """Through a real tritonserver (python backend: the TF-IDF graphs' string input as Triton BYTES):
     the gateway's answers over HTTP equal training's."""
     import httpx
 
@@ -357,12 +389,15 @@ def test_triton_serves_the_string_and_wordpiece_members(offline_run: tuple[Path,
 def test_the_command_line_picks_the_offline_recipe():
     from memotion_cli.main import build_parser
     from training.cli import recipe_from_args
-    from training.recipe import offline_recipe
+    from training.recipe import everyone_rule, offline_recipe
 
     parse = build_parser().parse_args
     recipe = recipe_from_args(parse(["train", "--recipe", "offline", "--data", "d", "--out", "o"]))
     assert recipe == offline_recipe()
-    assert recipe.models == ("bert_text", "tfidf_lr") and recipe.ensemble_objective == "macro_f1"
+    assert recipe.models == ("tfidf_lr", "tfidf_char") and recipe.ensemble_objective == "macro_f1"
+    assert not recipe.ensemble_search and recipe.ensemble_rules == ("mean_probability",)
+    assert everyone_rule(recipe.ensemble_rules) == "mean_probability"
+    assert everyone_rule(("majority_vote", "mean_probability")) == "majority_vote"
     assert recipe.text_encoder.encoder == "minilm" and recipe.text_encoder.sha256 is None
     args = parse(
         ["train", "--recipe", "offline", "--data", "d", "--out", "o", "--text-encoder", "/m", "--text-encoder-sha256"]
@@ -379,6 +414,7 @@ def test_the_command_line_picks_the_offline_recipe():
     recipe = recipe_from_args(args)
     assert (recipe.text_encoder.encoder, recipe.text_encoder.sha256) == ("/m", "ab" * 32)
     assert recipe.ensemble_objective == "weighted_f1" and recipe.ensemble_rules == ("majority_vote",)
+    assert recipe.ensemble_search  # rules given: searched per head
     assert recipe.oscar.bert == "minilm"
     assert recipe_from_args(parse(["train", "--data", "d", "--out", "o"])).models == (
         "clip_text",

@@ -32,6 +32,7 @@ class TfidfConfig:
     max_iter: int = 2000
     sublinear_tf: bool = True
     token_pattern: str = r"(?u)\b\w\w+\b"  # scikit-learn's default
+    analyzer: str = "word"  # or "char": character n-grams (``ngram_range`` then counts characters)
 
 
 def majority_probabilities(train: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -91,6 +92,7 @@ def fit_tfidf_lr(
         sublinear_tf=config.sublinear_tf,
         lowercase=True,
         token_pattern=config.token_pattern,
+        analyzer=config.analyzer,
     )
     train_x = vectoriser.fit_transform(list(texts["train"]))
     val_x = vectoriser.transform(list(texts["val"]))

@@ -183,7 +183,7 @@ def _add_model_choice_options(train: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--models",
-        help="comma-separated subset of clip_text,clip_image,clip_multi, oscar, bert_text, tfidf_lr and "
+        help="comma-separated subset of clip_text,clip_image,clip_multi, oscar, bert_text, tfidf_lr, tfidf_char and "
         "the other registered kinds (training/factory.py); default: the recipe's (clip_text,clip_image,clip_multi)",
     )
     train.add_argument(
@@ -240,7 +240,8 @@ def _add_rebalance_options(train: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--no-ensemble-search",
         action="store_true",
-        help="every model votes on every head (default: exhaustive search per head on validation)",
+        help="every model votes on every head (default: exhaustive search per head on validation; "
+        "--recipe offline without --ensemble-rules: every member, by their mean probability)",
     )
     train.add_argument(
         "--fusion-dim",
@@ -500,7 +501,6 @@ def recipe_from_args(args: argparse.Namespace) -> RecipeConfig:
         models=tuple(names(args.models)) if args.models else config.models,
         train=replace(config.train, **overrides),
         threads=args.threads,
-        ensemble_search=not args.no_ensemble_search,
         task_b=args.task_b or config.task_b,
         model=replace(config.model, **model),
         init_from=str(args.init_from) if args.init_from else None,
@@ -510,7 +510,7 @@ def recipe_from_args(args: argparse.Namespace) -> RecipeConfig:
 
 
 def _text_member_options(args: argparse.Namespace, config: RecipeConfig) -> dict[str, Any]:
-    """bert_text's encoder options and the ensemble's objective and rules from the command line."""
+    """bert_text's encoder options and the ensemble's objective, rules and search from the command line."""
     encoder = _given(
         {
             "encoder": args.text_encoder,
@@ -524,6 +524,8 @@ def _text_member_options(args: argparse.Namespace, config: RecipeConfig) -> dict
         "text_encoder": replace(config.text_encoder, **encoder),
         "ensemble_objective": args.ensemble_objective or config.ensemble_objective,
         "ensemble_rules": tuple(names(args.ensemble_rules)) if args.ensemble_rules else config.ensemble_rules,
+        # rules given: searched per head; the offline recipe alone: every member, mean probability
+        "ensemble_search": not args.no_ensemble_search and (bool(args.ensemble_rules) or config.ensemble_search),
     }
 
 

@@ -75,14 +75,15 @@ def clip_towers(clip: object) -> dict[str, Tower]:
     }
 
 
-# The towers each kind trains; bert_text its own encoder ("bert": ``encoder_tower``), tfidf_lr
-# none (scikit-learn, no torch); any other kind counts as CLIP-multi (both CLIP towers).
+# The towers each kind trains; bert_text its own encoder ("bert": ``encoder_tower``), tfidf_lr and
+# tfidf_char none (scikit-learn, no torch); any other kind counts as CLIP-multi (both CLIP towers).
 MEMBER_TOWERS = {
     "clip_text": ("text",),
     "clip_image": ("image",),
     "clip_multi": ("text", "image"),
     "bert_text": ("bert",),
     "tfidf_lr": (),
+    "tfidf_char": (),
 }
 
 

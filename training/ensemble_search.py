@@ -183,11 +183,19 @@ def search_ensemble(
     return EnsembleSelection(models, task_members, task_b, task_b_members, "exhaustive", objective=objective)
 
 
-def all_members(models: Sequence[str], task_b: TaskBMode = "from_task_c") -> EnsembleSelection:
-    """Every model votes on every task (no search)."""
+def all_members(
+    models: Sequence[str], task_b: TaskBMode = "from_task_c", rule: str = "majority_vote"
+) -> EnsembleSelection:
+    """Every model votes on every task (no search), combined by ``rule`` (majority_vote or
+    mean_probability: the equal-weight mean of the members' probabilities)."""
+    if rule not in ("majority_vote", "mean_probability"):
+        raise ValueError(f"every model votes by majority_vote or mean_probability, not {rule!r}")
     models = tuple(models)
     task_b_members = {spec.name: models for spec in TASK_C} if task_b == "direct" else {}
-    return EnsembleSelection(models, {spec.name: models for spec in ALL_TASKS}, task_b, task_b_members, "all")
+    rules = {spec.name: rule for spec in ALL_TASKS} if rule != "majority_vote" else {}
+    return EnsembleSelection(
+        models, {spec.name: models for spec in ALL_TASKS}, task_b, task_b_members, "all", task_rules=rules
+    )
 
 
 def ensemble_predict(

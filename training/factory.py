@@ -198,24 +198,28 @@ register_kind(_bert_text_kind())
 
 
 def _no_torch_model(clip_name: str, config: ModelConfig, pretrained: str | None) -> nn.Module:
-    raise ValueError("tfidf_lr is fitted by scikit-learn (ModelKind.fit), not built as a torch model")
+    raise ValueError("tfidf_lr and tfidf_char are fitted by scikit-learn (ModelKind.fit), not built as torch models")
 
 
-def _tfidf_kind() -> ModelKind:
-    """TF-IDF + logistic regression as an ONNX member with a string input (training/tfidf_member.py)."""
+def _tfidf_kind(name: str) -> ModelKind:
+    """TF-IDF (word or character n-grams) + logistic regression as an ONNX member with a string
+    input (training/tfidf_member.py)."""
+    from functools import partial
+
     from training import tfidf_member
 
     return ModelKind(
-        "tfidf_lr",
+        name,
         tfidf_member.INPUTS,
         "text",
         _no_torch_model,
         export=tfidf_member.export_kind,
-        fit=tfidf_member.fit_kind,
+        fit=partial(tfidf_member.fit_kind, kind=name),
     )
 
 
-register_kind(_tfidf_kind())
+register_kind(_tfidf_kind("tfidf_lr"))
+register_kind(_tfidf_kind("tfidf_char"))
 
 
 def _fusion_kinds() -> list[ModelKind]:

@@ -1,7 +1,9 @@
-"""TF-IDF + logistic regression as an ensemble member (kind ``tfidf_lr``): fitted by scikit-learn
+"""TF-IDF + logistic regression as ensemble members (kinds ``tfidf_lr``: word 1-2 grams, and
+``tfidf_char``: character 2-5 grams; manifest kind ``tfidf_lr`` for both): fitted by scikit-learn
 (training/baselines.py), served as one ONNX graph with a string input, like the other members.
 
-Graph: ``text`` (string [B, 1]) -> skl2onnx's TfidfVectorizer -> per head ``x W^T + b`` -> logits
+Graph: ``text`` (string [B, 1], whitespace folded: memotion.raw_text) -> the vectoriser
+(training/tfidf_graph.py) -> per head ``x W^T + b`` -> logits
 [B, classes] named by the head. Softmax of those logits is the regression's probabilities: for a
 multinomial head they are its decision function; for a two-class head (scikit-learn's sigmoid of
 one score z) they are [0, z], since softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]. A class the
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from memotion.labels import ALL_TASKS
+from memotion.raw_text import fold_whitespace, raw_text_feed
 from training.baselines import NUM_CLASSES, TfidfConfig, TfidfModel, fit_tfidf_lr
 
 if TYPE_CHECKING:
@@ -29,13 +32,16 @@ if TYPE_CHECKING:
 INPUT = "text"
 INPUTS = (INPUT,)
 MODEL_FILE = "model.onnx"
+FEATURES_FILE = "features.json"
 ABSENT_LOGIT = -1e4
 PARITY_TOLERANCE = 1e-4
-LOCALE = "C.UTF-8"
-# What ONNX Runtime's tokenizer (RE2, ASCII \w) and scikit-learn (Python re) split alike: ASCII
-# words of any length (the default drops 1-letter words, which ORT then bigrams across), raw term
-# counts (skl2onnx does not reproduce sublinear_tf). Checked: identical features on real memes.
-MEMBER_TFIDF = TfidfConfig(token_pattern=r"[a-zA-Z0-9_]+", sublinear_tf=False)
+OPSET = 17
+IR_VERSION = 8  # what the ONNX Runtime in Triton's python backend reads
+# The baseline's features (scikit-learn's default words of 2+ characters, 1 + log tf) with ASCII
+# words, what ONNX Runtime's tokenizer (RE2) and Python's re split alike (training/tfidf_graph.py).
+MEMBER_TFIDF = TfidfConfig(token_pattern=r"[a-zA-Z0-9_][a-zA-Z0-9_]+", sublinear_tf=True)
+# Character 2-5 grams (spaces included) of the lower-cased text: spelling variants, romanised Hindi.
+CHAR_TFIDF = TfidfConfig(analyzer="char", ngram_range=(2, 5), max_features=100_000, sublinear_tf=True)
 
 
 def head_weights(model, num_classes: int, features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,58 +63,44 @@ def head_weights(model, num_classes: int, features: int) -> tuple[np.ndarray, np
     return weight, bias
 
 
-def tfidf_onnx(model: TfidfModel, path: Path) -> Path:
-    """The vectoriser (skl2onnx) and every head's linear layer as one ONNX graph at ``path``."""
+def tfidf_onnx(model: TfidfModel, path: Path, name: str = "tfidf_lr") -> Path:
+    """The vectoriser (training/tfidf_graph.py) and every head's linear layer as one ONNX graph at ``path``."""
     import onnx
     from onnx import helper, numpy_helper
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import StringTensorType
 
-    graph_model = convert_sklearn(
-        model.vectoriser, initial_types=[(INPUT, StringTensorType([None, 1]))], target_opset=17
-    )
-    graph = graph_model.graph
-    _portable_locale(graph)
-    features_name = graph.output[0].name
+    from training.tfidf_graph import vectoriser_nodes
+
+    nodes, initializers = vectoriser_nodes(model.vectoriser, INPUT, "features")
     features = len(model.vectoriser.vocabulary_)
-    del graph.output[:]
+    outputs = []
     for spec in ALL_TASKS:
         head = model.heads[spec.name]
         weight, bias = head_weights(
             head if head is not None else model.chosen[spec.name]["constant"], NUM_CLASSES[spec.name], features
         )
-        graph.initializer.extend(
-            [numpy_helper.from_array(weight, f"{spec.name}_W"), numpy_helper.from_array(bias, f"{spec.name}_b")]
-        )
-        graph.node.extend(
-            [
-                helper.make_node("MatMul", [features_name, f"{spec.name}_W"], [f"{spec.name}_xw"]),
-                helper.make_node("Add", [f"{spec.name}_xw", f"{spec.name}_b"], [spec.name]),
-            ]
-        )
-        graph.output.append(
-            helper.make_tensor_value_info(spec.name, onnx.TensorProto.FLOAT, [None, NUM_CLASSES[spec.name]])
-        )
+        initializers += [
+            numpy_helper.from_array(weight, f"{spec.name}_W"),
+            numpy_helper.from_array(bias, f"{spec.name}_b"),
+        ]
+        nodes += [
+            helper.make_node("MatMul", ["features", f"{spec.name}_W"], [f"{spec.name}_xw"]),
+            helper.make_node("Add", [f"{spec.name}_xw", f"{spec.name}_b"], [spec.name]),
+        ]
+        outputs.append(helper.make_tensor_value_info(spec.name, onnx.TensorProto.FLOAT, [None, NUM_CLASSES[spec.name]]))
+    text = helper.make_tensor_value_info(INPUT, onnx.TensorProto.STRING, [None, 1])
+    graph_model = helper.make_model(
+        helper.make_graph(nodes, name, [text], outputs, initializers),
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
+        ir_version=IR_VERSION,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.checker.check_model(graph_model)
     onnx.save(graph_model, str(path))
     return path
 
 
-def _portable_locale(graph) -> None:
-    """skl2onnx's StringNormalizer (lower-casing) asks for the en_US.UTF-8 locale, which a slim
-    machine (a container, Triton's) may lack; C.UTF-8 is always there and lower-cases Unicode too."""
-    from onnx import helper
-
-    for node in graph.node:
-        if node.op_type == "StringNormalizer":
-            kept = [a for a in node.attribute if a.name != "locale"]
-            del node.attribute[:]
-            node.attribute.extend([*kept, helper.make_attribute("locale", LOCALE)])
-
-
 class OnnxTextMember:
-    """Runs a ``tfidf_lr`` graph with ONNX Runtime: texts -> probabilities per head."""
+    """Runs a ``tfidf_lr`` graph with ONNX Runtime: texts (fed as the gateway feeds them) -> probabilities per head."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
@@ -117,7 +109,7 @@ class OnnxTextMember:
 
     def probabilities(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         names = [spec.name for spec in ALL_TASKS]
-        feed = {INPUT: np.array(list(texts), dtype=object).reshape(-1, 1)}
+        feed = {INPUT: raw_text_feed(texts)}
         logits = self.session.run(names, feed)
         out = {}
         for name, value in zip(names, logits):
@@ -140,36 +132,51 @@ def fit_tfidf_member(
     out_dir: Path,
     config: TfidfConfig = MEMBER_TFIDF,
     log: Callable[[str], None] = print,
+    name: str = "tfidf_lr",
 ) -> tuple[TfidfModel, dict[str, np.ndarray], float]:
-    """Fit, export to ``out_dir/model.onnx``, check parity on the validation texts; returns the
-    model, the ONNX graph's validation probabilities (what the served member says) and the seconds."""
+    """Fit on the whitespace-folded texts (what the gateway feeds), export to ``out_dir/model.onnx``,
+    check parity on the validation texts; returns the model, the ONNX graph's validation
+    probabilities (what the served member says) and the seconds."""
     from training.export import ExportError
 
     started = time.perf_counter()
+    texts = {split: [fold_whitespace(t) for t in rows] for split, rows in texts.items()}
     model = fit_tfidf_lr(texts, labels, config)
-    path = tfidf_onnx(model, out_dir / MODEL_FILE)
+    path = tfidf_onnx(model, out_dir / MODEL_FILE, name)
     error = parity_error(model, path, texts["val"])
     if error > PARITY_TOLERANCE:
-        raise ExportError(f"tfidf_lr: ONNX Runtime differs from scikit-learn by {error:.2e} on validation")
-    log(f"[tfidf_lr] {len(model.vectoriser.vocabulary_)} features, ONNX vs scikit-learn max |diff| {error:.1e}")
+        raise ExportError(f"{name}: ONNX Runtime differs from scikit-learn by {error:.2e} on validation")
+    log(f"[{name}] {len(model.vectoriser.vocabulary_)} features, ONNX vs scikit-learn max |diff| {error:.1e}")
+    (out_dir / FEATURES_FILE).write_text(json.dumps({"features": describe(config)}))
     return model, OnnxTextMember(path).probabilities(texts["val"]), time.perf_counter() - started
 
 
-def fit_kind(data: KindData) -> TrainResult:
-    """``memotion train --models tfidf_lr``: fit on the run's train split, choose on its val split."""
+def describe(config: TfidfConfig) -> str:
+    low, high = config.ngram_range
+    return f"tf-idf {'character' if config.analyzer == 'char' else 'word'} {low}-{high} grams"
+
+
+# Member kind -> (the RecipeConfig field holding its TfidfConfig, the default).
+KIND_CONFIGS = {"tfidf_lr": ("tfidf", MEMBER_TFIDF), "tfidf_char": ("tfidf_char", CHAR_TFIDF)}
+
+
+def fit_kind(data: KindData, kind: str = "tfidf_lr") -> TrainResult:
+    """``memotion train --models tfidf_lr`` (or ``tfidf_char``): fit on the run's train split,
+    choose on its val split."""
     import torch
 
     from training.metrics import memotion_scores
     from training.trainer import TrainResult
 
+    field, default = KIND_CONFIGS[kind]
     texts = {split: [r.text for r in records] for split, records in data.records.items()}
     labels = {split: tensors.target_columns() for split, tensors in data.tensors.items()}
-    config = getattr(data.recipe, "tfidf", None) or MEMBER_TFIDF
-    model, val, seconds = fit_tfidf_member(texts, labels, data.out_dir, config, data.log)
+    config = getattr(data.recipe, field, None) or default
+    model, val, seconds = fit_tfidf_member(texts, labels, data.out_dir, config, data.log, kind)
     scores = memotion_scores(labels["val"], {h: p.argmax(1) for h, p in val.items()})
     (data.out_dir / "chosen.json").write_text(json.dumps(model.chosen, indent=2))
     np.savez(data.out_dir / "val_probabilities.npz", **val)
-    return TrainResult(torch.nn.Identity(), "tfidf_lr", 1, scores, [], val, seconds)
+    return TrainResult(torch.nn.Identity(), kind, 1, scores, [], val, seconds)
 
 
 def export_kind(job: KindExport) -> ModelEntry:
@@ -190,5 +197,10 @@ def export_kind(job: KindExport) -> ModelEntry:
         inputs=INPUTS,
         outputs=tuple(t.name for t in ALL_TASKS),
         validation=job.validation,
-        backbone={"features": "tf-idf word 1-2 grams"},
+        backbone={"features": _features(job.run_dir / job.kind)},
     )
+
+
+def _features(kind_dir: Path) -> str:
+    path = kind_dir / FEATURES_FILE
+    return json.loads(path.read_text())["features"] if path.is_file() else describe(MEMBER_TFIDF)

@@ -30,6 +30,7 @@ from memotion.manifest import (
     load_manifest,
 )
 from memotion.preprocess import images_to_batch
+from memotion.raw_text import raw_text_feed
 from memotion.tokenizer import ClipTokenizer, WordPieceTokenizer
 from memotion.voting import combine, majority_vote, presence_probabilities
 from service.core.errors import GatewayStartupError
@@ -371,7 +372,7 @@ class MemeClassifier:
             with timer.stage("tokenize"):
                 tensors["input_ids"] = self.tokenizer(texts)
         if any(RAW_TEXT_INPUT in m.inputs for m in members):  # tfidf_lr: the text itself, [B, 1]
-            tensors[RAW_TEXT_INPUT] = np.array(texts, dtype=object).reshape(-1, 1)
+            tensors[RAW_TEXT_INPUT] = raw_text_feed(texts)
         if any("pixel_values" in m.inputs for m in members):
             present = [image for image in images if image is not None]  # all of them (_chosen_members)
             with timer.stage("preprocess"):

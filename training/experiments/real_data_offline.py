@@ -1,10 +1,11 @@
-"""The offline recipe's rows of the real-data experiment (issue 23): its two members trained as
-``memotion train --recipe offline`` trains them, on the experiment's split, and its ensemble.
+"""The offline recipe's rows of the real-data experiment (issue 23): its members fitted as
+``memotion train --recipe offline`` fits them, on the experiment's split, and its ensemble.
 
-Rows: ``MiniLM-text`` (all-MiniLM-L6-v2 fine-tuned under the paper's text heads), ``TF-IDF + LR
-(ONNX)`` (the served graph's probabilities), ``Offline (majority vote)`` (the paper's rule on the
-two, searched subsets) and ``Offline recipe`` (the recipe's ensemble: per head the rule chosen on
-validation by the recipe's objective). Everything is scored on the experiment's test split.
+Rows: one per member (``MEMBER_ROWS``: the TF-IDF graphs' probabilities as served, MiniLM-text when
+the recipe has ``bert_text``), ``Offline (majority vote)`` (the paper's rule, subsets searched on
+validation) and ``Offline recipe`` (the recipe's ensemble: every member, equal-weight mean
+probability; or, for a recipe with ``ensemble_search``, per head the rule chosen on validation).
+Everything is scored on the experiment's test split.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import numpy as np
 from memotion.data_format import MemeRecord
 from training.dataset import MemeTensors
 from training.ensemble_combination import search_combination
-from training.ensemble_search import ensemble_predict, search_ensemble
+from training.ensemble_search import EnsembleSelection, all_members, ensemble_predict, search_ensemble
 from training.factory import KindData
-from training.recipe import RecipeConfig, offline_recipe
+from training.recipe import RecipeConfig, everyone_rule, offline_recipe
 from training.trainer import predict_probabilities, train_model
 
-BERT_ROW = "MiniLM-text"
-TFIDF_ROW = "TF-IDF + LR (ONNX)"
+MEMBER_ROWS = {"tfidf_lr": "TF-IDF word (ONNX)", "tfidf_char": "TF-IDF char (ONNX)", "bert_text": "MiniLM-text"}
 VOTE_ROW = "Offline (majority vote)"
 RECIPE_ROW = "Offline recipe"
 
@@ -57,52 +57,79 @@ def bert_member(
         lambda _: None,
     )
     test = predict_probabilities(result.model, "bert_text", prepared.tensors["test"])
-    log(f"{BERT_ROW}: {result.seconds:.0f} s, best epoch {result.best_epoch}")
+    log(f"{MEMBER_ROWS['bert_text']}: {result.seconds:.0f} s, best epoch {result.best_epoch}")
     return {"val": result.val_probabilities, "test": test}, result.seconds
 
 
 def tfidf_member(
-    records: dict[str, list[MemeRecord]], tensors: dict[str, MemeTensors], out_dir: Path, log: Callable[[str], None]
+    kind: str, records: dict[str, list[MemeRecord]], recipe: RecipeConfig, out_dir: Path, log: Callable[[str], None]
 ) -> tuple[Split, float]:
-    """TF-IDF + LR fitted, exported to ONNX (parity checked); the graph's probabilities."""
-    from training.tfidf_member import OnnxTextMember, fit_tfidf_member
+    """A TF-IDF member (``tfidf_lr`` or ``tfidf_char``, the recipe's options) fitted, exported to
+    ONNX (parity checked); the graph's probabilities."""
+    from training.experiments.real_data import truth
+    from training.tfidf_member import KIND_CONFIGS, OnnxTextMember, fit_tfidf_member
 
     texts = {split: [r.text for r in rows] for split, rows in records.items()}
-    labels = {split: t.target_columns() for split, t in tensors.items()}
-    _, val, seconds = fit_tfidf_member(texts, labels, out_dir, log=log)
+    labels = {split: truth(rows) for split, rows in records.items()}
+    config = getattr(recipe, KIND_CONFIGS[kind][0])
+    fit = {s: texts[s] for s in ("train", "val")}
+    _, val, seconds = fit_tfidf_member(fit, {s: labels[s] for s in fit}, out_dir, config, log, kind)
     test = OnnxTextMember(out_dir / "model.onnx").probabilities(texts["test"])
     return {"val": val, "test": test}, seconds
 
 
+def fit_members(
+    records: dict[str, list[MemeRecord]],
+    tensors: dict[str, MemeTensors] | None,
+    recipe: RecipeConfig,
+    root: Path,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Split], dict[str, float]]:
+    """Each of the recipe's members (kind -> split -> head -> probabilities) and its seconds."""
+    members, seconds = {}, {}
+    for kind in recipe.models:
+        if kind == "bert_text":
+            if tensors is None:
+                raise ValueError(
+                    "bert_text needs the shared tensors (training.experiments.real_data_models.make_tensors)"
+                )
+            members[kind], seconds[kind] = bert_member(records, tensors, recipe, root / kind, log)
+        else:
+            members[kind], seconds[kind] = tfidf_member(kind, records, recipe, root / kind, log)
+    return members, seconds
+
+
 def offline_rows(
     records: dict[str, list[MemeRecord]],
-    tensors: dict[str, MemeTensors],
+    tensors: dict[str, MemeTensors] | None,
     seed: int,
     log: Callable[[str], None],
     out_dir: str | None = None,
     recipe: RecipeConfig | None = None,
-    tfidf: tuple[Split, float] | None = None,
+    variants: dict[str, tuple] | None = None,
 ) -> tuple[dict[str, Split], dict[str, dict], dict[str, float]]:
     """(row -> split -> head -> predictions as probabilities or one-hot, ensembles' choices, seconds).
+    ``tensors``: the shared tensors, needed only by ``bert_text``; ``variants``: ``ensemble_rows``'."""
+    from training.experiments.real_data import truth
 
-    ``tfidf``: the TF-IDF member's outputs and seconds when already fitted on this split (it does
-    not depend on the seed)."""
     recipe = recipe or offline_recipe(seed=seed)
     recipe = replace(recipe, train=replace(recipe.train, seed=seed))
     root = Path(out_dir or tempfile.mkdtemp(prefix="offline_")) / f"seed{seed}"
     started = time.perf_counter()
-    bert, bert_seconds = bert_member(records, tensors, recipe, root / "bert_text", log)
-    cached = tfidf is not None
-    tfidf_probabilities, tfidf_seconds = tfidf or tfidf_member(records, tensors, root / "tfidf_lr", log)
-    members = {"bert_text": bert, "tfidf_lr": tfidf_probabilities}
-    ensembles, chosen = ensemble_rows(members, tensors["val"].target_columns(), recipe)
-    rows: dict[str, Split] = {BERT_ROW: bert, TFIDF_ROW: tfidf_probabilities, **ensembles}
-    seconds = {
-        BERT_ROW: bert_seconds,
-        TFIDF_ROW: tfidf_seconds,
-        RECIPE_ROW: time.perf_counter() - started + (tfidf_seconds if cached else 0.0),
-    }
+    members, member_seconds = fit_members(records, tensors, recipe, root, log)
+    ensembles, chosen = ensemble_rows(members, truth(records["val"]), recipe, variants)
+    rows: dict[str, Split] = {MEMBER_ROWS[kind]: split for kind, split in members.items()}
+    rows.update(ensembles)
+    seconds = {MEMBER_ROWS[kind]: s for kind, s in member_seconds.items()}
+    seconds[RECIPE_ROW] = time.perf_counter() - started
     return rows, chosen, seconds
+
+
+def recipe_selection(val: dict[str, Split], y_val: dict[str, np.ndarray], recipe: RecipeConfig) -> EnsembleSelection:
+    """The recipe's ensemble as ``memotion train`` fits it (training/recipe.py ``ensemble_summary``)."""
+    if not recipe.ensemble_search:
+        return all_members(list(val), recipe.task_b, everyone_rule(recipe.ensemble_rules))
+    return search_combination(val, y_val, recipe.ensemble_objective, recipe.ensemble_rules)
 
 
 def ensemble_rows(
@@ -111,11 +138,15 @@ def ensemble_rows(
     recipe: RecipeConfig,
     variants: dict[str, tuple] | None = None,
 ) -> tuple[dict[str, Split], dict[str, dict]]:
-    """The ensembles' rows (one-hot votes on val and test), each searched on validation: the paper's
-    majority vote, the recipe's rules, and ``variants`` (row -> rules); and what each chose per head."""
+    """The ensembles' rows (one-hot votes on val and test): the paper's majority vote searched on
+    validation, the recipe's ensemble, and ``variants`` (row -> rules searched per head on
+    validation); and what each chose per head."""
     val = {m: p["val"] for m, p in members.items()}
-    selections = {VOTE_ROW: search_ensemble(val, y_val, objective=recipe.ensemble_objective)}
-    for name, rules in {RECIPE_ROW: recipe.ensemble_rules, **(variants or {})}.items():
+    selections = {
+        VOTE_ROW: search_ensemble(val, y_val, objective=recipe.ensemble_objective),
+        RECIPE_ROW: recipe_selection(val, y_val, recipe),
+    }
+    for name, rules in (variants or {}).items():
         selections[name] = search_combination(val, y_val, recipe.ensemble_objective, rules)
     rows = {
         name: {
