@@ -141,6 +141,8 @@ def fit_tfidf_member(
 
     started = time.perf_counter()
     texts = {split: [fold_whitespace(t) for t in rows] for split, rows in texts.items()}
+    grid = len(config.c_grid) * len(config.class_weights)
+    log(f"[{name}] fitting {describe(config)} on {len(texts['train'])} memes: {grid} regressions per head")
     model = fit_tfidf_lr(texts, labels, config)
     path = tfidf_onnx(model, out_dir / MODEL_FILE, name)
     error = parity_error(model, path, texts["val"])
