@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 LOCALE = "C.UTF-8"  # always present (en_US.UTF-8, skl2onnx's default, is not on slim machines)
-PAD = "\x00pad"  # the tokenizer's padding: two characters and a NUL, so never a token of either kind
+PAD = "\x00pad"  # the tokenizer's padding: a NUL and three letters, never a word or a character token
 CHARACTER_TOKENS = "."
+PREFIX = "tfidf_"  # of every node output and initializer the vectoriser adds
 # ASCII words of any length / of two or more characters (scikit-learn's default drops 1-letter words).
 PORTABLE_WORD_PATTERNS = ("[a-zA-Z0-9_]+", "[a-zA-Z0-9_][a-zA-Z0-9_]+")
 
@@ -58,12 +59,12 @@ def tokenizer_pattern(vectoriser: Any) -> str:
 def vectoriser_nodes(vectoriser: Any, text: str, features: str) -> tuple[list, list]:
     """(nodes, initializers) computing ``vectoriser.transform`` from string ``text`` [B, 1] into
     float ``features`` [B, vocabulary] (names prefixed ``tfidf_``)."""
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     if not vectoriser.lowercase or vectoriser.strip_accents is not None or vectoriser.norm != "l2":
         raise ValueError("only lowercase=True, strip_accents=None, norm='l2' vectorisers are exported")
     pool, counts, indexes, low, high = ngram_pool(vectoriser.vocabulary_, vectoriser.analyzer)
-    p = "tfidf_"
+    p = PREFIX
     nodes = [
         helper.make_node("Reshape", [text, f"{p}flat_shape"], [f"{p}flat"]),
         helper.make_node("StringNormalizer", [f"{p}flat"], [f"{p}lower"], case_change_action="LOWER", locale=LOCALE),
@@ -90,22 +91,35 @@ def vectoriser_nodes(vectoriser: Any, text: str, features: str) -> tuple[list, l
             ngram_indexes=indexes,
         ),
     ]
-    tf = f"{p}tf"
-    if vectoriser.sublinear_tf:  # 1 + log(tf) where tf > 0, else 0: log(max(tf, 1)) + (tf > 0)
-        nodes += [
-            helper.make_node("Max", [tf, f"{p}one"], [f"{p}tf_floor"]),
-            helper.make_node("Log", [f"{p}tf_floor"], [f"{p}tf_log"]),
-            helper.make_node("Greater", [tf, f"{p}zero"], [f"{p}present"]),
-            helper.make_node("Cast", [f"{p}present"], [f"{p}present_f"], to=1),
-            helper.make_node("Add", [f"{p}tf_log", f"{p}present_f"], [f"{p}tf_sub"]),
-        ]
-        tf = f"{p}tf_sub"
+    tf_nodes, tf = _sublinear_nodes(f"{p}tf") if vectoriser.sublinear_tf else ([], f"{p}tf")
     nodes += [
+        *tf_nodes,
         helper.make_node("Mul", [tf, f"{p}idf"], [f"{p}weighted"]),
         helper.make_node("ReduceL2", [f"{p}weighted"], [f"{p}norm"], axes=[1], keepdims=1),
         helper.make_node("Max", [f"{p}norm", f"{p}tiny"], [f"{p}norm_safe"]),
         helper.make_node("Div", [f"{p}weighted", f"{p}norm_safe"], [features]),
     ]
+    return nodes, _constants(vectoriser)
+
+
+def _sublinear_nodes(tf: str) -> tuple[list, str]:
+    """1 + log(tf) where tf > 0, else 0 (scikit-learn's sublinear_tf): log(max(tf, 1)) + (tf > 0)."""
+    from onnx import helper
+
+    p = PREFIX
+    nodes = [
+        helper.make_node("Max", [tf, f"{p}one"], [f"{p}tf_floor"]),
+        helper.make_node("Log", [f"{p}tf_floor"], [f"{p}tf_log"]),
+        helper.make_node("Greater", [tf, f"{p}zero"], [f"{p}present"]),
+        helper.make_node("Cast", [f"{p}present"], [f"{p}present_f"], to=1),
+        helper.make_node("Add", [f"{p}tf_log", f"{p}present_f"], [f"{p}tf_sub"]),
+    ]
+    return nodes, f"{p}tf_sub"
+
+
+def _constants(vectoriser: Any) -> list:
+    from onnx import numpy_helper
+
     idf = np.asarray(vectoriser.idf_ if vectoriser.use_idf else np.ones(len(vectoriser.vocabulary_)), np.float32)
     constants = {
         "flat_shape": np.array([-1], np.int64),
@@ -113,4 +127,4 @@ def vectoriser_nodes(vectoriser: Any, text: str, features: str) -> tuple[list, l
         "tiny": np.array(1e-30, np.float32),
         "idf": idf,
     }
-    return nodes, [numpy_helper.from_array(v, f"{p}{k}") for k, v in constants.items()]
+    return [numpy_helper.from_array(v, f"{PREFIX}{k}") for k, v in constants.items()]
