@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser, default_out: Path | None = No
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="add the offline recipe's rows (MiniLM-text, TF-IDF + LR as an ONNX member, their ensemble)",
+        help="add the offline recipe's rows (its TF-IDF word and character members as ONNX graphs, their ensemble)",
     )
     parser.add_argument("--no-clip", action="store_true", help="leave out the CLIP-based rows (with --offline)")
 
