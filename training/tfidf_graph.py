@@ -10,7 +10,7 @@ The graph reproduces scikit-learn exactly when the tokens are the same: a word p
 (ONNX Runtime) and Python's re split alike (``PORTABLE_WORD_PATTERNS``, ASCII), and, for
 characters, text whose whitespace is single spaces (scikit-learn folds runs of two or more
 whitespace characters into one, RE2's "." skips newlines): the members' input
-(memotion.raw_text.member_texts) is whitespace-folded for that.
+(memotion.raw_text.raw_text_feed) is whitespace-folded for that.
 """
 
 from __future__ import annotations
