@@ -1,8 +1,9 @@
 """OpenVINO backend: one compiled model per manifest model, in process (``MEMOTION_ENGINE=openvino``).
 
 Reads the same ``model.onnx`` files as the ONNX Runtime backend (batch and token axes stay
-dynamic); a model OpenVINO would not answer exactly (``openvino_mismatch``: clip_text's packed
-BiLSTM, string inputs) runs on ONNX Runtime inside it. On a CPU with AMX, OpenVINO runs the static
+dynamic); a model OpenVINO would not answer exactly or cannot load (``openvino_mismatch``,
+``recurrence_mismatch``: string inputs, the OCR networks, clip_text's packed BiLSTM) runs on ONNX
+Runtime inside it. On a CPU with AMX, OpenVINO runs the static
 INT8 graphs of ``memotion export --quantize int8-static`` (QuantizeLinear/DequantizeLinear around
 the matmuls) as u8 x s8 matmuls on the tile unit and, with the ``bf16`` precision hint, every other
 float op in BF16. Without a hint from the manifest the precision is ``f32``: the FP32 export's
@@ -20,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from memotion.manifest import RAW_TEXT_INPUT, ServedModel
-from service.inference.backends.base import BackendError, model_feed, trimmed_feed
+from memotion.manifest import RAW_TEXT_INPUT, OcrModelEntry, ServedModel
+from service.inference.backends.base import TOKEN_MULTIPLE, BackendError, model_feed, trimmed_feed
 from service.inference.backends.ort_backend import OnnxRuntimeBackend
 
 logger = logging.getLogger("memotion.gateway")
@@ -77,12 +78,21 @@ def model_precision(model: ServedModel, precision: str) -> str:
     return hint or "f32"
 
 
-def openvino_mismatch(model: ServedModel, graph: Any) -> str | None:
-    """Why OpenVINO would not give ``model``'s FP32 answers (None: it does): a raw-text (string)
-    input, or a recurrence over per-row lengths (OpenVINO 2026.4's LSTMSequence runs the shorter
-    rows of a batch wrongly; measured on the packed BiLSTM of clip_text)."""
+def openvino_mismatch(model: ServedModel) -> str | None:
+    """Why ``model`` runs on ONNX Runtime under the OpenVINO engine, read from the manifest (None:
+    OpenVINO may run it): a raw-text (string) input, which OpenVINO has no tensor for, or an OCR
+    network (OpenVINO 2026.4's compile_model crashes the process on the static INT8 detector of
+    ``--quantize int8``; OCR's reading on OpenVINO is not measured either)."""
     if RAW_TEXT_INPUT in model.inputs:
         return "it takes raw text (a string tensor)"
+    if isinstance(model, OcrModelEntry):
+        return "it is an OCR network"
+    return None
+
+
+def recurrence_mismatch(graph: Any) -> str | None:
+    """A recurrence over per-row lengths in ``graph`` (OpenVINO 2026.4's LSTMSequence runs the
+    shorter rows of a batch wrongly: measured on clip_text's packed BiLSTM), else None."""
     for op in graph.get_ordered_ops():
         if op.get_type_name() in RECURRENCES:
             lengths = op.input(RECURRENCES[op.get_type_name()]).get_source_output().get_node()
@@ -92,7 +102,8 @@ def openvino_mismatch(model: ServedModel, graph: Any) -> str | None:
 
 
 class OpenVinoBackend:
-    """OpenVINO for every model it runs exactly; the others (``openvino_mismatch``) on ONNX Runtime."""
+    """OpenVINO for every model it runs exactly; the others (``openvino_mismatch``,
+    ``recurrence_mismatch``) on ONNX Runtime."""
 
     name = "openvino"
 
@@ -123,13 +134,12 @@ class OpenVinoBackend:
     def _load(self, core: Any, root: Path, model: ServedModel, threads: int, precision: str) -> _CompiledModel | None:
         """``model`` compiled for the CPU; None when ONNX Runtime must run it (``openvino_mismatch``)."""
         path, hint = root / model.file, model_precision(model, precision)
+        mismatch = openvino_mismatch(model)
         try:
-            graph = core.read_model(str(path)) if RAW_TEXT_INPUT not in model.inputs else None
-            mismatch = openvino_mismatch(model, graph)
+            graph = None if mismatch else core.read_model(str(path))
+            mismatch = mismatch or recurrence_mismatch(graph)
             if mismatch:
-                logger.info(
-                    "model %s served by onnxruntime: %s, which OpenVINO does not run exactly", model.name, mismatch
-                )
+                logger.info("model %s served by onnxruntime: %s", model.name, mismatch)
                 return None
             compiled = _CompiledModel(core.compile_model(graph, "CPU", compile_config(threads, hint)))
         except BackendError:
@@ -169,15 +179,15 @@ class OpenVinoBackend:
         return model_feed(model, inputs)
 
     def run(self, model: ServedModel, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One OpenVINO call on a prepared feed; ``input_ids`` cut to the batch's longest text where
-        the manifest allows it."""
+        """One OpenVINO call on a prepared feed; ``input_ids`` cut to the batch's longest text,
+        rounded up to ``TOKEN_MULTIPLE`` tokens (few shapes to prepare), where the manifest allows it."""
         compiled = self._models.get(model.name)
         if compiled is None and self._onnxruntime is not None and self._onnxruntime.serves(model):
             return self._onnxruntime.run(model, feed)
         if compiled is None:
             raise BackendError(f"model {model.name} is not loaded")
         try:
-            return compiled.run(model.served_outputs(), trimmed_feed(model, feed))
+            return compiled.run(model.served_outputs(), trimmed_feed(model, feed, TOKEN_MULTIPLE))
         except RuntimeError as err:
             raise BackendError(f"model {model.name}: openvino: {err}") from err
 
