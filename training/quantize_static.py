@@ -97,7 +97,12 @@ def openvino_outputs(
     path: Path, parts: list[dict[str, np.ndarray]], outputs: Sequence[str], hint: str = SERVED_HINT
 ) -> list[np.ndarray]:
     """``outputs`` of the graph at ``path`` on OpenVINO's CPU plugin (precision ``hint``), one call per part."""
-    import openvino as ov
+    try:
+        import openvino as ov
+    except ImportError as err:
+        raise RuntimeError(
+            "--quantize int8-static checks its members on OpenVINO: pip install 'memotion[openvino]'"
+        ) from err
 
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
     request = compiled.create_infer_request()

@@ -115,8 +115,10 @@ class OpenVinoBackend:
         self, repository_root: Path, models: Sequence[ServedModel], *, threads: int = 0, precision: str = "auto"
     ) -> None:
         """``threads`` per compiled model (0: every core); ``precision``: auto, f32 or bf16 (``model_precision``)."""
-        import openvino as ov
-
+        try:
+            import openvino as ov
+        except ImportError as err:
+            raise BackendError("MEMOTION_ENGINE=openvino needs OpenVINO: pip install 'memotion[openvino]'") from err
         if precision not in ("auto", *PRECISION_HINTS):
             raise BackendError(f"OpenVINO precision must be auto or one of {PRECISION_HINTS}, got {precision!r}")
         core = ov.Core()
