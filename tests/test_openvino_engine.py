@@ -124,9 +124,8 @@ def test_int8_static_export_is_checked_on_openvino_and_served_there(tiny_run, sy
     feeds = meme_feeds(repository, synthetic_data)
     engine = OpenVinoBackend(repository, manifest.members(), threads=1)
     ort = OnnxRuntimeBackend(repository, manifest.members(), intra_op_threads=1)
-    assert {m.name: engine.engine_of(m) for m in manifest.members()} == {
-        "clip_text": "onnxruntime", "clip_image": "openvino", "clip_multi": "openvino"
-    }  # fmt: skip
+    for member in manifest.members():  # clip_text's dynamic INT8 (and its BiLSTM) on ONNX Runtime
+        assert engine.engine_of(member) == ("onnxruntime" if member.name == "clip_text" else "openvino")
     for member in manifest.members():
         served, on_ort = engine.infer(member, feeds), ort.infer(member, feeds)
         assert all(np.isfinite(served[h]).all() and served[h].shape == on_ort[h].shape for h in member.outputs)
