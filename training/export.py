@@ -306,8 +306,8 @@ def write_repository(
     )
     # OCR networks (PP-OCR detector + recogniser, their Triton configs): training/ocr_export.py.
     # With --quantize int8 the detector is static INT8, calibrated on the run's validation memes;
-    # int8-static keeps it FP32: OpenVINO, which serves that repository, reads the FP32 detector
-    # 1.9x faster than ONNX Runtime and crashes compiling the INT8 one (openvino_backend.py).
+    # int8-static keeps it FP32: OpenVINO, which serves that repository, crashes compiling the INT8
+    # one (openvino_backend.py) and runs the FP32 one itself.
     ocr_memes = calibration_memes(summary) if quantize == "int8" else []
     if quantize == "int8" and not ocr_memes:
         log("OCR detector stays FP32: the run's validation memes (its INT8 calibration set) are not here")

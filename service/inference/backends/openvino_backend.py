@@ -82,8 +82,8 @@ def openvino_mismatch(model: ServedModel) -> str | None:
     """Why ``model`` runs on ONNX Runtime under the OpenVINO engine, read from the manifest (None:
     OpenVINO may run it): a raw-text (string) input, which OpenVINO has no tensor for, the static
     INT8 OCR detector of ``--quantize int8`` (OpenVINO 2026.4's compile_model crashes the process
-    on it; the FP32 OCR networks run on OpenVINO, 1.9x faster than on ONNX Runtime), or a member
-    quantised for ONNX Runtime (its dynamic INT8: 0.8 to 1.1x FP32 on OpenVINO)."""
+    on it; the FP32 OCR networks run on OpenVINO: the same text as ONNX Runtime on 32 real memes),
+    or a member quantised for ONNX Runtime (its dynamic INT8: 0.8 to 1.1x FP32 on OpenVINO)."""
     if RAW_TEXT_INPUT in model.inputs:
         return "it takes raw text (a string tensor)"
     if isinstance(model, OcrModelEntry) and "int8" in model.source:
