@@ -105,7 +105,8 @@ def train_and_export(workdir: Path, args: argparse.Namespace) -> dict:
         "train_estimate": [line for line in output if line.startswith(("estimated cost", "WARNING"))],
     }
     log(f"{' '.join(report['train_estimate'])}; measured peak RSS {report['train_peak_rss_mib']:.0f} MiB")
-    for precision, extra in (("fp32", []), ("int8", ["--quantize", "int8"])):
+    for precision in repositories(args):
+        extra = [] if precision == "fp32" else ["--quantize", precision]
         log(f"exporting {precision}")
         report[f"export_{precision}_s"], output = memotion(
             "export", "--run", str(run), "--out", str(workdir / precision), *extra
@@ -114,6 +115,12 @@ def train_and_export(workdir: Path, args: argparse.Namespace) -> dict:
             line for line in output if "int8" in line or line.startswith(("serving", " "))
         ]
     return report
+
+
+def repositories(args: argparse.Namespace) -> tuple[str, ...]:
+    """The exports the run serves: FP32, ONNX Runtime's dynamic INT8 and, with ``--openvino``, the
+    static INT8 made for OpenVINO (each ``memotion export --quantize`` choice, a folder of --workdir)."""
+    return ("fp32", "int8", "int8-static") if args.openvino else ("fp32", "int8")
 
 
 def count_member_flops(run: Path, member: ModelEntry, feeds: dict[str, np.ndarray]) -> tuple[int, float]:
@@ -180,21 +187,31 @@ def memes_and_feeds(manifest: Manifest, repository: Path, records: list[MemeReco
     return records_feeds(records, tokenizer, manifest.preprocessing)
 
 
-def ensemble_labels(repository: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The repository's voted label per head (every member's softmax, majority vote), members run 8
-    memes a call as the gateway runs them (``trimmed_feed``: ids cut to each batch's longest text
-    where the manifest allows it)."""
+def member_logits(repository: Path, member: ModelEntry, feeds: dict[str, np.ndarray], engine: str) -> list[np.ndarray]:
+    """``member``'s logits per head on ``feeds``, 8 memes a call as the gateway runs them
+    (``trimmed_feed``: ids cut to each batch's longest text where the manifest allows it), on
+    ``engine`` (openvino: the gateway's OpenVINO engine, precision auto)."""
     from service.inference.backends.base import trimmed_feed
+    from service.inference.backends.openvino_backend import OpenVinoBackend
 
+    batches = [{n: feeds[n][i : i + 8] for n in member.inputs} for i in range(0, len(feeds["input_ids"]), 8)]
+    if engine == "openvino":
+        backend = OpenVinoBackend(repository, [member], threads=2)
+        parts = [[backend.infer(member, batch)[k] for k in member.outputs] for batch in batches]
+    else:
+        runner = session(repository / member.file)
+        parts = [runner.run(list(member.outputs), trimmed_feed(member, batch)) for batch in batches]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(member.outputs))]
+
+
+def ensemble_labels(
+    repository: Path, feeds: dict[str, np.ndarray], engine: str = "onnxruntime"
+) -> dict[str, np.ndarray]:
+    """The repository's voted label per head (every member's softmax, majority vote; ``member_logits``)."""
     manifest = load_manifest(repository)
     probabilities: dict[str, dict[str, np.ndarray]] = {}
     for member in manifest.members():
-        runner = session(repository / member.file)
-        parts = [
-            runner.run(list(member.outputs), trimmed_feed(member, {n: feeds[n][i : i + 8] for n in member.inputs}))
-            for i in range(0, len(feeds["input_ids"]), 8)
-        ]
-        logits = [np.concatenate([p[k] for p in parts]) for k in range(len(member.outputs))]
+        logits = member_logits(repository, member, feeds, engine)
         exps = [np.exp(v - v.max(-1, keepdims=True)) for v in logits]
         probabilities[member.name] = {head: e / e.sum(-1, keepdims=True) for head, e in zip(member.outputs, exps)}
     return {
@@ -203,11 +220,18 @@ def ensemble_labels(repository: Path, feeds: dict[str, np.ndarray]) -> dict[str,
     }
 
 
-def vote_quality(reference: Path, candidate: Path, records: list[MemeRecord], feeds: dict[str, np.ndarray]) -> dict:
-    """``candidate``'s ensemble vote against ``reference``'s on ``records``: agreement and macro F1 per head."""
+def vote_quality(
+    reference: Path,
+    candidate: Path,
+    records: list[MemeRecord],
+    feeds: dict[str, np.ndarray],
+    engine: str = "onnxruntime",
+) -> dict:
+    """``candidate``'s ensemble vote (on ``engine``) against ``reference``'s (ONNX Runtime) on
+    ``records``: agreement and macro F1 per head."""
     from training.metrics import macro_f1
 
-    ref, got = ensemble_labels(reference, feeds), ensemble_labels(candidate, feeds)
+    ref, got = ensemble_labels(reference, feeds), ensemble_labels(candidate, feeds, engine)
     truth = {head: np.array([r.labels()[head] for r in records]) for head in ref}
     classes = {t.name: len(t.labels) for t in load_manifest(reference).tasks}
     heads = {
@@ -348,12 +372,18 @@ def start_triton(repository: Path, report: dict) -> tuple[object, dict[str, str]
     return server, {"MEMOTION_BACKEND": "triton", "MEMOTION_TRITON_URL": server.grpc_url}
 
 
+OPENVINO_CONFIGS = {  # --openvino: the same-engine FP32 baseline and the static INT8 made for it
+    "fp32-openvino": ("fp32", {"MEMOTION_ENGINE": "openvino", "MEMOTION_OPENVINO_PRECISION": "f32"}),
+    "int8-static-openvino": ("int8-static", {"MEMOTION_ENGINE": "openvino"}),  # precision auto: bf16
+}
+
+
 def serve_and_load(
     workdir: Path, payloads: list[bytes], levels: list[int], seconds: float, variants: dict, triton: str | None = None
 ) -> dict:
-    """Every configuration served at once (FP32, INT8, the variants and, with ``triton``, a gateway
-    on a tritonserver serving that precision's repository); driven in turn at each client level,
-    the order reversed every other level."""
+    """Every configuration served at once (FP32, INT8, the variants -- with ``--openvino`` the
+    OpenVINO ones -- and, with ``triton``, a gateway on a tritonserver serving that precision's
+    repository); driven in turn at each client level, the order reversed every other level."""
     configs = {"fp32": ("fp32", {}), "int8": ("int8", {}), **variants}
     gateways, report, server = {}, {"start": {}, "load": []}, None
     try:
@@ -470,11 +500,13 @@ def print_table(report: dict) -> None:
         roof = report["roofline_gflops"]["best"]
         print(f"\nroofline, 2 threads, best engine (GFLOP/s): {', '.join(f'{k} {v:.0f}' for k, v in roof.items())}")
         print(table(report["members"], MEMBER_COLUMNS))
-        quality = report["int8_vs_fp32"]
-        print(
-            f"\nINT8 vs FP32 ensemble on {quality['memes']} real memes: min label agreement "
-            f"{quality['min_agreement']:.1%}, max macro F1 difference {quality['max_macro_f1_diff']:.3f}"
-        )
+        for key in ("int8_vs_fp32", "int8_static_openvino_vs_fp32"):
+            quality = report.get(key)
+            if quality:
+                print(
+                    f"\n{key} (ensemble) on {quality['memes']} real memes: min label agreement "
+                    f"{quality['min_agreement']:.1%}, max macro F1 difference {quality['max_macro_f1_diff']:.3f}"
+                )
     for name, start in report["serving"]["start"].items():
         print(f"gateway {name}: ready in {start['ready_s']:.1f} s, RSS {start['rss_mib']:.0f} MiB")
     print(table(report["serving"]["load"], LOAD_COLUMNS))
@@ -486,6 +518,8 @@ def print_table(report: dict) -> None:
         print(f"{point['config']:>16} " + ", ".join(f"{k} {v:.0f}" for k, v in point["stage_ms"].items()))
     for clients, ratio in report["int8_speedup_by_clients"].items():
         print(f"INT8 / FP32 memes/s at {clients} clients: {ratio:.2f}x")
+    for clients, ratios in report.get("openvino_speedup_by_clients", {}).items():
+        print(f"at {clients} clients: " + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items()))
     if report.get("processes"):
         print("\nMEMOTION_PROCESSES=N, one gateway at a time (RSS in MiB; per proc: the largest process)")
         print(table(report["processes"], PROCESS_COLUMNS))
@@ -515,6 +549,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="one more gateway in the load table, e.g. int8-1thread:int8:MEMOTION_ORT_INTRA_OP_THREADS=1",
     )
     parser.add_argument("--triton", choices=("fp32", "int8"), help="also a gateway on tritonserver (that precision)")
+    parser.add_argument(
+        "--openvino",
+        action="store_true",
+        help="also export --quantize int8-static and serve it and FP32 with MEMOTION_ENGINE=openvino",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.train, args.val, args.steps, args.seconds, args.clients = 8, 24, 1, 8.0, "1,8"
@@ -526,8 +565,8 @@ def parse_variants(specs: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
     variants = {}
     for spec in specs:
         name, precision, assignments = (spec.split(":", 2) + [""])[:3]
-        if precision not in ("fp32", "int8"):
-            raise SystemExit(f"--variant {spec!r}: the precision must be fp32 or int8")
+        if precision not in ("fp32", "int8", "int8-static"):
+            raise SystemExit(f"--variant {spec!r}: the precision must be fp32, int8 or int8-static")
         variants[name] = (precision, dict(a.split("=", 1) for a in assignments.split(",") if a))
     return variants
 
@@ -541,6 +580,10 @@ def measure_models(report: dict, args: argparse.Namespace) -> None:
     feeds = memes_and_feeds(manifest, args.workdir / "fp32", records)
     report["members"] = member_rows(args.workdir, feeds, report["roofline_gflops"], min(args.seconds, 10.0))
     report["int8_vs_fp32"] = vote_quality(args.workdir / "fp32", args.workdir / "int8", records, feeds)
+    if args.openvino:  # as served: on the gateway's OpenVINO engine
+        report["int8_static_openvino_vs_fp32"] = vote_quality(
+            args.workdir / "fp32", args.workdir / "int8-static", records, feeds, engine="openvino"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -551,17 +594,26 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     report: dict = {"machine": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(), "args": vars(args)}
     report["args"] = {k: str(v) for k, v in vars(args).items()}
-    built = all((args.workdir / p / "manifest.json").is_file() for p in ("fp32", "int8"))
+    built = all((args.workdir / p / "manifest.json").is_file() for p in repositories(args))
     report["pipeline"] = {"reused": True} if args.reuse and built else train_and_export(args.workdir, args)
     if not args.serving_only:
         measure_models(report, args)
     payloads = ocr_memes(64)
     levels = [int(c) for c in args.clients.split(",")]
-    report["serving"] = serve_and_load(
-        args.workdir, payloads, levels, args.seconds, parse_variants(args.variant), args.triton
-    )
+    variants = {**(OPENVINO_CONFIGS if args.openvino else {}), **parse_variants(args.variant)}
+    report["serving"] = serve_and_load(args.workdir, payloads, levels, args.seconds, variants, args.triton)
     rates = {(p["config"], p["clients"]): p["memes_per_s"] for p in report["serving"]["load"]}
     report["int8_speedup_by_clients"] = {c: rates[("int8", c)] / rates[("fp32", c)] for c in levels}
+    if args.openvino:  # the honest baseline is the same engine's FP32; ONNX Runtime FP32 beside it
+        report["openvino_speedup_by_clients"] = {
+            c: {
+                "int8-static-openvino / fp32-openvino": rates[("int8-static-openvino", c)]
+                / rates[("fp32-openvino", c)],
+                "int8-static-openvino / fp32 (onnxruntime)": rates[("int8-static-openvino", c)] / rates[("fp32", c)],
+                "int8-static-openvino / int8 (onnxruntime)": rates[("int8-static-openvino", c)] / rates[("int8", c)],
+            }
+            for c in levels
+        }
     counts = [int(n) for n in args.processes.split(",") if n]
     report["processes"] = processes_rows(args.workdir, payloads, counts, min(args.seconds, 8.0))
     print_table(report)

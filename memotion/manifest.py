@@ -147,6 +147,11 @@ class QuantizationEntry(_Strict):
     memes: int = Field(ge=1)
     label_agreement: dict[str, float]
     max_abs_logit_diff: float = Field(ge=0)
+    # What the agreement was measured on, the engine the graph is made for: onnxruntime (dynamic
+    # INT8), or openvino (static INT8 QDQ, ``--quantize int8-static``) with its precision hint for
+    # the float ops, which the gateway's OpenVINO engine uses unless told otherwise.
+    engine: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    precision_hint: Literal["f32", "bf16"] | None = None
 
 
 class TokenTrimmingEntry(_Strict):

@@ -404,10 +404,11 @@ def _add_export_parser(commands: Any) -> None:
     export.add_argument("--version", type=positive_int, default=1, help="model version number")
     export.add_argument(
         "--quantize",
-        choices=["none", "int8"],
+        choices=["none", "int8", "int8-static"],
         default="none",
-        help="serve INT8 members (ONNX Runtime dynamic quantisation; agreement with FP32 on the run's "
-        "validation memes goes into the manifest) or FP32 (default)",
+        help="serve INT8 members (int8: ONNX Runtime dynamic quantisation; int8-static: static INT8 "
+        "calibrated on the run's training memes, for MEMOTION_ENGINE=openvino; agreement with FP32 on "
+        "the run's validation memes, as served, goes into the manifest) or FP32 (default)",
     )
 
     export.set_defaults(handler=_export)

@@ -46,7 +46,15 @@ from training.backbone import register_model_configs
 from training.factory import KindExport, load_checkpoint, model_inputs, model_kind
 from training.ocr_export import export_ocr
 from training.ocr_quantize import calibration_memes
-from training.quantize import QUANTIZE_CHOICES, captions, quantize_entry, quantize_member, real_meme_feeds
+from training.quantize import (
+    CALIBRATION_MEMES,
+    QUANTIZE_CHOICES,
+    Int8Feeds,
+    captions,
+    quantize_entry,
+    quantize_member,
+    real_meme_feeds,
+)
 from training.recipe import read_summary
 from training.staged_repository import staged_repository
 from training.tokenizer_export import write_clip_tokenizer
@@ -189,12 +197,12 @@ def export_model(
     repository: Path,
     version: int,
     log: Callable[[str], None],
-    int8_feeds: tuple[dict[str, np.ndarray], str] | None = None,
+    int8_feeds: Int8Feeds | None = None,
 ) -> ModelEntry:
     """One model to ``<kind>/<version>/model.onnx``, checked against PyTorch; its manifest entry.
 
-    ``int8_feeds`` (inputs, what they are): quantise the checked FP32 graph to INT8 and measure
-    the two against each other on them (training/quantize.py)."""
+    ``int8_feeds``: quantise the checked FP32 graph to INT8 (static with its calibration memes) and
+    measure the two against each other on its feeds (training/quantize.py)."""
     relative = f"{kind}/{version}/model.onnx"
     inputs = {name: samples[name] for name in model_inputs(kind)}
     error = export_checked(model, inputs, repository / relative, kind)
@@ -205,10 +213,14 @@ def export_model(
         log(f"  dynamic token axis: ids cut to {lengths} tokens vs full, max |diff| {diff:.1e}")
     quantization = None
     if int8_feeds is not None:
-        feeds = {name: int8_feeds[0][name] for name in model_inputs(kind)}
-        quantization = quantize_member(
-            repository / relative, feeds, output_names(model), int8_feeds[1], log, trim=trimming is not None
+        names = model_inputs(kind)
+        calibration = int8_feeds.calibration
+        feeds = Int8Feeds(
+            {n: int8_feeds.feeds[n] for n in names},
+            int8_feeds.source,
+            {n: calibration[n] for n in names} if calibration is not None else None,
         )
+        quantization = quantize_member(repository / relative, feeds, output_names(model), log, trimming is not None)
     return ModelEntry(
         name=kind,
         kind=kind,
@@ -255,7 +267,8 @@ def export_run(
     """Export every model of a ``memotion train`` run into ``repository``; returns its path.
 
     Written beside ``repository`` and moved into place only when complete (a failure leaves an
-    existing repository as it was). ``quantize``: "none" (FP32) or "int8" (training/quantize.py)."""
+    existing repository as it was). ``quantize``: "none" (FP32), "int8" (training/quantize.py) or
+    "int8-static" (training/quantize_static.py: for MEMOTION_ENGINE=openvino)."""
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
     register_model_configs()
@@ -274,7 +287,7 @@ def write_repository(
     tokenizer = export_tokenizer(summary, repository)
     preprocessing = Preprocessing.model_validate(summary["preprocessing"])
     samples = sample_inputs(tokenizer, preprocessing)
-    int8_feeds = agreement_feeds(summary, tokenizer, preprocessing, samples) if quantize == "int8" else None
+    int8_feeds = agreement_feeds(summary, tokenizer, preprocessing, samples, quantize) if quantize != "none" else None
     entries = []
     for kind, info in summary["models"].items():
         spec = model_kind(kind)
@@ -292,7 +305,9 @@ def write_repository(
         "(onnxruntime_onnx) and gpu_tensorrt.pbtxt"
     )
     # OCR networks (PP-OCR detector + recogniser, their Triton configs): training/ocr_export.py.
-    # With --quantize int8 the detector is static INT8, calibrated on the run's validation memes.
+    # With --quantize int8 the detector is static INT8, calibrated on the run's validation memes;
+    # int8-static keeps it FP32: OpenVINO, which serves that repository, crashes compiling the INT8
+    # one (openvino_backend.py) and runs the FP32 one itself.
     ocr_memes = calibration_memes(summary) if quantize == "int8" else []
     if quantize == "int8" and not ocr_memes:
         log("OCR detector stays FP32: the run's validation memes (its INT8 calibration set) are not here")
@@ -302,11 +317,25 @@ def write_repository(
 
 
 def agreement_feeds(
-    summary: dict, tokenizer: ClipTokenizer, preprocessing: Preprocessing, samples: dict[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray], str]:
-    """What INT8 members are compared with FP32 on: the run's validation memes, else the samples."""
+    summary: dict,
+    tokenizer: ClipTokenizer,
+    preprocessing: Preprocessing,
+    samples: dict[str, np.ndarray],
+    quantize: str = "int8",
+) -> Int8Feeds:
+    """What INT8 members are compared with FP32 on: the run's validation memes, else the samples;
+    for ``int8-static`` the run's training memes to calibrate on (ValueError when they are not here)."""
     feeds = real_meme_feeds(summary, tokenizer, preprocessing)
-    return (feeds, "validation memes") if feeds is not None else (samples, "sample inputs")
+    agreement = Int8Feeds(feeds, "validation memes") if feeds is not None else Int8Feeds(samples, "sample inputs")
+    if quantize != "int8-static":
+        return agreement
+    calibration = real_meme_feeds(summary, tokenizer, preprocessing, CALIBRATION_MEMES, split="train")
+    if calibration is None:
+        raise ValueError(
+            f"--quantize int8-static calibrates on the run's training memes ({summary['data']['dir']}/train.csv), "
+            "which are not on this machine: export where the run's data is, or use --quantize int8"
+        )
+    return Int8Feeds(agreement.feeds, agreement.source, calibration)
 
 
 def ensemble_entry(ensemble: dict) -> EnsembleEntry:

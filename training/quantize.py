@@ -14,6 +14,7 @@ written into the manifest (``ModelEntry.quantization``). The served file is the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,20 @@ from memotion.manifest import (
     TextTokenizerEntry,
 )
 from memotion.preprocess import images_to_batch
-from memotion.tokenizer import ClipTokenizer, WordPieceTokenizer, trim_token_ids
+from memotion.tokenizer import ClipTokenizer, WordPieceTokenizer
+from training.quantize_static import METHOD as STATIC_METHOD
+from training.quantize_static import (
+    SERVED_ENGINE,
+    SERVED_HINT,
+    batches,
+    openvino_outputs,
+    per_row_recurrence,
+    quantize_int8_static,
+)
 
-QUANTIZE_CHOICES = ("none", "int8")
+QUANTIZE_CHOICES = ("none", "int8", "int8-static")  # int8-static: training/quantize_static.py
 AGREEMENT_MEMES = 64  # validation memes the INT8 graph is compared with FP32 on
+CALIBRATION_MEMES = 64  # training memes a static INT8 graph's activation ranges come from
 CHUNK = 16  # memes per ONNX Runtime call while comparing (bounds memory at ViT-B size)
 METHOD = "onnxruntime dynamic: MatMul/Gemm/LSTM weights int8 per channel, activations uint8 per call"
 # Tried at ViT-B-32 on real memes (issue 21, bench/member_speed.py) and not taken: ONNX Runtime's
@@ -60,19 +71,48 @@ def quantize_int8(fp32: Path, out: Path) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class Int8Method:
+    """How an INT8 graph was made (the manifest's ``method``) and what it is served with (the
+    engine and OpenVINO precision hint its agreement with FP32 is measured on)."""
+
+    method: str
+    engine: str = "onnxruntime"
+    precision_hint: str | None = None
+
+
+DYNAMIC = Int8Method(METHOD)
+
+
+@dataclass(frozen=True)
+class Int8Feeds:
+    """What INT8 members are made and checked with: ``feeds`` (the members' inputs) the FP32 graph
+    is compared on, ``source`` says what they are; ``calibration``: real memes' inputs for static
+    INT8 (``--quantize int8-static``), None for ONNX Runtime's dynamic INT8."""
+
+    feeds: dict[str, np.ndarray]
+    source: str
+    calibration: dict[str, np.ndarray] | None = None
+
+
 def real_meme_feeds(
-    summary: dict, tokenizer: ClipTokenizer, preprocessing: Preprocessing, limit: int = AGREEMENT_MEMES
+    summary: dict,
+    tokenizer: ClipTokenizer,
+    preprocessing: Preprocessing,
+    limit: int = AGREEMENT_MEMES,
+    split: str = "val",
 ) -> dict[str, np.ndarray] | None:
-    """input_ids and pixel_values of up to ``limit`` of the run's validation memes (None if absent)."""
-    records = validation_records(summary, limit)
+    """input_ids and pixel_values of up to ``limit`` of the run's validation memes (``split``
+    "train": its training memes; None if absent)."""
+    records = validation_records(summary, limit, split)
     return records_feeds(records, tokenizer, preprocessing) if records else None
 
 
-def validation_records(summary: dict, limit: int) -> list:
-    """Up to ``limit`` of the run's validation memes (Memotion records); empty when they are not on
-    this machine (an export elsewhere than the training)."""
-    val = Path(summary["data"]["dir"]) / "val.csv"
-    return load_split(val)[:limit] if val.is_file() else []
+def validation_records(summary: dict, limit: int, split: str = "val") -> list:
+    """Up to ``limit`` of the run's validation memes (``split`` "train": its training memes) as
+    Memotion records; empty when they are not on this machine (an export elsewhere than the training)."""
+    path = Path(summary["data"]["dir"]) / f"{split}.csv"
+    return load_split(path)[:limit] if path.is_file() else []
 
 
 def record_images(records: list) -> list:
@@ -113,73 +153,90 @@ def member_feeds(entry: ModelEntry, repository: Path, feeds: dict[str, np.ndarra
     return {name: inputs[name] for name in entry.inputs}
 
 
-def quantize_entry(
-    entry: ModelEntry, repository: Path, feeds: tuple[dict[str, np.ndarray], str], log: Callable[[str], None]
-) -> ModelEntry:
+def quantize_entry(entry: ModelEntry, repository: Path, feeds: Int8Feeds, log: Callable[[str], None]) -> ModelEntry:
     """A member exported by its kind's own ``export`` (bert_text, tfidf_lr, OSCAR) quantised like
     the CLIP members where its inputs allow (``member_feeds``); else kept FP32, said in the log."""
-    inputs = member_feeds(entry, repository, feeds[0])
+    inputs = member_feeds(entry, repository, feeds.feeds)
     if inputs is None:
         log(f"  int8: {entry.name} kept FP32 (inputs {', '.join(entry.inputs)}: only {QUANTIZED_INPUTS} members)")
         return entry
-    quantization = quantize_member(repository / entry.file, inputs, entry.served_outputs(), feeds[1], log)
+    calibration = member_feeds(entry, repository, feeds.calibration) if feeds.calibration is not None else None
+    member = Int8Feeds(inputs, feeds.source, calibration)
+    quantization = quantize_member(repository / entry.file, member, entry.served_outputs(), log)
     return entry.model_copy(update={"quantization": quantization})
 
 
-def _run_chunked(path: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str], trim: bool) -> list[np.ndarray]:
-    """The outputs on ``feeds`` CHUNK memes a call; ``trim``: ids cut to each chunk's longest text,
-    as the gateway runs a member with a dynamic token axis (INT8 activation scales see only those)."""
+def _run_chunked(
+    path: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str], trim: bool, engine: str = "onnxruntime"
+) -> list[np.ndarray]:
+    """The outputs on ``feeds`` CHUNK memes a call on ``engine`` (onnxruntime, or openvino as it
+    serves a static INT8 graph); ``trim``: ids cut to each chunk's longest text, as the gateway runs
+    a member with a dynamic token axis (INT8 activation scales see only those)."""
     import onnxruntime as ort
 
+    chunks = batches(feeds, CHUNK, trim)
+    if engine == SERVED_ENGINE:
+        return openvino_outputs(path, chunks, outputs)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    memes = len(next(iter(feeds.values())))
-    chunks = [{k: v[start : start + CHUNK] for k, v in feeds.items()} for start in range(0, memes, CHUNK)]
-    if trim:
-        chunks = [{**c, "input_ids": np.ascontiguousarray(trim_token_ids(c["input_ids"]))} for c in chunks]
     parts = [session.run(list(outputs), chunk) for chunk in chunks]
     return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
 
 
 def int8_agreement(
-    fp32: Path, int8: Path, feeds: dict[str, np.ndarray], outputs: Sequence[str], source: str, trim: bool = False
+    fp32: Path,
+    int8: Path,
+    feeds: dict[str, np.ndarray],
+    outputs: Sequence[str],
+    source: str,
+    trim: bool = False,
+    how: Int8Method = DYNAMIC,
 ) -> QuantizationEntry:
     """Per-head label agreement and max |logit difference| of ``int8`` (``trim``: on ids cut to the
-    longest text, as served) against ``fp32`` (full length) on ``feeds``."""
+    longest text, as served) against ``fp32`` (full length, ONNX Runtime) on ``feeds``; ``int8``
+    run as served (``how.engine``)."""
     reference = _run_chunked(fp32, feeds, outputs, trim=False)
-    quantised = _run_chunked(int8, feeds, outputs, trim)
+    quantised = _run_chunked(int8, feeds, outputs, trim, how.engine)
     agreement = {
         name: float(np.mean(r.argmax(-1) == q.argmax(-1))) for name, r, q in zip(outputs, reference, quantised)
     }
     return QuantizationEntry(
         precision="int8",
-        method=METHOD,
+        method=how.method,
         inputs=source,
         memes=int(len(reference[0])),
         label_agreement=agreement,
         max_abs_logit_diff=max(float(np.abs(r - q).max()) for r, q in zip(reference, quantised)),
+        engine=how.engine,
+        precision_hint=how.precision_hint,
     )
 
 
 def quantize_member(
-    path: Path,
-    feeds: dict[str, np.ndarray],
-    outputs: Sequence[str],
-    source: str,
-    log: Callable[[str], None],
-    trim: bool = False,
+    path: Path, feeds: Int8Feeds, outputs: Sequence[str], log: Callable[[str], None], trim: bool = False
 ) -> QuantizationEntry:
-    """Replace the FP32 graph at ``path`` by its INT8 copy; how the two agree on ``feeds``
-    (``trim``: the INT8 graph on ids cut to the longest text, as the gateway serves it)."""
+    """Replace the FP32 graph at ``path`` by its INT8 copy (static when ``feeds.calibration``
+    is set); how the two agree on ``feeds.feeds`` (``trim``: the INT8 graph on ids cut to the
+    longest text, as the gateway serves it)."""
     fp32 = path.with_name(path.stem + ".fp32.onnx")
     path.rename(fp32)
+    how = DYNAMIC
     try:
-        quantize_int8(fp32, path)
-        entry = int8_agreement(fp32, path, feeds, outputs, source, trim)
+        if feeds.calibration is None or per_row_recurrence(fp32):
+            if feeds.calibration is not None:
+                log(f"  int8-static: {path.parent.parent.name} gets dynamic INT8 for ONNX Runtime (OpenVINO "
+                    "runs its recurrence over per-row lengths wrongly)")  # fmt: skip
+            quantize_int8(fp32, path)
+        else:
+            quantize_int8_static(fp32, path, feeds.calibration, trim)
+            memes = len(next(iter(feeds.calibration.values())))
+            how = Int8Method(STATIC_METHOD.format(memes=memes), SERVED_ENGINE, SERVED_HINT)
+        entry = int8_agreement(fp32, path, feeds.feeds, outputs, feeds.source, trim, how)
     finally:
         fp32.unlink(missing_ok=True)
     worst = min(entry.label_agreement.values())
+    served = f" (as served: {entry.engine}, {entry.precision_hint})" if entry.precision_hint else ""
     log(
-        f"  int8: {path.stat().st_size / 1e6:.0f} MB, label agreement with FP32 >= {worst:.1%} on "
-        f"{entry.memes} {source}, max |logit diff| {entry.max_abs_logit_diff:.2e}"
+        f"  int8: {path.stat().st_size / 1e6:.0f} MB, label agreement with FP32 >= {worst:.1%}{served} on "
+        f"{entry.memes} {feeds.source}, max |logit diff| {entry.max_abs_logit_diff:.2e}"
     )
     return entry

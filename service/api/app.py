@@ -52,9 +52,8 @@ API_VERSION = "1"
 
 async def load_classifier(settings: GatewaySettings) -> MemeClassifier:
     """Load the models and run one warm-up classification; GatewayStartupError if unusable."""
-    logger.info(
-        "loading model repository %s (backend %s, ocr %s)", settings.model_repository, settings.backend, settings.ocr
-    )
+    backend = settings.backend if settings.backend == "triton" else settings.engine
+    logger.info("loading model repository %s (backend %s, ocr %s)", settings.model_repository, backend, settings.ocr)
     try:
         classifier = await anyio.to_thread.run_sync(MemeClassifier.from_settings, settings)
     except GatewayStartupError as err:

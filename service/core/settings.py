@@ -68,6 +68,14 @@ class GatewaySettings(BaseSettings):
     body_timeout_s: float = Field(default=60.0, gt=0)
     # An upload that stops (no body bytes for this long) gets its 408 then, not at body_timeout_s.
     body_idle_timeout_s: float = Field(default=10.0, gt=0)
+    # The embedded backend's engine: ONNX Runtime, or OpenVINO (CPU; static INT8 repositories from
+    # `memotion export --quantize int8-static` run their matmuls on AMX / VNNI there). README
+    # "Production size" has the measurements.
+    engine: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    # OpenVINO's precision for float ops: auto = the one each model's INT8 agreement was measured
+    # with (manifest quantization.precision_hint), else f32 (the FP32 export's numbers); bf16 on AMX.
+    openvino_precision: Literal["auto", "f32", "bf16"] = "auto"
+    # Threads per session (ONNX Runtime) or per compiled model (OpenVINO).
     ort_intra_op_threads: int = Field(default=0, ge=0)  # 0: cores / processes (one per core with 1 process)
     # Scaling on one node (README "Scaling"): gateway processes (uvicorn workers, metrics shared
     # through PROMETHEUS_MULTIPROC_DIR), dynamic batching of the embedded backend (settings from each

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memotion.manifest import Manifest, ServedModel
 from service.core.errors import GatewayStartupError
 from service.core.settings import GatewaySettings
 from service.inference.backends.base import BackendError, BackendUnavailable, InferenceBackend
 
+if TYPE_CHECKING:
+    from service.inference.backends.openvino_backend import OpenVinoBackend
+    from service.inference.backends.ort_backend import OnnxRuntimeBackend
+
 __all__ = ["BackendError", "BackendUnavailable", "InferenceBackend", "create_backend"]
+logger = logging.getLogger("memotion.gateway")
 
 
 def create_backend(
@@ -43,14 +50,8 @@ def create_backend(
             )
         except (BackendError, ValueError) as err:
             raise GatewayStartupError(f"model repository {repository_root}: {err}") from err
-    from service.inference.backends.ort_backend import OnnxRuntimeBackend
-
-    threads = ort_intra_op_threads(settings.ort_intra_op_threads, settings.processes)
     try:
-        # Spinning threads help one session run back to back; with batches (several sessions at
-        # once, waits between) or several processes they only burn the CPU the others need.
-        spin = not settings.batching and settings.processes == 1
-        backend = OnnxRuntimeBackend(repository_root, models, intra_op_threads=threads, allow_spinning=spin)
+        backend = embedded_backend(settings, repository_root, models)
     except BackendError as err:
         raise GatewayStartupError(f"model repository {repository_root}: {err}") from err
     if not settings.batching:
@@ -64,6 +65,31 @@ def create_backend(
             for name, policy in policies.items()
         }
     return BatchingBackend(backend, models, policies, pad_id=manifest.tokenizer.pad_id)
+
+
+def embedded_backend(
+    settings: GatewaySettings, repository_root: Path, models: Sequence[ServedModel]
+) -> OnnxRuntimeBackend | OpenVinoBackend:
+    """The in-process engine ``settings.engine`` names, serving ``models`` (BackendError if one cannot load)."""
+    threads = ort_intra_op_threads(settings.ort_intra_op_threads, settings.processes)
+    if settings.engine == "openvino":
+        from service.inference.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(repository_root, models, threads=threads, precision=settings.openvino_precision)
+    from service.inference.backends.ort_backend import OnnxRuntimeBackend
+
+    for model in models:
+        quantization = getattr(model, "quantization", None)
+        if quantization is not None and quantization.engine != "onnxruntime":
+            logger.warning(
+                "model %s is %s, made for and checked on %s: serving it on onnxruntime (slower, its numbers "
+                "not the manifest's); set MEMOTION_ENGINE=%s",
+                model.name, quantization.method, quantization.engine, quantization.engine,
+            )  # fmt: skip
+    # Spinning threads help one session run back to back; with batches (several sessions at
+    # once, waits between) or several processes they only burn the CPU the others need.
+    spin = not settings.batching and settings.processes == 1
+    return OnnxRuntimeBackend(repository_root, models, intra_op_threads=threads, allow_spinning=spin)
 
 
 def usable_cores() -> int:

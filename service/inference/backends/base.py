@@ -43,6 +43,12 @@ class InferenceBackend(Protocol):
         ...
 
 
+# input_ids of a model with a dynamic token axis are cut to the longest text rounded up to this
+# many tokens where a few lengths (16, 32, ..., the context length) pay: Triton's dynamic batcher
+# merges only requests of the same shape, and OpenVINO prepares its kernels for every new shape
+# (about 100 ms a shape for CLIP-multi at ViT-B; cached after).
+TOKEN_MULTIPLE = 16
+
 # The dtype each model input is sent in (the exported graphs'); any other input keeps its own.
 INPUT_DTYPES = {"input_ids": np.int64, "pixel_values": np.float32, "bert_input_ids": np.int64, "text": object}
 

@@ -93,6 +93,9 @@ class OnnxRuntimeBackend:
         results = session.run(names, trimmed_feed(model, feed))
         return {name: np.asarray(value) for name, value in zip(names, results)}
 
+    def serves(self, model: ServedModel) -> bool:
+        return model.name in self._sessions
+
     def ready(self) -> bool:
         return bool(self._sessions)
 

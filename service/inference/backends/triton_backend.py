@@ -21,16 +21,18 @@ import httpx
 import numpy as np
 
 from memotion.manifest import ServedModel
-from service.inference.backends.base import BackendError, BackendUnavailable, model_feed, trimmed_feed
+from service.inference.backends.base import (
+    TOKEN_MULTIPLE,
+    BackendError,
+    BackendUnavailable,
+    model_feed,
+    trimmed_feed,
+)
 
 logger = logging.getLogger("memotion.gateway")
 
 Protocol = Literal["grpc", "http"]
 RECONNECT_BACKOFF_MS = 1000
-# input_ids of a model with a dynamic token axis are cut to the longest text rounded up to this
-# many tokens: Triton's dynamic batcher merges only requests of the same shape, so a few lengths
-# (16, 32, ..., the context length) keep concurrent requests batchable.
-TOKEN_MULTIPLE = 16
 HEALTH_TIMEOUT_S = 2.0
 _INT32_MAX = 2**31 - 1
 _GRPC_TRANSPORT_FAILURES = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED")

@@ -1,0 +1,131 @@
+"""The OpenVINO engine of the embedded backend (``MEMOTION_ENGINE=openvino``) and the static INT8
+export made for it (``memotion export --quantize int8-static``): real OpenVINO, real ONNX Runtime,
+the tiny exported repository."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from memotion.data_format import load_split
+from memotion.manifest import QuantizationEntry, load_manifest
+from memotion.preprocess import images_to_batch
+from memotion.tokenizer import ClipTokenizer
+from service.core.errors import GatewayStartupError
+from service.core.settings import GatewaySettings
+from service.inference.backends import create_backend
+from service.inference.backends.base import BackendError
+from service.inference.backends.openvino_backend import OpenVinoBackend, model_precision, openvino_mismatch
+from service.inference.backends.ort_backend import OnnxRuntimeBackend
+
+
+def meme_feeds(repository: Path, data: Path, memes: int = 12) -> dict[str, np.ndarray]:
+    manifest = load_manifest(repository)
+    records = load_split(data / "val.csv")[:memes]
+    tokenizer = ClipTokenizer(repository / manifest.tokenizer.file, manifest.tokenizer.context_length)
+    images = [Image.open(r.image_path).convert("RGB") for r in records]
+    return {
+        "input_ids": tokenizer([r.text for r in records]),
+        "pixel_values": images_to_batch(images, manifest.preprocessing),
+    }
+
+
+def test_openvino_gives_onnx_runtimes_labels_on_the_demo_repository(model_repository, synthetic_data):
+    members = load_manifest(model_repository).members()
+    feeds = meme_feeds(model_repository, synthetic_data)
+    reference = OnnxRuntimeBackend(model_repository, members, intra_op_threads=1)
+    engine = OpenVinoBackend(model_repository, members, threads=1)  # auto: f32 for an FP32 export
+    try:
+        for member in members:
+            expected, got = reference.infer(member, feeds), engine.infer(member, feeds)
+            for head in member.outputs:
+                np.testing.assert_allclose(got[head], expected[head], atol=1e-4, err_msg=f"{member.name} {head}")
+                assert (got[head].argmax(-1) == expected[head].argmax(-1)).all(), (member.name, head)
+            one = engine.infer(member, {k: v[:1] for k, v in feeds.items()})  # dynamic batch axis
+            np.testing.assert_allclose(one[member.outputs[0]], expected[member.outputs[0]][:1], atol=1e-4)
+    finally:
+        engine.close()
+    assert not engine.ready()
+
+
+def test_the_gateways_engine_setting_picks_openvino_and_bad_settings_fail_clearly(model_repository, tmp_path):
+    manifest = load_manifest(model_repository)
+    settings = GatewaySettings(model_repository=model_repository, engine="openvino", batching=False)
+    backend = create_backend(settings, manifest, model_repository, manifest.members())
+    assert backend.name == "openvino" and backend.ready()
+    with pytest.raises(ValidationError, match="engine"):
+        GatewaySettings(engine="tensorrt")
+    with pytest.raises(ValidationError, match="openvino_precision"):
+        GatewaySettings(openvino_precision="fp16")
+    with pytest.raises(BackendError, match="precision"):
+        OpenVinoBackend(model_repository, manifest.members(), precision="int4")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text(json.dumps(json.loads((model_repository / "manifest.json").read_text())))
+    member = manifest.members()[0]
+    (broken / member.file).parent.mkdir(parents=True)
+    (broken / member.file).write_bytes(b"not an onnx graph")
+    with pytest.raises(GatewayStartupError, match=f"model {member.name}: openvino cannot load"):
+        create_backend(settings, manifest, broken, [member])
+
+
+def test_models_openvino_would_answer_differently_run_on_onnx_runtime(model_repository):
+    """clip_text's packed BiLSTM (per-text lengths), raw-text models and the INT8 OCR detector stay on ONNX Runtime."""
+    members = {m.name: m for m in load_manifest(model_repository).members()}
+    engine = OpenVinoBackend(model_repository, list(members.values()), threads=1)
+    assert engine.engine_of(members["clip_text"]) == "onnxruntime"
+    assert engine.engine_of(members["clip_image"]) == "openvino"
+    text_model = members["clip_image"].model_copy(update={"inputs": ("text",)})
+    assert "raw text" in str(openvino_mismatch(text_model))
+    ocr = load_manifest(model_repository).ocr
+    assert ocr is not None and all(openvino_mismatch(m) is None for m in ocr.models())  # FP32 OCR: OpenVINO
+    int8_detector = ocr.detector.model_copy(update={"source": ocr.detector.source + "; int8 static QDQ"})
+    assert "INT8 OCR detector" in str(openvino_mismatch(int8_detector))  # it crashes OpenVINO's compiler
+    dynamic = QuantizationEntry(
+        precision="int8", method="onnxruntime dynamic", inputs="sample inputs", memes=1,
+        label_agreement={}, max_abs_logit_diff=0.0,
+    )  # fmt: skip
+    int8_member = members["clip_image"].model_copy(update={"quantization": dynamic})
+    assert "made for onnxruntime" in str(openvino_mismatch(int8_member))  # --quantize int8: ONNX Runtime's
+
+
+@pytest.mark.slow
+def test_int8_static_export_is_checked_on_openvino_and_served_there(tiny_run, synthetic_data, tmp_path):
+    """`--quantize int8-static`: QDQ matmuls calibrated on the run's training memes, agreement
+    with FP32 measured on OpenVINO with the bf16 hint and said in the manifest; the engine's
+    ``auto`` precision serves it with that hint; clip_text (a BiLSTM over per-text lengths, which
+    OpenVINO runs wrongly) gets ONNX Runtime's dynamic INT8 and runs there; ONNX Runtime still
+    loads every graph."""
+    import onnx
+
+    from training.export import export_run
+
+    lines: list[str] = []
+    repository = export_run(tiny_run, tmp_path / "static", log=lines.append, quantize="int8-static")
+    manifest = load_manifest(repository)
+    for member in manifest.members():
+        quantization = member.quantization
+        assert quantization is not None and set(quantization.label_agreement) == set(member.outputs), lines
+        ops = {n.op_type for n in onnx.load(str(repository / member.file)).graph.node}
+        if member.name == "clip_text":
+            assert quantization.engine == "onnxruntime" and "DynamicQuantizeLSTM" in ops
+            continue
+        assert quantization.engine == "openvino" and quantization.precision_hint == "bf16", lines
+        assert "training memes" in quantization.method and {"QuantizeLinear", "DequantizeLinear"} <= ops
+        assert model_precision(member, "auto") == "bf16" and model_precision(member, "f32") == "f32"
+    assert any("as served: openvino, bf16" in line for line in lines), lines
+    assert any("clip_text gets dynamic INT8" in line for line in lines), lines
+    assert manifest.ocr is not None and "int8" not in manifest.ocr.detector.source  # FP32: OpenVINO reads it
+    feeds = meme_feeds(repository, synthetic_data)
+    engine = OpenVinoBackend(repository, manifest.members(), threads=1)
+    ort = OnnxRuntimeBackend(repository, manifest.members(), intra_op_threads=1)
+    for member in manifest.members():  # clip_text's dynamic INT8 (and its BiLSTM) on ONNX Runtime
+        assert engine.engine_of(member) == ("onnxruntime" if member.name == "clip_text" else "openvino")
+    for member in manifest.members():
+        served, on_ort = engine.infer(member, feeds), ort.infer(member, feeds)
+        assert all(np.isfinite(served[h]).all() and served[h].shape == on_ort[h].shape for h in member.outputs)
