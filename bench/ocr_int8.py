@@ -7,9 +7,13 @@ Exports OCR twice (training/ocr_export.py): FP32, and with the detector static I
 ``memotion export --quantize int8`` serves it (training/ocr_quantize.py), calibrated on 30 real
 memes that are not measured (20 CM-Off-Meme, 10 Memotion 1). A third variant also quantises the
 recogniser the same way (calibrated on the crops the served engine feeds it for those memes), which
-export does not do. Every variant reads each meme with the gateway's engine (detector capped at
-384 px, OCR copy at 1280 px), interleaved in alternating order; printed per variant: ms per meme,
-detector and recogniser ms, ratios to FP32, CER mean and median against the human captions.
+export does not do. With openvino installed, two more read through the gateway's OpenVINO engine
+with its ``bf16`` precision (AMX): the INT8 repository as ``MEMOTION_ENGINE=openvino
+MEMOTION_OPENVINO_PRECISION=bf16`` serves it (INT8 detector on ONNX Runtime, recogniser on
+OpenVINO BF16), and both FP32 graphs on OpenVINO BF16. Every variant reads each meme with the
+gateway's engine (detector capped at 384 px, OCR copy at 1280 px), interleaved in alternating
+order; printed per variant: ms per meme, detector and recogniser ms, ratios to FP32, CER mean and
+median against the human captions.
 Writes bench/results/ocr_int8.json. Timings on a shared machine: compare the ratios.
 """
 
@@ -24,6 +28,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -43,7 +48,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "ocr_int8.json"
 class TimedBackend:
     """The engine's backend, timing each model and keeping the recogniser's inputs."""
 
-    def __init__(self, inner: OnnxRuntimeBackend) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner, self.seconds, self.recognizer_feeds = inner, {}, []
 
     def infer(self, model: OcrModelEntry, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -63,10 +68,28 @@ def memes(folder: str, count: int, skip: int = 0) -> list[tuple[Image.Image, str
     return [(Image.open(root / r["image_path"]).convert("RGB"), r["text"]) for r in rows[skip : skip + count]]
 
 
-def engine(root: Path, entry: OcrEntry) -> PpOcrEngine:
-    return PpOcrEngine(
-        entry, root, TimedBackend(OnnxRuntimeBackend(root, entry.models())), det_max_side=CALIBRATION_SIDE
-    )
+def engine(root: Path, entry: OcrEntry, openvino_precision: str | None = None) -> PpOcrEngine:
+    """The gateway's OCR engine on ``entry``: ONNX Runtime, or the OpenVINO engine at ``openvino_precision``."""
+    if openvino_precision is None:
+        backend: Any = OnnxRuntimeBackend(root, entry.models())
+    else:
+        from service.inference.backends.openvino_backend import OpenVinoBackend
+
+        backend = OpenVinoBackend(root, entry.models(), precision=openvino_precision)
+    return PpOcrEngine(entry, root, TimedBackend(backend), det_max_side=CALIBRATION_SIDE)
+
+
+def openvino_variants(scratch: Path, fp32: OcrEntry, int8: OcrEntry) -> dict[str, PpOcrEngine]:
+    """The OpenVINO BF16 rows, when openvino is installed (else none)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        print("openvino is not installed: no OpenVINO rows (pip install 'memotion[openvino]')")
+        return {}
+    return {
+        "int8 det + rec openvino bf16": engine(scratch / "int8", int8, "bf16"),
+        "fp32 graphs, openvino bf16": engine(scratch / "fp32", fp32, "bf16"),
+    }
 
 
 def variants(scratch: Path, calibration: list[Image.Image]) -> dict[str, PpOcrEngine]:
@@ -82,6 +105,7 @@ def variants(scratch: Path, calibration: list[Image.Image]) -> dict[str, PpOcrEn
         "fp32": engine(scratch / "fp32", fp32),
         "int8 detector (export)": engine(scratch / "int8", int8),
         "int8 detector + recogniser": engine(scratch / "both", both),
+        **openvino_variants(scratch, fp32, int8),
     }
 
 
@@ -125,13 +149,13 @@ def main() -> None:
         results = measure(variants(Path(scratch), calibration), sample, args.rounds)
     base = results["fp32"]
     print(
-        f"{'variant':<28}{'ms/meme':>9}{'x':>6}{'det ms':>8}{'x':>6}{'rec ms':>8}{'x':>6}{'CER mean':>10}{'median':>8}"
+        f"{'variant':<30}{'ms/meme':>9}{'x':>6}{'det ms':>8}{'x':>6}{'rec ms':>8}{'x':>6}{'CER mean':>10}{'median':>8}"
     )
     for name, r in results.items():
         for key in ("ms_per_meme", "detector_ms", "recognizer_ms"):
             r[key.replace("ms_per_meme", "meme").replace("_ms", "") + "_speedup"] = base[key] / r[key]
         print(
-            f"{name:<28}{r['ms_per_meme']:9.1f}{r['meme_speedup']:6.2f}{r['detector_ms']:8.1f}{r['detector_speedup']:6.2f}"
+            f"{name:<30}{r['ms_per_meme']:9.1f}{r['meme_speedup']:6.2f}{r['detector_ms']:8.1f}{r['detector_speedup']:6.2f}"
             f"{r['recognizer_ms']:8.1f}{r['recognizer_speedup']:6.2f}{r['cer_mean']:10.3f}{r['cer_median']:8.3f}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
