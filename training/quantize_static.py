@@ -6,7 +6,8 @@ their ranges the min and max seen on the run's training memes, 8 a call as the g
 them); attention's two activation-by-activation matmuls stay float. OpenVINO's CPU plugin turns
 each pair into an INT8 matmul on AMX / VNNI and, with its ``bf16`` precision hint, runs the rest
 (LayerNorm, softmax, GELU, the LSTM) in BF16: at ViT-B-32 on this project's 2-core machine that
-served the members 3.6 to 6x faster than ONNX Runtime FP32 at batch 8 (bench/openvino_members.py).
+ran CLIP-image and CLIP-multi 4.1x and 2.4x faster than ONNX Runtime FP32 at batch 8, about as
+fast as ONNX Runtime's dynamic INT8 (bench/openvino_members.py, a quiet run).
 The same graph on ONNX Runtime runs, slower than its dynamic INT8: serve it with
 ``MEMOTION_ENGINE=openvino``. How far it is from FP32 is measured as served: on OpenVINO, hint
 ``SERVED_HINT``. A member OpenVINO does not run exactly (``per_row_recurrence``: clip_text) gets
