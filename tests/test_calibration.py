@@ -103,14 +103,21 @@ def test_the_search_keeps_offsets_where_they_win_on_held_out_folds():
     assert (voted["sentiment"] == decide(np.log(p), selection.task_offsets["sentiment"])).all()
 
 
-def test_manifest_calibration_fields_and_the_fallback_when_a_voter_did_not_run():
-    stacker = StackerEntry(coef=((1.0, 0.0, 0.5, 0.0), (0.0, 1.0, 0.0, 0.5)), intercept=(0.0, 0.1))
-    entry = EnsembleEntry(
+STACKER = StackerEntry(coef=((1.0, 0.0, 0.5, 0.0), (0.0, 1.0, 0.0, 0.5)), intercept=(0.0, 0.1))
+
+
+def calibrated_entry() -> EnsembleEntry:
+    """Two members; sentiment by the mean with class offsets, humour by STACKER."""
+    return EnsembleEntry(
         members=("a", "b"),
         task_rules={"sentiment": "mean_probability", "humour": "stacked_lr"},
         task_offsets={"sentiment": (0.0, 0.3, -0.2)},
-        task_stackers={"humour": stacker},
+        task_stackers={"humour": STACKER},
     )
+
+
+def test_manifest_calibration_fields_and_the_fallback_when_a_voter_did_not_run():
+    stacker, entry = STACKER, calibrated_entry()
     how = entry.combination_for("humour", ["a", "b"])
     assert how.rule == "stacked_lr" and how.stacker == Stacker(stacker.coef, stacker.intercept)
     assert entry.combination_for("humour", ["b"]).rule == "mean_probability"  # a did not run
@@ -126,13 +133,7 @@ def test_manifest_calibration_fields_and_the_fallback_when_a_voter_did_not_run()
 def test_served_voters_name_the_offsets_and_the_stacker():
     from memotion.voters import served_voters
 
-    stacker = StackerEntry(coef=((1.0, 0.0, 0.5, 0.0), (0.0, 1.0, 0.0, 0.5)), intercept=(0.0, 0.1))
-    entry = EnsembleEntry(
-        members=("a", "b"),
-        task_rules={"sentiment": "mean_probability", "humour": "stacked_lr"},
-        task_offsets={"sentiment": (0.0, 0.3, -0.2)},
-        task_stackers={"humour": stacker},
-    )
+    entry = calibrated_entry()
     assert served_voters(entry, ["sentiment", "humour"])[1:] == [
         "  sentiment <- a + b (mean probability, class offsets +0.0, +0.3, -0.2)",
         "  humour <- a + b (stacked logistic regression fitted on validation)",
