@@ -379,6 +379,11 @@ OPENVINO_CONFIGS = {  # --openvino: the same-engine FP32 baseline, the static IN
     "int8-static-openvino": ("int8-static", {"MEMOTION_ENGINE": "openvino"}),  # precision auto: bf16
     "int8-openvino-bf16": ("int8", {"MEMOTION_ENGINE": "openvino", "MEMOTION_OPENVINO_PRECISION": "bf16"}),
 }
+OPENVINO_BASELINES = {  # ratio label -> the configuration it divides by
+    "fp32-openvino": "fp32-openvino",
+    "fp32 (onnxruntime)": "fp32",
+    "int8 (onnxruntime)": "int8",
+}
 
 
 def serve_and_load(
@@ -610,9 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.openvino:  # the honest baseline is the same engine's FP32; ONNX Runtime FP32 beside it
         report["openvino_speedup_by_clients"] = {
             c: {
-                f"{fast} / {base}": rates[(fast, c)] / rates[(base.split(" ")[0], c)]
+                f"{fast} / {label}": rates[(fast, c)] / rates[(base, c)]
                 for fast in ("int8-static-openvino", "int8-openvino-bf16")
-                for base in ("fp32-openvino", "fp32 (onnxruntime)", "int8 (onnxruntime)")
+                for label, base in OPENVINO_BASELINES.items()
             }
             for c in levels
         }
