@@ -234,10 +234,6 @@ def main(argv: list[str] | None = None) -> int:
     for precision in ("fp32", "int8", "bf16"):
         print(f"roofline {precision}: " + ", ".join(f"{k} {v:.0f}" for k, v in roof[precision].items()))
     print(table([r for r in report["members"] if "ms_per_meme" in r], COLUMNS))
-    print(
-        "clip_text's ov-* rows run its BiLSTM on OpenVINO, which gets the shorter texts of a batch wrong "
-        "(training/quantize_static.py: per_row_recurrence): the gateway's OpenVINO engine serves it on ONNX Runtime"
-    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {args.out}")

@@ -187,16 +187,18 @@ def memes_and_feeds(manifest: Manifest, repository: Path, records: list[MemeReco
     return records_feeds(records, tokenizer, manifest.preprocessing)
 
 
-def member_logits(repository: Path, member: ModelEntry, feeds: dict[str, np.ndarray], engine: str) -> list[np.ndarray]:
+def member_logits(
+    repository: Path, member: ModelEntry, feeds: dict[str, np.ndarray], engine: str, precision: str = "auto"
+) -> list[np.ndarray]:
     """``member``'s logits per head on ``feeds``, 8 memes a call as the gateway runs them
     (``trimmed_feed``: ids cut to each batch's longest text where the manifest allows it), on
-    ``engine`` (openvino: the gateway's OpenVINO engine, precision auto)."""
+    ``engine`` (openvino: the gateway's OpenVINO engine with ``precision``, MEMOTION_OPENVINO_PRECISION)."""
     from service.inference.backends.base import trimmed_feed
     from service.inference.backends.openvino_backend import OpenVinoBackend
 
     batches = [{n: feeds[n][i : i + 8] for n in member.inputs} for i in range(0, len(feeds["input_ids"]), 8)]
     if engine == "openvino":
-        backend = OpenVinoBackend(repository, [member], threads=2)
+        backend = OpenVinoBackend(repository, [member], threads=2, precision=precision)
         parts = [[backend.infer(member, batch)[k] for k in member.outputs] for batch in batches]
     else:
         runner = session(repository / member.file)
@@ -205,13 +207,13 @@ def member_logits(repository: Path, member: ModelEntry, feeds: dict[str, np.ndar
 
 
 def ensemble_labels(
-    repository: Path, feeds: dict[str, np.ndarray], engine: str = "onnxruntime"
+    repository: Path, feeds: dict[str, np.ndarray], engine: str = "onnxruntime", precision: str = "auto"
 ) -> dict[str, np.ndarray]:
     """The repository's voted label per head (every member's softmax, majority vote; ``member_logits``)."""
     manifest = load_manifest(repository)
     probabilities: dict[str, dict[str, np.ndarray]] = {}
     for member in manifest.members():
-        logits = member_logits(repository, member, feeds, engine)
+        logits = member_logits(repository, member, feeds, engine, precision)
         exps = [np.exp(v - v.max(-1, keepdims=True)) for v in logits]
         probabilities[member.name] = {head: e / e.sum(-1, keepdims=True) for head, e in zip(member.outputs, exps)}
     return {
@@ -226,12 +228,13 @@ def vote_quality(
     records: list[MemeRecord],
     feeds: dict[str, np.ndarray],
     engine: str = "onnxruntime",
+    precision: str = "auto",
 ) -> dict:
-    """``candidate``'s ensemble vote (on ``engine``) against ``reference``'s (ONNX Runtime) on
-    ``records``: agreement and macro F1 per head."""
+    """``candidate``'s ensemble vote (on ``engine``, OpenVINO's ``precision``) against
+    ``reference``'s (ONNX Runtime) on ``records``: agreement and macro F1 per head."""
     from training.metrics import macro_f1
 
-    ref, got = ensemble_labels(reference, feeds), ensemble_labels(candidate, feeds, engine)
+    ref, got = ensemble_labels(reference, feeds), ensemble_labels(candidate, feeds, engine, precision)
     truth = {head: np.array([r.labels()[head] for r in records]) for head in ref}
     classes = {t.name: len(t.labels) for t in load_manifest(reference).tasks}
     heads = {
@@ -372,17 +375,23 @@ def start_triton(repository: Path, report: dict) -> tuple[object, dict[str, str]
     return server, {"MEMOTION_BACKEND": "triton", "MEMOTION_TRITON_URL": server.grpc_url}
 
 
-OPENVINO_CONFIGS = {  # --openvino: the same-engine FP32 baseline, the static INT8 made for it, and
+OPENVINO_CONFIGS = {  # --openvino: the same-engine FP32 baseline, the static INT8 made for it,
     # the INT8 repository with OpenVINO BF16 where it runs (the OCR recogniser; the members'
-    # dynamic INT8 and the INT8 OCR detector stay on ONNX Runtime: openvino_backend.openvino_mismatch)
+    # dynamic INT8 and the INT8 OCR detector stay on ONNX Runtime: openvino_backend.openvino_mismatch),
+    # and the FP32 repository with every member and both OCR networks on OpenVINO BF16
     "fp32-openvino": ("fp32", {"MEMOTION_ENGINE": "openvino", "MEMOTION_OPENVINO_PRECISION": "f32"}),
     "int8-static-openvino": ("int8-static", {"MEMOTION_ENGINE": "openvino"}),  # precision auto: bf16
     "int8-openvino-bf16": ("int8", {"MEMOTION_ENGINE": "openvino", "MEMOTION_OPENVINO_PRECISION": "bf16"}),
+    "fp32-openvino-bf16": ("fp32", {"MEMOTION_ENGINE": "openvino", "MEMOTION_OPENVINO_PRECISION": "bf16"}),
 }
 OPENVINO_BASELINES = {  # ratio label -> the configuration it divides by
     "fp32-openvino": "fp32-openvino",
     "fp32 (onnxruntime)": "fp32",
     "int8 (onnxruntime)": "int8",
+}
+OPENVINO_QUALITY = {  # report key -> (repository, MEMOTION_OPENVINO_PRECISION): ensemble votes as served
+    "int8_static_openvino_vs_fp32": ("int8-static", "auto"),
+    "fp32_openvino_bf16_vs_fp32": ("fp32", "bf16"),
 }
 
 
@@ -508,7 +517,7 @@ def print_table(report: dict) -> None:
         roof = report["roofline_gflops"]["best"]
         print(f"\nroofline, 2 threads, best engine (GFLOP/s): {', '.join(f'{k} {v:.0f}' for k, v in roof.items())}")
         print(table(report["members"], MEMBER_COLUMNS))
-        for key in ("int8_vs_fp32", "int8_static_openvino_vs_fp32"):
+        for key in ("int8_vs_fp32", *OPENVINO_QUALITY):
             quality = report.get(key)
             if quality:
                 print(
@@ -562,10 +571,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also export --quantize int8-static and serve it and FP32 with MEMOTION_ENGINE=openvino",
     )
+    parser.add_argument(
+        "--openvino-configs",
+        nargs="*",
+        choices=list(OPENVINO_CONFIGS),
+        help="with --openvino: only these OpenVINO gateways (default: all of them)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.train, args.val, args.steps, args.seconds, args.clients = 8, 24, 1, 8.0, "1,8"
     return args
+
+
+def openvino_configs(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, str]]]:
+    """The OpenVINO gateways ``--openvino`` serves (``--openvino-configs``: a subset)."""
+    if not args.openvino:
+        return {}
+    return {
+        name: config for name, config in OPENVINO_CONFIGS.items() if name in (args.openvino_configs or OPENVINO_CONFIGS)
+    }
 
 
 def parse_variants(specs: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
@@ -589,9 +613,10 @@ def measure_models(report: dict, args: argparse.Namespace) -> None:
     report["members"] = member_rows(args.workdir, feeds, report["roofline_gflops"], min(args.seconds, 10.0))
     report["int8_vs_fp32"] = vote_quality(args.workdir / "fp32", args.workdir / "int8", records, feeds)
     if args.openvino:  # as served: on the gateway's OpenVINO engine
-        report["int8_static_openvino_vs_fp32"] = vote_quality(
-            args.workdir / "fp32", args.workdir / "int8-static", records, feeds, engine="openvino"
-        )
+        for key, (repository, precision) in OPENVINO_QUALITY.items():
+            report[key] = vote_quality(
+                args.workdir / "fp32", args.workdir / repository, records, feeds, "openvino", precision
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -608,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         measure_models(report, args)
     payloads = ocr_memes(64)
     levels = [int(c) for c in args.clients.split(",")]
-    variants = {**(OPENVINO_CONFIGS if args.openvino else {}), **parse_variants(args.variant)}
+    variants = {**openvino_configs(args), **parse_variants(args.variant)}
     report["serving"] = serve_and_load(args.workdir, payloads, levels, args.seconds, variants, args.triton)
     rates = {(p["config"], p["clients"]): p["memes_per_s"] for p in report["serving"]["load"]}
     report["int8_speedup_by_clients"] = {c: rates[("int8", c)] / rates[("fp32", c)] for c in levels}
@@ -616,8 +641,10 @@ def main(argv: list[str] | None = None) -> int:
         report["openvino_speedup_by_clients"] = {
             c: {
                 f"{fast} / {label}": rates[(fast, c)] / rates[(base, c)]
-                for fast in ("int8-static-openvino", "int8-openvino-bf16")
+                for fast in openvino_configs(args)
+                if fast != "fp32-openvino"
                 for label, base in OPENVINO_BASELINES.items()
+                if (base, c) in rates
             }
             for c in levels
         }

@@ -10,8 +10,9 @@ ran CLIP-image and CLIP-multi 4.1x and 2.4x faster than ONNX Runtime FP32 at bat
 fast as ONNX Runtime's dynamic INT8 (bench/openvino_members.py, a quiet run).
 The same graph on ONNX Runtime runs, slower than its dynamic INT8: serve it with
 ``MEMOTION_ENGINE=openvino``. How far it is from FP32 is measured as served: on OpenVINO, hint
-``SERVED_HINT``. A member OpenVINO does not run exactly (``per_row_recurrence``: clip_text) gets
-ONNX Runtime's dynamic INT8 instead, and the gateway's OpenVINO engine runs it on ONNX Runtime.
+``SERVED_HINT``. A member OpenVINO does not run exactly (``per_row_recurrence``: clip_text exported
+with its packed BiLSTM, before training/models/ragged_bilstm.py) gets ONNX Runtime's dynamic INT8
+instead, and the gateway's OpenVINO engine runs it on ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ def activation_matmuls(path: Path) -> list[str]:
 
 def per_row_recurrence(path: Path) -> bool:
     """True when the graph at ``path`` has an LSTM / GRU / RNN over per-row lengths (``sequence_lens``
-    from the inputs: clip_text's packed BiLSTM). OpenVINO runs those wrongly for the shorter rows
-    of a batch, so the gateway's OpenVINO engine leaves such a model to ONNX Runtime, and
-    ``--quantize int8-static`` gives it ONNX Runtime's dynamic INT8 instead."""
+    from the inputs: a packed BiLSTM; clip_text's is exported on full-length rows since
+    training/models/ragged_bilstm.py). OpenVINO runs those wrongly for the shorter rows of a batch,
+    so the gateway's OpenVINO engine leaves such a model to ONNX Runtime, and ``--quantize
+    int8-static`` gives it ONNX Runtime's dynamic INT8 instead."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph

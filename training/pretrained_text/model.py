@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.models.clip_text import ClipTextClassifier
+from training.models.clip_text import ClipTextClassifier, exporting
 from training.oscar.model import additive_attention_mask
 
 
@@ -41,10 +41,6 @@ class BertTokenEncoder(nn.Module):
                 parameter.requires_grad_(False)
 
 
-def _exporting() -> bool:
-    return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-
-
 class BertTextClassifier(ClipTextClassifier):
     """CLIP-text's heads (``ClipTextClassifier``) over a ``BertTokenEncoder``."""
 
@@ -64,7 +60,7 @@ class BertTextClassifier(ClipTextClassifier):
 
     def forward(self, bert_input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         mask = (bert_input_ids != self.pad_id).to(torch.int64)
-        if not _exporting():  # drop all-padding columns (same logits, less work)
+        if not exporting():  # drop all-padding columns (same logits, less work)
             keep = int(mask.sum(dim=1).max().clamp(min=1))
             bert_input_ids, mask = bert_input_ids[:, :keep], mask[:, :keep]
         states, cls = self.encoder(bert_input_ids, mask)

@@ -2,12 +2,12 @@
 
 Reads the same ``model.onnx`` files as the ONNX Runtime backend (batch and token axes stay
 dynamic); a model OpenVINO would not answer exactly or cannot load (``openvino_mismatch``,
-``recurrence_mismatch``: string inputs, the INT8 OCR detector, clip_text's packed BiLSTM) runs on
-ONNX Runtime inside it. On a CPU with AMX, OpenVINO runs the static
-INT8 graphs of ``memotion export --quantize int8-static`` (QuantizeLinear/DequantizeLinear around
-the matmuls) as u8 x s8 matmuls on the tile unit and, with the ``bf16`` precision hint, every other
-float op in BF16. Without a hint from the manifest the precision is ``f32``: the FP32 export's
-numbers (OpenVINO's own default on an AMX CPU would be BF16).
+``recurrence_mismatch``: string inputs, the INT8 OCR detector, the packed BiLSTM of clip_text
+repositories exported before its full-length rows) runs on ONNX Runtime inside it. On a CPU with
+AMX, OpenVINO runs the static INT8 graphs of ``memotion export --quantize int8-static``
+(QuantizeLinear/DequantizeLinear around the matmuls) as u8 x s8 matmuls on the tile unit and, with
+the ``bf16`` precision hint, every other float op in BF16. Without a hint from the manifest the
+precision is ``f32``: the FP32 export's numbers (OpenVINO's own default on an AMX CPU would be BF16).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from service.inference.backends.ort_backend import OnnxRuntimeBackend
 logger = logging.getLogger("memotion.gateway")
 PRECISION_HINTS = ("f32", "bf16")
 RECURRENCES = {"LSTMSequence": 3, "GRUSequence": 2, "RNNSequence": 2}  # op -> its sequence-lengths input
+SHAPE_OPS = ("ShapeOf",)  # their output reads only the input's shape
 
 
 def compile_config(threads: int, precision_hint: str) -> dict[str, Any]:
@@ -94,13 +95,31 @@ def openvino_mismatch(model: ServedModel) -> str | None:
     return None
 
 
+def depends_on_input_values(node: Any) -> bool:
+    """True when ``node``'s value is computed from a graph input's values, not only from constants
+    and input shapes (the path through a ShapeOf reads no value)."""
+    pending, seen = [node], set()
+    while pending:
+        current = pending.pop()
+        if current.get_name() in seen or current.get_type_name() in SHAPE_OPS:
+            continue
+        seen.add(current.get_name())
+        if current.get_type_name() == "Parameter":
+            return True
+        pending.extend(port.get_source_output().get_node() for port in current.inputs())
+    return False
+
+
 def recurrence_mismatch(graph: Any) -> str | None:
-    """A recurrence over per-row lengths in ``graph`` (OpenVINO 2026.4's LSTMSequence runs the
-    shorter rows of a batch wrongly: measured on clip_text's packed BiLSTM), else None."""
+    """A recurrence over per-row lengths in ``graph``, computed from an input's values (OpenVINO
+    2026.4's LSTMSequence runs the shorter rows of a batch wrongly: measured on the packed BiLSTM
+    of clip_text repositories exported before its full-length rows, training/models/ragged_bilstm.py),
+    else None. Lengths made from the input's shape (an ONNX LSTM without ``sequence_lens``: every
+    row runs the whole sequence) are exact."""
     for op in graph.get_ordered_ops():
         if op.get_type_name() in RECURRENCES:
             lengths = op.input(RECURRENCES[op.get_type_name()]).get_source_output().get_node()
-            if lengths.get_type_name() != "Constant":
+            if depends_on_input_values(lengths):
                 return f"its {op.get_type_name()} runs over per-row lengths"
     return None
 
