@@ -22,7 +22,14 @@ from memotion.manifest import load_manifest
 from memotion.triton_repository import config_path
 from service.inference.backends.ort_backend import OnnxRuntimeBackend
 from service.inference.ocr.base import join_text
-from service.inference.ocr.ppocr import PpOcrEngine, detector_side, padded_width, width_groups
+from service.inference.ocr.ppocr import (
+    PpOcrEngine,
+    detector_side,
+    padded_width,
+    recognizer_batch,
+    recognizer_warmup_shapes,
+    width_groups,
+)
 from service.launchers.gateway_process import GatewayProcess
 from tests.gateway_fixtures import render_meme, start_gateway
 from training.metrics import character_error_rate, edit_distance, folded_text
@@ -157,6 +164,29 @@ class RecordingBackend:
     def infer(self, model, inputs):
         self.calls += [(model.name, array.shape) for array in inputs.values()]
         return self.inner.infer(model, inputs)
+
+
+def test_warm_up_runs_the_recogniser_once_at_each_common_shape(engine: PpOcrEngine) -> None:
+    """1 to 4 crops at the 7 narrowest padded widths (320 to 704 px): the shapes 64 real memes gave most."""
+    recording = RecordingBackend(engine.backend)  # type: ignore[arg-type]
+    warmed = PpOcrEngine(engine.entry, engine.repository_root, recording).warm_up()
+    shapes = [shape for name, shape in recording.calls if name == "ocr_recognizer"]
+    assert warmed == len(shapes) == len(set(shapes)) == 28 and shapes == recognizer_warmup_shapes(engine.entry)
+    assert {s[3] for s in shapes} == set(range(320, 705, 64)) and {s[0] for s in shapes} == {1, 2, 3, 4}
+    lines = [np.zeros((30, width, 3), np.uint8) for width in (90, 200)]  # two short lines of a meme
+    entry = engine.entry
+    assert recognizer_batch(lines, entry.rec_height, entry.rec_min_width, entry.rec_width_step).shape in shapes
+
+
+def test_ocr_warm_up_is_on_for_openvino_unless_set() -> None:
+    from service.core.settings import GatewaySettings
+    from service.inference.classifier import ocr_warmup_wanted
+
+    assert ocr_warmup_wanted(GatewaySettings(engine="openvino"))
+    assert not ocr_warmup_wanted(GatewaySettings())  # ONNX Runtime prepares no kernels per shape
+    assert not ocr_warmup_wanted(GatewaySettings(engine="openvino", backend="triton"))
+    assert not ocr_warmup_wanted(GatewaySettings(engine="openvino", ocr_warmup="off"))
+    assert ocr_warmup_wanted(GatewaySettings(ocr_warmup="on"))
 
 
 def test_width_groups_pad_each_line_to_its_own_width() -> None:

@@ -56,6 +56,10 @@ class GatewaySettings(BaseSettings):
     # with the pixels; boxes are mapped back to the full copy). 0: the manifest's det_limit_side_len
     # alone. README "OCR" has the measurements.
     ocr_detector_max_side: int = Field(default=384, ge=0)
+    # The repository's OCR: at start-up, run the recogniser once at its common input shapes
+    # (service/inference/ocr/ppocr.py: recognizer_warmup_shapes). OpenVINO prepares kernels per new
+    # shape (30 to 50 ms each), which the first memes would pay. auto: on with MEMOTION_ENGINE=openvino.
+    ocr_warmup: Literal["auto", "on", "off"] = "auto"
     max_text_chars: int = Field(default=2000, ge=0)
     # auto: the repository's OCR models (manifest "ocr", run by the backend) when it has them, else
     # easyocr (PyTorch; memotion[easyocr]); onnx: those models or a start-up error; none: no OCR.

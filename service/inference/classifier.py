@@ -6,6 +6,7 @@ Everything about labels, tensors and models comes from the manifest; the backend
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +47,8 @@ from service.text.translation import TranslationError
 from service.text.unicode_gate import repaired
 
 TextSource = Literal["ocr", "request"]
+
+logger = logging.getLogger("memotion.gateway")
 
 
 class ClassificationCancelled(Exception):
@@ -154,6 +157,7 @@ class MemeClassifier:
         self.text_processor = text_processor
         self.ocr_max_side = 1280  # OCR reads a copy scaled down to this longest side (MEMOTION_OCR_MAX_SIDE)
         self.request_batcher: RequestBatcher[ClassifyResult] | None = None  # from_settings, when batching
+        self.ocr_warmup = False  # warm_up runs OCR's own warm-up too (MEMOTION_OCR_WARMUP)
         self.members = manifest.members()
         # Members with stages of their own before the model (OSCAR: a region detector run by the
         # backend, a BERT pair tokenizer): service/inference/oscar.py makes their inputs.
@@ -200,6 +204,7 @@ class MemeClassifier:
             text_processor = TextProcessor(text_config_from_settings(settings))
             classifier = cls(manifest, root, backend, ocr, text_processor)
             classifier.ocr_max_side = settings.ocr_max_side
+            classifier.ocr_warmup = ocr_warmup_wanted(settings)
             classifier.request_batcher = request_batcher_for(classifier, backend)
             return classifier
         except ManifestError as err:
@@ -222,6 +227,11 @@ class MemeClassifier:
         image = Image.new("RGB", (320, 96), "white")
         ImageDraw.Draw(image).text((10, 20), "WARM UP", fill="black", font=ImageFont.load_default(40))
         self.classify(image, None)
+        warm_up_ocr = getattr(self.ocr, "warm_up", None)
+        if self.ocr_warmup and warm_up_ocr is not None:
+            started = time.perf_counter()
+            shapes = warm_up_ocr()
+            logger.info("OCR warmed up at %d input shapes in %.2f s", shapes, time.perf_counter() - started)
 
     def close(self) -> None:
         if self.request_batcher is not None:
@@ -506,6 +516,13 @@ def gateway_models(settings: GatewaySettings, manifest: Manifest) -> list[Served
     detector) and, when OCR runs on them, the repository's OCR models."""
     members = manifest.members()
     return [*members, *manifest.stage_models(members), *repository_ocr_models(settings, manifest)]
+
+
+def ocr_warmup_wanted(settings: GatewaySettings) -> bool:
+    """MEMOTION_OCR_WARMUP: on, off, or auto (on for the embedded OpenVINO engine)."""
+    if settings.ocr_warmup != "auto":
+        return settings.ocr_warmup == "on"
+    return settings.backend != "triton" and settings.engine == "openvino"
 
 
 def request_batcher_for(classifier: MemeClassifier, backend: InferenceBackend) -> RequestBatcher[ClassifyResult] | None:
