@@ -12,6 +12,8 @@ precision is ``f32``: the FP32 export's numbers (OpenVINO's own default on an AM
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import queue
 import threading
@@ -44,6 +46,14 @@ def compile_config(threads: int, precision_hint: str) -> dict[str, Any]:
         "NUM_STREAMS": 1,
         "PERFORMANCE_HINT": "LATENCY",
     }
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing):
+    OpenVINO's ONNX reader leaves about 0.5 GiB freed but resident after compiling the three ViT-B-32
+    members (measured: 2.47 -> 1.95 GiB with bf16)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class _CompiledModel:
@@ -155,6 +165,7 @@ class OpenVinoBackend:
             if on_ort
             else None
         )
+        release_freed_memory()
 
     def _load(self, core: Any, root: Path, model: ServedModel, threads: int, precision: str) -> _CompiledModel | None:
         """``model`` compiled for the CPU; None when ONNX Runtime must run it (``openvino_mismatch``)."""
