@@ -35,8 +35,8 @@ from training.quantize_static import (
     SERVED_ENGINE,
     SERVED_HINT,
     batches,
+    has_recurrence,
     openvino_outputs,
-    per_row_recurrence,
     quantize_int8_static,
 )
 
@@ -221,10 +221,10 @@ def quantize_member(
     path.rename(fp32)
     how = DYNAMIC
     try:
-        if feeds.calibration is None or per_row_recurrence(fp32):
+        if feeds.calibration is None or has_recurrence(fp32):
             if feeds.calibration is not None:
-                log(f"  int8-static: {path.parent.parent.name} gets dynamic INT8 for ONNX Runtime (OpenVINO "
-                    "runs its recurrence over per-row lengths wrongly)")  # fmt: skip
+                log(f"  int8-static: {path.parent.parent.name} gets dynamic INT8 for ONNX Runtime (its recurrence: "
+                    "static INT8 agreed 92 to 94% with FP32 at ViT-B-32)")  # fmt: skip
             quantize_int8(fp32, path)
         else:
             quantize_int8_static(fp32, path, feeds.calibration, trim)
