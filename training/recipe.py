@@ -196,6 +196,7 @@ def ensemble_summary(
         selection = search_combination(probabilities, y_true, objective, rules, task_b)
     return {
         **selection.to_json(),
+        # Only a search picks voters on validation (a fixed member_heads choice is not the search's).
         "warnings": selection_warnings(
             probabilities,
             y_true,
@@ -204,7 +205,9 @@ def ensemble_summary(
             selection.task_weights,
             objective,
             selection.task_offsets,
-        ),
+        )
+        if search
+        else [],
         "validation": ensemble_scores(probabilities, y_true, selection),
         "validation_all_members": ensemble_scores(probabilities, y_true, everyone),
     }
