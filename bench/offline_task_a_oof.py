@@ -6,9 +6,11 @@ weighting chosen on the validation split by macro F1; the held-out fold's probab
     python bench/offline_task_a_oof.py --out OUT [--datasets memotion1 cm-off-meme]
 
 Rows: the TF-IDF + LR baseline's features, the word member, the word member with sentiment-lexicon
-features (training/sentiment_lexicon.py) at a few scales, NB-LR (Wang & Manning 2012: binary word
-n-grams scaled by the log-count ratio), the character member, and equal means of word and character
-members. Prints a table of Task A macro / weighted F1 (out-of-fold) and writes OUT/task_a_oof.json.
+features (training/sentiment_lexicon.py) at a few scales, NB-LR (training/nb_lr.py, Wang & Manning
+2012: binary word n-grams scaled by the log-count ratio), the character member, and equal means of
+each with the character member, and of word, NB-LR and character members (``--only`` picks rows by
+name). Prints a table of Task A macro / weighted F1 (out-of-fold) and writes OUT/task_a_oof.json and
+each row's out-of-fold probabilities (OUT/<data set>-<row>.npz).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,35 +27,28 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from memotion.raw_text import fold_whitespace
-from training.baselines import TfidfConfig
+from training.baselines import TfidfConfig, fit_head, tfidf_vectoriser
 from training.data.real_sets import DATA_SETS
 from training.experiments.real_data import RealDataConfig, load_data_set, truth
 from training.experiments.real_data_cli import shared_data_root
 from training.metrics import macro_f1
 from training.sentiment_lexicon import lexicon_features, load_lexicon
-from training.tfidf_member import CHAR_TFIDF, MEMBER_TFIDF
+from training.tfidf_member import CHAR_TFIDF, MEMBER_TFIDF, NB_TFIDF
 
 HEAD = "sentiment"
 FOLDS = 5
 GRID = [(c, w) for c in (0.3, 1.0, 3.0, 10.0) for w in (None, "balanced")]
-Features = Callable[[list[str], list[list[str]], np.ndarray], list]  # (fit texts, others, fit y) -> matrices
+Features = Callable[[list[str], list[list[str]]], list]  # (fit texts, other texts) -> matrices
 
 
 def tfidf_features(config: TfidfConfig, lexicons: tuple[str, ...] = (), scale: float = 1.0) -> Features:
+    """The member's TF-IDF rows (training/baselines.py), with the lexicons' features beside them."""
     from scipy import sparse
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
     loaded = [load_lexicon(n) for n in lexicons]
 
-    def make(fit: list[str], others: list[list[str]], _y: np.ndarray) -> list:
-        vectoriser = TfidfVectorizer(
-            ngram_range=config.ngram_range,
-            min_df=config.min_df,
-            max_features=config.max_features,
-            sublinear_tf=config.sublinear_tf,
-            token_pattern=config.token_pattern,
-            analyzer=config.analyzer,
-        )
+    def make(fit: list[str], others: list[list[str]]) -> list:
+        vectoriser = tfidf_vectoriser(config)
         mats = [vectoriser.fit_transform(fit)] + [vectoriser.transform(o) for o in others]
         if not loaded:
             return mats
@@ -64,59 +58,25 @@ def tfidf_features(config: TfidfConfig, lexicons: tuple[str, ...] = (), scale: f
     return make
 
 
-def nb_features(config: TfidfConfig, alpha: float = 1.0) -> Features:
-    """Binary n-grams times the one-vs-rest log-count ratio of the majority class pair... per class:
-    returned as one matrix per class (``fit_nb`` fits one binary regression per class)."""
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    def make(fit: list[str], others: list[list[str]], y: np.ndarray) -> list:
-        vectoriser = CountVectorizer(
-            ngram_range=config.ngram_range,
-            min_df=config.min_df,
-            max_features=config.max_features,
-            token_pattern=config.token_pattern,
-            binary=True,
-        )
-        mats = [vectoriser.fit_transform(fit)] + [vectoriser.transform(o) for o in others]
-        ratios = []
-        for k in range(3):
-            p = alpha + np.asarray(mats[0][y == k].sum(axis=0)).ravel()
-            q = alpha + np.asarray(mats[0][y != k].sum(axis=0)).ravel()
-            ratios.append(np.log((p / p.sum()) / (q / q.sum())))
-        return [("nb", m, ratios) for m in mats]
-
-    return make
-
-
-def fit_predict(train, y, x_list, c: float, weight):
-    """Probabilities on each of ``x_list`` from a regression fitted on (train, y)."""
-    from sklearn.linear_model import LogisticRegression
-
-    if isinstance(train, tuple):  # NB-LR: one binary regression per class on x * r_k, scores normalised
-        _, mat, ratios = train
-        scores = []
-        for k, r in enumerate(ratios):
-            model = LogisticRegression(C=c, class_weight=weight, max_iter=2000).fit(mat.multiply(r).tocsr(), y == k)
-            scores.append([model.predict_proba(x[1].multiply(r).tocsr())[:, 1] for x in x_list])
-        out = []
-        for i in range(len(x_list)):
-            s = np.stack([scores[k][i] for k in range(3)], axis=1)
-            out.append(s / s.sum(axis=1, keepdims=True))
-        return out
-    model = LogisticRegression(C=c, class_weight=weight, max_iter=2000).fit(train, y)
+def fit_predict(train, y: np.ndarray, x_list: list, c: float, weight, nb: bool) -> list[np.ndarray]:
+    """Probabilities on each of ``x_list`` from a head fitted on (train, y) as the members fit it:
+    multinomial, or NB-LR (training/nb_lr.py) when ``nb``."""
+    model = fit_head(nb, c, weight, 2000, train, y)
     return [model.predict_proba(x) for x in x_list]
 
 
-def oof(make: Features, texts: list[str], y: np.ndarray, val_texts: list[str], y_val: np.ndarray, folds) -> dict:
+def oof(
+    make: Features, nb: bool, texts: list[str], y: np.ndarray, val_texts: list[str], y_val: np.ndarray, folds
+) -> dict:
     """Out-of-fold probabilities with C / class weight chosen on val per fold ('chosen'), and per grid point."""
     chosen = np.zeros((len(texts), 3))
     per_grid = {g: np.zeros((len(texts), 3)) for g in GRID}
     for fit_rows, held in folds:
         fit = [texts[i] for i in fit_rows]
-        mats = make(fit, [val_texts, [texts[i] for i in held]], y[fit_rows])
+        mats = make(fit, [val_texts, [texts[i] for i in held]])
         best = (-1.0, None)
         for c, w in GRID:
-            val_p, held_p = fit_predict(mats[0], y[fit_rows], mats[1:], c, w)
+            val_p, held_p = fit_predict(mats[0], y[fit_rows], mats[1:], c, w, nb)
             per_grid[(c, w)][held] = held_p
             score = macro_f1(y_val, val_p.argmax(1), 3)
             if score > best[0]:
@@ -131,7 +91,7 @@ def candidates() -> dict[str, Features]:
         "TF-IDF + LR (baseline features)": tfidf_features(baseline),
         "word member": tfidf_features(MEMBER_TFIDF),
         "char member": tfidf_features(CHAR_TFIDF),
-        "NB-LR word 1-2": nb_features(replace(MEMBER_TFIDF, max_features=None)),
+        "NB-LR word 1-2": tfidf_features(NB_TFIDF),
     }
     for lexicons in (("vader",), ("afinn",), ("vader", "afinn")):
         for scale in (0.3, 1.0):
@@ -161,7 +121,7 @@ def run(name: str, only: list[str] | None, out_dir: Path) -> dict:
         if only and not any(o in row for o in only):
             continue
         started = time.perf_counter()
-        result = oof(make, texts, y, val_texts, y_val, folds)
+        result = oof(make, row.startswith("NB-LR"), texts, y, val_texts, y_val, folds)
         probs[row] = result["chosen"]
         np.savez(
             out_dir / f"{name}-{row.replace(' ', '_')}.npz",
@@ -171,6 +131,9 @@ def run(name: str, only: list[str] | None, out_dir: Path) -> dict:
         grid = {f"C={c} {w}": scores(y, p)["macro"] for (c, w), p in result["grid"].items()}
         out[row] = {**scores(y, result["chosen"]), "grid_macro": grid, "seconds": round(time.perf_counter() - started)}
         print(f"[{name}] {row}: {out[row]}", flush=True)
+    three = ("word member", "NB-LR word 1-2", "char member")
+    if all(row in probs for row in three):
+        out[f"mean({', '.join(three)})"] = scores(y, sum(probs[row] for row in three) / 3)
     for row in list(probs):
         for other in ("char member", "char + vader+afinn x0.3"):
             if other in probs and not row.startswith("char"):

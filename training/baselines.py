@@ -78,16 +78,11 @@ class TfidfModel:
         return out
 
 
-def fit_tfidf_lr(
-    texts: Mapping[str, Sequence[str]],
-    labels: Mapping[str, Mapping[str, np.ndarray]],
-    config: TfidfConfig = TfidfConfig(),
-) -> TfidfModel:
-    """Fit on ``texts['train']``; per head the C and class weighting with the best validation macro
-    F1 (``texts['val']``). ``labels[split][head]``: class indices."""
+def tfidf_vectoriser(config: TfidfConfig) -> Any:
+    """An unfitted scikit-learn ``TfidfVectorizer`` with ``config``'s features."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vectoriser = TfidfVectorizer(
+    return TfidfVectorizer(
         ngram_range=config.ngram_range,
         min_df=config.min_df,
         max_features=config.max_features,
@@ -96,6 +91,16 @@ def fit_tfidf_lr(
         token_pattern=config.token_pattern,
         analyzer=config.analyzer,
     )
+
+
+def fit_tfidf_lr(
+    texts: Mapping[str, Sequence[str]],
+    labels: Mapping[str, Mapping[str, np.ndarray]],
+    config: TfidfConfig = TfidfConfig(),
+) -> TfidfModel:
+    """Fit on ``texts['train']``; per head the C and class weighting with the best validation macro
+    F1 (``texts['val']``). ``labels[split][head]``: class indices."""
+    vectoriser = tfidf_vectoriser(config)
     train_x = vectoriser.fit_transform(list(texts["train"]))
     val_x = vectoriser.transform(list(texts["val"]))
     heads: dict[str, Any] = {}
@@ -107,7 +112,7 @@ def fit_tfidf_lr(
             for weight in config.class_weights:
                 if len(np.unique(train_y)) < 2:  # a constant head: nothing to learn
                     break
-                model = _regression(head in config.nb_heads, c, weight, config.max_iter, train_x, train_y)
+                model = fit_head(head in config.nb_heads, c, weight, config.max_iter, train_x, train_y)
                 val = _full_probabilities(model, val_x, NUM_CLASSES[head])
                 score = macro_f1(labels["val"][head], val.argmax(axis=1), NUM_CLASSES[head])
                 if best is None or score > best[0]:
@@ -120,7 +125,7 @@ def fit_tfidf_lr(
     return TfidfModel(vectoriser, heads, chosen)
 
 
-def _regression(nb: bool, c: float, weight: str | None, max_iter: int, x, y: np.ndarray):
+def fit_head(nb: bool, c: float, weight: str | None, max_iter: int, x, y: np.ndarray):
     """A fitted head: NB-LR (``nb``) or scikit-learn's multinomial logistic regression."""
     from sklearn.linear_model import LogisticRegression
 
