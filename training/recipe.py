@@ -115,16 +115,17 @@ def tiny_recipe(epochs: int = 8, max_steps: int | None = None, seed: int = 0) ->
 
 def offline_recipe(epochs: int = 2, seed: int = 0) -> RecipeConfig:
     """``memotion train --recipe offline``: what a 2-core CPU fits in minutes without a download
-    (issue 23; on the real sets it matches TF-IDF + LR: README "The offline recipe"). Two members,
-    both TF-IDF + logistic regression served as ONNX graphs with a string input
-    (training/tfidf_member.py): word 1-2 grams (``tfidf_lr``) and character 2-5 grams
-    (``tfidf_char``), each head's C and class weighting chosen on validation by macro F1; every head
-    decided by the equal-weight mean of the two members' probabilities (no search on validation:
-    chosen by cross-fitted scores on the training memes, where searched subsets, weights, offsets and
-    stackers did not help). The pretrained MiniLM member (``bert_text``, its options kept here: top 3
-    of 6 layers at 1e-4, heads at 1e-3, 48 tokens, ``epochs``) can join with ``--models
-    tfidf_lr,tfidf_char,bert_text``. The tiny CLIP is only there for the shared tensors (no CLIP
-    model is trained)."""
+    (issue 23; on the real sets it matches TF-IDF + LR: README "The offline recipe"). Three members,
+    TF-IDF n-grams served as ONNX graphs with a string input (training/tfidf_member.py): logistic
+    regressions on word 1-2 grams (``tfidf_lr``) and character 2-5 grams (``tfidf_char``), and NB-LR
+    on the word n-grams (``tfidf_nb``, training/nb_lr.py), each head's C and class weighting chosen
+    on validation by macro F1. Task A is the equal-weight mean of the three members' probabilities,
+    every other head the mean of the word and character members' (no search on validation: chosen
+    by cross-fitted scores on the training memes, where searched subsets, weights, offsets and
+    stackers did not help; bench/offline_task_a_oof.py for Task A). The pretrained MiniLM member
+    (``bert_text``, its options kept here: top 3 of 6 layers at 1e-4, heads at 1e-3, 48 tokens,
+    ``epochs``) can join with ``--models tfidf_lr,tfidf_char,tfidf_nb,bert_text``. The tiny CLIP is
+    only there for the shared tensors (no CLIP model is trained)."""
     return RecipeConfig(
         clip=TINY_CLIP,
         pretrained=None,
@@ -186,7 +187,7 @@ def ensemble_summary(
     (the paper's Table 4 reports it the same way); ``validation_all_members`` is every model voting.
     """
     everyone = all_members(list(probabilities), task_b)
-    if not search:  # every model votes (or head_members'), by the one plain rule asked for (majority vote by default)
+    if not search:  # every model votes (member_heads' on theirs), by the one plain rule (majority vote by default)
         selection = replace(
             plain_selection(list(probabilities), task_b, rules, member_heads or {}), objective=objective
         )

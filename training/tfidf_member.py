@@ -224,8 +224,8 @@ KIND_CONFIGS = {
 
 
 def fit_kind(data: KindData, kind: str = "tfidf_lr") -> TrainResult:
-    """``memotion train --models tfidf_lr`` (or ``tfidf_char``, ``tfidf_nb``): fit on the run's train split,
-    choose on its val split."""
+    """``memotion train --models tfidf_lr`` (or ``tfidf_char``, ``tfidf_nb``): fit on the run's train
+    split, choose on its val split."""
     import torch
 
     from training.metrics import memotion_scores
