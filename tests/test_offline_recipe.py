@@ -122,13 +122,17 @@ def test_tfidf_heads_as_linear_layers_give_scikit_learns_probabilities():
         np.testing.assert_allclose(p, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["tfidf_lr", "tfidf_char"])
-def test_the_tfidf_graph_equals_scikit_learn_on_any_text(synthetic_data: Path, tmp_path: Path, kind: str):
+@pytest.mark.parametrize(
+    ("kind", "nb_heads"), [("tfidf_lr", ()), ("tfidf_char", ()), ("tfidf_lr", ("sentiment", "humour"))]
+)
+def test_the_tfidf_graph_equals_scikit_learn_on_any_text(synthetic_data: Path, tmp_path: Path, kind: str, nb_heads):
     """Word 1-2 grams and character 2-5 grams (1 + log tf, idf, L2 rows) through ONNX Runtime's
-    tokenizer equal scikit-learn on the whitespace-folded text the gateway feeds."""
+    tokenizer equal scikit-learn on the whitespace-folded text the gateway feeds; so do NB-LR heads
+    (training/nb_lr.py: n-gram presence, normalised one-vs-rest sigmoids)."""
     from memotion.data_format import load_split
     from memotion.raw_text import fold_whitespace
     from training.baselines import NUM_CLASSES
+    from training.nb_lr import NbLrHead
     from training.tfidf_member import KIND_CONFIGS, OnnxTextMember, fit_tfidf_member
 
     records = {s: load_split(synthetic_data / f"{s}.csv") for s in ("train", "val")}
@@ -136,9 +140,10 @@ def test_the_tfidf_graph_equals_scikit_learn_on_any_text(synthetic_data: Path, t
     labels = {
         s: {t.name: np.array([r.labels()[t.name] for r in rows]) for t in ALL_TASKS} for s, rows in records.items()
     }
-    config = replace(KIND_CONFIGS[kind][1], c_grid=(1.0,), class_weights=(None,))
+    config = replace(KIND_CONFIGS[kind][1], c_grid=(1.0,), class_weights=(None,), nb_heads=nb_heads)
     model, val, _ = fit_tfidf_member(texts, labels, tmp_path, config, log=lambda _: None, name=kind)
     assert model.vectoriser.analyzer == ("char" if kind == "tfidf_char" else "word")
+    assert {h for h, m in model.heads.items() if isinstance(m, NbLrHead)} == set(nb_heads)
     probe = [*TEXTS, "नमस्ते दुनिया", "a b c d", "x", " two  spaces\tand\na newline ", "😂 lol ÉCOLE"]
     served = OnnxTextMember(tmp_path / "model.onnx").probabilities(probe)
     expected = model.probabilities([fold_whitespace(t) for t in probe])
@@ -167,7 +172,7 @@ def offline_run(synthetic_data: Path, bert_dir: Path, tmp_path_factory) -> tuple
     from training.export import export_run
     from training.pretrained_text.config import TextEncoderConfig
     from training.recipe import offline_recipe, train_recipe
-    from training.tfidf_member import CHAR_TFIDF, MEMBER_TFIDF
+    from training.tfidf_member import CHAR_TFIDF, MEMBER_TFIDF, NB_TFIDF
 
     recipe = offline_recipe()
     recipe = replace(
@@ -178,6 +183,7 @@ def offline_run(synthetic_data: Path, bert_dir: Path, tmp_path_factory) -> tuple
         text_encoder=TextEncoderConfig(str(bert_dir), file_sha256(bert_dir / "model.safetensors"), 24),
         tfidf=replace(MEMBER_TFIDF, c_grid=(1.0,), class_weights=(None, "balanced")),
         tfidf_char=replace(CHAR_TFIDF, c_grid=(1.0,), class_weights=(None,)),
+        tfidf_nb=replace(NB_TFIDF, c_grid=(1.0,), class_weights=(None,)),
     )
     run_dir = tmp_path_factory.mktemp("offline-run")
     train_recipe(synthetic_data, run_dir, recipe, progress=False, log=lambda _: None)
@@ -203,7 +209,7 @@ def expected_answers(run_dir: Path, repository: Path, texts: list[str]) -> tuple
         "bert_text": {t.name: torch.softmax(x, -1).numpy() for t, x in zip(ALL_TASKS, logits)},
         **{
             kind: OnnxTextMember(repository / manifest.model(kind).file).probabilities(texts)
-            for kind in ("tfidf_lr", "tfidf_char")
+            for kind in ("tfidf_lr", "tfidf_char", "tfidf_nb")
         },
     }
     selection = selection_from_json(read_summary(run_dir)["ensemble"])  # what training fitted
@@ -213,17 +219,19 @@ def expected_answers(run_dir: Path, repository: Path, texts: list[str]) -> tuple
 
 
 def test_the_offline_run_has_every_member_and_their_mean_on_every_head(offline_run: tuple[Path, Path]):
+    """Every member votes on every head by the mean probability, but NB-LR only on Task A."""
     from training.recipe import read_summary
 
     run_dir, repository = offline_run
     summary = read_summary(run_dir)
-    assert set(summary["models"]) == {"bert_text", "tfidf_lr", "tfidf_char"}
+    assert set(summary["models"]) == {"bert_text", "tfidf_lr", "tfidf_char", "tfidf_nb"}
     assert summary["models"]["tfidf_char"]["checkpoint"] is None
     manifest = load_manifest(repository)
     assert {m.name: m.kind for m in manifest.models} == {
         "bert_text": "bert_text",
         "tfidf_lr": "tfidf_lr",
         "tfidf_char": "tfidf_lr",
+        "tfidf_nb": "tfidf_lr",
     }
     assert manifest.model("bert_text").inputs == ("bert_input_ids",)
     assert manifest.model("tfidf_char").inputs == ("text",)
@@ -231,8 +239,13 @@ def test_the_offline_run_has_every_member_and_their_mean_on_every_head(offline_r
     ensemble = manifest.ensemble
     assert ensemble.objective == "macro_f1" and ensemble.task_rules == {t.name: "mean_probability" for t in ALL_TASKS}
     assert ensemble.task_rules == summary["ensemble"]["task_rules"] and summary["ensemble"]["search"] == "all"
-    assert set(ensemble.members) == {"bert_text", "tfidf_lr", "tfidf_char"}
-    for kind in ("tfidf_lr", "tfidf_char"):
+    assert set(ensemble.members) == {"bert_text", "tfidf_lr", "tfidf_char", "tfidf_nb"}
+    assert ensemble.task_members == {
+        t.name: ("bert_text", "tfidf_lr", "tfidf_char", *(("tfidf_nb",) if t.name == "sentiment" else ()))
+        for t in ALL_TASKS
+    }
+    assert manifest.model("tfidf_nb").backbone["features"].startswith("tf-idf word 1-2 grams, NB-LR heads sentiment")
+    for kind in ("tfidf_lr", "tfidf_char", "tfidf_nb"):
         config = (repository / kind / "config.pbtxt").read_text()
         assert "TYPE_STRING" in config and "dims: [ 1 ]" in config, config
 
@@ -394,7 +407,8 @@ def test_the_command_line_picks_the_offline_recipe():
     parse = build_parser().parse_args
     recipe = recipe_from_args(parse(["train", "--recipe", "offline", "--data", "d", "--out", "o"]))
     assert recipe == offline_recipe()
-    assert recipe.models == ("tfidf_lr", "tfidf_char") and recipe.ensemble_objective == "macro_f1"
+    assert recipe.models == ("tfidf_lr", "tfidf_char", "tfidf_nb") and recipe.ensemble_objective == "macro_f1"
+    assert recipe.member_heads == {"tfidf_nb": ("sentiment",)}
     assert not recipe.ensemble_search and recipe.ensemble_rules == ("mean_probability",)
     assert everyone_rule(recipe.ensemble_rules) == "mean_probability"
     assert everyone_rule(("majority_vote", "mean_probability")) == "majority_vote"

@@ -33,6 +33,9 @@ class TfidfConfig:
     sublinear_tf: bool = True
     token_pattern: str = r"(?u)\b\w\w+\b"  # scikit-learn's default
     analyzer: str = "word"  # or "char": character n-grams (``ngram_range`` then counts characters)
+    # Heads fitted by NB-LR (training/nb_lr.py: the n-grams' presence scaled by the log-count ratio,
+    # one-vs-rest) instead of a multinomial regression on the TF-IDF rows; same C and weighting grid.
+    nb_heads: tuple[str, ...] = ()
 
 
 def majority_probabilities(train: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -75,17 +78,11 @@ class TfidfModel:
         return out
 
 
-def fit_tfidf_lr(
-    texts: Mapping[str, Sequence[str]],
-    labels: Mapping[str, Mapping[str, np.ndarray]],
-    config: TfidfConfig = TfidfConfig(),
-) -> TfidfModel:
-    """Fit on ``texts['train']``; per head the C and class weighting with the best validation macro
-    F1 (``texts['val']``). ``labels[split][head]``: class indices."""
+def tfidf_vectoriser(config: TfidfConfig) -> Any:
+    """An unfitted scikit-learn ``TfidfVectorizer`` with ``config``'s features."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
-    vectoriser = TfidfVectorizer(
+    return TfidfVectorizer(
         ngram_range=config.ngram_range,
         min_df=config.min_df,
         max_features=config.max_features,
@@ -94,6 +91,16 @@ def fit_tfidf_lr(
         token_pattern=config.token_pattern,
         analyzer=config.analyzer,
     )
+
+
+def fit_tfidf_lr(
+    texts: Mapping[str, Sequence[str]],
+    labels: Mapping[str, Mapping[str, np.ndarray]],
+    config: TfidfConfig = TfidfConfig(),
+) -> TfidfModel:
+    """Fit on ``texts['train']``; per head the C and class weighting with the best validation macro
+    F1 (``texts['val']``). ``labels[split][head]``: class indices."""
+    vectoriser = tfidf_vectoriser(config)
     train_x = vectoriser.fit_transform(list(texts["train"]))
     val_x = vectoriser.transform(list(texts["val"]))
     heads: dict[str, Any] = {}
@@ -105,8 +112,7 @@ def fit_tfidf_lr(
             for weight in config.class_weights:
                 if len(np.unique(train_y)) < 2:  # a constant head: nothing to learn
                     break
-                model = LogisticRegression(C=c, class_weight=weight, max_iter=config.max_iter)
-                model.fit(train_x, train_y)
+                model = fit_head(head in config.nb_heads, c, weight, config.max_iter, train_x, train_y)
                 val = _full_probabilities(model, val_x, NUM_CLASSES[head])
                 score = macro_f1(labels["val"][head], val.argmax(axis=1), NUM_CLASSES[head])
                 if best is None or score > best[0]:
@@ -117,6 +123,17 @@ def fit_tfidf_lr(
         else:
             heads[head], chosen[head] = best[1], best[2]
     return TfidfModel(vectoriser, heads, chosen)
+
+
+def fit_head(nb: bool, c: float, weight: str | None, max_iter: int, x, y: np.ndarray):
+    """A fitted head: NB-LR (``nb``) or scikit-learn's multinomial logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+
+    from training.nb_lr import fit_nb_lr
+
+    if nb:
+        return fit_nb_lr(x, y, c, weight, max_iter)
+    return LogisticRegression(C=c, class_weight=weight, max_iter=max_iter).fit(x, y)
 
 
 def tfidf_lr_probabilities(

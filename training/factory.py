@@ -198,7 +198,9 @@ register_kind(_bert_text_kind())
 
 
 def _no_torch_model(clip_name: str, config: ModelConfig, pretrained: str | None) -> nn.Module:
-    raise ValueError("tfidf_lr and tfidf_char are fitted by scikit-learn (ModelKind.fit), not built as torch models")
+    raise ValueError(
+        "tfidf_lr, tfidf_char and tfidf_nb are fitted by scikit-learn (ModelKind.fit), not built as torch models"
+    )
 
 
 def _tfidf_kind(name: str) -> ModelKind:
@@ -220,6 +222,7 @@ def _tfidf_kind(name: str) -> ModelKind:
 
 register_kind(_tfidf_kind("tfidf_lr"))
 register_kind(_tfidf_kind("tfidf_char"))
+register_kind(_tfidf_kind("tfidf_nb"))
 
 
 def _fusion_kinds() -> list[ModelKind]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import open_clip
 import torch
 
 from memotion.data_format import load_split
+from memotion.labels import TASK_A
 from memotion.manifest import OPENAI_MEAN, OPENAI_STD, Preprocessing
 from training.backbone import (
     TINY_CLIP,
@@ -41,7 +42,14 @@ from training.cost_estimate import (
 from training.dataset import MemeTensors, build_tensors
 from training.ensemble_combination import search_combination
 from training.ensemble_evidence import selection_warnings
-from training.ensemble_search import Objective, TaskBMode, all_members, ensemble_scores, search_ensemble
+from training.ensemble_search import (
+    EnsembleSelection,
+    Objective,
+    TaskBMode,
+    all_members,
+    ensemble_scores,
+    search_ensemble,
+)
 from training.factory import (
     MODEL_KINDS,
     MODEL_REGISTRY,
@@ -54,7 +62,7 @@ from training.factory import (
 )
 from training.oscar.config import OscarConfig, tiny_oscar_config
 from training.pretrained_text.config import TextEncoderConfig
-from training.tfidf_member import CHAR_TFIDF, MEMBER_TFIDF
+from training.tfidf_member import CHAR_TFIDF, MEMBER_TFIDF, NB_TFIDF
 from training.trainer import TrainConfig, TrainResult, train_model
 from training.warm_start import warm_start
 
@@ -88,6 +96,10 @@ class RecipeConfig:
     # tfidf_char's (--models tfidf_char): the same for character n-grams.
     tfidf: TfidfConfig = field(default_factory=lambda: MEMBER_TFIDF)
     tfidf_char: TfidfConfig = field(default_factory=lambda: CHAR_TFIDF)
+    tfidf_nb: TfidfConfig = field(default_factory=lambda: NB_TFIDF)
+    # Without the search: a kind named here votes only on these heads (kind -> heads), every other
+    # kind on every head. The offline recipe's tfidf_nb votes on Task A only.
+    member_heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def tiny_recipe(epochs: int = 8, max_steps: int | None = None, seed: int = 0) -> RecipeConfig:
@@ -103,20 +115,22 @@ def tiny_recipe(epochs: int = 8, max_steps: int | None = None, seed: int = 0) ->
 
 def offline_recipe(epochs: int = 2, seed: int = 0) -> RecipeConfig:
     """``memotion train --recipe offline``: what a 2-core CPU fits in minutes without a download
-    (issue 23; on the real sets it matches TF-IDF + LR: README "The offline recipe"). Two members,
-    both TF-IDF + logistic regression served as ONNX graphs with a string input
-    (training/tfidf_member.py): word 1-2 grams (``tfidf_lr``) and character 2-5 grams
-    (``tfidf_char``), each head's C and class weighting chosen on validation by macro F1; every head
-    decided by the equal-weight mean of the two members' probabilities (no search on validation:
-    chosen by cross-fitted scores on the training memes, where searched subsets, weights, offsets and
-    stackers did not help). The pretrained MiniLM member (``bert_text``, its options kept here: top 3
-    of 6 layers at 1e-4, heads at 1e-3, 48 tokens, ``epochs``) can join with ``--models
-    tfidf_lr,tfidf_char,bert_text``. The tiny CLIP is only there for the shared tensors (no CLIP
-    model is trained)."""
+    (issue 23; on the real sets it matches TF-IDF + LR: README "The offline recipe"). Three members,
+    TF-IDF n-grams served as ONNX graphs with a string input (training/tfidf_member.py): logistic
+    regressions on word 1-2 grams (``tfidf_lr``) and character 2-5 grams (``tfidf_char``), and NB-LR
+    on the word n-grams (``tfidf_nb``, training/nb_lr.py), each head's C and class weighting chosen
+    on validation by macro F1. Task A is the equal-weight mean of the three members' probabilities,
+    every other head the mean of the word and character members' (no search on validation: chosen
+    by cross-fitted scores on the training memes, where searched subsets, weights, offsets and
+    stackers did not help; bench/offline_task_a_oof.py for Task A). The pretrained MiniLM member
+    (``bert_text``, its options kept here: top 3 of 6 layers at 1e-4, heads at 1e-3, 48 tokens,
+    ``epochs``) can join with ``--models tfidf_lr,tfidf_char,tfidf_nb,bert_text``. The tiny CLIP is
+    only there for the shared tensors (no CLIP model is trained)."""
     return RecipeConfig(
         clip=TINY_CLIP,
         pretrained=None,
-        models=("tfidf_lr", "tfidf_char"),
+        models=("tfidf_lr", "tfidf_char", "tfidf_nb"),
+        member_heads={"tfidf_nb": (TASK_A.name,)},
         model=ModelConfig(lstm_hidden=128, head_hidden=256),
         train=TrainConfig(
             epochs=epochs,
@@ -146,6 +160,18 @@ def everyone_rule(rules: tuple[str, ...]) -> str:
     return "mean_probability" if tuple(rules) == ("mean_probability",) else "majority_vote"
 
 
+def plain_selection(
+    models: list[str], task_b: TaskBMode, rules: tuple[str, ...], member_heads: Mapping[str, tuple[str, ...]]
+) -> EnsembleSelection:
+    """No search: every model votes on every head by the one plain rule (``everyone_rule``), except
+    that a kind of ``member_heads`` votes only on its heads (a head it would leave empty keeps it)."""
+    selection = all_members(models, task_b, everyone_rule(rules))
+    for head, voters in selection.task_members.items():
+        kept = tuple(m for m in voters if head in member_heads.get(m, (head,)))
+        selection.task_members[head] = kept or voters
+    return selection
+
+
 def ensemble_summary(
     probabilities: dict[str, dict[str, np.ndarray]],
     y_true: dict[str, np.ndarray],
@@ -153,6 +179,7 @@ def ensemble_summary(
     task_b: TaskBMode = "from_task_c",
     objective: Objective = "weighted_f1",
     rules: tuple[str, ...] = ("majority_vote",),
+    member_heads: Mapping[str, tuple[str, ...]] | None = None,
 ) -> dict:
     """The ensemble's voters (and combination rule) per head and its validation weighted F1 (paper Sec. 5).
 
@@ -160,14 +187,17 @@ def ensemble_summary(
     (the paper's Table 4 reports it the same way); ``validation_all_members`` is every model voting.
     """
     everyone = all_members(list(probabilities), task_b)
-    if not search:  # every model votes, by the one plain rule asked for (the paper's majority vote by default)
-        selection = replace(all_members(list(probabilities), task_b, everyone_rule(rules)), objective=objective)
+    if not search:  # every model votes (member_heads' on theirs), by the one plain rule (majority vote by default)
+        selection = replace(
+            plain_selection(list(probabilities), task_b, rules, member_heads or {}), objective=objective
+        )
     elif tuple(rules) == ("majority_vote",):
         selection = search_ensemble(probabilities, y_true, task_b, objective)
     else:
         selection = search_combination(probabilities, y_true, objective, rules, task_b)
     return {
         **selection.to_json(),
+        # Only a search picks voters on validation (a fixed member_heads choice is not the search's).
         "warnings": selection_warnings(
             probabilities,
             y_true,
@@ -176,7 +206,9 @@ def ensemble_summary(
             selection.task_weights,
             objective,
             selection.task_offsets,
-        ),
+        )
+        if search
+        else [],
         "validation": ensemble_scores(probabilities, y_true, selection),
         "validation_all_members": ensemble_scores(probabilities, y_true, everyone),
     }
@@ -322,6 +354,7 @@ def run_summary(
             config.task_b,
             config.ensemble_objective,
             config.ensemble_rules,
+            config.member_heads,
         ),
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -1,13 +1,15 @@
-"""TF-IDF + logistic regression as ensemble members (kinds ``tfidf_lr``: word 1-2 grams, and
-``tfidf_char``: character 2-5 grams; manifest kind ``tfidf_lr`` for both): fitted by scikit-learn
-(training/baselines.py), served as one ONNX graph with a string input, like the other members.
+"""TF-IDF + logistic regression as ensemble members (kinds ``tfidf_lr``: word 1-2 grams,
+``tfidf_char``: character 2-5 grams, and ``tfidf_nb``: word 1-2 grams with NB-LR heads; manifest kind
+``tfidf_lr`` for all): fitted by scikit-learn (training/baselines.py), served as one ONNX graph with
+a string input, like the other members.
 
 Graph: ``text`` (string [B, 1], whitespace folded: memotion.raw_text) -> the vectoriser
 (training/tfidf_graph.py) -> per head ``x W^T + b`` -> logits
 [B, classes] named by the head. Softmax of those logits is the regression's probabilities: for a
 multinomial head they are its decision function; for a two-class head (scikit-learn's sigmoid of
 one score z) they are [0, z], since softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]. A class the
-training set lacked gets a logit of -1e4 (probability 0, as ``_full_probabilities``).
+training set lacked gets a logit of -1e4 (probability 0, as ``_full_probabilities``). An NB-LR head
+(training/nb_lr.py) reads the n-grams' presence instead: logits log sigmoid(presence W + b).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +26,7 @@ import numpy as np
 from memotion.labels import ALL_TASKS
 from memotion.raw_text import fold_whitespace, raw_text_feed
 from training.baselines import NUM_CLASSES, TfidfConfig, TfidfModel, fit_tfidf_lr
+from training.nb_lr import NbLrHead
 
 if TYPE_CHECKING:
     from memotion.manifest import ModelEntry
@@ -42,6 +46,8 @@ IR_VERSION = 8  # what the ONNX Runtime in Triton's python backend reads
 MEMBER_TFIDF = TfidfConfig(token_pattern=r"[a-zA-Z0-9_][a-zA-Z0-9_]+", sublinear_tf=True)
 # Character 2-5 grams (spaces included) of the lower-cased text: spelling variants, romanised Hindi.
 CHAR_TFIDF = TfidfConfig(analyzer="char", ngram_range=(2, 5), max_features=100_000, sublinear_tf=True)
+# NB-LR (training/nb_lr.py) on the word member's n-grams, every head: the offline recipe's Task A voter.
+NB_TFIDF = replace(MEMBER_TFIDF, nb_heads=tuple(spec.name for spec in ALL_TASKS))
 
 
 def head_weights(model, num_classes: int, features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,20 +78,24 @@ def tfidf_onnx(model: TfidfModel, path: Path, name: str = "tfidf_lr") -> Path:
 
     nodes, initializers = vectoriser_nodes(model.vectoriser, INPUT, "features")
     features = len(model.vectoriser.vocabulary_)
+    if any(isinstance(h, NbLrHead) for h in model.heads.values()):
+        nodes, initializers = (
+            nodes + presence_nodes(),
+            [*initializers, numpy_helper.from_array(np.float32(0), "nb_zero")],
+        )
     outputs = []
     for spec in ALL_TASKS:
         head = model.heads[spec.name]
-        weight, bias = head_weights(
-            head if head is not None else model.chosen[spec.name]["constant"], NUM_CLASSES[spec.name], features
-        )
-        initializers += [
-            numpy_helper.from_array(weight, f"{spec.name}_W"),
-            numpy_helper.from_array(bias, f"{spec.name}_b"),
-        ]
-        nodes += [
-            helper.make_node("MatMul", ["features", f"{spec.name}_W"], [f"{spec.name}_xw"]),
-            helper.make_node("Add", [f"{spec.name}_xw", f"{spec.name}_b"], [spec.name]),
-        ]
+        if isinstance(head, NbLrHead):
+            head_nodes, head_initializers = nb_head_graph(spec.name, head, NUM_CLASSES[spec.name])
+        else:
+            head_nodes, head_initializers = linear_head_graph(
+                spec.name,
+                head_weights(
+                    head if head is not None else model.chosen[spec.name]["constant"], NUM_CLASSES[spec.name], features
+                ),
+            )
+        nodes, initializers = nodes + head_nodes, initializers + head_initializers
         outputs.append(helper.make_tensor_value_info(spec.name, onnx.TensorProto.FLOAT, [None, NUM_CLASSES[spec.name]]))
     text = helper.make_tensor_value_info(INPUT, onnx.TensorProto.STRING, [None, 1])
     graph_model = helper.make_model(
@@ -97,6 +107,52 @@ def tfidf_onnx(model: TfidfModel, path: Path, name: str = "tfidf_lr") -> Path:
     onnx.checker.check_model(graph_model)
     onnx.save(graph_model, str(path))
     return path
+
+
+def linear_head_graph(name: str, weights: tuple[np.ndarray, np.ndarray]) -> tuple[list, list]:
+    """logits ``name`` = features W + b."""
+    from onnx import helper, numpy_helper
+
+    weight, bias = weights
+    initializers = [numpy_helper.from_array(weight, f"{name}_W"), numpy_helper.from_array(bias, f"{name}_b")]
+    nodes = [
+        helper.make_node("MatMul", ["features", f"{name}_W"], [f"{name}_xw"]),
+        helper.make_node("Add", [f"{name}_xw", f"{name}_b"], [name]),
+    ]
+    return nodes, initializers
+
+
+def presence_nodes() -> list:
+    """``nb_present`` [B, features]: 1 where an n-gram occurs (its TF-IDF value is > 0), else 0."""
+    from onnx import helper
+
+    return [
+        helper.make_node("Greater", ["features", "nb_zero"], ["nb_present_bool"]),
+        helper.make_node("Cast", ["nb_present_bool"], ["nb_present"], to=1),
+    ]
+
+
+def nb_head_graph(name: str, head: NbLrHead, num_classes: int) -> tuple[list, list]:
+    """logits ``name`` = log sigmoid(z) = -softplus(-z), z = presence W + b (training/nb_lr.py): their
+    softmax is the normalised one-vs-rest sigmoids; classes the training set lacked get ABSENT_LOGIT
+    added (``mask``)."""
+    from onnx import helper, numpy_helper
+
+    weight = np.zeros((head.weight.shape[0], num_classes), np.float32)
+    bias = np.zeros(num_classes, np.float32)
+    weight[:, head.classes_] = head.weight
+    bias[head.classes_] = head.bias
+    mask = np.full(num_classes, ABSENT_LOGIT, np.float32)
+    mask[head.classes_] = 0.0
+    initializers = [numpy_helper.from_array(a, f"{name}_{k}") for k, a in (("W", weight), ("b", bias), ("mask", mask))]
+    nodes = [
+        helper.make_node("MatMul", ["nb_present", f"{name}_W"], [f"{name}_xw"]),
+        helper.make_node("Add", [f"{name}_xw", f"{name}_b"], [f"{name}_z"]),
+        helper.make_node("Neg", [f"{name}_z"], [f"{name}_negz"]),
+        helper.make_node("Softplus", [f"{name}_negz"], [f"{name}_sp"]),
+        helper.make_node("Sub", [f"{name}_mask", f"{name}_sp"], [name]),
+    ]
+    return nodes, initializers
 
 
 class OnnxTextMember:
@@ -155,16 +211,21 @@ def fit_tfidf_member(
 
 def describe(config: TfidfConfig) -> str:
     low, high = config.ngram_range
-    return f"tf-idf {'character' if config.analyzer == 'char' else 'word'} {low}-{high} grams"
+    grams = f"tf-idf {'character' if config.analyzer == 'char' else 'word'} {low}-{high} grams"
+    return f"{grams}, NB-LR heads {', '.join(config.nb_heads)}" if config.nb_heads else grams
 
 
 # Member kind -> (the RecipeConfig field holding its TfidfConfig, the default).
-KIND_CONFIGS = {"tfidf_lr": ("tfidf", MEMBER_TFIDF), "tfidf_char": ("tfidf_char", CHAR_TFIDF)}
+KIND_CONFIGS = {
+    "tfidf_lr": ("tfidf", MEMBER_TFIDF),
+    "tfidf_char": ("tfidf_char", CHAR_TFIDF),
+    "tfidf_nb": ("tfidf_nb", NB_TFIDF),
+}
 
 
 def fit_kind(data: KindData, kind: str = "tfidf_lr") -> TrainResult:
-    """``memotion train --models tfidf_lr`` (or ``tfidf_char``): fit on the run's train split,
-    choose on its val split."""
+    """``memotion train --models tfidf_lr`` (or ``tfidf_char``, ``tfidf_nb``): fit on the run's train
+    split, choose on its val split."""
     import torch
 
     from training.metrics import memotion_scores

@@ -21,12 +21,17 @@ import numpy as np
 from memotion.data_format import MemeRecord
 from training.dataset import MemeTensors
 from training.ensemble_combination import search_combination
-from training.ensemble_search import EnsembleSelection, all_members, ensemble_predict, search_ensemble
+from training.ensemble_search import EnsembleSelection, ensemble_predict, search_ensemble
 from training.factory import KindData
-from training.recipe import RecipeConfig, everyone_rule, offline_recipe
+from training.recipe import RecipeConfig, offline_recipe, plain_selection
 from training.trainer import predict_probabilities, train_model
 
-MEMBER_ROWS = {"tfidf_lr": "TF-IDF word (ONNX)", "tfidf_char": "TF-IDF char (ONNX)", "bert_text": "MiniLM-text"}
+MEMBER_ROWS = {
+    "tfidf_lr": "TF-IDF word (ONNX)",
+    "tfidf_char": "TF-IDF char (ONNX)",
+    "tfidf_nb": "NB-LR word (ONNX)",
+    "bert_text": "MiniLM-text",
+}
 VOTE_ROW = "Offline (majority vote)"
 RECIPE_ROW = "Offline recipe"
 
@@ -128,7 +133,7 @@ def offline_rows(
 def recipe_selection(val: dict[str, Split], y_val: dict[str, np.ndarray], recipe: RecipeConfig) -> EnsembleSelection:
     """The recipe's ensemble as ``memotion train`` fits it (training/recipe.py ``ensemble_summary``)."""
     if not recipe.ensemble_search:
-        return all_members(list(val), recipe.task_b, everyone_rule(recipe.ensemble_rules))
+        return plain_selection(list(val), recipe.task_b, recipe.ensemble_rules, recipe.member_heads)
     return search_combination(val, y_val, recipe.ensemble_objective, recipe.ensemble_rules)
 
 
