@@ -32,6 +32,7 @@ from training.data.real_sets import DATA_SETS
 from training.experiments.real_data import RealDataConfig, load_data_set, truth
 from training.experiments.real_data_cli import shared_data_root
 from training.metrics import macro_f1
+from training.real_scores import f1_both
 from training.sentiment_lexicon import lexicon_features, load_lexicon
 from training.tfidf_member import CHAR_TFIDF, MEMBER_TFIDF, NB_TFIDF
 
@@ -41,8 +42,9 @@ GRID = [(c, w) for c in (0.3, 1.0, 3.0, 10.0) for w in (None, "balanced")]
 Features = Callable[[list[str], list[list[str]]], list]  # (fit texts, other texts) -> matrices
 
 
-def tfidf_features(config: TfidfConfig, lexicons: tuple[str, ...] = (), scale: float = 1.0) -> Features:
-    """The member's TF-IDF rows (training/baselines.py), with the lexicons' features beside them."""
+def tfidf_features(config: TfidfConfig, lexicons: tuple[str, ...] = (), scale: float = 1.0) -> tuple[Features, bool]:
+    """The member's TF-IDF rows (training/baselines.py), with the lexicons' features beside them, and
+    whether the member fits Task A by NB-LR (``config.nb_heads``)."""
     from scipy import sparse
 
     loaded = [load_lexicon(n) for n in lexicons]
@@ -55,7 +57,7 @@ def tfidf_features(config: TfidfConfig, lexicons: tuple[str, ...] = (), scale: f
         texts = [fit, *others]
         return [sparse.hstack([m, lexicon_features(t, loaded, scale)]).tocsr() for m, t in zip(mats, texts)]
 
-    return make
+    return make, HEAD in config.nb_heads
 
 
 def fit_predict(train, y: np.ndarray, x_list: list, c: float, weight, nb: bool) -> list[np.ndarray]:
@@ -85,9 +87,9 @@ def oof(
     return {"chosen": chosen, "grid": per_grid}
 
 
-def candidates() -> dict[str, Features]:
+def candidates() -> dict[str, tuple[Features, bool]]:
     baseline = TfidfConfig()
-    rows: dict[str, Features] = {
+    rows: dict[str, tuple[Features, bool]] = {
         "TF-IDF + LR (baseline features)": tfidf_features(baseline),
         "word member": tfidf_features(MEMBER_TFIDF),
         "char member": tfidf_features(CHAR_TFIDF),
@@ -101,10 +103,7 @@ def candidates() -> dict[str, Features]:
 
 
 def scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-
-    pred = p.argmax(1)
-    return {"macro": round(macro_f1(y, pred, 3), 4), "weighted": round(float(f1_score(y, pred, average="weighted")), 4)}
+    return {measure: round(value, 4) for measure, value in f1_both(y, p.argmax(1), 3).items()}
 
 
 def run(name: str, only: list[str] | None, out_dir: Path) -> dict:
@@ -117,11 +116,11 @@ def run(name: str, only: list[str] | None, out_dir: Path) -> dict:
     y, y_val = truth(train)[HEAD], truth(val)[HEAD]
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(texts, y))
     probs, out = {}, {}
-    for row, make in candidates().items():
+    for row, (make, nb) in candidates().items():
         if only and not any(o in row for o in only):
             continue
         started = time.perf_counter()
-        result = oof(make, row.startswith("NB-LR"), texts, y, val_texts, y_val, folds)
+        result = oof(make, nb, texts, y, val_texts, y_val, folds)
         probs[row] = result["chosen"]
         np.savez(
             out_dir / f"{name}-{row.replace(' ', '_')}.npz",

@@ -25,8 +25,6 @@ from importlib import resources
 import numpy as np
 
 WORD = re.compile(r"[a-z0-9_]+")
-WORD_PATTERN = "[a-zA-Z0-9_]+"  # the ONNX Tokenizer's (on lower-cased text): the same words as WORD
-FEATURES_PER_LEXICON = 5
 # name -> (package, file inside it, largest |valence|)
 LEXICONS = {
     "vader": ("vaderSentiment", "vader_lexicon.txt", 4.0),
