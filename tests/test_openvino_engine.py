@@ -20,7 +20,12 @@ from service.core.errors import GatewayStartupError
 from service.core.settings import GatewaySettings
 from service.inference.backends import create_backend
 from service.inference.backends.base import BackendError
-from service.inference.backends.openvino_backend import OpenVinoBackend, model_precision, openvino_mismatch
+from service.inference.backends.openvino_backend import (
+    OpenVinoBackend,
+    compile_config,
+    model_precision,
+    openvino_mismatch,
+)
 from service.inference.backends.ort_backend import OnnxRuntimeBackend
 from tests.test_ragged_bilstm import packed_clip_text_graph
 from training.backbone import create_clip
@@ -57,11 +62,30 @@ def test_openvino_gives_onnx_runtimes_labels_on_the_demo_repository(model_reposi
     assert not engine.ready()
 
 
+def test_compile_config_pins_threads_only_when_asked():
+    assert compile_config(2, "bf16") == {
+        "INFERENCE_PRECISION_HINT": "bf16",
+        "INFERENCE_NUM_THREADS": 2,
+        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY",
+        "ENABLE_CPU_PINNING": False,
+    }
+    assert compile_config(0, "f32", cpu_pinning=True)["ENABLE_CPU_PINNING"] is True
+    with pytest.raises(BackendError, match="threads"):
+        compile_config(-1, "f32")
+
+
 def test_the_gateways_engine_setting_picks_openvino_and_bad_settings_fail_clearly(model_repository, tmp_path):
     manifest = load_manifest(model_repository)
     settings = GatewaySettings(model_repository=model_repository, engine="openvino", batching=False)
     backend = create_backend(settings, manifest, model_repository, manifest.members())
     assert backend.name == "openvino" and backend.ready()
+    member = manifest.members()[0]
+    assert backend.compiled_property(member, "ENABLE_CPU_PINNING") is False  # the default: unpinned
+    pinned = create_backend(
+        settings.model_copy(update={"openvino_cpu_pinning": True}), manifest, model_repository, [member]
+    )
+    assert pinned.compiled_property(member, "ENABLE_CPU_PINNING") is True
     with pytest.raises(ValidationError, match="engine"):
         GatewaySettings(engine="tensorrt")
     with pytest.raises(ValidationError, match="openvino_precision"):
@@ -71,7 +95,6 @@ def test_the_gateways_engine_setting_picks_openvino_and_bad_settings_fail_clearl
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "manifest.json").write_text(json.dumps(json.loads((model_repository / "manifest.json").read_text())))
-    member = manifest.members()[0]
     (broken / member.file).parent.mkdir(parents=True)
     (broken / member.file).write_bytes(b"not an onnx graph")
     with pytest.raises(GatewayStartupError, match=f"model {member.name}: openvino cannot load"):

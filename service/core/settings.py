@@ -79,6 +79,10 @@ class GatewaySettings(BaseSettings):
     # OpenVINO's precision for float ops: auto = the one each model's INT8 agreement was measured
     # with (manifest quantization.precision_hint), else f32 (the FP32 export's numbers); bf16 on AMX.
     openvino_precision: Literal["auto", "f32", "bf16"] = "auto"
+    # Pin OpenVINO's threads to cores: off, since the gateway runs up to five compiled models at
+    # once, each with its own threads, and pinned threads cannot leave a busy core (README
+    # "Production size": 1.2 to 1.3x the memes/s at 8 and 32 clients unpinned, 2 cores).
+    openvino_cpu_pinning: bool = False
     # Threads per session (ONNX Runtime) or per compiled model (OpenVINO).
     ort_intra_op_threads: int = Field(default=0, ge=0)  # 0: cores / processes (one per core with 1 process)
     # Scaling on one node (README "Scaling"): gateway processes (uvicorn workers, metrics shared

@@ -75,7 +75,13 @@ def embedded_backend(
     if settings.engine == "openvino":
         from service.inference.backends.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(repository_root, models, threads=threads, precision=settings.openvino_precision)
+        return OpenVinoBackend(
+            repository_root,
+            models,
+            threads=threads,
+            precision=settings.openvino_precision,
+            cpu_pinning=settings.openvino_cpu_pinning,
+        )
     from service.inference.backends.ort_backend import OnnxRuntimeBackend
 
     for model in models:
