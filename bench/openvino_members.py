@@ -11,7 +11,8 @@ INT8 QDQ graph of ``--quantize int8-static``, training/quantize_static.py, calib
 training memes: the matmuls by a weight, activations symmetric); ``ov-int8-static-served``: what
 the gateway serves from that repository (that graph with the bf16 hint; a member with a recurrence,
 clip_text, stays FP32 there and runs in BF16); the
-``-all`` pair (attention's activation matmuls quantised too) and ``ov-int8-dynamic`` (OpenVINO on
+``-all`` pair (attention's activation matmuls quantised too), ``ov-int8-static-u8-bf16``
+(activations uint8 with a zero point, the earlier method) and ``ov-int8-dynamic`` (OpenVINO on
 the dynamic INT8 graph). For each: ms per meme (the best of ``--rounds`` interleaved turns, so a
 burst of load elsewhere hits every engine), GFLOP/s (PyTorch's count at that token length), the
 fraction of the matmul roofline in its precision (bench/roofline.py's engines plus OpenVINO's own
@@ -124,13 +125,15 @@ def chunks(member: ModelEntry, feeds: dict[str, np.ndarray]) -> list[dict[str, n
     return batches({n: feeds[n] for n in member.inputs}, BATCH, trim=member.token_trimming is not None)
 
 
-def static_graph(workdir: Path, member: ModelEntry, calibration: dict, weights_only: bool) -> Path:
+def static_graph(
+    workdir: Path, member: ModelEntry, calibration: dict, weights_only: bool, symmetric: bool = True
+) -> Path:
     """The member's static INT8 QDQ graph (training/quantize_static.py), made once in ``workdir``."""
-    out = workdir / f"qdq-s8-{'weights-' if weights_only else ''}{member.name}.onnx"  # s8: symmetric activations
+    out = workdir / f"qdq-{'s8-' if symmetric else ''}{'weights-' if weights_only else ''}{member.name}.onnx"
     if not out.is_file():
         inputs = {n: calibration[n] for n in member.inputs}
         trim = member.token_trimming is not None
-        quantize_int8_static(workdir / "fp32" / member.file, out, inputs, trim, weights_only)
+        quantize_int8_static(workdir / "fp32" / member.file, out, inputs, trim, weights_only, symmetric)
     return out
 
 
@@ -140,6 +143,7 @@ def engines(workdir: Path, member: ModelEntry, calibration: dict[str, np.ndarray
     outputs = list(member.outputs)
     qdq = lambda: static_graph(workdir, member, calibration, weights_only=False)  # noqa: E731
     wqdq = lambda: static_graph(workdir, member, calibration, weights_only=True)  # noqa: E731
+    u8qdq = lambda: static_graph(workdir, member, calibration, weights_only=True, symmetric=False)  # noqa: E731
     # what the --quantize int8-static repository serves: a recurrence (clip_text) FP32 in BF16
     recurrent = has_recurrence(fp32)
     served = ("bf16" if recurrent else "int8", lambda: ov_runner(fp32 if recurrent else wqdq(), outputs, "bf16"))
@@ -152,6 +156,7 @@ def engines(workdir: Path, member: ModelEntry, calibration: dict[str, np.ndarray
         "ov-int8-static-all-bf16": ("int8", lambda: ov_runner(qdq(), outputs, "bf16")),
         "ov-int8-static": ("int8", lambda: ov_runner(wqdq(), outputs, "f32")),
         "ov-int8-static-bf16": ("int8", lambda: ov_runner(wqdq(), outputs, "bf16")),  # --quantize int8-static
+        "ov-int8-static-u8-bf16": ("int8", lambda: ov_runner(u8qdq(), outputs, "bf16")),
         "ov-int8-dynamic": ("int8", lambda: ov_runner(int8, outputs, "f32")),
         "ov-int8-static-served": served,
     }

@@ -87,11 +87,17 @@ class _CalibrationReader:
 
 
 def quantize_int8_static(
-    fp32: Path, out: Path, calibration: dict[str, np.ndarray], trim: bool, weights_only: bool = True
+    fp32: Path,
+    out: Path,
+    calibration: dict[str, np.ndarray],
+    trim: bool,
+    weights_only: bool = True,
+    symmetric: bool = True,
 ) -> Path:
     """The static INT8 QDQ copy of the ONNX graph ``fp32`` at ``out``, its activation ranges from
     ``calibration`` (the graph's inputs, real memes); ``weights_only=False`` quantises attention's
-    activation-by-activation matmuls too (bench/openvino_members.py: no faster, lower agreement)."""
+    activation-by-activation matmuls too (bench/openvino_members.py: no faster, lower agreement);
+    ``symmetric=False``: activations uint8 with a zero point (the earlier method, slower on OpenVINO)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
@@ -99,13 +105,13 @@ def quantize_int8_static(
         str(out),
         _CalibrationReader(batches(calibration, CALIBRATION_BATCH, trim)),
         quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8,
+        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=["MatMul", "Gemm"],
         calibrate_method=CalibrationMethod.MinMax,
         nodes_to_exclude=activation_matmuls(fp32) if weights_only else [],
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
     )
     return out
 
