@@ -49,7 +49,7 @@ BATCH = 8
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 COLUMNS = (  # header, width, row key, format
     ("member", 12, "member", ""),
-    ("engine", 22, "engine", ""),
+    ("engine", 23, "engine", ""),
     ("prec", 6, "precision", ""),
     ("ms/meme", 8, "ms_per_meme", ".1f"),
     ("GFLOP/s", 8, "achieved_gflops", ".0f"),
