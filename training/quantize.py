@@ -254,7 +254,7 @@ def write_served_graph(fp32: Path, out: Path, feeds: Int8Feeds, trim: bool, log:
         return DYNAMIC
     if has_recurrence(fp32):
         log(f"  int8-static: {member} stays FP32, served by OpenVINO in BF16 (its recurrence: static INT8 agreed "
-            "92 to 94% with FP32 at ViT-B-32)")  # fmt: skip
+            "92 to 95% with FP32 at ViT-B-32)")  # fmt: skip
         shutil.copyfile(fp32, out)
         return Int8Method(FLOAT_METHOD, SERVED_ENGINE, SERVED_HINT, precision="bf16")
     quantize_int8_static(fp32, out, feeds.calibration, trim)

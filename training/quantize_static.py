@@ -7,13 +7,13 @@ and symmetric, zero point 0, their ranges the largest magnitude seen on the run'
 float. OpenVINO's CPU plugin turns each pair into an INT8 matmul on AMX / VNNI and, with its
 ``bf16`` precision hint, runs the rest (LayerNorm, softmax, GELU) in BF16. Symmetric activations
 matter: with unsigned ones (a zero point) OpenVINO 2026.4 left a Convert (reference kernel) and a
-Subtract beside about half the matmuls, 20% of CLIP-multi's time (ViT-B-32, batch 8:
-10.4 -> 8.6 ms per meme; bench/openvino_members.py).
+Subtract beside about half the matmuls (ViT-B-32, batch 8, one run of bench/openvino_members.py:
+CLIP-image 6.0 -> 5.0, CLIP-multi 11.8 -> 9.8 ms per meme, the same agreement).
 The same graph on ONNX Runtime runs, slower than its dynamic INT8: serve it with
 ``MEMOTION_ENGINE=openvino``. How far it is from FP32 is measured as served: on OpenVINO, hint
 ``SERVED_HINT``. A member with a recurrence (``has_recurrence``: clip_text's BiLSTM) stays FP32, which the
 gateway's OpenVINO engine runs in BF16 (``FLOAT_METHOD``): static INT8 of clip_text agreed only 92
-to 94% with FP32 at ViT-B-32 on real memes (ensemble 97.7%, under issue 21's 98%); BF16 agrees 99%
+to 95% with FP32 at ViT-B-32 on real memes (ensemble 97.7%, under issue 21's 98%); BF16 agrees 99%
 and runs as fast as ONNX Runtime's dynamic INT8 of it. An older export's packed BiLSTM
 (``per_row_recurrence``), which OpenVINO runs wrongly, gets ONNX Runtime's dynamic INT8.
 """
