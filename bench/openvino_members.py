@@ -8,8 +8,11 @@ feeds them), engines side by side: ``ort-fp32`` and ``ort-int8-dynamic`` (ONNX R
 and the ``--quantize int8`` graphs); ``ov-fp32`` and ``ov-bf16`` (OpenVINO on the FP32 graph, its
 precision hint f32 or bf16); ``ov-int8-static`` and ``ov-int8-static-bf16`` (OpenVINO on the static
 INT8 QDQ graph of ``--quantize int8-static``, training/quantize_static.py, calibrated on the run's
-training memes: the matmuls by a weight; the bf16 one is what the gateway serves); the
-``-all`` pair (attention's activation matmuls quantised too) and ``ov-int8-dynamic`` (OpenVINO on
+training memes: the matmuls by a weight, activations symmetric); ``ov-int8-static-served``: what
+the gateway serves from that repository (that graph with the bf16 hint; a member with a recurrence,
+clip_text, stays FP32 there and runs in BF16); the
+``-all`` pair (attention's activation matmuls quantised too), ``ov-int8-static-u8-bf16``
+(activations uint8 with a zero point, the earlier method) and ``ov-int8-dynamic`` (OpenVINO on
 the dynamic INT8 graph). For each: ms per meme (the best of ``--rounds`` interleaved turns, so a
 burst of load elsewhere hits every engine), GFLOP/s (PyTorch's count at that token length), the
 fraction of the matmul roofline in its precision (bench/roofline.py's engines plus OpenVINO's own
@@ -39,14 +42,14 @@ from bench.production_size import log, memes_and_feeds, session, table  # noqa: 
 from bench.roofline import cpu_flags, measure_roofline, rate  # noqa: E402
 from memotion.data_format import load_split  # noqa: E402
 from memotion.manifest import ModelEntry, load_manifest  # noqa: E402
-from training.quantize_static import batches, quantize_int8_static  # noqa: E402
+from training.quantize_static import batches, has_recurrence, quantize_int8_static  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "openvino_members.json"
 BATCH = 8
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 COLUMNS = (  # header, width, row key, format
     ("member", 12, "member", ""),
-    ("engine", 22, "engine", ""),
+    ("engine", 23, "engine", ""),
     ("prec", 6, "precision", ""),
     ("ms/meme", 8, "ms_per_meme", ".1f"),
     ("GFLOP/s", 8, "achieved_gflops", ".0f"),
@@ -122,13 +125,15 @@ def chunks(member: ModelEntry, feeds: dict[str, np.ndarray]) -> list[dict[str, n
     return batches({n: feeds[n] for n in member.inputs}, BATCH, trim=member.token_trimming is not None)
 
 
-def static_graph(workdir: Path, member: ModelEntry, calibration: dict, weights_only: bool) -> Path:
+def static_graph(
+    workdir: Path, member: ModelEntry, calibration: dict, weights_only: bool, symmetric: bool = True
+) -> Path:
     """The member's static INT8 QDQ graph (training/quantize_static.py), made once in ``workdir``."""
-    out = workdir / f"qdq-{'weights-' if weights_only else ''}{member.name}.onnx"
+    out = workdir / f"qdq-{'s8-' if symmetric else ''}{'weights-' if weights_only else ''}{member.name}.onnx"
     if not out.is_file():
         inputs = {n: calibration[n] for n in member.inputs}
         trim = member.token_trimming is not None
-        quantize_int8_static(workdir / "fp32" / member.file, out, inputs, trim, weights_only)
+        quantize_int8_static(workdir / "fp32" / member.file, out, inputs, trim, weights_only, symmetric)
     return out
 
 
@@ -138,6 +143,10 @@ def engines(workdir: Path, member: ModelEntry, calibration: dict[str, np.ndarray
     outputs = list(member.outputs)
     qdq = lambda: static_graph(workdir, member, calibration, weights_only=False)  # noqa: E731
     wqdq = lambda: static_graph(workdir, member, calibration, weights_only=True)  # noqa: E731
+    u8qdq = lambda: static_graph(workdir, member, calibration, weights_only=True, symmetric=False)  # noqa: E731
+    # what the --quantize int8-static repository serves: a recurrence (clip_text) FP32 in BF16
+    recurrent = has_recurrence(fp32)
+    served = ("bf16" if recurrent else "int8", lambda: ov_runner(fp32 if recurrent else wqdq(), outputs, "bf16"))
     return {
         "ort-fp32": ("fp32", lambda: ort_runner(fp32, outputs)),
         "ort-int8-dynamic": ("int8", lambda: ort_runner(int8, outputs)),
@@ -147,7 +156,9 @@ def engines(workdir: Path, member: ModelEntry, calibration: dict[str, np.ndarray
         "ov-int8-static-all-bf16": ("int8", lambda: ov_runner(qdq(), outputs, "bf16")),
         "ov-int8-static": ("int8", lambda: ov_runner(wqdq(), outputs, "f32")),
         "ov-int8-static-bf16": ("int8", lambda: ov_runner(wqdq(), outputs, "bf16")),  # --quantize int8-static
+        "ov-int8-static-u8-bf16": ("int8", lambda: ov_runner(u8qdq(), outputs, "bf16")),
         "ov-int8-dynamic": ("int8", lambda: ov_runner(int8, outputs, "f32")),
+        "ov-int8-static-served": served,
     }
 
 

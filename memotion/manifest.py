@@ -141,7 +141,7 @@ class QuantizationEntry(_Strict):
     equals the FP32 graph's; ``inputs``: what they were (the run's validation memes, or sample
     inputs when those were not on the exporting machine)."""
 
-    precision: Literal["int8"]
+    precision: Literal["int8", "bf16"]  # bf16: the FP32 graph, which OpenVINO serves in BF16 (int8-static)
     method: str
     inputs: str
     memes: int = Field(ge=1)

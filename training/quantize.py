@@ -13,9 +13,11 @@ written into the manifest (``ModelEntry.quantization``). The served file is the 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -30,15 +32,17 @@ from memotion.manifest import (
 )
 from memotion.preprocess import images_to_batch
 from memotion.tokenizer import ClipTokenizer, WordPieceTokenizer
-from training.quantize_static import METHOD as STATIC_METHOD
 from training.quantize_static import (
+    FLOAT_METHOD,
     SERVED_ENGINE,
     SERVED_HINT,
     batches,
     has_recurrence,
     openvino_outputs,
+    per_row_recurrence,
     quantize_int8_static,
 )
+from training.quantize_static import METHOD as STATIC_METHOD
 
 QUANTIZE_CHOICES = ("none", "int8", "int8-static")  # int8-static: training/quantize_static.py
 AGREEMENT_MEMES = 64  # validation memes the INT8 graph is compared with FP32 on
@@ -79,6 +83,7 @@ class Int8Method:
     method: str
     engine: str = "onnxruntime"
     precision_hint: str | None = None
+    precision: Literal["int8", "bf16"] = "int8"  # bf16: the FP32 graph, served by OpenVINO in BF16
 
 
 DYNAMIC = Int8Method(METHOD)
@@ -200,7 +205,7 @@ def int8_agreement(
         name: float(np.mean(r.argmax(-1) == q.argmax(-1))) for name, r, q in zip(outputs, reference, quantised)
     }
     return QuantizationEntry(
-        precision="int8",
+        precision=how.precision,
         method=how.method,
         inputs=source,
         memes=int(len(reference[0])),
@@ -215,28 +220,43 @@ def quantize_member(
     path: Path, feeds: Int8Feeds, outputs: Sequence[str], log: Callable[[str], None], trim: bool = False
 ) -> QuantizationEntry:
     """Replace the FP32 graph at ``path`` by its INT8 copy (static when ``feeds.calibration``
-    is set); how the two agree on ``feeds.feeds`` (``trim``: the INT8 graph on ids cut to the
-    longest text, as the gateway serves it)."""
+    is set; a recurrence there stays FP32 for OpenVINO's BF16, ``write_served_graph``); how the
+    two agree on ``feeds.feeds`` (``trim``: the served graph on ids cut to the longest text, as
+    the gateway serves it)."""
     fp32 = path.with_name(path.stem + ".fp32.onnx")
     path.rename(fp32)
-    how = DYNAMIC
     try:
-        if feeds.calibration is None or has_recurrence(fp32):
-            if feeds.calibration is not None:
-                log(f"  int8-static: {path.parent.parent.name} gets dynamic INT8 for ONNX Runtime (its recurrence: "
-                    "static INT8 agreed 92 to 94% with FP32 at ViT-B-32)")  # fmt: skip
-            quantize_int8(fp32, path)
-        else:
-            quantize_int8_static(fp32, path, feeds.calibration, trim)
-            memes = len(next(iter(feeds.calibration.values())))
-            how = Int8Method(STATIC_METHOD.format(memes=memes), SERVED_ENGINE, SERVED_HINT)
+        how = write_served_graph(fp32, path, feeds, trim, log)
         entry = int8_agreement(fp32, path, feeds.feeds, outputs, feeds.source, trim, how)
     finally:
         fp32.unlink(missing_ok=True)
     worst = min(entry.label_agreement.values())
     served = f" (as served: {entry.engine}, {entry.precision_hint})" if entry.precision_hint else ""
     log(
-        f"  int8: {path.stat().st_size / 1e6:.0f} MB, label agreement with FP32 >= {worst:.1%}{served} on "
-        f"{entry.memes} {feeds.source}, max |logit diff| {entry.max_abs_logit_diff:.2e}"
+        f"  {entry.precision}: {path.stat().st_size / 1e6:.0f} MB, label agreement with FP32 >= {worst:.1%}{served} "
+        f"on {entry.memes} {feeds.source}, max |logit diff| {entry.max_abs_logit_diff:.2e}"
     )
     return entry
+
+
+def write_served_graph(fp32: Path, out: Path, feeds: Int8Feeds, trim: bool, log: Callable[[str], None]) -> Int8Method:
+    """The served graph of the FP32 one at ``fp32`` written to ``out``: ONNX Runtime's dynamic INT8,
+    or with ``feeds.calibration`` static INT8 for OpenVINO; there a member with a recurrence stays
+    FP32, run by OpenVINO in BF16 (its static INT8 agreed too little), unless OpenVINO runs its
+    recurrence wrongly (a packed BiLSTM: dynamic INT8 on ONNX Runtime)."""
+    if feeds.calibration is None:
+        quantize_int8(fp32, out)
+        return DYNAMIC
+    member = out.parent.parent.name
+    if per_row_recurrence(fp32):
+        log(f"  int8-static: {member} gets dynamic INT8 for ONNX Runtime (OpenVINO: its packed LSTM wrong)")
+        quantize_int8(fp32, out)
+        return DYNAMIC
+    if has_recurrence(fp32):
+        log(f"  int8-static: {member} stays FP32, served by OpenVINO in BF16 (its recurrence: static INT8 agreed "
+            "92 to 95% with FP32 at ViT-B-32)")  # fmt: skip
+        shutil.copyfile(fp32, out)
+        return Int8Method(FLOAT_METHOD, SERVED_ENGINE, SERVED_HINT, precision="bf16")
+    quantize_int8_static(fp32, out, feeds.calibration, trim)
+    memes = len(next(iter(feeds.calibration.values())))
+    return Int8Method(STATIC_METHOD.format(memes=memes), SERVED_ENGINE, SERVED_HINT)

@@ -1,19 +1,21 @@
 """Static INT8 members for OpenVINO (``memotion export --quantize int8-static``).
 
 ONNX Runtime's ``quantize_static`` writes QuantizeLinear/DequantizeLinear pairs around every MatMul
-and Gemm by a weight (weights signed INT8 per output channel, activations unsigned INT8 per tensor,
-their ranges the min and max seen on the run's training memes, 8 a call as the gateway batches
-them); attention's two activation-by-activation matmuls stay float. OpenVINO's CPU plugin turns
-each pair into an INT8 matmul on AMX / VNNI and, with its ``bf16`` precision hint, runs the rest
-(LayerNorm, softmax, GELU, the LSTM) in BF16: at ViT-B-32 on this project's 2-core machine that
-ran CLIP-image and CLIP-multi 4.1x and 2.4x faster than ONNX Runtime FP32 at batch 8, about as
-fast as ONNX Runtime's dynamic INT8 (bench/openvino_members.py, a quiet run).
+and Gemm by a weight (weights signed INT8 per output channel, activations signed INT8 per tensor
+and symmetric, zero point 0, their ranges the largest magnitude seen on the run's training memes,
+8 a call as the gateway batches them); attention's two activation-by-activation matmuls stay
+float. OpenVINO's CPU plugin turns each pair into an INT8 matmul on AMX / VNNI and, with its
+``bf16`` precision hint, runs the rest (LayerNorm, softmax, GELU) in BF16. Symmetric activations
+matter: with unsigned ones (a zero point) OpenVINO 2026.4 left a Convert (reference kernel) and a
+Subtract beside about half the matmuls (ViT-B-32, batch 8, one run of bench/openvino_members.py:
+CLIP-image 6.0 -> 5.0, CLIP-multi 11.8 -> 9.8 ms per meme, the same agreement).
 The same graph on ONNX Runtime runs, slower than its dynamic INT8: serve it with
 ``MEMOTION_ENGINE=openvino``. How far it is from FP32 is measured as served: on OpenVINO, hint
-``SERVED_HINT``. A member with a recurrence (``has_recurrence``: clip_text's BiLSTM) gets ONNX
-Runtime's dynamic INT8 instead, which the gateway's OpenVINO engine runs on ONNX Runtime: static
-INT8 of clip_text agreed only 92 to 94% with FP32 at ViT-B-32 on real memes (ensemble 97.7%, under
-issue 21's 98%), and an older export's packed BiLSTM (``per_row_recurrence``) OpenVINO runs wrongly.
+``SERVED_HINT``. A member with a recurrence (``has_recurrence``: clip_text's BiLSTM) stays FP32, which the
+gateway's OpenVINO engine runs in BF16 (``FLOAT_METHOD``): static INT8 of clip_text agreed only 92
+to 95% with FP32 at ViT-B-32 on real memes (ensemble 97.7%, under issue 21's 98%); BF16 agrees 99%
+and runs as fast as ONNX Runtime's dynamic INT8 of it. An older export's packed BiLSTM
+(``per_row_recurrence``), which OpenVINO runs wrongly, gets ONNX Runtime's dynamic INT8.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ SERVED_ENGINE = "openvino"
 SERVED_HINT = "bf16"
 CALIBRATION_BATCH = 8  # memes per calibration call: the gateway's batch
 METHOD = (
-    "static QDQ for OpenVINO: MatMul/Gemm by a weight, weights int8 per channel, activations uint8 "
-    "per tensor (min-max on {memes} training memes)"
+    "static QDQ for OpenVINO: MatMul/Gemm by a weight, weights int8 per channel, activations int8 "
+    "symmetric per tensor (max |x| on {memes} training memes)"
+)
+FLOAT_METHOD = (
+    "none: the FP32 graph, run by OpenVINO with its bf16 precision hint (a recurrence: static INT8 agrees too little)"
 )
 
 
@@ -82,11 +87,17 @@ class _CalibrationReader:
 
 
 def quantize_int8_static(
-    fp32: Path, out: Path, calibration: dict[str, np.ndarray], trim: bool, weights_only: bool = True
+    fp32: Path,
+    out: Path,
+    calibration: dict[str, np.ndarray],
+    trim: bool,
+    weights_only: bool = True,
+    symmetric: bool = True,
 ) -> Path:
     """The static INT8 QDQ copy of the ONNX graph ``fp32`` at ``out``, its activation ranges from
     ``calibration`` (the graph's inputs, real memes); ``weights_only=False`` quantises attention's
-    activation-by-activation matmuls too (bench/openvino_members.py: no faster, lower agreement)."""
+    activation-by-activation matmuls too (bench/openvino_members.py: no faster, lower agreement);
+    ``symmetric=False``: activations uint8 with a zero point (the earlier method, slower on OpenVINO)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
@@ -94,12 +105,13 @@ def quantize_int8_static(
         str(out),
         _CalibrationReader(batches(calibration, CALIBRATION_BATCH, trim)),
         quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
+        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=["MatMul", "Gemm"],
         calibrate_method=CalibrationMethod.MinMax,
         nodes_to_exclude=activation_matmuls(fp32) if weights_only else [],
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
     )
     return out
 
