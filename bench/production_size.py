@@ -380,12 +380,8 @@ OPENVINO_CONFIGS = {  # --openvino: the same-engine FP32 baseline, the static IN
     # dynamic INT8 and the INT8 OCR detector stay on ONNX Runtime: openvino_backend.openvino_mismatch),
     # and the FP32 repository with every member and both OCR networks on OpenVINO BF16
     "fp32-openvino": ("fp32", {"MEMOTION_ENGINE": "openvino", "MEMOTION_OPENVINO_PRECISION": "f32"}),
-    "int8-static-openvino": ("int8-static", {"MEMOTION_ENGINE": "openvino"}),  # precision auto: bf16
-    # ... and its OCR networks (FP32, f32 under auto) in BF16 too: the fastest at 1 client
-    "int8-static-openvino-bf16": (
-        "int8-static",
-        {"MEMOTION_ENGINE": "openvino", "MEMOTION_OPENVINO_PRECISION": "bf16"},
-    ),
+    # precision auto: the members' bf16 hint, which the FP32 OCR networks follow (repository_precision)
+    "int8-static-openvino": ("int8-static", {"MEMOTION_ENGINE": "openvino"}),
     "int8-openvino-bf16": ("int8", {"MEMOTION_ENGINE": "openvino", "MEMOTION_OPENVINO_PRECISION": "bf16"}),
     "fp32-openvino-bf16": ("fp32", {"MEMOTION_ENGINE": "openvino", "MEMOTION_OPENVINO_PRECISION": "bf16"}),
 }

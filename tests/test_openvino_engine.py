@@ -25,6 +25,7 @@ from service.inference.backends.openvino_backend import (
     compile_config,
     model_precision,
     openvino_mismatch,
+    repository_precision,
 )
 from service.inference.backends.ort_backend import OnnxRuntimeBackend
 from tests.test_ragged_bilstm import packed_clip_text_graph
@@ -127,6 +128,14 @@ def test_models_openvino_would_answer_differently_run_on_onnx_runtime(model_repo
     )  # fmt: skip
     int8_member = members["clip_image"].model_copy(update={"quantization": dynamic})
     assert "made for onnxruntime" in str(openvino_mismatch(int8_member))  # --quantize int8: ONNX Runtime's
+    static = dynamic.model_copy(update={"engine": "openvino", "precision_hint": "bf16"})
+    static_member = members["clip_image"].model_copy(update={"quantization": static})
+    assert repository_precision([*members.values(), *ocr.models()]) == "f32"  # FP32 repository: f32
+    assert repository_precision([static_member, *ocr.models()]) == "bf16"  # made for BF16: OCR follows
+    assert (
+        model_precision(ocr.recognizer, "auto", "bf16") == "bf16" and model_precision(ocr.recognizer, "auto") == "f32"
+    )
+    assert model_precision(ocr.recognizer, "f32", "bf16") == "f32"  # an explicit setting wins
 
 
 @pytest.mark.slow
@@ -163,6 +172,9 @@ def test_int8_static_export_is_checked_on_openvino_and_served_there(tiny_run, sy
     assert any("as served: openvino, bf16" in line for line in lines), lines
     assert any("clip_text stays FP32, served by OpenVINO in BF16" in line for line in lines), lines
     assert manifest.ocr is not None and "int8" not in manifest.ocr.detector.source  # FP32: OpenVINO reads it
+    assert repository_precision([*manifest.members(), *manifest.ocr.models()]) == "bf16"  # OCR follows
+    assert model_precision(manifest.ocr.recognizer, "auto", "bf16") == "bf16"
+    assert repository_precision(manifest.ocr.models()) == "f32"  # nothing measured in BF16
     feeds = meme_feeds(repository, synthetic_data)
     engine = OpenVinoBackend(repository, manifest.members(), threads=1)
     ort = OnnxRuntimeBackend(repository, manifest.members(), intra_op_threads=1)

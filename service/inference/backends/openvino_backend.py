@@ -86,14 +86,22 @@ class _CompiledModel:
             self._idle.put(request)
 
 
-def model_precision(model: ServedModel, precision: str) -> str:
-    """The precision hint ``model`` is compiled with: ``precision``, or for "auto" the one its INT8
-    agreement was measured with (manifest ``quantization.precision_hint``), else f32."""
+def model_precision(model: ServedModel, precision: str, fallback: str = "f32") -> str:
+    """The precision hint ``model`` is compiled with: ``precision``, or for "auto" the one its
+    agreement was measured with (manifest ``quantization.precision_hint``), else ``fallback``."""
     if precision != "auto":
         return precision
     quantization = getattr(model, "quantization", None)
     hint = quantization.precision_hint if quantization is not None else None
-    return hint or "f32"
+    return hint or fallback
+
+
+def repository_precision(models: Sequence[ServedModel]) -> str:
+    """The "auto" hint of a model the manifest states none for (the FP32 OCR networks): bf16 when
+    a member was measured with it (a repository made for OpenVINO BF16: OCR reads the same text in
+    BF16, CER 0.170 against 0.173, README "Production size", in 44 against 80 ms), else f32."""
+    hints = {getattr(getattr(m, "quantization", None), "precision_hint", None) for m in models}
+    return "bf16" if "bf16" in hints else "f32"
 
 
 def openvino_mismatch(model: ServedModel) -> str | None:
@@ -166,6 +174,7 @@ class OpenVinoBackend:
             raise BackendError(f"OpenVINO precision must be auto or one of {PRECISION_HINTS}, got {precision!r}")
         core = ov.Core()
         self._cpu_pinning = cpu_pinning
+        self._fallback_precision = repository_precision(models)
         self._models: dict[str, _CompiledModel] = {}
         self._lock = threading.Lock()
         on_ort = []
@@ -184,7 +193,7 @@ class OpenVinoBackend:
 
     def _load(self, core: Any, root: Path, model: ServedModel, threads: int, precision: str) -> _CompiledModel | None:
         """``model`` compiled for the CPU; None when ONNX Runtime must run it (``openvino_mismatch``)."""
-        path, hint = root / model.file, model_precision(model, precision)
+        path, hint = root / model.file, model_precision(model, precision, self._fallback_precision)
         mismatch = openvino_mismatch(model)
         try:
             graph = None if mismatch else core.read_model(str(path))
