@@ -16,6 +16,7 @@ each row's out-of-fold probabilities (OUT/<data set>-<row>.npz).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -39,6 +40,10 @@ from training.tfidf_member import CHAR_TFIDF, MEMBER_TFIDF, NB_TFIDF
 HEAD = "sentiment"
 FOLDS = 5
 GRID = [(c, w) for c in (0.3, 1.0, 3.0, 10.0) for w in (None, "balanced")]
+OTHER_HEADS_POINT = (1.0, "balanced")  # the other heads' regressions, for the cross-head rows (one grid point)
+FINE_COLUMN = "overall_sentiment_5"
+FINE_LEVELS = ("very_negative", "negative", "neutral", "positive", "very_positive")
+FINE_TO_TASK_A = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]], float)  # memotion.labels' folding
 Features = Callable[[list[str], list[list[str]]], list]  # (fit texts, other texts) -> matrices
 
 
@@ -68,23 +73,114 @@ def fit_predict(train, y: np.ndarray, x_list: list, c: float, weight, nb: bool) 
 
 
 def oof(
-    make: Features, nb: bool, texts: list[str], y: np.ndarray, val_texts: list[str], y_val: np.ndarray, folds
+    make: Features,
+    nb: bool,
+    texts: list[str],
+    y: np.ndarray,
+    val_texts: list[str],
+    y_val: np.ndarray,
+    folds,
+    collapse: np.ndarray | None = None,
+    classes: int = 3,
+    grid: list = GRID,
 ) -> dict:
-    """Out-of-fold probabilities with C / class weight chosen on val per fold ('chosen'), and per grid point."""
-    chosen = np.zeros((len(texts), 3))
-    per_grid = {g: np.zeros((len(texts), 3)) for g in GRID}
+    """Out-of-fold probabilities with C / class weight chosen on val per fold ('chosen'), and per grid point.
+    ``collapse`` [fine classes, classes]: ``y`` holds fine labels, whose probabilities are summed into
+    ``y_val``'s classes (``p @ collapse``) before the choice and in the output."""
+    merge = (lambda p: p) if collapse is None else (lambda p: p @ collapse)
+    chosen = np.zeros((len(texts), classes))
+    per_grid = {g: np.zeros((len(texts), classes)) for g in grid}
     for fit_rows, held in folds:
         fit = [texts[i] for i in fit_rows]
         mats = make(fit, [val_texts, [texts[i] for i in held]])
         best = (-1.0, None)
-        for c, w in GRID:
-            val_p, held_p = fit_predict(mats[0], y[fit_rows], mats[1:], c, w, nb)
+        for c, w in grid:
+            val_p, held_p = map(merge, fit_predict(mats[0], y[fit_rows], mats[1:], c, w, nb))
             per_grid[(c, w)][held] = held_p
-            score = macro_f1(y_val, val_p.argmax(1), 3)
+            score = macro_f1(y_val, val_p.argmax(1), classes)
             if score > best[0]:
                 best = (score, held_p)
         chosen[held] = best[1]
     return {"chosen": chosen, "grid": per_grid}
+
+
+def fine_labels(labels_file: Path, ids: list[str]) -> np.ndarray | None:
+    """Memotion 1's five-level overall sentiment (FINE_LEVELS index) per meme id, or None where the
+    labels file does not give one for every id (CM-Off-Meme)."""
+    import csv
+
+    with labels_file.open(newline="", encoding="utf-8") as handle:
+        level = {row["id"]: row.get(FINE_COLUMN) or "" for row in csv.DictReader(handle)}
+    values = [level.get(i, "") for i in ids]
+    if not all(v in FINE_LEVELS for v in values):
+        return None
+    return np.array([FINE_LEVELS.index(v) for v in values])
+
+
+def other_heads_oof(texts: list[str], labels: dict[str, np.ndarray], folds) -> np.ndarray:
+    """Out-of-fold probabilities of the other heads (those with 2+ classes in training), each the mean of
+    the word and character members' regressions at OTHER_HEADS_POINT, side by side [N, sum of classes]."""
+    kept = {h: y for h, y in labels.items() if h != HEAD and len(np.unique(y)) > 1}
+    out = {h: np.zeros((len(texts), int(y.max()) + 1)) for h, y in kept.items()}
+    c, weight = OTHER_HEADS_POINT
+    for config in (MEMBER_TFIDF, CHAR_TFIDF):
+        make, _ = tfidf_features(config)
+        for fit_rows, held in folds:
+            fit_x, held_x = make([texts[i] for i in fit_rows], [[texts[i] for i in held]])
+            for head, y in kept.items():
+                out[head][held] += fit_head(False, c, weight, 2000, fit_x, y[fit_rows]).predict_proba(held_x) / 2
+    return np.hstack(list(out.values()))
+
+
+def nested_stacker(features: np.ndarray, y: np.ndarray, folds, balanced: bool) -> np.ndarray:
+    """Labels from a multinomial LR stacker (C = 1) fitted on the other folds' rows, per held-out fold."""
+    from sklearn.linear_model import LogisticRegression
+
+    out = np.zeros(len(y), dtype=np.int64)
+    for fit_rows, held in folds:
+        model = LogisticRegression(C=1.0, class_weight="balanced" if balanced else None, max_iter=2000)
+        out[held] = model.fit(features[fit_rows], y[fit_rows]).predict(features[held])
+    return out
+
+
+def nested_offsets(log_p: np.ndarray, y: np.ndarray, folds) -> np.ndarray:
+    """Labels after per-class offsets (training/calibration.fit_offsets, macro F1) fitted on the other folds."""
+    from memotion.voting import decide
+    from training.calibration import fit_offsets
+
+    out = np.zeros(len(y), dtype=np.int64)
+    for fit_rows, held in folds:
+        out[held] = decide(log_p[held], fit_offsets(log_p[fit_rows], y[fit_rows], 3, "macro_f1"))
+    return out
+
+
+def combined_rows(mean3: np.ndarray, others: np.ndarray | None, y: np.ndarray, folds) -> dict:
+    """Nested rows over the three members' mean: offsets, stackers over its log-probabilities, alone
+    and beside the other heads' out-of-fold probabilities (cross-head information)."""
+    log_p = np.log(np.clip(mean3, 1e-12, None))
+    rows = {"mean3 + offsets (nested)": nested_offsets(log_p, y, folds)}
+    sets = {"": log_p} if others is None else {"": log_p, " + other heads": np.hstack([log_p, others])}
+    for suffix, features in sets.items():
+        for balanced in (False, True):
+            name = f"stacker(log mean3{suffix}{', balanced' if balanced else ''}) (nested)"
+            rows[name] = nested_stacker(features, y, folds, balanced)
+            if not balanced:
+                rows[name.replace(") (", ") + offsets (")] = nested_offsets(
+                    np.log(np.clip(stacker_proba(features, y, folds), 1e-12, None)), y, folds
+                )
+    return {row: scores_of_labels(y, labels) for row, labels in rows.items()}
+
+
+def stacker_proba(features: np.ndarray, y: np.ndarray, folds) -> np.ndarray:
+    """Probabilities of the (unweighted) stacker fitted on the other folds, per held-out fold."""
+    from sklearn.linear_model import LogisticRegression
+
+    out = np.zeros((len(y), 3))
+    for fit_rows, held in folds:
+        out[held] = (
+            LogisticRegression(C=1.0, max_iter=2000).fit(features[fit_rows], y[fit_rows]).predict_proba(features[held])
+        )
+    return out
 
 
 def candidates() -> dict[str, tuple[Features, bool]]:
@@ -103,41 +199,71 @@ def candidates() -> dict[str, tuple[Features, bool]]:
 
 
 def scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    return {measure: round(value, 4) for measure, value in f1_both(y, p.argmax(1), 3).items()}
+    return scores_of_labels(y, p.argmax(1))
 
 
-def run(name: str, only: list[str] | None, out_dir: Path) -> dict:
+def scores_of_labels(y: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    return {measure: round(value, 4) for measure, value in f1_both(y, labels, 3).items()}
+
+
+THREE = ("word member", "NB-LR word 1-2", "char member")
+
+
+def member_row(row: str, fitted: Callable[[], dict], y: np.ndarray, out_file: Path, reuse: Path | None) -> dict:
+    """A row's out-of-fold result: read from ``reuse`` (a previous run's npz of the same name) or fitted."""
+    if reuse is not None and (reuse / out_file.name).exists():
+        return {"chosen": np.load(reuse / out_file.name)["chosen"], "grid": {}}
+    started = time.perf_counter()
+    result = fitted()
+    np.savez(out_file, chosen=result["chosen"], **{f"C={c} {w}": p for (c, w), p in result["grid"].items()})
+    return {**result, "seconds": round(time.perf_counter() - started)}
+
+
+def run(name: str, args: argparse.Namespace) -> dict:
     from sklearn.model_selection import StratifiedKFold
 
     data = load_data_set(RealDataConfig(data_root=str(shared_data_root())), name)
     train, val = data.records_of("train"), data.records_of("val")
-    texts = [fold_whitespace(r.text) for r in train]
-    val_texts = [fold_whitespace(r.text) for r in val]
+    texts, val_texts = [fold_whitespace(r.text) for r in train], [fold_whitespace(r.text) for r in val]
     y, y_val = truth(train)[HEAD], truth(val)[HEAD]
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(texts, y))
+    fine = fine_labels(shared_data_root() / DATA_SETS[name].labels, [r.id for r in train])
+    rows = {row: (make, nb, None) for row, (make, nb) in candidates().items()}
+    if fine is not None and args.fine:
+        assert (FINE_TO_TASK_A[fine].argmax(1) == y).all(), "five levels fold onto the Task A labels"
+        rows |= {f"{row}, 5 levels": (*rows[row][:2], fine) for row in THREE}
     probs, out = {}, {}
-    for row, (make, nb) in candidates().items():
-        if only and not any(o in row for o in only):
+    for row, (make, nb, fine_y) in rows.items():
+        if args.only and not any(o in row for o in args.only):
             continue
-        started = time.perf_counter()
-        result = oof(make, nb, texts, y, val_texts, y_val, folds)
+        collapse = None if fine_y is None else FINE_TO_TASK_A
+        target = y if fine_y is None else fine_y
+        fitted = functools.partial(oof, make, nb, texts, target, val_texts, y_val, folds, collapse)
+        result = member_row(row, fitted, y, args.out / f"{name}-{row.replace(' ', '_')}.npz", args.reuse)
         probs[row] = result["chosen"]
-        np.savez(
-            out_dir / f"{name}-{row.replace(' ', '_')}.npz",
-            chosen=result["chosen"],
-            **{f"C={c} {w}": p for (c, w), p in result["grid"].items()},
-        )
         grid = {f"C={c} {w}": scores(y, p)["macro"] for (c, w), p in result["grid"].items()}
-        out[row] = {**scores(y, result["chosen"]), "grid_macro": grid, "seconds": round(time.perf_counter() - started)}
+        out[row] = {**scores(y, result["chosen"]), "grid_macro": grid, "seconds": result.get("seconds")}
         print(f"[{name}] {row}: {out[row]}", flush=True)
-    three = ("word member", "NB-LR word 1-2", "char member")
-    if all(row in probs for row in three):
-        out[f"mean({', '.join(three)})"] = scores(y, sum(probs[row] for row in three) / 3)
+    out |= mean_rows(probs, y)
+    if all(row in probs for row in THREE) and args.combine:
+        others = other_heads_oof(texts, truth(train), folds) if args.cross_head else None
+        out |= combined_rows(sum(probs[row] for row in THREE) / 3, others, y, folds)
+    for row, s in out.items():
+        print(f"[{name}] {row}: {s['macro']} / {s['weighted']}", flush=True)
+    return out
+
+
+def mean_rows(probs: dict[str, np.ndarray], y: np.ndarray) -> dict:
+    """Equal means: of the three members (and of their five-level versions), and of each row with the
+    character member."""
+    out = {}
+    for suffix in ("", ", 5 levels"):
+        if all(row + suffix in probs for row in THREE):
+            out[f"mean({', '.join(THREE)}){suffix}"] = scores(y, sum(probs[row + suffix] for row in THREE) / 3)
     for row in list(probs):
         for other in ("char member", "char + vader+afinn x0.3"):
-            if other in probs and not row.startswith("char"):
+            if other in probs and not row.startswith("char") and "5 levels" not in row:
                 out[f"mean({row}, {other})"] = scores(y, (probs[row] + probs[other]) / 2)
-                print(f"[{name}] mean({row}, {other}): {out[f'mean({row}, {other})']}", flush=True)
     return out
 
 
@@ -146,9 +272,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--datasets", nargs="+", default=list(DATA_SETS), choices=list(DATA_SETS))
     parser.add_argument("--only", nargs="*", help="rows whose name contains one of these")
+    parser.add_argument("--fine", action="store_true", help="also the three members fitted on five sentiment levels")
+    parser.add_argument("--combine", action="store_true", help="nested offsets and stackers over the three's mean")
+    parser.add_argument("--cross-head", action="store_true", help="with --combine: stackers with the other heads")
+    parser.add_argument("--reuse", type=Path, help="read rows' out-of-fold probabilities from this earlier --out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {name: run(name, args.only, args.out) for name in args.datasets}
+    report = {name: run(name, args) for name in args.datasets}
     (args.out / "task_a_oof.json").write_text(json.dumps(report, indent=2))
     for name, rows in report.items():
         print(f"\n{name}: Task A out-of-fold on the training memes\n| row | macro | weighted |\n|---|---|---|")
