@@ -9,7 +9,12 @@ Rows: the TF-IDF + LR baseline's features, the word member, the word member with
 features (training/sentiment_lexicon.py) at a few scales, NB-LR (training/nb_lr.py, Wang & Manning
 2012: binary word n-grams scaled by the log-count ratio), the character member, and equal means of
 each with the character member, and of word, NB-LR and character members (``--only`` picks rows by
-name). Prints a table of Task A macro / weighted F1 (out-of-fold) and writes OUT/task_a_oof.json and
+name); word and character rows in one regression. ``--fine``: the three members fitted on Memotion
+1's five sentiment levels (``overall_sentiment_5``), their probabilities summed into three.
+``--combine``: nested (fitted on four folds' out-of-fold probabilities, scored on the fifth) per-class
+offsets and stackers over the three's mean; ``--cross-head``: stackers that also read the other
+heads' out-of-fold probabilities. ``--reuse DIR``: rows' probabilities from an earlier ``--out``.
+Prints a table of Task A macro / weighted F1 (out-of-fold) and writes OUT/task_a_oof.json and
 each row's out-of-fold probabilities (OUT/<data set>-<row>.npz).
 """
 
@@ -63,6 +68,17 @@ def tfidf_features(config: TfidfConfig, lexicons: tuple[str, ...] = (), scale: f
         return [sparse.hstack([m, lexicon_features(t, loaded, scale)]).tocsr() for m, t in zip(mats, texts)]
 
     return make, HEAD in config.nb_heads
+
+
+def joined_features(*configs: TfidfConfig) -> tuple[Features, bool]:
+    """The members' TF-IDF rows side by side (each L2-normalised), for one regression over all of them."""
+    from scipy import sparse
+
+    def make(fit: list[str], others: list[list[str]]) -> list:
+        parts = [tfidf_features(config)[0](fit, others) for config in configs]
+        return [sparse.hstack(mats).tocsr() for mats in zip(*parts)]
+
+    return make, False
 
 
 def fit_predict(train, y: np.ndarray, x_list: list, c: float, weight, nb: bool) -> list[np.ndarray]:
@@ -195,6 +211,7 @@ def candidates() -> dict[str, tuple[Features, bool]]:
         for scale in (0.3, 1.0):
             rows[f"word + {'+'.join(lexicons)} x{scale}"] = tfidf_features(MEMBER_TFIDF, lexicons, scale)
     rows["char + vader+afinn x0.3"] = tfidf_features(CHAR_TFIDF, ("vader", "afinn"), 0.3)
+    rows["word + char features, one regression"] = joined_features(MEMBER_TFIDF, CHAR_TFIDF)
     return rows
 
 

@@ -213,7 +213,8 @@ def fit_tfidf_member(
 def describe(config: TfidfConfig) -> str:
     low, high = config.ngram_range
     grams = f"tf-idf {'character' if config.analyzer == 'char' else 'word'} {low}-{high} grams"
-    return f"{grams}, NB-LR heads {', '.join(config.nb_heads)}" if config.nb_heads else grams
+    grams = f"{grams}, NB-LR heads {', '.join(config.nb_heads)}" if config.nb_heads else grams
+    return f"{grams}, fitting only {', '.join(config.fit_heads)}" if config.fit_heads is not None else grams
 
 
 # Member kind -> (the RecipeConfig field holding its TfidfConfig, the default).
