@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from memotion.labels import parse_label
 from memotion.raw_text import fold_whitespace
 from training.baselines import TfidfConfig, fit_head, tfidf_vectoriser
 from training.data.real_sets import DATA_SETS
@@ -48,7 +49,7 @@ GRID = [(c, w) for c in (0.3, 1.0, 3.0, 10.0) for w in (None, "balanced")]
 OTHER_HEADS_POINT = (1.0, "balanced")  # the other heads' regressions, for the cross-head rows (one grid point)
 FINE_COLUMN = "overall_sentiment_5"
 FINE_LEVELS = ("very_negative", "negative", "neutral", "positive", "very_positive")
-FINE_TO_TASK_A = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]], float)  # memotion.labels' folding
+FINE_TO_TASK_A = np.eye(3)[[parse_label(HEAD, level) for level in FINE_LEVELS]]  # [5, 3]: memotion.labels' folding
 Features = Callable[[list[str], list[list[str]]], list]  # (fit texts, other texts) -> matrices
 
 
