@@ -98,23 +98,21 @@ def oof(
     y_val: np.ndarray,
     folds,
     collapse: np.ndarray | None = None,
-    classes: int = 3,
-    grid: list = GRID,
 ) -> dict:
     """Out-of-fold probabilities with C / class weight chosen on val per fold ('chosen'), and per grid point.
     ``collapse`` [fine classes, classes]: ``y`` holds fine labels, whose probabilities are summed into
     ``y_val``'s classes (``p @ collapse``) before the choice and in the output."""
     merge = (lambda p: p) if collapse is None else (lambda p: p @ collapse)
-    chosen = np.zeros((len(texts), classes))
-    per_grid = {g: np.zeros((len(texts), classes)) for g in grid}
+    chosen = np.zeros((len(texts), 3))
+    per_grid = {g: np.zeros((len(texts), 3)) for g in GRID}
     for fit_rows, held in folds:
         fit = [texts[i] for i in fit_rows]
         mats = make(fit, [val_texts, [texts[i] for i in held]])
         best = (-1.0, None)
-        for c, w in grid:
+        for c, w in GRID:
             val_p, held_p = map(merge, fit_predict(mats[0], y[fit_rows], mats[1:], c, w, nb))
             per_grid[(c, w)][held] = held_p
-            score = macro_f1(y_val, val_p.argmax(1), classes)
+            score = macro_f1(y_val, val_p.argmax(1), 3)
             if score > best[0]:
                 best = (score, held_p)
         chosen[held] = best[1]
@@ -227,7 +225,7 @@ def scores_of_labels(y: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 THREE = ("word member", "NB-LR word 1-2", "char member")
 
 
-def member_row(row: str, fitted: Callable[[], dict], y: np.ndarray, out_file: Path, reuse: Path | None) -> dict:
+def member_row(fitted: Callable[[], dict], out_file: Path, reuse: Path | None) -> dict:
     """A row's out-of-fold result: read from ``reuse`` (a previous run's npz of the same name) or fitted."""
     if reuse is not None and (reuse / out_file.name).exists():
         return {"chosen": np.load(reuse / out_file.name)["chosen"], "grid": {}}
@@ -257,7 +255,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
         collapse = None if fine_y is None else FINE_TO_TASK_A
         target = y if fine_y is None else fine_y
         fitted = functools.partial(oof, make, nb, texts, target, val_texts, y_val, folds, collapse)
-        result = member_row(row, fitted, y, args.out / f"{name}-{row.replace(' ', '_')}.npz", args.reuse)
+        result = member_row(fitted, args.out / f"{name}-{row.replace(' ', '_')}.npz", args.reuse)
         probs[row] = result["chosen"]
         grid = {f"C={c} {w}": scores(y, p)["macro"] for (c, w), p in result["grid"].items()}
         out[row] = {**scores(y, result["chosen"]), "grid_macro": grid, "seconds": result.get("seconds")}
