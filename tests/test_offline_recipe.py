@@ -123,7 +123,8 @@ def test_tfidf_heads_as_linear_layers_give_scikit_learns_probabilities():
 
 
 @pytest.mark.parametrize(
-    ("kind", "nb_heads"), [("tfidf_lr", ()), ("tfidf_char", ()), ("tfidf_lr", ("sentiment", "humour"))]
+    ("kind", "nb_heads"),
+    [("tfidf_lr", ()), ("tfidf_char", ()), ("tfidf_lr", ("sentiment", "humour")), ("tfidf_nb", ("sentiment",))],
 )
 def test_the_tfidf_graph_equals_scikit_learn_on_any_text(synthetic_data: Path, tmp_path: Path, kind: str, nb_heads):
     """Word 1-2 grams and character 2-5 grams (1 + log tf, idf, L2 rows) through ONNX Runtime's
@@ -144,6 +145,9 @@ def test_the_tfidf_graph_equals_scikit_learn_on_any_text(synthetic_data: Path, t
     model, val, _ = fit_tfidf_member(texts, labels, tmp_path, config, log=lambda _: None, name=kind)
     assert model.vectoriser.analyzer == ("char" if kind == "tfidf_char" else "word")
     assert {h for h, m in model.heads.items() if isinstance(m, NbLrHead)} == set(nb_heads)
+    for head in set(labels["train"]) - set(config.fit_heads or labels["train"]):  # tfidf_nb fits Task A only
+        majority = np.bincount(labels["train"][head]).argmax()
+        assert model.heads[head] is None and model.chosen[head] == {"constant": majority}
     probe = [*TEXTS, "नमस्ते दुनिया", "a b c d", "x", " two  spaces\tand\na newline ", "😂 lol ÉCOLE"]
     served = OnnxTextMember(tmp_path / "model.onnx").probabilities(probe)
     expected = model.probabilities([fold_whitespace(t) for t in probe])

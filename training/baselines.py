@@ -36,6 +36,9 @@ class TfidfConfig:
     # Heads fitted by NB-LR (training/nb_lr.py: the n-grams' presence scaled by the log-count ratio,
     # one-vs-rest) instead of a multinomial regression on the TF-IDF rows; same C and weighting grid.
     nb_heads: tuple[str, ...] = ()
+    # Heads fitted at all (None: every head); any other head is a constant head at its majority class,
+    # for a member that votes on some heads only (the offline recipe's NB-LR votes on Task A).
+    fit_heads: tuple[str, ...] | None = None
 
 
 def majority_probabilities(train: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -108,9 +111,10 @@ def fit_tfidf_lr(
     for head, train_y in labels["train"].items():
         train_y = np.asarray(train_y)
         best = None
+        skipped = config.fit_heads is not None and head not in config.fit_heads
         for c in config.c_grid:
             for weight in config.class_weights:
-                if len(np.unique(train_y)) < 2:  # a constant head: nothing to learn
+                if len(np.unique(train_y)) < 2 or skipped:  # a constant head: nothing to learn (or asked)
                     break
                 model = fit_head(head in config.nb_heads, c, weight, config.max_iter, train_x, train_y)
                 val = _full_probabilities(model, val_x, NUM_CLASSES[head])
@@ -119,7 +123,8 @@ def fit_tfidf_lr(
                     best = (score, model, {"C": c, "class_weight": weight, "val_macro_f1": round(score, 4)})
         if best is None:
             heads[head] = None
-            chosen[head] = {"constant": int(train_y[0]) if len(train_y) else 0}
+            values, counts = np.unique(train_y, return_counts=True)
+            chosen[head] = {"constant": int(values[counts.argmax()]) if len(train_y) else 0}
         else:
             heads[head], chosen[head] = best[1], best[2]
     return TfidfModel(vectoriser, heads, chosen)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from memotion.labels import ALL_TASKS
+from memotion.labels import ALL_TASKS, TASK_A
 from memotion.raw_text import fold_whitespace, raw_text_feed
 from training.baselines import NUM_CLASSES, TfidfConfig, TfidfModel, fit_tfidf_lr
 from training.nb_lr import NbLrHead
@@ -46,8 +46,9 @@ IR_VERSION = 8  # what the ONNX Runtime in Triton's python backend reads
 MEMBER_TFIDF = TfidfConfig(token_pattern=r"[a-zA-Z0-9_][a-zA-Z0-9_]+", sublinear_tf=True)
 # Character 2-5 grams (spaces included) of the lower-cased text: spelling variants, romanised Hindi.
 CHAR_TFIDF = TfidfConfig(analyzer="char", ngram_range=(2, 5), max_features=100_000, sublinear_tf=True)
-# NB-LR (training/nb_lr.py) on the word member's n-grams, every head: the offline recipe's Task A voter.
-NB_TFIDF = replace(MEMBER_TFIDF, nb_heads=tuple(spec.name for spec in ALL_TASKS))
+# NB-LR (training/nb_lr.py) on the word member's n-grams: the offline recipe's Task A voter, so Task A
+# is the only head it fits (the others are constant heads, voting nowhere: RecipeConfig.member_heads).
+NB_TFIDF = replace(MEMBER_TFIDF, nb_heads=(TASK_A.name,), fit_heads=(TASK_A.name,))
 
 
 def head_weights(model, num_classes: int, features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +213,8 @@ def fit_tfidf_member(
 def describe(config: TfidfConfig) -> str:
     low, high = config.ngram_range
     grams = f"tf-idf {'character' if config.analyzer == 'char' else 'word'} {low}-{high} grams"
-    return f"{grams}, NB-LR heads {', '.join(config.nb_heads)}" if config.nb_heads else grams
+    grams = f"{grams}, NB-LR heads {', '.join(config.nb_heads)}" if config.nb_heads else grams
+    return f"{grams}, fitting only {', '.join(config.fit_heads)}" if config.fit_heads is not None else grams
 
 
 # Member kind -> (the RecipeConfig field holding its TfidfConfig, the default).
