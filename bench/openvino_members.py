@@ -42,7 +42,7 @@ from bench.production_size import log, memes_and_feeds, session, table  # noqa: 
 from bench.roofline import cpu_flags, measure_roofline, rate  # noqa: E402
 from memotion.data_format import load_split  # noqa: E402
 from memotion.manifest import ModelEntry, load_manifest  # noqa: E402
-from training.quantize_static import batches, has_recurrence, quantize_int8_static  # noqa: E402
+from training.quantize_static import batches, quantize_int8_static, recurrence  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "openvino_members.json"
 BATCH = 8
@@ -145,7 +145,7 @@ def engines(workdir: Path, member: ModelEntry, calibration: dict[str, np.ndarray
     wqdq = lambda: static_graph(workdir, member, calibration, weights_only=True)  # noqa: E731
     u8qdq = lambda: static_graph(workdir, member, calibration, weights_only=True, symmetric=False)  # noqa: E731
     # what the --quantize int8-static repository serves: a recurrence (clip_text) FP32 in BF16
-    recurrent = has_recurrence(fp32)
+    recurrent = recurrence(fp32) is not None
     served = ("bf16" if recurrent else "int8", lambda: ov_runner(fp32 if recurrent else wqdq(), outputs, "bf16"))
     return {
         "ort-fp32": ("fp32", lambda: ort_runner(fp32, outputs)),

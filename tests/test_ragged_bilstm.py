@@ -22,7 +22,7 @@ from training.models.clip_text import ClipTextClassifier
 from training.models.encoders import ClipTextEncoder
 from training.models.ragged_bilstm import ragged_bilstm_final_states, within_length_reversal
 from training.quantize import quantize_int8
-from training.quantize_static import per_row_recurrence
+from training.quantize_static import recurrence
 
 END_OF_TEXT = 49407  # CLIP's highest id: token_lengths reads a text's length from it
 CONTEXT = 32  # memotion-tiny's context length
@@ -96,7 +96,7 @@ def test_clip_text_exports_its_bilstm_without_sequence_lengths_and_both_engines_
 
     lstms = [n for n in onnx.load(str(exported)).graph.node if n.op_type == "LSTM"]
     assert len(lstms) == 4 and all(len(n.input) < 5 or not n.input[4] for n in lstms)  # 2 layers x 2 directions
-    assert not per_row_recurrence(exported)
+    assert recurrence(exported) == "full-length"
     graph = ov.Core().read_model(str(exported))
     assert recurrence_mismatch(graph) is None  # the gateway's OpenVINO engine runs it
     request = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
@@ -126,7 +126,7 @@ def test_a_graph_with_per_row_sequence_lengths_is_still_recognised(tiny_text_mod
     import openvino as ov
 
     old = packed_clip_text_graph(tiny_text_model, tmp_path / "old.onnx")
-    assert per_row_recurrence(old)
+    assert recurrence(old) == "per-row"
     assert "per-row lengths" in str(recurrence_mismatch(ov.Core().read_model(str(old))))
 
 

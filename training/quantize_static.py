@@ -11,17 +11,18 @@ Subtract beside about half the matmuls (ViT-B-32, batch 8, one run of bench/open
 CLIP-image 6.0 -> 5.0, CLIP-multi 11.8 -> 9.8 ms per meme, the same agreement).
 The same graph on ONNX Runtime runs, slower than its dynamic INT8: serve it with
 ``MEMOTION_ENGINE=openvino``. How far it is from FP32 is measured as served: on OpenVINO, hint
-``SERVED_HINT``. A member with a recurrence (``has_recurrence``: clip_text's BiLSTM) stays FP32, which the
+``SERVED_HINT``. A member with a recurrence (``recurrence``: clip_text's BiLSTM) stays FP32, which the
 gateway's OpenVINO engine runs in BF16 (``FLOAT_METHOD``): static INT8 of clip_text agreed only 92
 to 95% with FP32 at ViT-B-32 on real memes (ensemble 97.7%, under issue 21's 98%); BF16 agrees 99%
 and runs as fast as ONNX Runtime's dynamic INT8 of it. An older export's packed BiLSTM
-(``per_row_recurrence``), which OpenVINO runs wrongly, gets ONNX Runtime's dynamic INT8.
+(``recurrence`` "per-row"), which OpenVINO runs wrongly, gets ONNX Runtime's dynamic INT8.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -48,23 +49,19 @@ def activation_matmuls(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and not set(n.input) & constants]
 
 
-def has_recurrence(path: Path) -> bool:
-    """True when the graph at ``path`` has an LSTM / GRU / RNN (clip_text's and bert_text's BiLSTM)."""
+def recurrence(path: Path) -> Literal["per-row", "full-length"] | None:
+    """The graph at ``path``'s recurrence, read once: "per-row" when an LSTM / GRU / RNN runs over
+    per-row lengths (``sequence_lens`` from the inputs: a packed BiLSTM, which OpenVINO runs wrongly
+    for the shorter rows of a batch, so the gateway's OpenVINO engine leaves it to ONNX Runtime;
+    clip_text's is exported on full-length rows since training/models/ragged_bilstm.py),
+    "full-length" for any other (clip_text's and bert_text's BiLSTM), None without one."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    return any(n.op_type in ("LSTM", "GRU", "RNN") for n in graph.node)
-
-
-def per_row_recurrence(path: Path) -> bool:
-    """True when the graph at ``path`` has an LSTM / GRU / RNN over per-row lengths (``sequence_lens``
-    from the inputs: a packed BiLSTM; clip_text's is exported on full-length rows since
-    training/models/ragged_bilstm.py). OpenVINO runs those wrongly for the shorter rows of a batch,
-    so the gateway's OpenVINO engine leaves such a model to ONNX Runtime."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return any(n.op_type in ("LSTM", "GRU", "RNN") and len(n.input) > 4 and n.input[4] for n in graph.node)
+    recurrent = [n for n in graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
+    if any(len(n.input) > 4 and n.input[4] for n in recurrent):
+        return "per-row"
+    return "full-length" if recurrent else None
 
 
 def batches(feeds: dict[str, np.ndarray], size: int, trim: bool) -> list[dict[str, np.ndarray]]:
